@@ -1,0 +1,127 @@
+//! The artifact cache: compiled modules on local disk, so that nothing is compiled twice.
+//!
+//! An artifact is the output of `Engine::precompile_module`, stored as
+//! `<root>/<engine key>/<module sha256>.cwasm`. The engine key is a digest of the
+//! engine's compatibility hash (wasmtime version, target, compiler settings), so an
+//! upgrade or a config change simply starts a new directory instead of loading an
+//! artifact the engine would reject. Files are written atomically (temp file, fsync,
+//! rename, fsync of the directory): a reader sees a whole artifact or none.
+
+use crate::digest::Digest;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A directory of compiled artifacts for one engine configuration.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+}
+
+impl ArtifactCache {
+    /// Opens (creating if needed) the cache under `root` for `engine`.
+    pub fn open(root: &Path, engine: &wasmtime::Engine) -> io::Result<ArtifactCache> {
+        let dir = root.join(engine_key(engine));
+        fs::create_dir_all(&dir)?;
+        Ok(ArtifactCache { dir })
+    }
+
+    /// The directory holding this engine's artifacts.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the artifact of `digest` lives (whether or not it exists yet).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{digest}.cwasm"))
+    }
+
+    /// Whether the artifact of `digest` has been written.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    /// Writes the artifact of `digest` atomically and durably, returning its path.
+    /// Concurrent writers of the same digest are harmless: each renames a whole file.
+    pub fn write(&self, digest: &Digest, artifact: &[u8]) -> io::Result<PathBuf> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = self.path(digest);
+        let tmp = self.dir.join(format!(
+            ".{digest}.{}.{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            file.write_all(artifact)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| path)
+    }
+
+    /// Deletes the artifact of `digest`, e.g. one the engine refused to load.
+    pub fn remove(&self, digest: &Digest) -> io::Result<()> {
+        match fs::remove_file(self.path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// 16 hex digits naming the engine's compatibility class.
+fn engine_key(engine: &wasmtime::Engine) -> String {
+    struct Sha(Sha256);
+    impl Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the sha256 state is read")
+        }
+    }
+    let mut hasher = Sha(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = hasher.0.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_atomically_and_keys_by_engine() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = wasmtime::Engine::default();
+        let cache = ArtifactCache::open(root.path(), &engine).unwrap();
+        let digest = Digest::of(b"module");
+        assert!(!cache.contains(&digest));
+        let path = cache.write(&digest, b"artifact").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"artifact");
+        assert!(cache.contains(&digest));
+        // No temp file is left behind.
+        let names: Vec<_> = fs::read_dir(cache.dir()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+
+        // The same engine configuration finds the same directory; another does not.
+        let again = ArtifactCache::open(root.path(), &engine).unwrap();
+        assert_eq!(again.dir(), cache.dir());
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let other = wasmtime::Engine::new(&config).unwrap();
+        let other = ArtifactCache::open(root.path(), &other).unwrap();
+        assert_ne!(other.dir(), cache.dir());
+
+        cache.remove(&digest).unwrap();
+        cache.remove(&digest).unwrap();
+        assert!(!cache.contains(&digest));
+    }
+}

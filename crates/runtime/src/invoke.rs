@@ -1,0 +1,291 @@
+//! One invocation: a fresh instance of a [`Function`], fed a [`Request`], run to its
+//! end under [`Limits`], and reported as an [`Invocation`].
+
+use crate::cpu_time::MeasureCpu;
+use crate::function::{Function, Host};
+use crate::limiter::{GuestLimiter, MemoryLimitExceeded};
+use crate::limits::Limits;
+use crate::output::{CapturedOutput, OutputLimitExceeded, Overflow};
+use bytes::Bytes;
+use std::fmt;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+/// The input of one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Bytes the guest reads from stdin (the HTTP request body).
+    pub stdin: Bytes,
+    /// `argv`: by convention the function name first.
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+/// How an invocation ended. Each way of failing is its own variant so that callers
+/// (the HTTP server, `kiln run`) can answer each distinctly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `_start` returned, or the guest called `proc_exit(0)`.
+    Success,
+    /// The guest called `proc_exit` with a non-zero code.
+    Exit(i32),
+    /// The guest trapped (`unreachable`, out-of-bounds access, stack overflow, a
+    /// Rust panic...). `message` is the trap's one-line description.
+    Trap { message: String },
+    /// The wall-time limit passed before the guest finished.
+    WallTimeLimit { limit: Duration },
+    /// The guest asked for more linear memory than its limit.
+    MemoryLimit { limit: u64 },
+    /// The guest wrote more stdout than its limit.
+    OutputLimit { limit: u64 },
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        *self == Outcome::Success
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Success => write!(f, "exited successfully"),
+            Outcome::Exit(code) => write!(f, "exited with code {code}"),
+            Outcome::Trap { message } => write!(f, "trapped: {message}"),
+            Outcome::WallTimeLimit { limit } => {
+                write!(f, "stopped: wall-time limit of {limit:?} exceeded")
+            }
+            Outcome::MemoryLimit { limit } => {
+                write!(f, "stopped: memory limit of {} exceeded", ByteCount(*limit))
+            }
+            Outcome::OutputLimit { limit } => {
+                write!(f, "stopped: output limit of {} exceeded", ByteCount(*limit))
+            }
+        }
+    }
+}
+
+/// Formats a byte count the way users write limits (`128 MiB`, `512 KiB`, `12 bytes`).
+pub struct ByteCount(pub u64);
+
+impl fmt::Display for ByteCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if n >= 1 << shift && n % (1 << shift) == 0 {
+                return write!(f, "{} {unit}", n >> shift);
+            }
+        }
+        write!(f, "{n} bytes")
+    }
+}
+
+/// What one run cost. Everything a bill or a benchmark needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// From the start of instantiation to the guest's end.
+    pub wall: Duration,
+    /// CPU time spent running the guest (and the host calls it made), excluding
+    /// time it was blocked.
+    pub cpu: Duration,
+    /// Time to create the fresh instance from the pre-linked function.
+    pub instantiation: Duration,
+    /// Largest linear memory the instance had, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Bytes given on stdin.
+    pub bytes_in: u64,
+    /// Bytes the guest wrote to stdout.
+    pub bytes_out: u64,
+}
+
+/// The result of an invocation that ran (whether or not the guest succeeded).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub outcome: Outcome,
+    /// Everything the guest wrote to stdout (up to the output limit).
+    pub stdout: Bytes,
+    /// The first [`Limits::stderr_bytes`] of what the guest wrote to stderr.
+    pub stderr: Bytes,
+    /// Whether stderr was cut at its limit.
+    pub stderr_truncated: bool,
+    /// For failures: the full error, with the guest's backtrace when there is one.
+    /// Meant for logs, not for clients.
+    pub detail: Option<String>,
+    pub stats: Stats,
+}
+
+/// Why an invocation could not run at all. Nothing of the guest executed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    #[error("request body of {size} bytes is over the limit of {}", ByteCount(*.limit))]
+    StdinTooLarge { size: u64, limit: u64 },
+    #[error(
+        "memory limit of {} is over this server's maximum of {}",
+        ByteCount(*.limit),
+        ByteCount(*.max)
+    )]
+    MemoryLimitTooLarge { limit: u64, max: u64 },
+    #[error("no free instance slot: all {0} are in use; retry shortly")]
+    AtCapacity(u32),
+}
+
+/// Raised by the epoch callback when the deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("wall-time limit exceeded")]
+struct WallTimeExceeded;
+
+pub(crate) struct Invoker {
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) max_memory_bytes: u64,
+    pub(crate) max_instances: u32,
+}
+
+impl Invoker {
+    pub(crate) async fn invoke(
+        &self,
+        function: &Function,
+        request: Request,
+    ) -> Result<Invocation, InvokeError> {
+        let limits = request.limits;
+        let bytes_in = request.stdin.len() as u64;
+        if bytes_in > limits.stdin_bytes {
+            return Err(InvokeError::StdinTooLarge {
+                size: bytes_in,
+                limit: limits.stdin_bytes,
+            });
+        }
+        if limits.memory_bytes > self.max_memory_bytes {
+            return Err(InvokeError::MemoryLimitTooLarge {
+                limit: limits.memory_bytes,
+                max: self.max_memory_bytes,
+            });
+        }
+
+        let stdout = CapturedOutput::new(limits.stdout_bytes, Overflow::Trap);
+        let stderr = CapturedOutput::new(limits.stderr_bytes, Overflow::Truncate);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(request.stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .args(&request.args)
+            .envs(&request.env)
+            .build_p1();
+        let host = Host {
+            wasi,
+            limiter: GuestLimiter::new(limits.memory_bytes),
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|host| &mut host.limiter);
+
+        let started = Instant::now();
+        let deadline = started + limits.wall_time;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(WallTimeExceeded))
+            } else {
+                // Hand the thread back to the executor once per tick so that a busy
+                // guest never monopolises it.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let mut cpu = Duration::ZERO;
+        let mut instantiation = Duration::ZERO;
+        let result = {
+            let run = pin!(async {
+                let begin = Instant::now();
+                let instance = function.pre().instantiate_async(&mut store).await;
+                instantiation = begin.elapsed();
+                let start = function.start(&mut store, &instance?)?;
+                start.call_async(&mut store, ()).await
+            });
+            let measured = MeasureCpu::new(run, &mut cpu);
+            tokio::time::timeout_at(deadline.into(), measured).await
+        };
+        let wall = started.elapsed();
+
+        let (outcome, detail) = match result {
+            Err(_elapsed) => (
+                Outcome::WallTimeLimit {
+                    limit: limits.wall_time,
+                },
+                None,
+            ),
+            Ok(Ok(())) => (Outcome::Success, None),
+            Ok(Err(error)) => {
+                if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+                    return Err(InvokeError::AtCapacity(self.max_instances));
+                }
+                classify(error, &limits)
+            }
+        };
+        let (stdout, _) = stdout.take();
+        let (stderr, stderr_truncated) = stderr.take();
+        Ok(Invocation {
+            stats: Stats {
+                wall,
+                cpu,
+                instantiation,
+                peak_memory_bytes: store.data().limiter.peak_memory(),
+                bytes_in,
+                bytes_out: stdout.len() as u64,
+            },
+            outcome,
+            stdout,
+            stderr,
+            stderr_truncated,
+            detail,
+        })
+    }
+}
+
+/// Maps the error a run ended with to its outcome, keeping the full text for logs.
+fn classify(error: wasmtime::Error, limits: &Limits) -> (Outcome, Option<String>) {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return match exit.0 {
+            0 => (Outcome::Success, None),
+            code => (Outcome::Exit(code), None),
+        };
+    }
+    let outcome = if error.is::<WallTimeExceeded>() {
+        Outcome::WallTimeLimit {
+            limit: limits.wall_time,
+        }
+    } else if error.is::<MemoryLimitExceeded>() {
+        Outcome::MemoryLimit {
+            limit: limits.memory_bytes,
+        }
+    } else if error.is::<OutputLimitExceeded>() {
+        Outcome::OutputLimit {
+            limit: limits.stdout_bytes,
+        }
+    } else if let Some(trap) = error.downcast_ref::<Trap>() {
+        Outcome::Trap {
+            message: trap.to_string(),
+        }
+    } else {
+        Outcome::Trap {
+            message: error.root_cause().to_string(),
+        }
+    };
+    (outcome, Some(format!("{error:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteCount;
+
+    #[test]
+    fn byte_counts_read_like_limits() {
+        assert_eq!(ByteCount(128 << 20).to_string(), "128 MiB");
+        assert_eq!(ByteCount(1 << 30).to_string(), "1 GiB");
+        assert_eq!(ByteCount(1536).to_string(), "1536 bytes");
+        assert_eq!(ByteCount(12).to_string(), "12 bytes");
+    }
+}

@@ -1,0 +1,54 @@
+//! The Kiln sandbox: runs one invocation of a WASI function in a fresh wasmtime
+//! instance, under limits, and reports what it did and what it cost.
+//!
+//! This crate knows nothing about HTTP, tenants or databases. Its nouns follow
+//! wasmtime's split between expensive, long-lived things and cheap per-request ones:
+//!
+//! - [`Runtime`] (one per process): engine, linker, artifact cache, epoch thread.
+//! - [`Runtime::compile`] (once per distinct module, at deploy): validate, compile,
+//!   write the artifact to disk keyed by the module's [`Digest`].
+//! - [`Function`] (once per module per process, from [`Runtime::load`]): the
+//!   artifact mapped from disk and pre-linked.
+//! - [`Runtime::invoke`] (once per request): a fresh instance of a [`Function`],
+//!   fed a [`Request`], returning an [`Invocation`] with its [`Outcome`] and [`Stats`].
+//!
+//! ```no_run
+//! # async fn demo(wasm: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! use kiln_runtime::{Request, Runtime, RuntimeConfig};
+//! let runtime = Runtime::new(RuntimeConfig::new("/tmp/kiln-artifacts"))?;
+//! let compiled = runtime.compile(wasm)?; // deploy time
+//! let function = runtime.load(&compiled.digest)?; // first use after a start
+//! let request = Request {
+//!     stdin: "world".into(),
+//!     args: vec!["hello".into()],
+//!     ..Request::default()
+//! };
+//! let invocation = runtime.invoke(&function, request).await?; // every request
+//! assert!(invocation.outcome.is_success());
+//! # Ok(()) }
+//! ```
+
+mod artifact;
+mod cpu_time;
+mod digest;
+mod engine;
+mod function;
+mod invoke;
+mod limiter;
+mod limits;
+mod output;
+mod runtime;
+mod validate;
+
+pub use artifact::ArtifactCache;
+pub use digest::{Digest, ParseDigestError};
+pub use engine::EngineConfig;
+pub use function::Function;
+pub use invoke::{ByteCount, Invocation, InvokeError, Outcome, Request, Stats};
+pub use limiter::MemoryLimitExceeded;
+pub use limits::{Limits, MIB, ParseLimitError, parse_duration, parse_size};
+pub use output::OutputLimitExceeded;
+pub use runtime::{
+    Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,
+};
+pub use validate::{ModuleInfo, ModuleKind, ValidationError};

@@ -1,0 +1,291 @@
+//! [`Runtime`]: the engine, the linker, the artifact cache, and the three things a
+//! caller does with them: compile a binary, load a compiled function, invoke it.
+
+use crate::artifact::ArtifactCache;
+use crate::digest::Digest;
+use crate::engine::{EngineConfig, EpochTicker, build_engine};
+use crate::function::{Function, Host};
+use crate::invoke::{Invocation, InvokeError, Invoker, Request};
+use crate::limiter::GuestLimiter;
+use crate::validate::{self, ModuleInfo, ProvidedImports, ValidationError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasmtime::{ExternType, Linker, Module, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// Everything needed to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled artifacts are kept (a subdirectory per engine configuration).
+    pub artifact_dir: PathBuf,
+    pub engine: EngineConfig,
+}
+
+impl RuntimeConfig {
+    /// Default engine settings, artifacts under `artifact_dir`.
+    pub fn new(artifact_dir: impl Into<PathBuf>) -> RuntimeConfig {
+        RuntimeConfig {
+            artifact_dir: artifact_dir.into(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Why a [`Runtime`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot open the artifact cache at {path}: {source}")]
+    ArtifactDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(std::io::Error),
+}
+
+/// Why a binary could not be compiled or a compiled function loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("compilation failed: {0}")]
+    Compile(String),
+    #[error("module {0} has no compiled artifact; compile it first")]
+    NotCompiled(Digest),
+    #[error("compiled artifact {path} cannot be loaded: {message}")]
+    BadArtifact { path: PathBuf, message: String },
+    #[error("cannot write the compiled artifact to {path}: {source}")]
+    WriteArtifact {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A binary that passed validation and has a compiled artifact on disk.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub digest: Digest,
+    pub info: ModuleInfo,
+    /// Path of the artifact in the cache.
+    pub artifact: PathBuf,
+    /// How long compiling took, or `None` when the artifact was already cached.
+    pub compile_time: Option<Duration>,
+}
+
+/// How [`Runtime::load_wasm`] obtained a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// The artifact was already in the cache: nothing was compiled.
+    Cached,
+    /// The binary was validated and compiled, taking this long.
+    Compiled(Duration),
+}
+
+/// The sandbox. One per process: create it once (it builds the engine, reserves the
+/// instance pool and starts the epoch thread), then share it. Compiling is expensive
+/// and happens once per distinct module; loading a cached artifact costs an `mmap`;
+/// invoking costs a fresh instance.
+pub struct Runtime {
+    engine: wasmtime::Engine,
+    linker: Linker<Host>,
+    provided: ProvidedImports,
+    artifacts: ArtifactCache,
+    invoker: Invoker,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine =
+            build_engine(&config.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| &mut host.wasi)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let provided = provided_imports(&engine, &linker);
+        let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
+            RuntimeError::ArtifactDir {
+                path: config.artifact_dir.clone(),
+                source,
+            }
+        })?;
+        let ticker =
+            EpochTicker::start(engine.clone(), config.engine.epoch_tick).map_err(RuntimeError::Ticker)?;
+        Ok(Runtime {
+            invoker: Invoker {
+                engine: engine.clone(),
+                max_memory_bytes: config.engine.max_memory_bytes,
+                max_instances: config.engine.max_instances,
+            },
+            engine,
+            linker,
+            provided,
+            artifacts,
+            _ticker: ticker,
+        })
+    }
+
+    /// The artifact cache this runtime reads and writes.
+    pub fn artifacts(&self) -> &ArtifactCache {
+        &self.artifacts
+    }
+
+    /// Checks that `wasm` is a function Kiln can run, without compiling it.
+    pub fn validate(&self, wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
+        validate::validate(&self.engine, wasm, |module, name| {
+            self.provided
+                .contains(&(module.to_owned(), name.to_owned()))
+        })
+    }
+
+    /// Validates and compiles `wasm` into the artifact cache, unless its artifact is
+    /// already there. This is the deploy-time step: after it, [`Runtime::load`] of
+    /// the digest never compiles.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
+        let digest = Digest::of(wasm);
+        let info = self.validate(wasm)?;
+        let artifact = self.artifacts.path(&digest);
+        if self.artifacts.contains(&digest) && self.load(&digest).is_ok() {
+            return Ok(Compiled {
+                digest,
+                info,
+                artifact,
+                compile_time: None,
+            });
+        }
+
+        let begin = Instant::now();
+        let bytes = self
+            .engine
+            .precompile_module(wasm)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let compile_time = begin.elapsed();
+        // SAFETY: `bytes` was produced by `precompile_module` of this very engine
+        // a moment ago and has not left this function.
+        let module = unsafe { Module::deserialize(&self.engine, &bytes) }
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        // Link now, so that a module whose imports have the wrong types is refused
+        // at deploy time rather than on its first request.
+        self.link(digest, &module)?;
+        let artifact = self
+            .artifacts
+            .write(&digest, &bytes)
+            .map_err(|source| LoadError::WriteArtifact {
+                path: artifact,
+                source,
+            })?;
+        Ok(Compiled {
+            digest,
+            info,
+            artifact,
+            compile_time: Some(compile_time),
+        })
+    }
+
+    /// Loads the compiled function for `digest` from the artifact cache: maps the
+    /// file, registers its code and pre-links it. Never compiles.
+    pub fn load(&self, digest: &Digest) -> Result<Function, LoadError> {
+        let path = self.artifacts.path(digest);
+        if !path.is_file() {
+            return Err(LoadError::NotCompiled(*digest));
+        }
+        // SAFETY: the artifact cache only ever holds files written whole (atomic
+        // rename) by `Runtime::compile` through `precompile_module`, under a
+        // directory keyed by this engine's compatibility hash; wasmtime checks the
+        // header and version again before using it.
+        let module = unsafe { Module::deserialize_file(&self.engine, &path) }.map_err(|e| {
+            LoadError::BadArtifact {
+                path: path.clone(),
+                message: format!("{e:#}"),
+            }
+        })?;
+        self.link(*digest, &module)
+    }
+
+    /// [`Runtime::load`] if `wasm` is already compiled, else [`Runtime::compile`] then
+    /// load. What `kiln run` does.
+    pub fn load_wasm(&self, wasm: &[u8]) -> Result<(Function, LoadSource), LoadError> {
+        let digest = Digest::of(wasm);
+        if self.artifacts.contains(&digest) {
+            match self.load(&digest) {
+                Ok(function) => return Ok((function, LoadSource::Cached)),
+                // An artifact the engine refuses (damaged, foreign) is replaced.
+                Err(LoadError::BadArtifact { .. }) => {
+                    let _ = self.artifacts.remove(&digest);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let compiled = self.compile(wasm)?;
+        let function = self.load(&compiled.digest)?;
+        let source = match compiled.compile_time {
+            Some(time) => LoadSource::Compiled(time),
+            None => LoadSource::Cached,
+        };
+        Ok((function, source))
+    }
+
+    /// Runs `function` once, in a fresh instance, with `request` as its input.
+    ///
+    /// Must be called within a tokio runtime with the time driver enabled. The
+    /// guest yields to the executor once per epoch tick, so a long-running guest
+    /// shares its thread fairly; it never occupies more than one thread at a time.
+    pub async fn invoke(
+        &self,
+        function: &Function,
+        request: Request,
+    ) -> Result<Invocation, InvokeError> {
+        self.invoker.invoke(function, request).await
+    }
+
+    fn link(&self, digest: Digest, module: &Module) -> Result<Function, LoadError> {
+        let start = match module.get_export("_start") {
+            Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {
+                module
+                    .get_export_index("_start")
+                    .ok_or(ValidationError::MissingStart)?
+            }
+            Some(ExternType::Func(ty)) => {
+                return Err(ValidationError::BadStartType(ty.to_string()).into());
+            }
+            _ => return Err(ValidationError::MissingStart.into()),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(module)
+            .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
+        Ok(Function::new(digest, pre, start))
+    }
+}
+
+/// Every `(module, name)` the linker defines, to name unknown imports at validation.
+fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<Host>) -> ProvidedImports {
+    let host = Host {
+        wasi: WasiCtxBuilder::new().build_p1(),
+        limiter: GuestLimiter::new(0),
+    };
+    let mut store = Store::new(engine, host);
+    linker
+        .iter(&mut store)
+        .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
+        .collect()
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("artifacts", &self.artifacts.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Used by the tests and by `kiln run` to locate an artifact directory.
+pub fn default_artifact_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("kiln").join("artifacts")
+}
