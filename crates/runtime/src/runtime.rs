@@ -247,7 +247,13 @@ impl Runtime {
                     .ok_or(ValidationError::MissingStart)?
             }
             Some(ExternType::Func(ty)) => {
-                return Err(ValidationError::BadStartType(ty.to_string()).into());
+                let list = |types: Vec<String>| types.join(", ");
+                let signature = format!(
+                    "({}) -> ({})",
+                    list(ty.params().map(|t| t.to_string()).collect()),
+                    list(ty.results().map(|t| t.to_string()).collect()),
+                );
+                return Err(ValidationError::BadStartType(signature).into());
             }
             _ => return Err(ValidationError::MissingStart.into()),
         };

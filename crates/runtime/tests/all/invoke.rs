@@ -1,0 +1,250 @@
+use crate::{guests, runtime, runtime_with, wasm};
+use kiln_runtime::{EngineConfig, InvokeError, Limits, MIB, Outcome, Request};
+use std::time::Duration;
+
+fn request(stdin: &[u8], limits: Limits) -> Request {
+    Request {
+        stdin: stdin.to_vec().into(),
+        args: vec!["test".into()],
+        env: vec![],
+        limits,
+    }
+}
+
+async fn run(text: &str, limits: Limits) -> kiln_runtime::Invocation {
+    let rt = runtime();
+    let (function, _) = rt.runtime.load_wasm(&wasm(text)).expect("load");
+    rt.runtime
+        .invoke(&function, request(b"", limits))
+        .await
+        .expect("invoke")
+}
+
+#[tokio::test]
+async fn every_invocation_gets_a_fresh_instance() {
+    let rt = runtime();
+    let (function, _) = rt.runtime.load_wasm(&wasm(guests::COUNTER)).unwrap();
+    for _ in 0..5 {
+        let inv = rt
+            .runtime
+            .invoke(&function, request(b"", Limits::default()))
+            .await
+            .unwrap();
+        assert_eq!(inv.outcome, Outcome::Success);
+        assert_eq!(&inv.stdout[..], b"1");
+    }
+}
+
+#[tokio::test]
+async fn stdin_reaches_stdout_and_is_measured() {
+    let rt = runtime();
+    let (function, _) = rt.runtime.load_wasm(&wasm(guests::ECHO)).unwrap();
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let inv = rt
+        .runtime
+        .invoke(&function, request(&body, Limits::default()))
+        .await
+        .unwrap();
+    assert_eq!(inv.outcome, Outcome::Success);
+    assert_eq!(inv.stdout, body);
+    assert_eq!(inv.stats.bytes_in, body.len() as u64);
+    assert_eq!(inv.stats.bytes_out, body.len() as u64);
+    assert_eq!(inv.stats.peak_memory_bytes, 2 * 65536);
+    assert!(inv.stats.wall >= inv.stats.instantiation);
+}
+
+#[tokio::test]
+async fn exit_codes_are_reported() {
+    let inv = run(&guests::exit(3), Limits::default()).await;
+    assert_eq!(inv.outcome, Outcome::Exit(3));
+    assert_eq!(inv.outcome.to_string(), "exited with code 3");
+    let inv = run(&guests::exit(0), Limits::default()).await;
+    assert_eq!(inv.outcome, Outcome::Success);
+}
+
+#[tokio::test]
+async fn a_trap_names_its_cause() {
+    let inv = run(guests::TRAP, Limits::default()).await;
+    match &inv.outcome {
+        Outcome::Trap { message } => assert!(message.contains("unreachable"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(inv.detail.is_some());
+}
+
+#[tokio::test]
+async fn a_busy_loop_stops_at_the_wall_time_limit() {
+    let limit = Duration::from_millis(200);
+    let limits = Limits {
+        wall_time: limit,
+        ..Limits::default()
+    };
+    let inv = run(guests::LOOP, limits).await;
+    assert_eq!(inv.outcome, Outcome::WallTimeLimit { limit });
+    assert!(inv.stats.wall >= limit);
+    assert_eq!(
+        inv.outcome.to_string(),
+        "stopped: wall-time limit of 200ms exceeded"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_blocked_in_a_wasi_sleep_stops_at_the_wall_time_limit() {
+    let limit = Duration::from_millis(200);
+    let limits = Limits {
+        wall_time: limit,
+        ..Limits::default()
+    };
+    let inv = run(&guests::sleep(60_000_000_000), limits).await;
+    assert_eq!(inv.outcome, Outcome::WallTimeLimit { limit });
+    // Sleeping is not computing.
+    assert!(inv.stats.cpu < inv.stats.wall / 2, "{:?}", inv.stats);
+}
+
+#[tokio::test]
+async fn a_short_sleep_completes() {
+    let inv = run(&guests::sleep(1_000_000), Limits::default()).await;
+    assert_eq!(inv.outcome, Outcome::Success);
+}
+
+#[tokio::test]
+async fn a_memory_bomb_stops_at_the_memory_limit() {
+    let limits = Limits {
+        memory_bytes: 16 * MIB,
+        ..Limits::default()
+    };
+    let inv = run(guests::MEMORY_BOMB, limits).await;
+    assert_eq!(inv.outcome, Outcome::MemoryLimit { limit: 16 * MIB });
+    assert_eq!(inv.stats.peak_memory_bytes, 16 * MIB);
+    assert_eq!(
+        inv.outcome.to_string(),
+        "stopped: memory limit of 16 MiB exceeded"
+    );
+}
+
+#[tokio::test]
+async fn initial_memory_above_the_limit_is_a_memory_limit() {
+    let limits = Limits {
+        memory_bytes: 16 * MIB,
+        ..Limits::default()
+    };
+    let inv = run(guests::BIG_INITIAL_MEMORY, limits).await;
+    assert_eq!(inv.outcome, Outcome::MemoryLimit { limit: 16 * MIB });
+    // The same module runs under the default 128 MiB.
+    let inv = run(guests::BIG_INITIAL_MEMORY, Limits::default()).await;
+    assert_eq!(inv.outcome, Outcome::Success);
+    assert_eq!(inv.stats.peak_memory_bytes, 32 * MIB);
+}
+
+#[tokio::test]
+async fn a_stdout_flood_stops_at_the_output_limit() {
+    let limits = Limits {
+        stdout_bytes: MIB,
+        ..Limits::default()
+    };
+    let inv = run(&guests::flood(1, 0), limits).await;
+    assert_eq!(inv.outcome, Outcome::OutputLimit { limit: MIB });
+    assert_eq!(inv.stdout.len() as u64, MIB);
+    // Writing exactly the limit is fine.
+    let inv = run(&guests::flood(1, 16), limits).await;
+    assert_eq!(inv.outcome, Outcome::Success);
+    assert_eq!(inv.stdout.len() as u64, MIB);
+}
+
+#[tokio::test]
+async fn stderr_past_its_limit_is_truncated_not_fatal() {
+    let limits = Limits {
+        stderr_bytes: 1000,
+        ..Limits::default()
+    };
+    let inv = run(&guests::flood(2, 3), limits).await;
+    assert_eq!(inv.outcome, Outcome::Success);
+    assert_eq!(inv.stderr.len(), 1000);
+    assert!(inv.stderr_truncated);
+    assert!(inv.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_stdin_is_refused_before_running() {
+    let rt = runtime();
+    let (function, _) = rt.runtime.load_wasm(&wasm(guests::ECHO)).unwrap();
+    let limits = Limits {
+        stdin_bytes: 10,
+        ..Limits::default()
+    };
+    let err = rt
+        .runtime
+        .invoke(&function, request(b"eleven byte", limits))
+        .await
+        .unwrap_err();
+    assert_eq!(err, InvokeError::StdinTooLarge { size: 11, limit: 10 });
+    assert_eq!(
+        err.to_string(),
+        "request body of 11 bytes is over the limit of 10 bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_limit_above_the_engine_maximum_is_refused() {
+    let rt = runtime_with(EngineConfig {
+        max_instances: 4,
+        max_memory_bytes: 64 * MIB,
+        ..EngineConfig::default()
+    });
+    let (function, _) = rt.runtime.load_wasm(&wasm(guests::TRAP)).unwrap();
+    let limits = Limits {
+        memory_bytes: 128 * MIB,
+        ..Limits::default()
+    };
+    let err = rt
+        .runtime
+        .invoke(&function, request(b"", limits))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "memory limit of 128 MiB is over this server's maximum of 64 MiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
+    let rt = std::sync::Arc::new(runtime_with(EngineConfig {
+        max_instances: 1,
+        ..EngineConfig::default()
+    }));
+    let (sleeper, _) = rt.runtime.load_wasm(&wasm(&guests::sleep(60_000_000_000))).unwrap();
+    let (trap, _) = rt.runtime.load_wasm(&wasm(guests::TRAP)).unwrap();
+    let limits = Limits {
+        wall_time: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let spawn_holder = || {
+        let rt = rt.clone();
+        let sleeper = sleeper.clone();
+        tokio::spawn(async move { rt.runtime.invoke(&sleeper, request(b"", limits)).await })
+    };
+    // Wait (with a deadline) until the sleeper holds the only slot while another
+    // invocation asks for one. If the other invocation won the race for the slot,
+    // the sleeper was the one refused: start it again.
+    let mut holder = spawn_holder();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        assert!(std::time::Instant::now() < deadline, "the pool never filled");
+        if holder.is_finished() {
+            let lost = holder.await.unwrap();
+            assert_eq!(lost.unwrap_err(), InvokeError::AtCapacity(1));
+            holder = spawn_holder();
+        }
+        match rt.runtime.invoke(&trap, request(b"", Limits::default())).await {
+            Err(e) if !holder.is_finished() => break e,
+            _ => tokio::task::yield_now().await,
+        }
+    };
+    assert_eq!(err, InvokeError::AtCapacity(1));
+    holder.abort();
+    let _ = holder.await;
+    // The slot is back once the sleeper is gone.
+    let inv = rt.runtime.invoke(&trap, request(b"", Limits::default())).await.unwrap();
+    assert!(matches!(inv.outcome, Outcome::Trap { .. }));
+}

@@ -1,0 +1,142 @@
+use crate::{guests, runtime, wasm};
+use kiln_runtime::{LoadError, ValidationError};
+
+/// Compiling `bytes` fails with exactly `expected`, and nothing is written to the cache.
+fn refused(bytes: &[u8], expected: &str) -> ValidationError {
+    let rt = runtime();
+    let err = match rt.runtime.compile(bytes) {
+        Err(LoadError::Invalid(e)) => e,
+        Err(other) => panic!("expected a validation error, got {other}"),
+        Ok(_) => panic!("expected {expected:?}, but it compiled"),
+    };
+    assert_eq!(err.to_string(), expected);
+    let stored = std::fs::read_dir(rt.runtime.artifacts().dir()).unwrap().count();
+    assert_eq!(stored, 0, "a refused module left an artifact");
+    err
+}
+
+#[test]
+fn an_empty_file_is_not_wasm() {
+    refused(b"", "not a WebAssembly binary: the file is empty");
+}
+
+#[test]
+fn a_text_file_is_not_wasm() {
+    refused(
+        b"#!/bin/sh\necho hi\n",
+        "not a WebAssembly binary: it does not start with the WebAssembly magic bytes `\\0asm` \
+         (it starts with \"#!/bin/s\")",
+    );
+}
+
+#[test]
+fn a_cut_short_module_is_truncated() {
+    let whole = wasm(guests::COUNTER);
+    for cut in [6, whole.len() / 2, whole.len() - 1] {
+        let err = refused(
+            &whole[..cut],
+            &format!(
+                "truncated WebAssembly binary: it ends after {cut} bytes, in the middle of its \
+                 contents (was the upload or copy cut short?)"
+            ),
+        );
+        assert!(matches!(err, ValidationError::Truncated { .. }));
+    }
+}
+
+#[test]
+fn a_malformed_module_is_invalid() {
+    // A function whose body uses an undefined local.
+    let mut bytes = wasm(r#"(module (func (export "_start") (local i32) (drop (local.get 0))))"#);
+    let at = bytes.windows(2).rposition(|w| w == [0x20, 0x00]).unwrap();
+    bytes[at + 1] = 0x07;
+    let rt = runtime();
+    match rt.runtime.compile(&bytes) {
+        Err(LoadError::Invalid(ValidationError::Invalid(message))) => {
+            assert!(message.contains("unknown local"), "{message}")
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_component_is_not_supported_yet() {
+    refused(
+        &wasm("(component)"),
+        "unsupported kind of WebAssembly binary: this is a WebAssembly component (WASI 0.2); \
+         Kiln runs WASI preview 1 core modules for now: build for wasm32-wasip1",
+    );
+}
+
+#[test]
+fn a_reactor_is_not_a_command() {
+    refused(
+        &wasm(r#"(module (memory (export "memory") 1) (func (export "_initialize")))"#),
+        "unsupported kind of WebAssembly binary: this is a WASI reactor (it exports \
+         `_initialize`, not `_start`); Kiln runs commands: build a program with a `main`",
+    );
+}
+
+#[test]
+fn a_module_without_start_is_refused() {
+    refused(
+        &wasm(r#"(module (memory (export "memory") 1) (func (export "main")))"#),
+        "not a WASI command: the module exports no `_start` function (build a program with a \
+         `main`, e.g. for wasm32-wasip1, not a library)",
+    );
+}
+
+#[test]
+fn a_start_with_parameters_is_refused() {
+    refused(
+        &wasm(r#"(module (memory (export "memory") 1) (func (export "_start") (param i32)))"#),
+        "`_start` must take no parameters and return nothing, but its type is (i32) -> ()",
+    );
+}
+
+#[test]
+fn unknown_imports_are_all_named() {
+    refused(
+        &wasm(
+            r#"(module
+              (import "env" "host_magic" (func))
+              (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "teleport" (func))
+              (memory (export "memory") 1)
+              (func (export "_start")))"#,
+        ),
+        "the module imports what Kiln does not provide: env::host_magic, \
+         wasi_snapshot_preview1::teleport",
+    );
+}
+
+#[test]
+fn an_import_of_the_wrong_type_is_refused() {
+    let rt = runtime();
+    let bytes = wasm(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func (param i64)))
+          (memory (export "memory") 1)
+          (func (export "_start")))"#,
+    );
+    match rt.runtime.compile(&bytes) {
+        Err(LoadError::Invalid(ValidationError::Invalid(message))) => {
+            assert!(message.contains("proc_exit"), "{message}")
+        }
+        other => panic!("expected a link error, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(rt.runtime.artifacts().dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_wasi_module_must_export_its_memory() {
+    refused(
+        &wasm(
+            r#"(module
+              (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+              (memory 1)
+              (func (export "_start")))"#,
+        ),
+        "the module exports no `memory`: a WASI command must export its linear memory as `memory`",
+    );
+}
