@@ -1,1 +1,74 @@
+//! The guest examples of `examples/`, built for `wasm32-wasip1` on demand, for tests
+//! and benchmarks.
+//!
+//! [`path`] builds the examples workspace once per process (a no-op when nothing
+//! changed: cargo's own freshness check) into `target/guests`, a target directory of
+//! its own so that it never waits on the lock of the build that is running the tests.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The wasm32 target the examples are built for.
+pub const TARGET: &str = "wasm32-wasip1";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Path to the built guest `name` (e.g. `"hello"`, `"spin"`), building the examples
+/// first if this process has not yet. Panics with cargo's output if the build fails:
+/// this is test support, and a test cannot go on without its guest.
+pub fn path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = match BUILT.get_or_init(build) {
+        Ok(dir) => dir,
+        Err(message) => panic!("cannot build the guest examples:\n{message}"),
+    };
+    let wasm = dir.join(format!("{name}.wasm"));
+    assert!(
+        wasm.is_file(),
+        "no guest named {name:?} at {}",
+        wasm.display()
+    );
+    wasm
+}
+
+/// Builds every example; returns the directory holding the `.wasm` files.
+pub fn build() -> Result<PathBuf, String> {
+    let root = repo_root();
+    let target_dir = root.join("target").join("guests");
+    let attempt = || {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--target", TARGET])
+            .arg("--manifest-path")
+            .arg(root.join("examples").join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            // Flags meant for the host build (coverage, sanitizers) would break a
+            // wasm build.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))
+    };
+    let mut output = attempt()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() && stderr.contains("target may not be installed") {
+        let added = Command::new("rustup")
+            .args(["target", "add", TARGET])
+            .status()
+            .map_err(|e| format!("cannot run rustup to add {TARGET}: {e}"))?;
+        if !added.success() {
+            return Err(format!("`rustup target add {TARGET}` failed"));
+        }
+        output = attempt()?;
+    }
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(target_dir.join(TARGET).join("release"))
+}

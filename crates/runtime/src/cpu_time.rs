@@ -56,7 +56,10 @@ mod tests {
         let start = thread_cpu_time();
         std::thread::sleep(Duration::from_millis(30));
         let slept = thread_cpu_time() - start;
-        assert!(slept < Duration::from_millis(10), "sleep counted as CPU: {slept:?}");
+        assert!(
+            slept < Duration::from_millis(10),
+            "sleep counted as CPU: {slept:?}"
+        );
 
         let start = thread_cpu_time();
         let wall = std::time::Instant::now();
@@ -65,6 +68,9 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         let busy = thread_cpu_time() - start;
-        assert!(busy >= Duration::from_millis(1), "busy loop not counted: {busy:?}");
+        assert!(
+            busy >= Duration::from_millis(1),
+            "busy loop not counted: {busy:?}"
+        );
     }
 }

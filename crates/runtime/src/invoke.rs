@@ -266,8 +266,12 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> (Outcome, Option<String>
             limit: limits.stdout_bytes,
         }
     } else if let Some(trap) = error.downcast_ref::<Trap>() {
+        let message = trap.to_string();
         Outcome::Trap {
-            message: trap.to_string(),
+            message: message
+                .strip_prefix("wasm trap: ")
+                .unwrap_or(&message)
+                .to_owned(),
         }
     } else {
         Outcome::Trap {

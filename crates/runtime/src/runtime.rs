@@ -110,8 +110,8 @@ impl Runtime {
                 source,
             }
         })?;
-        let ticker =
-            EpochTicker::start(engine.clone(), config.engine.epoch_tick).map_err(RuntimeError::Ticker)?;
+        let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick)
+            .map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
             invoker: Invoker {
                 engine: engine.clone(),
@@ -168,13 +168,13 @@ impl Runtime {
         // Link now, so that a module whose imports have the wrong types is refused
         // at deploy time rather than on its first request.
         self.link(digest, &module)?;
-        let artifact = self
-            .artifacts
-            .write(&digest, &bytes)
-            .map_err(|source| LoadError::WriteArtifact {
-                path: artifact,
-                source,
-            })?;
+        let artifact =
+            self.artifacts
+                .write(&digest, &bytes)
+                .map_err(|source| LoadError::WriteArtifact {
+                    path: artifact,
+                    source,
+                })?;
         Ok(Compiled {
             digest,
             info,

@@ -171,8 +171,7 @@ fn check_header(wasm: &[u8]) -> Result<(), ValidationError> {
 fn classify_parse_error(size: u64, error: &wasmtime::Error) -> ValidationError {
     let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     let text = chain.join(": ");
-    if text.contains("unexpected end") || text.contains("section size mismatch: unexpected end")
-    {
+    if text.contains("unexpected end") || text.contains("section size mismatch: unexpected end") {
         return ValidationError::Truncated { size };
     }
     // Keep the innermost cause: it names the offset and what was wrong there.

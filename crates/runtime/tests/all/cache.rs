@@ -18,14 +18,20 @@ fn a_new_runtime_loads_the_artifact_without_compiling() {
     let rt = runtime();
     let bytes = wasm(guests::COUNTER);
     let compiled = rt.runtime.compile(&bytes).unwrap();
-    let modified = std::fs::metadata(&compiled.artifact).unwrap().modified().unwrap();
+    let modified = std::fs::metadata(&compiled.artifact)
+        .unwrap()
+        .modified()
+        .unwrap();
 
     let restarted = Runtime::new(RuntimeConfig::new(rt.dir.path())).unwrap();
     let function = restarted.load(&compiled.digest).unwrap();
     assert_eq!(function.digest(), compiled.digest);
     let (_, source) = restarted.load_wasm(&bytes).unwrap();
     assert_eq!(source, LoadSource::Cached);
-    let after = std::fs::metadata(&compiled.artifact).unwrap().modified().unwrap();
+    let after = std::fs::metadata(&compiled.artifact)
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(after, modified, "the artifact was rewritten");
 }
 

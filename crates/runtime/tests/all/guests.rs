@@ -46,9 +46,11 @@ pub fn exit(code: i32) -> String {
     )
 }
 
-pub const TRAP: &str = r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
+pub const TRAP: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
 
-pub const LOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))"#;
+pub const LOOP: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))"#;
 
 /// Grows memory one page at a time, forever.
 pub const MEMORY_BOMB: &str = r#"

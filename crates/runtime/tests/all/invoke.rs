@@ -177,7 +177,13 @@ async fn oversized_stdin_is_refused_before_running() {
         .invoke(&function, request(b"eleven byte", limits))
         .await
         .unwrap_err();
-    assert_eq!(err, InvokeError::StdinTooLarge { size: 11, limit: 10 });
+    assert_eq!(
+        err,
+        InvokeError::StdinTooLarge {
+            size: 11,
+            limit: 10
+        }
+    );
     assert_eq!(
         err.to_string(),
         "request body of 11 bytes is over the limit of 10 bytes"
@@ -213,7 +219,10 @@ async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
         max_instances: 1,
         ..EngineConfig::default()
     }));
-    let (sleeper, _) = rt.runtime.load_wasm(&wasm(&guests::sleep(60_000_000_000))).unwrap();
+    let (sleeper, _) = rt
+        .runtime
+        .load_wasm(&wasm(&guests::sleep(60_000_000_000)))
+        .unwrap();
     let (trap, _) = rt.runtime.load_wasm(&wasm(guests::TRAP)).unwrap();
     let limits = Limits {
         wall_time: Duration::from_secs(30),
@@ -230,13 +239,20 @@ async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
     let mut holder = spawn_holder();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let err = loop {
-        assert!(std::time::Instant::now() < deadline, "the pool never filled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never filled"
+        );
         if holder.is_finished() {
             let lost = holder.await.unwrap();
             assert_eq!(lost.unwrap_err(), InvokeError::AtCapacity(1));
             holder = spawn_holder();
         }
-        match rt.runtime.invoke(&trap, request(b"", Limits::default())).await {
+        match rt
+            .runtime
+            .invoke(&trap, request(b"", Limits::default()))
+            .await
+        {
             Err(e) if !holder.is_finished() => break e,
             _ => tokio::task::yield_now().await,
         }
@@ -245,6 +261,10 @@ async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
     holder.abort();
     let _ = holder.await;
     // The slot is back once the sleeper is gone.
-    let inv = rt.runtime.invoke(&trap, request(b"", Limits::default())).await.unwrap();
+    let inv = rt
+        .runtime
+        .invoke(&trap, request(b"", Limits::default()))
+        .await
+        .unwrap();
     assert!(matches!(inv.outcome, Outcome::Trap { .. }));
 }

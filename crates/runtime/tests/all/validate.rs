@@ -10,7 +10,9 @@ fn refused(bytes: &[u8], expected: &str) -> ValidationError {
         Ok(_) => panic!("expected {expected:?}, but it compiled"),
     };
     assert_eq!(err.to_string(), expected);
-    let stored = std::fs::read_dir(rt.runtime.artifacts().dir()).unwrap().count();
+    let stored = std::fs::read_dir(rt.runtime.artifacts().dir())
+        .unwrap()
+        .count();
     assert_eq!(stored, 0, "a refused module left an artifact");
     err
 }
@@ -125,7 +127,12 @@ fn an_import_of_the_wrong_type_is_refused() {
         }
         other => panic!("expected a link error, got {other:?}"),
     }
-    assert_eq!(std::fs::read_dir(rt.runtime.artifacts().dir()).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(rt.runtime.artifacts().dir())
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]

@@ -1,0 +1,36 @@
+//! One module per subcommand.
+
+pub mod compile;
+pub mod run;
+
+use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, default_artifact_dir};
+use std::path::PathBuf;
+
+/// Where compiled artifacts are cached, shared by the subcommands that compile.
+#[derive(clap::Args, Debug)]
+pub struct ArtifactArgs {
+    /// Directory of compiled artifacts [default: $XDG_CACHE_HOME/kiln/artifacts,
+    /// else ~/.cache/kiln/artifacts]
+    #[arg(long, env = "KILN_ARTIFACTS", value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+}
+
+impl ArtifactArgs {
+    /// A runtime for one local invocation: a small instance pool is enough.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        let dir = self.artifacts.clone().unwrap_or_else(default_artifact_dir);
+        let config = RuntimeConfig {
+            artifact_dir: dir,
+            engine: EngineConfig {
+                max_instances: 4,
+                ..EngineConfig::default()
+            },
+        };
+        Ok(Runtime::new(config)?)
+    }
+}
+
+/// Reads a module file, naming it in the error.
+pub fn read_module(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
