@@ -14,7 +14,12 @@ pub const TARGET: &str = "wasm32-wasip1";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .ancestors()
+        .nth(2)
+        .unwrap_or(crate_dir)
+        .to_path_buf()
 }
 
 /// Path to the built guest `name` (e.g. `"hello"`, `"spin"`), building the examples
