@@ -1,0 +1,97 @@
+//! Kiln's storage, behind two narrow traits so that the server never knows which
+//! engine holds its data:
+//!
+//! - [`MetadataStore`]: tenants, hashed API tokens, functions, their immutable
+//!   versions with a current-version pointer, and recent invocation logs.
+//! - [`BlobStore`]: module bytes, content-addressed by sha256.
+//!
+//! The embedded default is [`SqliteStore`] (one SQLite file, WAL, synchronous commits)
+//! and [`LocalBlobs`] (a directory, files written atomically). A cluster store
+//! (PostgreSQL + S3) implements the same traits.
+
+mod blobs;
+mod model;
+mod sqlite;
+
+pub use blobs::{BlobStore, LocalBlobs, StagedBlob};
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// What can go wrong in a store. `Conflict` and `NotFound` are the caller's to
+/// answer; `Internal` is the store's own failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Metadata: who may do what, what is deployed, what happened.
+///
+/// Every method that touches a function takes the tenant it belongs to, so a caller
+/// cannot reach another tenant's data by accident.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// The principal a token hash belongs to, if it exists and is not revoked.
+    async fn authenticate(&self, token_hash: TokenHash) -> StoreResult<Option<Principal>>;
+    /// Whether the store has been bootstrapped (has an admin token).
+    async fn has_admin(&self) -> StoreResult<bool>;
+
+    async fn create_tenant(&self, name: &str) -> StoreResult<Tenant>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
+
+    /// Stores a new token for `tenant` (or an admin token when `None`).
+    async fn create_token(
+        &self,
+        tenant: Option<TenantId>,
+        name: &str,
+        hash: TokenHash,
+    ) -> StoreResult<TokenInfo>;
+    /// Tokens of `tenant` (admin tokens when `None`), revoked ones included.
+    async fn list_tokens(&self, tenant: Option<TenantId>) -> StoreResult<Vec<TokenInfo>>;
+    /// Revokes token `id` if it belongs to `tenant`. False if there is no such token.
+    async fn revoke_token(&self, tenant: Option<TenantId>, id: i64) -> StoreResult<bool>;
+
+    /// Records a new immutable version of `function` and makes it current, in one
+    /// transaction. The module blob must already be stored.
+    async fn deploy(&self, tenant: TenantId, function: &str, version: NewVersion)
+    -> StoreResult<Version>;
+    /// What `/fn/{tenant}/{function}` runs now.
+    async fn resolve(&self, tenant: &str, function: &str) -> StoreResult<Option<Deployment>>;
+    async fn list_functions(&self, tenant: TenantId) -> StoreResult<Vec<FunctionSummary>>;
+    async fn function(&self, tenant: TenantId, name: &str) -> StoreResult<Option<FunctionDetail>>;
+    /// Points `function` at `version` (default: the one before the current one).
+    async fn rollback(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Version>;
+    /// Deletes `function`, its versions and its logs. False if it did not exist.
+    async fn delete_function(&self, tenant: TenantId, function: &str) -> StoreResult<bool>;
+    /// Every module digest some version refers to (to tell orphan blobs).
+    async fn referenced_digests(&self) -> StoreResult<Vec<kiln_runtime::Digest>>;
+
+    /// Appends invocation logs, keeping the newest [`LOGS_KEPT`] per function.
+    async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()>;
+    /// Logs of `function` with id greater than `after`, oldest first, at most `limit`
+    /// (the newest `limit` when `after` is `None`).
+    async fn logs(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<LogEntry>>>;
+}
+
+/// Invocation logs kept per function; older ones are pruned as new ones arrive.
+pub const LOGS_KEPT: u32 = 1000;

@@ -1,0 +1,662 @@
+//! The embedded metadata store: one SQLite file in WAL mode with synchronous
+//! commits (a transaction that returned is on disk), schema migrations by
+//! `PRAGMA user_version`.
+
+use crate::model::*;
+use crate::{LOGS_KEPT, MetadataStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use kiln_runtime::Digest;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Schema migrations, applied in order; `user_version` counts those applied.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    tenant_id INTEGER REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE functions (
+    id INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    current_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+CREATE TABLE versions (
+    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (function_id, number)
+);
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    wall_us INTEGER NOT NULL,
+    stderr TEXT NOT NULL
+);
+CREATE INDEX logs_by_function ON logs (function_id, id);
+"#];
+
+/// Metadata in a SQLite file. Cheap to clone; queries run on the blocking pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let mut conn = Connection::open(path).map_err(internal)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(internal)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(internal)?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "the database schema is version {applied}, newer than this kiln knows ({}): \
+             upgrade kiln",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(internal)?;
+        tx.execute_batch(sql).map_err(internal)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(internal)?;
+        tx.commit().map_err(internal)?;
+    }
+    Ok(())
+}
+
+fn internal(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn not_found(function: &str) -> StoreError {
+    StoreError::NotFound(format!("no function named {function:?}"))
+}
+
+fn function_id(tx: &Transaction<'_>, tenant: TenantId, name: &str) -> StoreResult<Option<i64>> {
+    tx.query_row(
+        "SELECT id FROM functions WHERE tenant_id = ?1 AND name = ?2",
+        params![tenant, name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(internal)
+}
+
+fn read_version(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Version> {
+    let config: String = row.get(first + 3)?;
+    Ok(Version {
+        number: row.get(first)?,
+        digest: row.get(first + 1)?,
+        size: row.get(first + 2)?,
+        config: serde_json::from_str(&config).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                first + 3,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })?,
+        created_at: row.get(first + 4)?,
+    })
+}
+
+fn version(tx: &Transaction<'_>, function_id: i64, number: u32) -> StoreResult<Option<Version>> {
+    tx.query_row(
+        "SELECT number, digest, size, config, created_at FROM versions
+         WHERE function_id = ?1 AND number = ?2",
+        params![function_id, number],
+        |r| read_version(r, 0),
+    )
+    .optional()
+    .map_err(internal)
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn authenticate(&self, hash: TokenHash) -> StoreResult<Option<Principal>> {
+        self.with(move |conn| {
+            let row: Option<(Option<i64>, Option<String>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT t.tenant_id, n.name, n.created_at FROM tokens t
+                     LEFT JOIN tenants n ON n.id = t.tenant_id
+                     WHERE t.hash = ?1 AND t.revoked_at IS NULL",
+                    params![&hash[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(internal)?;
+            Ok(row.map(|(tenant, name, created)| match (tenant, name, created) {
+                (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
+                    id,
+                    name,
+                    created_at,
+                }),
+                _ => Principal::Admin,
+            }))
+        })
+        .await
+    }
+
+    async fn has_admin(&self) -> StoreResult<bool> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE tenant_id IS NULL AND revoked_at IS NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let created_at = now();
+            let inserted = conn.execute(
+                "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![name, created_at],
+            );
+            match inserted.map_err(internal)? {
+                0 => Err(StoreError::Conflict(format!("tenant {name:?} already exists"))),
+                _ => Ok(Tenant {
+                    id: conn.last_insert_rowid(),
+                    name,
+                    created_at,
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, name, created_at FROM tenants ORDER BY name")
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Tenant {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<Result<_, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT id, name, created_at FROM tenants WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(Tenant {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        tenant: Option<TenantId>,
+        name: &str,
+        hash: TokenHash,
+    ) -> StoreResult<TokenInfo> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let created_at = now();
+            conn.execute(
+                "INSERT INTO tokens (tenant_id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![tenant, name, &hash[..], created_at],
+            )
+            .map_err(internal)?;
+            Ok(TokenInfo {
+                id: conn.last_insert_rowid(),
+                name,
+                created_at,
+                revoked: false,
+            })
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, tenant: Option<TenantId>) -> StoreResult<Vec<TokenInfo>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, name, created_at, revoked_at IS NOT NULL FROM tokens
+                     WHERE tenant_id IS ?1 ORDER BY id",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![tenant], |r| {
+                    Ok(TokenInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                        revoked: r.get(3)?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<Result<_, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, tenant: Option<TenantId>, id: i64) -> StoreResult<bool> {
+        self.with(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE tokens SET revoked_at = ?1
+                     WHERE id = ?2 AND tenant_id IS ?3 AND revoked_at IS NULL",
+                    params![now(), id, tenant],
+                )
+                .map_err(internal)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn deploy(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        new: NewVersion,
+    ) -> StoreResult<Version> {
+        let function = function.to_owned();
+        let config = serde_json::to_string(&new.config)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let at = now();
+            let (id, number) = match function_id(&tx, tenant, &function)? {
+                Some(id) => {
+                    let last: u32 = tx
+                        .query_row(
+                            "SELECT COALESCE(MAX(number), 0) FROM versions WHERE function_id = ?1",
+                            params![id],
+                            |r| r.get(0),
+                        )
+                        .map_err(internal)?;
+                    (id, last + 1)
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO functions (tenant_id, name, current_version, created_at, updated_at)
+                         VALUES (?1, ?2, 0, ?3, ?3)",
+                        params![tenant, function, at],
+                    )
+                    .map_err(internal)?;
+                    (tx.last_insert_rowid(), 1)
+                }
+            };
+            tx.execute(
+                "INSERT INTO versions (function_id, number, digest, size, config, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, number, new.digest.to_hex(), new.size, config, at],
+            )
+            .map_err(internal)?;
+            tx.execute(
+                "UPDATE functions SET current_version = ?1, updated_at = ?2 WHERE id = ?3",
+                params![number, at, id],
+            )
+            .map_err(internal)?;
+            let version = version(&tx, id, number)?
+                .ok_or_else(|| StoreError::Internal("version vanished".into()))?;
+            tx.commit().map_err(internal)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn resolve(&self, tenant: &str, function: &str) -> StoreResult<Option<Deployment>> {
+        let (tenant, function) = (tenant.to_owned(), function.to_owned());
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT f.id, v.number, v.digest, v.config FROM functions f
+                     JOIN tenants t ON t.id = f.tenant_id
+                     JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
+                     WHERE t.name = ?1 AND f.name = ?2",
+                    params![tenant, function],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, u32>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(internal)?;
+            let Some((function_id, version, digest, config)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(Deployment {
+                function_id,
+                tenant,
+                function,
+                version,
+                digest: digest
+                    .parse()
+                    .map_err(|e: kiln_runtime::ParseDigestError| StoreError::Internal(e.to_string()))?,
+                config: serde_json::from_str(&config)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            }))
+        })
+        .await
+    }
+
+    async fn list_functions(&self, tenant: TenantId) -> StoreResult<Vec<FunctionSummary>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT f.name, f.created_at, f.updated_at,
+                            (SELECT COUNT(*) FROM versions c WHERE c.function_id = f.id),
+                            v.number, v.digest, v.size, v.config, v.created_at
+                     FROM functions f
+                     JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
+                     WHERE f.tenant_id = ?1 ORDER BY f.name",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![tenant], |r| {
+                    Ok(FunctionSummary {
+                        name: r.get(0)?,
+                        created_at: r.get(1)?,
+                        updated_at: r.get(2)?,
+                        versions: r.get(3)?,
+                        current: read_version(r, 4)?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<Result<_, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn function(&self, tenant: TenantId, name: &str) -> StoreResult<Option<FunctionDetail>> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT id, current_version, created_at, updated_at FROM functions
+                     WHERE tenant_id = ?1 AND name = ?2",
+                    params![tenant, name],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(internal)?;
+            let Some((id, current_version, created_at, updated_at)) = row else {
+                return Ok(None);
+            };
+            let mut stmt = conn
+                .prepare(
+                    "SELECT number, digest, size, config, created_at FROM versions
+                     WHERE function_id = ?1 ORDER BY number DESC",
+                )
+                .map_err(internal)?;
+            let versions = stmt
+                .query_map(params![id], |r| read_version(r, 0))
+                .map_err(internal)?
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+            Ok(Some(FunctionDetail {
+                name,
+                current_version,
+                versions,
+                created_at,
+                updated_at,
+            }))
+        })
+        .await
+    }
+
+    async fn rollback(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        to: Option<u32>,
+    ) -> StoreResult<Version> {
+        let function = function.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let id = function_id(&tx, tenant, &function)?.ok_or_else(|| not_found(&function))?;
+            let current: u32 = tx
+                .query_row(
+                    "SELECT current_version FROM functions WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(internal)?;
+            let target = match to {
+                Some(number) => number,
+                None => tx
+                    .query_row(
+                        "SELECT MAX(number) FROM versions WHERE function_id = ?1 AND number < ?2",
+                        params![id, current],
+                        |r| r.get::<_, Option<u32>>(0),
+                    )
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        StoreError::Conflict(format!(
+                            "{function} is at its first version ({current}): nothing to roll back to"
+                        ))
+                    })?,
+            };
+            let version = version(&tx, id, target)?.ok_or_else(|| {
+                StoreError::NotFound(format!("{function} has no version {target}"))
+            })?;
+            tx.execute(
+                "UPDATE functions SET current_version = ?1, updated_at = ?2 WHERE id = ?3",
+                params![target, now(), id],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete_function(&self, tenant: TenantId, function: &str) -> StoreResult<bool> {
+        let function = function.to_owned();
+        self.with(move |conn| {
+            let deleted = conn
+                .execute(
+                    "DELETE FROM functions WHERE tenant_id = ?1 AND name = ?2",
+                    params![tenant, function],
+                )
+                .map_err(internal)?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn referenced_digests(&self) -> StoreResult<Vec<Digest>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT digest FROM versions")
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(internal)?;
+            let mut digests = Vec::new();
+            for row in rows {
+                let text = row.map_err(internal)?;
+                digests.push(text.parse().map_err(|e: kiln_runtime::ParseDigestError| {
+                    StoreError::Internal(e.to_string())
+                })?);
+            }
+            Ok(digests)
+        })
+        .await
+    }
+
+    async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                         WHERE EXISTS (SELECT 1 FROM functions WHERE id = ?1)",
+                    )
+                    .map_err(internal)?;
+                let mut prune = tx
+                    .prepare_cached(
+                        "DELETE FROM logs WHERE function_id = ?1 AND id <= (
+                           SELECT id FROM logs WHERE function_id = ?1
+                           ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    )
+                    .map_err(internal)?;
+                let mut touched = std::collections::BTreeSet::new();
+                for e in &entries {
+                    insert
+                        .execute(params![
+                            e.function_id,
+                            e.version,
+                            e.at,
+                            e.outcome,
+                            e.status,
+                            e.wall_us,
+                            e.stderr
+                        ])
+                        .map_err(internal)?;
+                    touched.insert(e.function_id);
+                }
+                for id in touched {
+                    prune.execute(params![id, LOGS_KEPT]).map_err(internal)?;
+                }
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn logs(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<LogEntry>>> {
+        let function = function.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let Some(id) = function_id(&tx, tenant, &function)? else {
+                return Ok(None);
+            };
+            let read = |r: &rusqlite::Row<'_>| {
+                Ok(LogEntry {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    at: r.get(2)?,
+                    outcome: r.get(3)?,
+                    status: r.get(4)?,
+                    wall_us: r.get(5)?,
+                    stderr: r.get(6)?,
+                })
+            };
+            let columns = "id, version, at, outcome, status, wall_us, stderr";
+            let mut entries: Vec<LogEntry> = match after {
+                Some(after) => {
+                    let mut stmt = tx
+                        .prepare(&format!(
+                            "SELECT {columns} FROM logs WHERE function_id = ?1 AND id > ?2
+                             ORDER BY id LIMIT ?3"
+                        ))
+                        .map_err(internal)?;
+                    stmt.query_map(params![id, after, limit], read)
+                        .map_err(internal)?
+                        .collect::<Result<_, _>>()
+                        .map_err(internal)?
+                }
+                None => {
+                    let mut stmt = tx
+                        .prepare(&format!(
+                            "SELECT {columns} FROM logs WHERE function_id = ?1
+                             ORDER BY id DESC LIMIT ?2"
+                        ))
+                        .map_err(internal)?;
+                    let mut newest: Vec<LogEntry> = stmt
+                        .query_map(params![id, limit], read)
+                        .map_err(internal)?
+                        .collect::<Result<_, _>>()
+                        .map_err(internal)?;
+                    newest.reverse();
+                    newest
+                }
+            };
+            entries.truncate(limit as usize);
+            Ok(Some(entries))
+        })
+        .await
+    }
+}
