@@ -1,12 +1,16 @@
 //! `kiln`: the command-line face of Kiln. Each subcommand lives in its own module
-//! under `commands/` and only wires the library crates together.
+//! under `commands/` and only wires the library crates together; `client` and
+//! `credentials` are how the client subcommands reach a server.
 
+mod client;
 mod commands;
+mod credentials;
 
 use clap::{Parser, Subcommand};
+use commands::*;
 use std::process::ExitCode;
 
-/// Kiln runs WASI WebAssembly binaries as functions: stdin is the request body,
+/// Kiln runs WASI WebAssembly binaries as functions: the request body is stdin,
 /// stdout is the response.
 #[derive(Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
@@ -17,15 +21,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Run(commands::run::RunArgs),
-    Compile(commands::compile::CompileArgs),
+    Up(up::UpArgs),
+    Deploy(deploy::DeployArgs),
+    List(functions::ListArgs),
+    Info(functions::InfoArgs),
+    Rm(functions::RmArgs),
+    Rollback(functions::RollbackArgs),
+    Invoke(invoke::InvokeArgs),
+    Logs(logs::LogsArgs),
+    Tenants(admin::TenantsArgs),
+    Tokens(admin::TokensArgs),
+    Run(run::RunArgs),
+    Compile(compile::CompileArgs),
+}
+
+/// A size for people: `812 B`, `45.0 KiB`, `20.3 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
+        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => commands::run::run(args),
-        Command::Compile(args) => commands::compile::run(args),
+    let result = match Cli::parse().command {
+        Command::Up(args) => up::run(args),
+        Command::Deploy(args) => deploy::run(args),
+        Command::List(args) => functions::list(args),
+        Command::Info(args) => functions::info(args),
+        Command::Rm(args) => functions::rm(args),
+        Command::Rollback(args) => functions::rollback(args),
+        Command::Invoke(args) => invoke::run(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Tenants(args) => admin::tenants(args),
+        Command::Tokens(args) => admin::tokens(args),
+        Command::Run(args) => run::run(args),
+        Command::Compile(args) => compile::run(args),
     };
     match result {
         Ok(code) => code,
@@ -33,5 +67,23 @@ fn main() -> ExitCode {
             eprintln!("kiln: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(812), "812 B");
+        assert_eq!(human_size(45959), "44.9 KiB");
+        assert_eq!(human_size(20 << 20), "20.0 MiB");
     }
 }

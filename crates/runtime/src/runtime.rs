@@ -126,6 +126,11 @@ impl Runtime {
         })
     }
 
+    /// The largest memory limit a function may be given (the pool's slot size).
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.invoker.max_memory_bytes
+    }
+
     /// The artifact cache this runtime reads and writes.
     pub fn artifacts(&self) -> &ArtifactCache {
         &self.artifacts

@@ -1,1 +1,220 @@
-//! placeholder
+//! The Kiln server: a multi-tenant HTTP front for the sandbox.
+//!
+//! - `/fn/{tenant}/{function}[/{rest}]`: the invoke path ([`invoke`]).
+//! - `/v1/...`: the control API ([`api`], [`deploy`]), documented in `docs/api.md`.
+//!
+//! [`Server::open`] opens the embedded store under a data directory (SQLite
+//! metadata, content-addressed modules, compiled artifacts), bootstraps the first
+//! tokens, makes sure every deployed module has a compiled artifact (so that no
+//! request ever compiles), and binds the listener; [`Server::run`] serves until
+//! the shutdown future resolves, then drains in-flight requests and flushes logs.
+
+pub mod api;
+mod auth;
+pub mod cgi;
+pub mod deploy;
+mod error;
+pub mod invoke;
+mod logs;
+mod names;
+mod state;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::any;
+use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
+use kiln_store::{BlobStore, LocalBlobs, MetadataStore, SqliteStore};
+use state::{AppState, DeploymentCache, FunctionCache, Settings};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Name of the tenant created on first start.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How a server is set up. Built from flags by `kiln up`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base URL for printed function URLs; default `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Largest module a deploy accepts (default 512 MiB).
+    pub max_module_bytes: u64,
+    pub default_limits: Limits,
+    pub engine: EngineConfig,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            listen,
+            data_dir: data_dir.into(),
+            public_url: None,
+            max_module_bytes: 512 * MIB,
+            default_limits: Limits::default(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Tokens created on the first start of a data directory. They are stored only as
+/// hashes, so this is the one time they can be shown.
+#[derive(Debug, Clone)]
+pub struct InitialCredentials {
+    pub admin_token: String,
+    pub tenant: String,
+    pub tenant_token: String,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    log_writer: JoinHandle<()>,
+    url: String,
+}
+
+impl Server {
+    /// Opens the store, bootstraps it if new, compiles any deployed module whose
+    /// artifact is missing, and binds the listener.
+    pub async fn open(config: ServerConfig) -> anyhow::Result<(Server, Option<InitialCredentials>)> {
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            SqliteStore::open(&data.join("kiln.db"))
+                .with_context(|| format!("cannot open {}", data.join("kiln.db").display()))?,
+        );
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(data.join("modules"))?);
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            artifact_dir: data.join("artifacts"),
+            engine: config.engine.clone(),
+        })?);
+
+        let initial = bootstrap(&*store).await?;
+        ensure_compiled(&*store, &*blobs, &runtime).await?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let (logs, log_writer) = logs::LogSink::start(store.clone());
+        let state = Arc::new(AppState {
+            store,
+            blobs,
+            runtime,
+            settings: Settings {
+                public_url: url.trim_end_matches('/').to_owned(),
+                max_module_bytes: config.max_module_bytes,
+                default_limits: config.default_limits,
+            },
+            deployments: DeploymentCache::default(),
+            functions: FunctionCache::default(),
+            logs,
+        });
+        let server = Server {
+            listener,
+            state,
+            log_writer,
+            url,
+        };
+        Ok((server, initial))
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The base URL functions are served under.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets every request in
+    /// flight finish, and writes the remaining logs.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            state,
+            log_writer,
+            ..
+        } = self;
+        let app = Router::new()
+            .merge(api::routes())
+            .route("/fn/{tenant}/{function}", any(invoke::invoke))
+            .route("/fn/{tenant}/{function}/", any(invoke::invoke))
+            .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))
+            .with_state(state);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
+        // Every connection is closed, so every handler and its log sink clone is
+        // gone; the writer drains what is queued and stops.
+        if tokio::time::timeout(Duration::from_secs(30), log_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gave up waiting for the log writer");
+        }
+        Ok(())
+    }
+}
+
+/// Creates the admin token and the default tenant on a new store.
+async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCredentials>> {
+    if store.has_admin().await? {
+        return Ok(None);
+    }
+    let (admin_token, admin_hash) = auth::generate()?;
+    let tenant = match store.tenant(DEFAULT_TENANT).await? {
+        Some(t) => t,
+        None => store.create_tenant(DEFAULT_TENANT).await?,
+    };
+    let (tenant_token, tenant_hash) = auth::generate()?;
+    store.create_token(Some(tenant.id), "initial", tenant_hash).await?;
+    // The admin token last: its existence marks the store as bootstrapped.
+    store.create_token(None, "admin", admin_hash).await?;
+    Ok(Some(InitialCredentials {
+        admin_token,
+        tenant: tenant.name,
+        tenant_token,
+    }))
+}
+
+/// Compiles, from the stored blob, every deployed module that has no artifact for
+/// this engine (a new data directory copy, a wasmtime upgrade), so that the request
+/// path only ever loads.
+async fn ensure_compiled(
+    store: &dyn MetadataStore,
+    blobs: &dyn BlobStore,
+    runtime: &Arc<Runtime>,
+) -> anyhow::Result<()> {
+    for digest in store.referenced_digests().await? {
+        if runtime.artifacts().contains(&digest) {
+            continue;
+        }
+        tracing::info!(%digest, "compiling a deployed module with no artifact");
+        let bytes = blobs.read(&digest).await?;
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+            .await?
+            .with_context(|| format!("cannot compile deployed module {digest}"))?;
+    }
+    Ok(())
+}
+

@@ -1,7 +1,13 @@
-//! One module per subcommand.
+//! One module per subcommand (or family of subcommands).
 
+pub mod admin;
 pub mod compile;
+pub mod deploy;
+pub mod functions;
+pub mod invoke;
+pub mod logs;
 pub mod run;
+pub mod up;
 
 use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, default_artifact_dir};
 use std::path::PathBuf;

@@ -1,0 +1,170 @@
+//! The CLI's HTTP client for the control API: resolves server and token, sends
+//! requests, and turns error answers into one clear line.
+
+use crate::credentials::{self, DEFAULT_URL};
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use ureq::http::Response;
+use ureq::{Agent, Body};
+
+/// Server and token flags, shared by every client subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Server URL [env: KILN_URL; default: from the credentials file, else http://127.0.0.1:8080]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// API token [env: KILN_TOKEN; default: from the credentials file]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+pub struct Client {
+    agent: Agent,
+    pub url: String,
+    token: Option<String>,
+    /// The tenant named in the credentials file, if the token came from it.
+    pub tenant: Option<String>,
+}
+
+/// Which token a command needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Tenant,
+    Admin,
+}
+
+impl Client {
+    pub fn new(args: &ServerArgs, role: Role) -> anyhow::Result<Client> {
+        let saved = credentials::load()?;
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let url = args
+            .url
+            .clone()
+            .or_else(|| env("KILN_URL"))
+            .or_else(|| saved.as_ref().map(|c| c.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let explicit = args.token.clone().or_else(|| env("KILN_TOKEN"));
+        let (token, tenant) = match (explicit, &saved) {
+            (Some(token), _) => (Some(token), None),
+            (None, Some(c)) if role == Role::Admin => (Some(c.admin_token.clone()), None),
+            (None, Some(c)) => (Some(c.token.clone()), Some(c.tenant.clone())),
+            (None, None) => (None, None),
+        };
+        let agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            url: url.trim_end_matches('/').to_owned(),
+            token,
+            tenant,
+        })
+    }
+
+    fn auth(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let mut req = self.agent.get(format!("{}{path}", self.url));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        json(self.check(req.call())?)
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let mut req = self.agent.delete(format!("{}{path}", self.url));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        self.check(req.call()).map(drop)
+    }
+
+    pub fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let mut req = self.agent.post(format!("{}{path}", self.url));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        json(self.check(req.send_json(body))?)
+    }
+
+    /// POSTs a streamed body (a module upload).
+    pub fn post_reader<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: impl std::io::Read + 'static,
+    ) -> anyhow::Result<T> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/wasm");
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        json(self.check(req.send(ureq::SendBody::from_owned_reader(body)))?)
+    }
+
+    /// POSTs `body` to an arbitrary path and returns the raw response (for invoke).
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> anyhow::Result<Response<Body>> {
+        let mut req = self.agent.post(format!("{}{path}", self.url));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        req.send(body).map_err(|e| self.unreachable(e))
+    }
+
+    /// The tenant this client acts for: from the credentials file or the server.
+    pub fn tenant(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.tenant {
+            return Ok(t.clone());
+        }
+        #[derive(serde::Deserialize)]
+        struct WhoAmI {
+            tenant: Option<String>,
+        }
+        let me: WhoAmI = self.get("/v1/whoami")?;
+        me.tenant
+            .context("this token is the admin token; use a tenant token for this command")
+    }
+
+    fn check(
+        &self,
+        result: Result<Response<Body>, ureq::Error>,
+    ) -> anyhow::Result<Response<Body>> {
+        let mut response = result.map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| text.trim().to_owned());
+        if self.token.is_none() && status == 401 {
+            bail!(
+                "{message} (no token: run `kiln up` on this machine, or set KILN_TOKEN or --token)"
+            );
+        }
+        bail!("{message} ({})", status.as_u16())
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow::anyhow!("cannot reach the Kiln server at {}: {e} (is `kiln up` running?)", self.url)
+    }
+}
+
+fn json<T: DeserializeOwned>(mut response: Response<Body>) -> anyhow::Result<T> {
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .context("cannot read the server's answer")?;
+    serde_json::from_str(if text.is_empty() { "null" } else { &text })
+        .with_context(|| format!("unexpected answer from the server: {text}"))
+}

@@ -1,0 +1,67 @@
+//! `kiln logs NAME [--follow]`: the recent invocations of a function and their stderr.
+
+use crate::client::{Client, Role, ServerArgs};
+use serde::Deserialize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Show recent invocations of a function and what they wrote to stderr
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    name: String,
+    /// How many recent invocations to show
+    #[arg(short = 'n', long, default_value_t = 20)]
+    lines: u32,
+    /// Keep printing new invocations as they happen
+    #[arg(short, long)]
+    follow: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    id: i64,
+    version: u32,
+    at: i64,
+    outcome: String,
+    status: u16,
+    wall_us: u64,
+    stderr: String,
+}
+
+pub fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.server, Role::Tenant)?;
+    let base = format!("/v1/functions/{}/logs", args.name);
+    let mut last = None;
+    let mut entries: Vec<Entry> = client.get(&format!("{base}?limit={}", args.lines))?;
+    loop {
+        for e in &entries {
+            print(e);
+            last = Some(e.id);
+        }
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        entries = match last {
+            Some(id) => client.get(&format!("{base}?after={id}&limit=1000"))?,
+            None => client.get(&format!("{base}?limit={}", args.lines))?,
+        };
+    }
+}
+
+fn print(e: &Entry) {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(e.at.max(0) as u64);
+    println!(
+        "{} v{} {} {} ({:.1} ms)",
+        humantime::format_rfc3339_seconds(at),
+        e.version,
+        e.status,
+        e.outcome,
+        e.wall_us as f64 / 1000.0
+    );
+    for line in e.stderr.lines() {
+        println!("    {line}");
+    }
+}

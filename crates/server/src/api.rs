@@ -1,0 +1,223 @@
+//! The control API under `/v1` (JSON, bearer tokens): functions, logs, tokens,
+//! tenants. Deploying lives in `deploy.rs`. Documented in `docs/api.md`.
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::{auth, deploy, names};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kiln_store::{
+    FunctionDetail, FunctionSummary, LogEntry, Principal, Tenant, TokenInfo, Version,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/functions", get(list_functions))
+        .route("/v1/functions/{name}", get(function).delete(delete_function))
+        .route("/v1/functions/{name}/versions", post(deploy::deploy))
+        .route("/v1/functions/{name}/rollback", post(rollback))
+        .route("/v1/functions/{name}/logs", get(logs))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/v1/tenants", get(list_tenants).post(create_tenant))
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    admin: bool,
+    tenant: Option<String>,
+}
+
+async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
+    Ok(Json(match auth::require(&*state.store, &headers).await? {
+        Principal::Admin => WhoAmI {
+            admin: true,
+            tenant: None,
+        },
+        Principal::Tenant(t) => WhoAmI {
+            admin: false,
+            tenant: Some(t.name),
+        },
+    }))
+}
+
+async fn list_functions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<FunctionSummary>>> {
+    let tenant = auth::tenant(&*state.store, &headers).await?;
+    Ok(Json(state.store.list_functions(tenant.id).await?))
+}
+
+fn no_function(name: &str) -> ApiError {
+    ApiError::not_found(format!("no function named {name:?}"))
+}
+
+async fn function(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<FunctionDetail>> {
+    let tenant = auth::tenant(&*state.store, &headers).await?;
+    let detail = state.store.function(tenant.id, &name).await?;
+    detail.map(Json).ok_or_else(|| no_function(&name))
+}
+
+async fn delete_function(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let tenant = auth::tenant(&*state.store, &headers).await?;
+    if !state.store.delete_function(tenant.id, &name).await? {
+        return Err(no_function(&name));
+    }
+    state.deployments.forget(&tenant.name, &name);
+    tracing::info!(tenant = %tenant.name, function = %name, "deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackRequest {
+    version: Option<u32>,
+}
+
+async fn rollback(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Version>> {
+    let tenant = auth::tenant(&*state.store, &headers).await?;
+    let request: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid rollback request: {e}")))?
+    };
+    if state.store.function(tenant.id, &name).await?.is_none() {
+        return Err(no_function(&name));
+    }
+    let version = state.store.rollback(tenant.id, &name, request.version).await?;
+    state.deployments.forget(&tenant.name, &name);
+    tracing::info!(tenant = %tenant.name, function = %name, version = version.number, "rolled back");
+    Ok(Json(version))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn logs(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(query): Query<LogsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    let tenant = auth::tenant(&*state.store, &headers).await?;
+    let limit = query.limit.unwrap_or(20).clamp(1, kiln_store::LOGS_KEPT);
+    let entries = state.store.logs(tenant.id, &name, query.after, limit).await?;
+    entries.map(Json).ok_or_else(|| no_function(&name))
+}
+
+/// The tenant a token-management request acts for (`None` = the admin tokens).
+async fn token_owner(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    Ok(match auth::require(&*state.store, headers).await? {
+        Principal::Admin => None,
+        Principal::Tenant(t) => Some(t.id),
+    })
+}
+
+async fn list_tokens(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
+    let owner = token_owner(&state, &headers).await?;
+    Ok(Json(state.store.list_tokens(owner).await?))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct CreatedToken {
+    #[serde(flatten)]
+    info: TokenInfo,
+    /// The secret, shown only in this answer.
+    token: String,
+}
+
+async fn create_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let owner = token_owner(&state, &headers).await?;
+    let request: NewToken = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
+    if request.name.is_empty() || request.name.len() > 100 {
+        return Err(ApiError::bad_request("token name must be 1 to 100 characters"));
+    }
+    let (token, hash) = auth::generate().map_err(ApiError::internal)?;
+    let info = state.store.create_token(owner, &request.name, hash).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
+}
+
+async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let owner = token_owner(&state, &headers).await?;
+    if !state.store.revoke_token(owner, id).await? {
+        return Err(ApiError::not_found(format!("no active token with id {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_tenants(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Tenant>>> {
+    auth::admin(&*state.store, &headers).await?;
+    Ok(Json(state.store.list_tenants().await?))
+}
+
+#[derive(Deserialize)]
+struct NewTenant {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct CreatedTenant {
+    #[serde(flatten)]
+    tenant: Tenant,
+    /// A first token for the tenant, shown only in this answer.
+    token: String,
+}
+
+async fn create_tenant(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<CreatedTenant>)> {
+    auth::admin(&*state.store, &headers).await?;
+    let request: NewTenant = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
+    names::check("tenant", &request.name)?;
+    let tenant = state.store.create_tenant(&request.name).await?;
+    let (token, hash) = auth::generate().map_err(ApiError::internal)?;
+    state.store.create_token(Some(tenant.id), "initial", hash).await?;
+    tracing::info!(tenant = %tenant.name, "tenant created");
+    Ok((StatusCode::CREATED, Json(CreatedTenant { tenant, token })))
+}

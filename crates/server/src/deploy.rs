@@ -1,0 +1,158 @@
+//! `POST /v1/functions/{name}/versions`: deploy a module as a new version.
+//!
+//! The body is streamed to a staging file (hashed on the way, cut off at the
+//! maximum module size), validated and compiled into the artifact cache, and only
+//! then committed: blob first, then the metadata row that refers to it. A deploy
+//! that answers 201 is durable; one that fails leaves nothing behind.
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::{auth, names};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::StreamExt;
+use kiln_runtime::{ByteCount, LoadError, parse_duration, parse_size};
+use kiln_store::{FunctionConfig, NewVersion};
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, Serialize)]
+pub struct Deployed {
+    pub tenant: String,
+    pub function: String,
+    pub version: u32,
+    pub digest: String,
+    pub size: u64,
+    /// Milliseconds spent compiling; `null` when the module was already compiled.
+    pub compile_ms: Option<f64>,
+    pub url: String,
+}
+
+pub async fn deploy(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Deployed>)> {
+    let tenant = auth::tenant(&*state.store, &headers).await?;
+    names::check("function", &name)?;
+    let config = parse_config(query.as_deref().unwrap_or(""), &state)?;
+    let max = state.settings.max_module_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("module is over the maximum module size of {}", ByteCount(max)),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large());
+    }
+
+    let mut staged = state.blobs.stage().await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        if staged.size() + chunk.len() as u64 > max {
+            return Err(too_large());
+        }
+        staged.write(&chunk).await?;
+    }
+    if staged.size() == 0 {
+        return Err(ApiError::bad_request(
+            "empty upload: send the WebAssembly module as the request body",
+        ));
+    }
+    let digest = staged.finish().await?;
+    let size = staged.size();
+
+    let bytes = tokio::fs::read(staged.path())
+        .await
+        .map_err(ApiError::internal)?;
+    let runtime = state.runtime.clone();
+    let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            LoadError::Invalid(v) => ApiError::bad_request(v.to_string()),
+            LoadError::Compile(m) => ApiError::bad_request(format!("compilation failed: {m}")),
+            other => ApiError::internal(other),
+        })?;
+
+    state.blobs.commit(staged).await?;
+    let version = state
+        .store
+        .deploy(tenant.id, &name, NewVersion { digest, size, config })
+        .await?;
+    state.deployments.forget(&tenant.name, &name);
+    tracing::info!(tenant = %tenant.name, function = %name, version = version.number, %digest, "deployed");
+    Ok((
+        StatusCode::CREATED,
+        Json(Deployed {
+            url: format!("{}/fn/{}/{}", state.settings.public_url, tenant.name, name),
+            tenant: tenant.name,
+            function: name,
+            version: version.number,
+            digest: digest.to_hex(),
+            size,
+            compile_ms: compiled.compile_time.map(|t| t.as_secs_f64() * 1e3),
+        }),
+    ))
+}
+
+/// The function's configuration, from the deploy's query string:
+/// `env=K=V` and `arg=A` (repeatable), `memory=64MiB`, `timeout=5s`, `cgi`, `private`.
+fn parse_config(query: &str, state: &AppState) -> ApiResult<FunctionConfig> {
+    let mut config = FunctionConfig::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let bad = |why: String| ApiError::bad_request(format!("deploy option {key}: {why}"));
+        match key.as_ref() {
+            "env" => match value.split_once('=') {
+                Some((k, v)) if !k.is_empty() => config.env.push((k.to_owned(), v.to_owned())),
+                _ => return Err(bad(format!("expected KEY=VALUE, got {value:?}"))),
+            },
+            "arg" => config.args.push(value.into_owned()),
+            "memory" => {
+                let bytes = parse_size(&value).map_err(|e| bad(e.to_string()))?;
+                let max = state.runtime.max_memory_bytes();
+                if bytes == 0 || bytes > max {
+                    return Err(bad(format!(
+                        "memory limit must be between 1 byte and this server's maximum of {}",
+                        ByteCount(max)
+                    )));
+                }
+                config.memory_bytes = Some(bytes);
+            }
+            "timeout" => {
+                let d = parse_duration(&value).map_err(|e| bad(e.to_string()))?;
+                let ms = d.as_millis();
+                if ms == 0 || ms > u128::from(u32::MAX) {
+                    return Err(bad("timeout must be between 1ms and 49 days".into()));
+                }
+                config.timeout_ms = Some(ms as u64);
+            }
+            "cgi" => config.cgi = parse_flag(&value).map_err(bad)?,
+            "private" => config.private = parse_flag(&value).map_err(bad)?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown deploy option {other:?} (known: env, arg, memory, timeout, cgi, private)"
+                )));
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn parse_flag(value: &str) -> Result<bool, String> {
+    match value {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}

@@ -1,0 +1,298 @@
+//! The invoke path: `/fn/{tenant}/{function}[/{rest}]` runs the function's current
+//! version in a fresh instance, CGI-style, and turns its outcome into a response.
+//!
+//! | outcome | status | `Kiln-Outcome` |
+//! |---|---|---|
+//! | success | 200, or the CGI `Status:` | `success` |
+//! | non-zero exit | 502 | `exit` |
+//! | trap | 500 | `trap` |
+//! | wall-time limit | 504 | `timeout` |
+//! | memory limit | 507 | `memory` |
+//! | output limit | 509 | `output` |
+//! | malformed CGI headers | 502 | `cgi` |
+//! | request body over the limit | 413 | `too-large` |
+//! | no free instance slot | 503 | `capacity` |
+
+use crate::auth;
+use crate::cgi::{self, CgiRequest};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use kiln_runtime::{ByteCount, InvokeError, Limits, Outcome};
+use kiln_store::{Deployment, NewLogEntry, Principal};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `Kiln-Outcome`: how the invocation ended, for clients and tests.
+pub const OUTCOME_HEADER: &str = "kiln-outcome";
+
+pub async fn invoke(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    match run(&state, peer, &params, request).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    params: &HashMap<String, String>,
+    request: Request,
+) -> Result<Response, Response> {
+    let tenant = params.get("tenant").map(String::as_str).unwrap_or_default();
+    let function = params.get("function").map(String::as_str).unwrap_or_default();
+    let not_found = || plain(StatusCode::NOT_FOUND, "not-found", format!("no function {tenant}/{function}"));
+    let deployment = state
+        .deployments
+        .get(&*state.store, tenant, function)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(not_found)?;
+
+    let (parts, body) = request.into_parts();
+    if deployment.config.private {
+        let principal = auth::principal(&*state.store, &parts.headers)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let allowed = match principal {
+            Some(Principal::Admin) => true,
+            Some(Principal::Tenant(t)) => t.name == deployment.tenant,
+            None => {
+                return Err(plain(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this function is private: send `Authorization: Bearer <token>`".into(),
+                ));
+            }
+        };
+        if !allowed {
+            return Err(plain(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this function is private to its tenant".into(),
+            ));
+        }
+    }
+
+    let limits = limits_of(&deployment, &state.settings.default_limits);
+    let body = read_body(&parts.headers, body, limits.stdin_bytes).await?;
+    let loaded = state
+        .functions
+        .get(&state.runtime, deployment.digest)
+        .await
+        .map_err(|e| {
+            tracing::error!(%tenant, %function, error = %e, "cannot load function");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "this function cannot be loaded right now".into(),
+            )
+        })?;
+
+    let script_name = format!("/fn/{tenant}/{function}");
+    let path_info = params
+        .get("rest")
+        .map(|rest| format!("/{rest}"))
+        .unwrap_or_default();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let (server_name, server_port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, port.parse().unwrap_or(80)),
+        None => (host, 80),
+    };
+    let remote_addr = peer.ip().to_string();
+    let protocol = format!("{:?}", parts.version);
+    let mut env = deployment.config.env.clone();
+    let request_env = cgi::request_env(&CgiRequest {
+        method: parts.method.as_str(),
+        script_name: &script_name,
+        path_info: &path_info,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body_len: body.len(),
+        server_name,
+        server_port,
+        remote_addr: &remote_addr,
+        protocol: &protocol,
+    });
+    env.retain(|(k, _)| !request_env.iter().any(|(r, _)| r == k));
+    env.extend(request_env);
+    let mut args = vec![deployment.function.clone()];
+    args.extend(deployment.config.args.iter().cloned());
+
+    let invocation = state
+        .runtime
+        .invoke(
+            &loaded,
+            kiln_runtime::Request {
+                stdin: body,
+                args,
+                env,
+                limits,
+            },
+        )
+        .await;
+    let (response, outcome, wall, stderr) = match invocation {
+        Ok(inv) => {
+            let response = respond(&deployment, &inv.outcome, inv.stdout);
+            let stderr = String::from_utf8_lossy(&inv.stderr).into_owned();
+            (response, inv.outcome.to_string(), inv.stats.wall, stderr)
+        }
+        Err(e) => {
+            let response = match &e {
+                InvokeError::StdinTooLarge { .. } => {
+                    plain(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
+                }
+                InvokeError::AtCapacity(_) => {
+                    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "capacity", e.to_string());
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    r
+                }
+                InvokeError::MemoryLimitTooLarge { .. } => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "config",
+                    e.to_string(),
+                ),
+            };
+            (response, e.to_string(), Duration::ZERO, String::new())
+        }
+    };
+    state.logs.record(NewLogEntry {
+        function_id: deployment.function_id,
+        version: deployment.version,
+        at: kiln_store::now(),
+        outcome,
+        status: response.status().as_u16(),
+        wall_us: wall.as_micros() as u64,
+        stderr,
+    });
+    Ok(response)
+}
+
+fn limits_of(deployment: &Deployment, defaults: &Limits) -> Limits {
+    Limits {
+        memory_bytes: deployment.config.memory_bytes.unwrap_or(defaults.memory_bytes),
+        wall_time: deployment
+            .config
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.wall_time),
+        ..*defaults
+    }
+}
+
+/// The whole request body, refusing (413) more than `limit` bytes, before reading
+/// it all when the length is declared.
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("request body is over the limit of {}", ByteCount(limit)),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// The response for an invocation that ran.
+fn respond(deployment: &Deployment, outcome: &Outcome, stdout: Bytes) -> Response {
+    let failed = |status: u16, kind: &'static str, message: String| {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        plain(status, kind, format!("function {message}"))
+    };
+    match outcome {
+        Outcome::Success if deployment.config.cgi => cgi_response(stdout),
+        Outcome::Success => {
+            let content_type = if std::str::from_utf8(&stdout).is_ok() {
+                "text/plain; charset=utf-8"
+            } else {
+                "application/octet-stream"
+            };
+            let mut response = Response::new(Body::from(stdout));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(OUTCOME_HEADER, HeaderValue::from_static("success"));
+            response
+        }
+        Outcome::Exit(code) => failed(502, "exit", format!("exited with code {code}")),
+        Outcome::Trap { message } => failed(500, "trap", format!("trapped: {message}")),
+        Outcome::WallTimeLimit { limit } => {
+            failed(504, "timeout", format!("exceeded its time limit of {limit:?}"))
+        }
+        Outcome::MemoryLimit { limit } => failed(
+            507,
+            "memory",
+            format!("exceeded its memory limit of {}", ByteCount(*limit)),
+        ),
+        Outcome::OutputLimit { limit } => failed(
+            509,
+            "output",
+            format!("exceeded its output limit of {}", ByteCount(*limit)),
+        ),
+    }
+}
+
+fn cgi_response(stdout: Bytes) -> Response {
+    let parsed = match cgi::parse_response(&stdout) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                "cgi",
+                format!("function printed invalid CGI output: {e}"),
+            );
+        }
+    };
+    let mut response = Response::new(Body::from(stdout.slice(parsed.body_offset..)));
+    *response.status_mut() = parsed.status;
+    let headers = response.headers_mut();
+    for (name, value) in parsed.headers {
+        headers.append(name, value);
+    }
+    headers.insert(OUTCOME_HEADER, HeaderValue::from_static("success"));
+    response
+}
+
+/// A one-line plain-text answer with its outcome kind.
+fn plain(status: StatusCode, kind: &'static str, message: String) -> Response {
+    let mut response = (status, format!("{message}\n")).into_response();
+    response
+        .headers_mut()
+        .insert(OUTCOME_HEADER, HeaderValue::from_static(kind));
+    response
+}
