@@ -133,10 +133,7 @@ impl Client {
             .context("this token is the admin token; use a tenant token for this command")
     }
 
-    fn check(
-        &self,
-        result: Result<Response<Body>, ureq::Error>,
-    ) -> anyhow::Result<Response<Body>> {
+    fn check(&self, result: Result<Response<Body>, ureq::Error>) -> anyhow::Result<Response<Body>> {
         let mut response = result.map_err(|e| self.unreachable(e))?;
         if response.status().is_success() {
             return Ok(response);
@@ -156,7 +153,10 @@ impl Client {
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
-        anyhow::anyhow!("cannot reach the Kiln server at {}: {e} (is `kiln up` running?)", self.url)
+        anyhow::anyhow!(
+            "cannot reach the Kiln server at {}: {e} (is `kiln up` running?)",
+            self.url
+        )
     }
 }
 

@@ -14,12 +14,17 @@ use kiln_store::{
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/whoami", get(whoami))
+        .route("/v1/status", get(status))
         .route("/v1/functions", get(list_functions))
-        .route("/v1/functions/{name}", get(function).delete(delete_function))
+        .route(
+            "/v1/functions/{name}",
+            get(function).delete(delete_function),
+        )
         .route("/v1/functions/{name}/versions", post(deploy::deploy))
         .route("/v1/functions/{name}/rollback", post(rollback))
         .route("/v1/functions/{name}/logs", get(logs))
@@ -44,6 +49,22 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
             admin: false,
             tenant: Some(t.name),
         },
+    }))
+}
+
+#[derive(Serialize)]
+struct Status {
+    in_flight: u64,
+    compiles: u64,
+}
+
+/// Live counters of this node (admin only).
+async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Status>> {
+    auth::admin(&*state.store, &headers).await?;
+    let counters = &state.counters;
+    Ok(Json(Status {
+        in_flight: counters.in_flight.load(Ordering::Relaxed),
+        compiles: counters.compiles.load(Ordering::Relaxed),
     }))
 }
 
@@ -104,7 +125,10 @@ async fn rollback(
     if state.store.function(tenant.id, &name).await?.is_none() {
         return Err(no_function(&name));
     }
-    let version = state.store.rollback(tenant.id, &name, request.version).await?;
+    let version = state
+        .store
+        .rollback(tenant.id, &name, request.version)
+        .await?;
     state.deployments.forget(&tenant.name, &name);
     tracing::info!(tenant = %tenant.name, function = %name, version = version.number, "rolled back");
     Ok(Json(version))
@@ -124,7 +148,10 @@ async fn logs(
 ) -> ApiResult<Json<Vec<LogEntry>>> {
     let tenant = auth::tenant(&*state.store, &headers).await?;
     let limit = query.limit.unwrap_or(20).clamp(1, kiln_store::LOGS_KEPT);
-    let entries = state.store.logs(tenant.id, &name, query.after, limit).await?;
+    let entries = state
+        .store
+        .logs(tenant.id, &name, query.after, limit)
+        .await?;
     entries.map(Json).ok_or_else(|| no_function(&name))
 }
 
@@ -166,7 +193,9 @@ async fn create_token(
     let request: NewToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
     if request.name.is_empty() || request.name.len() > 100 {
-        return Err(ApiError::bad_request("token name must be 1 to 100 characters"));
+        return Err(ApiError::bad_request(
+            "token name must be 1 to 100 characters",
+        ));
     }
     let (token, hash) = auth::generate().map_err(ApiError::internal)?;
     let info = state.store.create_token(owner, &request.name, hash).await?;
@@ -217,7 +246,10 @@ async fn create_tenant(
     names::check("tenant", &request.name)?;
     let tenant = state.store.create_tenant(&request.name).await?;
     let (token, hash) = auth::generate().map_err(ApiError::internal)?;
-    state.store.create_token(Some(tenant.id), "initial", hash).await?;
+    state
+        .store
+        .create_token(Some(tenant.id), "initial", hash)
+        .await?;
     tracing::info!(tenant = %tenant.name, "tenant created");
     Ok((StatusCode::CREATED, Json(CreatedTenant { tenant, token })))
 }

@@ -60,7 +60,10 @@ pub async fn principal(
 }
 
 /// The principal of a request that must carry a token.
-pub async fn require(store: &dyn MetadataStore, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub async fn require(
+    store: &dyn MetadataStore,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
     principal(store, headers).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -34,7 +34,10 @@ fn withheld(name: &HeaderName) -> bool {
 pub fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
     let mut env = vec![
         ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
-        ("SERVER_SOFTWARE".into(), format!("kiln/{}", env!("CARGO_PKG_VERSION"))),
+        (
+            "SERVER_SOFTWARE".into(),
+            format!("kiln/{}", env!("CARGO_PKG_VERSION")),
+        ),
         ("SERVER_PROTOCOL".into(), req.protocol.into()),
         ("SERVER_NAME".into(), req.server_name.into()),
         ("SERVER_PORT".into(), req.server_port.to_string()),
@@ -53,7 +56,10 @@ pub fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
         ("CONTENT_LENGTH".into(), req.body_len.to_string()),
     ];
     if let Some(ct) = req.headers.get("content-type") {
-        env.push(("CONTENT_TYPE".into(), String::from_utf8_lossy(ct.as_bytes()).into()));
+        env.push((
+            "CONTENT_TYPE".into(),
+            String::from_utf8_lossy(ct.as_bytes()).into(),
+        ));
     }
     for name in req.headers.keys() {
         if withheld(name) {
@@ -65,7 +71,10 @@ pub fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
             .iter()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect();
-        let var = format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_"));
+        let var = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
         env.push((var, values.join(", ")));
     }
     env
@@ -173,7 +182,11 @@ mod tests {
         let r = parse_response(out).unwrap();
         assert_eq!(r.status, StatusCode::CREATED);
         assert_eq!(&out[r.body_offset..], b"<p>hi</p>");
-        let cookies: Vec<_> = r.headers.iter().filter(|(n, _)| n == "set-cookie").collect();
+        let cookies: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .collect();
         assert_eq!(cookies.len(), 2);
     }
 
@@ -185,7 +198,10 @@ mod tests {
 
     #[test]
     fn bad_output_is_named() {
-        assert_eq!(parse_response(b"no blank line").unwrap_err(), CgiError::Unterminated);
+        assert_eq!(
+            parse_response(b"no blank line").unwrap_err(),
+            CgiError::Unterminated
+        );
         assert_eq!(
             parse_response(b"Just text\n\nbody").unwrap_err(),
             CgiError::BadLine("Just text".into())

@@ -7,7 +7,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::{auth, names};
+use crate::{auth, drain, names};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -17,6 +17,7 @@ use kiln_runtime::{ByteCount, LoadError, parse_duration, parse_size};
 use kiln_store::{FunctionConfig, NewVersion};
 use serde::Serialize;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Serialize)]
 pub struct Deployed {
@@ -37,26 +38,46 @@ pub async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
-    let tenant = auth::tenant(&*state.store, &headers).await?;
+    let mut stream = body.into_data_stream();
+    let result = deploy_from(&state, name, query, &headers, &mut stream).await;
+    if result.is_err() && drain::worth_draining(content_length(&headers)) {
+        drain::drain(Body::from_stream(stream)).await;
+    }
+    result
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn deploy_from(
+    state: &Arc<AppState>,
+    name: String,
+    query: Option<String>,
+    headers: &HeaderMap,
+    stream: &mut axum::body::BodyDataStream,
+) -> ApiResult<(StatusCode, Json<Deployed>)> {
+    let tenant = auth::tenant(&*state.store, headers).await?;
     names::check("function", &name)?;
-    let config = parse_config(query.as_deref().unwrap_or(""), &state)?;
+    let config = parse_config(query.as_deref().unwrap_or(""), state)?;
     let max = state.settings.max_module_bytes;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("module is over the maximum module size of {}", ByteCount(max)),
+            format!(
+                "module is over the maximum module size of {}",
+                ByteCount(max)
+            ),
         )
     };
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max) {
+    if content_length(headers).is_some_and(|len| len > max) {
         return Err(too_large());
     }
 
     let mut staged = state.blobs.stage().await?;
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         if staged.size() + chunk.len() as u64 > max {
@@ -85,10 +106,21 @@ pub async fn deploy(
             other => ApiError::internal(other),
         })?;
 
+    if compiled.compile_time.is_some() {
+        state.counters.compiles.fetch_add(1, Ordering::Relaxed);
+    }
     state.blobs.commit(staged).await?;
     let version = state
         .store
-        .deploy(tenant.id, &name, NewVersion { digest, size, config })
+        .deploy(
+            tenant.id,
+            &name,
+            NewVersion {
+                digest,
+                size,
+                config,
+            },
+        )
         .await?;
     state.deployments.forget(&tenant.name, &name);
     tracing::info!(tenant = %tenant.name, function = %name, version = version.number, %digest, "deployed");

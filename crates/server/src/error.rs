@@ -30,7 +30,10 @@ impl ApiError {
 
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
         tracing::error!(%message, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
+        )
     }
 }
 

@@ -13,21 +13,22 @@
 //! | request body over the limit | 413 | `too-large` |
 //! | no free instance slot | 503 | `capacity` |
 
-use crate::auth;
 use crate::cgi::{self, CgiRequest};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::{auth, drain};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use futures_util::StreamExt;
 use kiln_runtime::{ByteCount, InvokeError, Limits, Outcome};
 use kiln_store::{Deployment, NewLogEntry, Principal};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// `Kiln-Outcome`: how the invocation ended, for clients and tests.
@@ -39,8 +40,43 @@ pub async fn invoke(
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    match run(&state, peer, &params, request).await {
-        Ok(response) | Err(response) => response,
+    let _in_flight = InFlight::enter(&state);
+    let (parts, body) = request.into_parts();
+    let declared = content_length(&parts.headers);
+    let mut body = Some(body);
+    match run(&state, peer, &params, parts, &mut body).await {
+        Ok(response) => response,
+        Err(response) => {
+            // Refused before the body was read: read it anyway (bounded), so that
+            // the client, still sending, receives the refusal.
+            if let Some(body) = body.take().filter(|_| drain::worth_draining(declared)) {
+                drain::drain(body).await;
+            }
+            response
+        }
+    }
+}
+
+fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Counts an invocation as running until dropped (even if the client goes away).
+struct InFlight(Arc<crate::state::Counters>);
+
+impl InFlight {
+    fn enter(state: &AppState) -> InFlight {
+        state.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(state.counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -48,11 +84,21 @@ async fn run(
     state: &Arc<AppState>,
     peer: SocketAddr,
     params: &HashMap<String, String>,
-    request: Request,
+    parts: axum::http::request::Parts,
+    body: &mut Option<Body>,
 ) -> Result<Response, Response> {
     let tenant = params.get("tenant").map(String::as_str).unwrap_or_default();
-    let function = params.get("function").map(String::as_str).unwrap_or_default();
-    let not_found = || plain(StatusCode::NOT_FOUND, "not-found", format!("no function {tenant}/{function}"));
+    let function = params
+        .get("function")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let not_found = || {
+        plain(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no function {tenant}/{function}"),
+        )
+    };
     let deployment = state
         .deployments
         .get(&*state.store, tenant, function)
@@ -60,7 +106,6 @@ async fn run(
         .map_err(|e| ApiError::from(e).into_response())?
         .ok_or_else(not_found)?;
 
-    let (parts, body) = request.into_parts();
     if deployment.config.private {
         let principal = auth::principal(&*state.store, &parts.headers)
             .await
@@ -163,11 +208,9 @@ async fn run(
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                     r
                 }
-                InvokeError::MemoryLimitTooLarge { .. } => plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "config",
-                    e.to_string(),
-                ),
+                InvokeError::MemoryLimitTooLarge { .. } => {
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "config", e.to_string())
+                }
             };
             (response, e.to_string(), Duration::ZERO, String::new())
         }
@@ -186,7 +229,10 @@ async fn run(
 
 fn limits_of(deployment: &Deployment, defaults: &Limits) -> Limits {
     Limits {
-        memory_bytes: deployment.config.memory_bytes.unwrap_or(defaults.memory_bytes),
+        memory_bytes: deployment
+            .config
+            .memory_bytes
+            .unwrap_or(defaults.memory_bytes),
         wall_time: deployment
             .config
             .timeout_ms
@@ -196,11 +242,12 @@ fn limits_of(deployment: &Deployment, defaults: &Limits) -> Limits {
     }
 }
 
-/// The whole request body, refusing (413) more than `limit` bytes, before reading
-/// it all when the length is declared.
+/// The whole request body, refusing (413) more than `limit` bytes: at once when the
+/// declared length is over, else as soon as the bytes read cross it. The body is
+/// taken from `slot` only when it will be read whole (or drained) here.
 async fn read_body(
     headers: &axum::http::HeaderMap,
-    body: Body,
+    slot: &mut Option<Body>,
     limit: u64,
 ) -> Result<Bytes, Response> {
     let too_large = || {
@@ -210,23 +257,34 @@ async fn read_body(
             format!("request body is over the limit of {}", ByteCount(limit)),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(headers);
     if declared.is_some_and(|len| len > limit) {
+        if let Some(body) = slot.take().filter(|_| drain::worth_draining(declared)) {
+            drain::drain(body).await;
+        }
         return Err(too_large());
     }
+    let Some(body) = slot.take() else {
+        return Ok(Bytes::new());
+    };
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(plain(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            format!("cannot read the request body: {e}"),
-        )),
+    let mut stream = body.into_data_stream();
+    let mut collected = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            plain(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        if collected.len() + chunk.len() > limit {
+            drain::drain(Body::from_stream(stream)).await;
+            return Err(too_large());
+        }
+        collected.extend_from_slice(&chunk);
     }
+    Ok(collected.freeze())
 }
 
 /// The response for an invocation that ran.
@@ -251,9 +309,11 @@ fn respond(deployment: &Deployment, outcome: &Outcome, stdout: Bytes) -> Respons
         }
         Outcome::Exit(code) => failed(502, "exit", format!("exited with code {code}")),
         Outcome::Trap { message } => failed(500, "trap", format!("trapped: {message}")),
-        Outcome::WallTimeLimit { limit } => {
-            failed(504, "timeout", format!("exceeded its time limit of {limit:?}"))
-        }
+        Outcome::WallTimeLimit { limit } => failed(
+            504,
+            "timeout",
+            format!("exceeded its time limit of {limit:?}"),
+        ),
         Outcome::MemoryLimit { limit } => failed(
             507,
             "memory",

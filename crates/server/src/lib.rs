@@ -13,6 +13,7 @@ pub mod api;
 mod auth;
 pub mod cgi;
 pub mod deploy;
+mod drain;
 mod error;
 pub mod invoke;
 mod logs;
@@ -24,11 +25,12 @@ use axum::Router;
 use axum::routing::any;
 use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, SqliteStore};
-use state::{AppState, DeploymentCache, FunctionCache, Settings};
+use state::{AppState, Counters, DeploymentCache, FunctionCache, Settings};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -81,7 +83,9 @@ pub struct Server {
 impl Server {
     /// Opens the store, bootstraps it if new, compiles any deployed module whose
     /// artifact is missing, and binds the listener.
-    pub async fn open(config: ServerConfig) -> anyhow::Result<(Server, Option<InitialCredentials>)> {
+    pub async fn open(
+        config: ServerConfig,
+    ) -> anyhow::Result<(Server, Option<InitialCredentials>)> {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
@@ -96,7 +100,9 @@ impl Server {
         })?);
 
         let initial = bootstrap(&*store).await?;
-        ensure_compiled(&*store, &*blobs, &runtime).await?;
+        let counters = Arc::new(Counters::default());
+        let compiled = ensure_compiled(&*store, &*blobs, &runtime).await?;
+        counters.compiles.fetch_add(compiled, Ordering::Relaxed);
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -119,6 +125,7 @@ impl Server {
             deployments: DeploymentCache::default(),
             functions: FunctionCache::default(),
             logs,
+            counters,
         });
         let server = Server {
             listener,
@@ -143,7 +150,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves; then stops accepting, lets every request in
     /// flight finish, and writes the remaining logs.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Server {
             listener,
             state,
@@ -186,7 +196,9 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
         None => store.create_tenant(DEFAULT_TENANT).await?,
     };
     let (tenant_token, tenant_hash) = auth::generate()?;
-    store.create_token(Some(tenant.id), "initial", tenant_hash).await?;
+    store
+        .create_token(Some(tenant.id), "initial", tenant_hash)
+        .await?;
     // The admin token last: its existence marks the store as bootstrapped.
     store.create_token(None, "admin", admin_hash).await?;
     Ok(Some(InitialCredentials {
@@ -203,7 +215,8 @@ async fn ensure_compiled(
     store: &dyn MetadataStore,
     blobs: &dyn BlobStore,
     runtime: &Arc<Runtime>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
+    let mut compiled = 0;
     for digest in store.referenced_digests().await? {
         if runtime.artifacts().contains(&digest) {
             continue;
@@ -214,7 +227,7 @@ async fn ensure_compiled(
         tokio::task::spawn_blocking(move || runtime.compile(&bytes))
             .await?
             .with_context(|| format!("cannot compile deployed module {digest}"))?;
+        compiled += 1;
     }
-    Ok(())
+    Ok(compiled)
 }
-

@@ -44,7 +44,10 @@ impl LogSink {
         if self.tx.try_send(entry).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "log writer is behind; dropping invocation logs");
+                tracing::warn!(
+                    dropped = n,
+                    "log writer is behind; dropping invocation logs"
+                );
             }
         }
     }

@@ -31,7 +31,16 @@ mod tests {
         for good in ["hello", "a", "my-fn-2", &"x".repeat(63)] {
             assert!(check("function", good).is_ok(), "{good}");
         }
-        for bad in ["", "Hello", "-x", "a_b", "a/b", "a.b", &"x".repeat(64), "héllo"] {
+        for bad in [
+            "",
+            "Hello",
+            "-x",
+            "a_b",
+            "a/b",
+            "a.b",
+            &"x".repeat(64),
+            "héllo",
+        ] {
             assert!(check("function", bad).is_err(), "{bad}");
         }
     }

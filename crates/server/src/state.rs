@@ -2,7 +2,7 @@
 //! the two in-memory caches that keep the invoke path off the database.
 
 use crate::logs::LogSink;
-use kiln_runtime::{Digest, Function, LoadError, Limits, Runtime};
+use kiln_runtime::{Digest, Function, Limits, LoadError, Runtime};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,6 +18,16 @@ pub struct Settings {
     pub default_limits: Limits,
 }
 
+/// Counters an operator (and the tests) can read at `GET /v1/status`.
+#[derive(Default)]
+pub struct Counters {
+    /// Invocations running now.
+    pub in_flight: std::sync::atomic::AtomicU64,
+    /// Modules compiled since this process started (deploys of new bytes, and
+    /// start-up compiles of modules with no artifact).
+    pub compiles: std::sync::atomic::AtomicU64,
+}
+
 pub struct AppState {
     pub store: Arc<dyn MetadataStore>,
     pub blobs: Arc<dyn BlobStore>,
@@ -26,6 +36,7 @@ pub struct AppState {
     pub deployments: DeploymentCache,
     pub functions: FunctionCache,
     pub logs: LogSink,
+    pub counters: Arc<Counters>,
 }
 
 /// `(tenant, function)` → the deployment the invoke path runs. Filled on first
@@ -63,9 +74,7 @@ impl DeploymentCache {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, String), Arc<Deployment>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, String), Arc<Deployment>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -79,7 +88,12 @@ pub struct FunctionCache {
 
 impl FunctionCache {
     pub async fn get(&self, runtime: &Arc<Runtime>, digest: Digest) -> Result<Function, LoadError> {
-        if let Some(hit) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&digest) {
+        if let Some(hit) = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+        {
             return Ok(hit.clone());
         }
         let runtime = runtime.clone();

@@ -143,7 +143,9 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn contains(&self, digest: &Digest) -> StoreResult<bool> {
-        Ok(tokio::fs::try_exists(self.path(digest)).await.unwrap_or(false))
+        Ok(tokio::fs::try_exists(self.path(digest))
+            .await
+            .unwrap_or(false))
     }
 }
 
@@ -171,7 +173,9 @@ mod tests {
         assert_eq!(digest, Digest::of(b"hello world"));
         assert_eq!(blobs.read(&digest).await.unwrap(), b"hello world");
         assert!(blobs.contains(&digest).await.unwrap());
-        let staging = std::fs::read_dir(dir.path().join(".staging")).unwrap().count();
+        let staging = std::fs::read_dir(dir.path().join(".staging"))
+            .unwrap()
+            .count();
         assert_eq!(staging, 0);
     }
 
@@ -182,7 +186,9 @@ mod tests {
         let mut staged = blobs.stage().await.unwrap();
         staged.write(b"partial").await.unwrap();
         drop(staged);
-        let staging = std::fs::read_dir(dir.path().join(".staging")).unwrap().count();
+        let staging = std::fs::read_dir(dir.path().join(".staging"))
+            .unwrap()
+            .count();
         assert_eq!(staging, 0);
         assert!(!blobs.contains(&Digest::of(b"partial")).await.unwrap());
     }

@@ -62,8 +62,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Records a new immutable version of `function` and makes it current, in one
     /// transaction. The module blob must already be stored.
-    async fn deploy(&self, tenant: TenantId, function: &str, version: NewVersion)
-    -> StoreResult<Version>;
+    async fn deploy(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        version: NewVersion,
+    ) -> StoreResult<Version>;
     /// What `/fn/{tenant}/{function}` runs now.
     async fn resolve(&self, tenant: &str, function: &str) -> StoreResult<Option<Deployment>>;
     async fn list_functions(&self, tenant: TenantId) -> StoreResult<Vec<FunctionSummary>>;

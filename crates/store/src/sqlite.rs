@@ -175,14 +175,16 @@ impl MetadataStore for SqliteStore {
                 )
                 .optional()
                 .map_err(internal)?;
-            Ok(row.map(|(tenant, name, created)| match (tenant, name, created) {
-                (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
-                    id,
-                    name,
-                    created_at,
+            Ok(
+                row.map(|(tenant, name, created)| match (tenant, name, created) {
+                    (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
+                        id,
+                        name,
+                        created_at,
+                    }),
+                    _ => Principal::Admin,
                 }),
-                _ => Principal::Admin,
-            }))
+            )
         })
         .await
     }
@@ -208,7 +210,9 @@ impl MetadataStore for SqliteStore {
                 params![name, created_at],
             );
             match inserted.map_err(internal)? {
-                0 => Err(StoreError::Conflict(format!("tenant {name:?} already exists"))),
+                0 => Err(StoreError::Conflict(format!(
+                    "tenant {name:?} already exists"
+                ))),
                 _ => Ok(Tenant {
                     id: conn.last_insert_rowid(),
                     name,
@@ -326,8 +330,8 @@ impl MetadataStore for SqliteStore {
         new: NewVersion,
     ) -> StoreResult<Version> {
         let function = function.to_owned();
-        let config = serde_json::to_string(&new.config)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let config =
+            serde_json::to_string(&new.config).map_err(|e| StoreError::Internal(e.to_string()))?;
         self.with(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let at = now();
@@ -402,7 +406,9 @@ impl MetadataStore for SqliteStore {
                 version,
                 digest: digest
                     .parse()
-                    .map_err(|e: kiln_runtime::ParseDigestError| StoreError::Internal(e.to_string()))?,
+                    .map_err(|e: kiln_runtime::ParseDigestError| {
+                        StoreError::Internal(e.to_string())
+                    })?,
                 config: serde_json::from_str(&config)
                     .map_err(|e| StoreError::Internal(e.to_string()))?,
             }))

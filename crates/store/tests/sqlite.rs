@@ -24,9 +24,15 @@ async fn tokens_authenticate_until_revoked() {
     store.create_token(None, "admin", [1; 32]).await.unwrap();
     assert!(store.has_admin().await.unwrap());
     let acme = store.create_tenant("acme").await.unwrap();
-    let token = store.create_token(Some(acme.id), "ci", [2; 32]).await.unwrap();
+    let token = store
+        .create_token(Some(acme.id), "ci", [2; 32])
+        .await
+        .unwrap();
 
-    assert_eq!(store.authenticate([1; 32]).await.unwrap(), Some(Principal::Admin));
+    assert_eq!(
+        store.authenticate([1; 32]).await.unwrap(),
+        Some(Principal::Admin)
+    );
     assert_eq!(
         store.authenticate([2; 32]).await.unwrap(),
         Some(Principal::Tenant(acme.clone()))
@@ -55,15 +61,29 @@ async fn tenant_names_are_unique() {
 async fn versions_deploy_roll_back_and_delete() {
     let (store, _dir) = open();
     let acme = store.create_tenant("acme").await.unwrap();
-    let v1 = store.deploy(acme.id, "hello", version(b"one")).await.unwrap();
-    let v2 = store.deploy(acme.id, "hello", version(b"two")).await.unwrap();
+    let v1 = store
+        .deploy(acme.id, "hello", version(b"one"))
+        .await
+        .unwrap();
+    let v2 = store
+        .deploy(acme.id, "hello", version(b"two"))
+        .await
+        .unwrap();
     assert_eq!((v1.number, v2.number), (1, 2));
     let live = store.resolve("acme", "hello").await.unwrap().unwrap();
     assert_eq!((live.version, live.digest), (2, Digest::of(b"two")));
 
     let back = store.rollback(acme.id, "hello", None).await.unwrap();
     assert_eq!(back.number, 1);
-    assert_eq!(store.resolve("acme", "hello").await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        store
+            .resolve("acme", "hello")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
     // Nothing before version 1.
     assert!(matches!(
         store.rollback(acme.id, "hello", None).await,
@@ -119,7 +139,10 @@ async fn logs_are_kept_newest_last_and_pruned() {
         .unwrap();
     let all = store.logs(a.id, "f", None, 5000).await.unwrap().unwrap();
     assert_eq!(all.len(), LOGS_KEPT as usize);
-    assert_eq!(all.last().unwrap().stderr, format!("line {}", LOGS_KEPT + 4));
+    assert_eq!(
+        all.last().unwrap().stderr,
+        format!("line {}", LOGS_KEPT + 4)
+    );
     let last_two = store.logs(a.id, "f", None, 2).await.unwrap().unwrap();
     assert_eq!(last_two[1].stderr, format!("line {}", LOGS_KEPT + 4));
     let after = store

@@ -87,7 +87,10 @@ pub fn tokens(args: TokensArgs) -> anyhow::Result<ExitCode> {
         }
         TokensCommand::Create { name } => {
             let t: Token = client.post_json("/v1/tokens", serde_json::json!({ "name": name }))?;
-            eprintln!("created token {} ({}); its secret (shown once):", t.id, t.name);
+            eprintln!(
+                "created token {} ({}); its secret (shown once):",
+                t.id, t.name
+            );
             println!("{}", t.token.unwrap_or_default());
         }
         TokensCommand::Revoke { id } => {

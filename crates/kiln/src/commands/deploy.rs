@@ -2,8 +2,8 @@
 //! print its URL.
 
 use crate::client::{Client, Role, ServerArgs};
-use anyhow::Context;
 use crate::human_size;
+use anyhow::Context;
 use kiln_runtime::{parse_duration, parse_size};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -92,7 +92,8 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         total: size,
         show: show_progress,
     };
-    let deployed: Deployed = client.post_reader(&format!("/v1/functions/{name}/versions{query}"), body)?;
+    let deployed: Deployed =
+        client.post_reader(&format!("/v1/functions/{name}/versions{query}"), body)?;
     if show_progress {
         eprintln!();
     }

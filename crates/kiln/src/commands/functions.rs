@@ -55,7 +55,10 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let tenant = client.tenant()?;
-    println!("{:<24} {:>8} {:>10}  {:<20}  URL", "NAME", "VERSION", "SIZE", "UPDATED");
+    println!(
+        "{:<24} {:>8} {:>10}  {:<20}  URL",
+        "NAME", "VERSION", "SIZE", "UPDATED"
+    );
     for f in functions {
         println!(
             "{:<24} {:>8} {:>10}  {:<20}  {}/fn/{tenant}/{}",
@@ -89,9 +92,16 @@ pub fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let tenant = client.tenant()?;
-    println!("{}  {}/fn/{tenant}/{}", detail.name, client.url, detail.name);
+    println!(
+        "{}  {}/fn/{tenant}/{}",
+        detail.name, client.url, detail.name
+    );
     for v in &detail.versions {
-        let mark = if v.number == detail.current_version { "*" } else { " " };
+        let mark = if v.number == detail.current_version {
+            "*"
+        } else {
+            " "
+        };
         println!(
             "{mark} v{:<4} {:>10}  {}  sha256:{}",
             v.number,
@@ -135,7 +145,8 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         Some(v) => serde_json::json!({ "version": v }),
         None => serde_json::json!({}),
     };
-    let version: Version = client.post_json(&format!("/v1/functions/{}/rollback", args.name), body)?;
+    let version: Version =
+        client.post_json(&format!("/v1/functions/{}/rollback", args.name), body)?;
     println!("{} now serves v{}", args.name, version.number);
     Ok(ExitCode::SUCCESS)
 }

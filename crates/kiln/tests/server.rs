@@ -1,0 +1,454 @@
+//! The platform on one machine, as a user meets it: a real `kiln up` on a loopback
+//! port, the `kiln` CLI to deploy, plain HTTP to call.
+
+mod support;
+
+use std::io::{Read, Write};
+use support::*;
+
+#[test]
+fn deploy_call_redeploy_roll_back_and_delete() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let said = server.ok(&["deploy", &guest("hello")]);
+    let url = server.function_url("default", "hello");
+    assert!(said.starts_with("deployed hello v1 ("), "{said}");
+    assert!(said.trim_end().ends_with(&format!("->  {url}")), "{said}");
+
+    let hello = post(&url, "world");
+    assert_eq!(
+        (hello.status, hello.body.as_str()),
+        (200, "Hello, world!\n")
+    );
+    assert_eq!(hello.header("kiln-outcome"), Some("success"));
+
+    // A changed module under the same name is a new version, served at once.
+    let said = server.ok(&["deploy", "--name", "hello", &guest("echo-env")]);
+    assert!(said.starts_with("deployed hello v2 ("), "{said}");
+    assert!(post(&url, "").body.starts_with("ARG 0=hello\n"));
+
+    assert_eq!(server.ok(&["rollback", "hello"]), "hello now serves v1\n");
+    assert_eq!(post(&url, "again").body, "Hello, again!\n");
+    server.ok(&["rollback", "hello", "2"]);
+    assert!(post(&url, "").body.starts_with("ARG 0=hello\n"));
+
+    let info = server.ok(&["info", "hello"]);
+    assert!(info.contains("* v2") && info.contains("  v1"), "{info}");
+    assert!(server.ok(&["list"]).contains(&url));
+
+    assert_eq!(server.ok(&["rm", "hello"]), "deleted hello\n");
+    let gone = post(&url, "world");
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.body, "no function default/hello\n");
+}
+
+#[test]
+fn the_cgi_environment_reaches_the_function_without_credentials() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&[
+        "deploy",
+        &guest("echo-env"),
+        "--env",
+        "GREETING=hi there",
+        "--arg",
+        "extra",
+    ]);
+    let token = home.token();
+    let answer = answer(
+        http()
+            .post(format!(
+                "{}/a/b?x=1&y=two",
+                server.function_url("default", "echo-env")
+            ))
+            .header("Content-Type", "text/plain")
+            .header("X-Custom", "yes")
+            .header("Authorization", format!("Bearer {token}"))
+            .send("body!"),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let lines: Vec<&str> = answer.body.lines().collect();
+    for expected in [
+        "ARG 0=echo-env",
+        "ARG 1=extra",
+        "ENV GREETING=hi there",
+        "ENV REQUEST_METHOD=POST",
+        "ENV SCRIPT_NAME=/fn/default/echo-env",
+        "ENV PATH_INFO=/a/b",
+        "ENV QUERY_STRING=x=1&y=two",
+        "ENV CONTENT_TYPE=text/plain",
+        "ENV CONTENT_LENGTH=5",
+        "ENV HTTP_X_CUSTOM=yes",
+        "ENV GATEWAY_INTERFACE=CGI/1.1",
+        "ENV REMOTE_ADDR=127.0.0.1",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "missing {expected:?} in:\n{}",
+            answer.body
+        );
+    }
+    assert!(!answer.body.contains("AUTHORIZATION"), "{}", answer.body);
+    assert!(
+        !answer.body.contains(&token),
+        "the token leaked to the guest"
+    );
+}
+
+#[test]
+fn cgi_functions_set_status_headers_redirects_and_cookies() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", "--cgi", &guest("cgi")]);
+    let url = server.function_url("default", "cgi");
+
+    let created = get(&url);
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("content-type"), Some("application/json"));
+    assert_eq!(created.body, "{\"created\":true}\n");
+
+    let redirect = get(&format!("{url}?redirect"));
+    assert_eq!(redirect.status, 302);
+    assert_eq!(redirect.header("location"), Some("/elsewhere"));
+
+    let cookies = get(&format!("{url}?cookies"));
+    assert_eq!(cookies.status, 200);
+    let set: Vec<_> = cookies
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set, ["session=abc; HttpOnly", "theme=dark"]);
+    assert_eq!(cookies.body, "two cookies\n");
+}
+
+#[test]
+fn each_way_of_failing_has_its_own_status_and_stderr_stays_in_the_logs() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("exit3")]);
+    server.ok(&["deploy", &guest("trap")]);
+    server.ok(&["deploy", "--timeout", "300ms", &guest("spin")]);
+    server.ok(&["deploy", "--memory", "32MiB", &guest("memory-hog")]);
+    server.ok(&["deploy", &guest("stdout-flood")]);
+    let cases = [
+        ("exit3", 502, "exit", "function exited with code 3\n"),
+        (
+            "trap",
+            500,
+            "trap",
+            "function trapped: wasm `unreachable` instruction executed\n",
+        ),
+        (
+            "spin",
+            504,
+            "timeout",
+            "function exceeded its time limit of 300ms\n",
+        ),
+        (
+            "memory-hog",
+            507,
+            "memory",
+            "function exceeded its memory limit of 32 MiB\n",
+        ),
+        (
+            "stdout-flood",
+            509,
+            "output",
+            "function exceeded its output limit of 16 MiB\n",
+        ),
+    ];
+    for (name, status, kind, body) in cases {
+        let answer = post(&server.function_url("default", name), "");
+        assert_eq!(answer.status, status, "{name}: {}", answer.body);
+        assert_eq!(answer.header("kiln-outcome"), Some(kind), "{name}");
+        assert_eq!(answer.body, body, "{name}");
+    }
+
+    // The guest's stderr is in its logs, never in the response.
+    let logs = eventually("exit3's logs", || {
+        let out = server.ok(&["logs", "exit3"]);
+        out.contains("exit3: giving up with code 3").then_some(out)
+    });
+    assert!(logs.contains("v1 502 exited with code 3"), "{logs}");
+    let trap_logs = eventually("trap's logs", || {
+        let out = server.ok(&["logs", "trap"]);
+        out.contains("dividing by zero on purpose").then_some(out)
+    });
+    assert!(trap_logs.contains("500 trapped"), "{trap_logs}");
+}
+
+#[test]
+fn a_tenant_cannot_touch_another_tenants_functions() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let a_token = home.token();
+    server.ok(&["deploy", "--private", "--name", "secret", &guest("hello")]);
+    let made = server.cli(&["tenants", "create", "bee"], &[], b"");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let b_token = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    assert!(b_token.starts_with("kiln_"));
+    let as_b = |args: &[&str]| server.cli(args, &[("KILN_TOKEN", &b_token)], b"");
+    let fails = |out: std::process::Output, message: &str| {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "expected {message:?} in {err}");
+    };
+
+    // B sees nothing of A's and cannot reach it by name.
+    assert!(!String::from_utf8_lossy(&as_b(&["list"]).stdout).contains("secret"));
+    fails(
+        as_b(&["info", "secret"]),
+        "no function named \"secret\" (404)",
+    );
+    fails(as_b(&["logs", "secret"]), "(404)");
+    fails(as_b(&["rm", "secret"]), "(404)");
+    fails(as_b(&["rollback", "secret"]), "(404)");
+    // Deploying the same name makes B's own function; A's is untouched.
+    let out = as_b(&["deploy", "--name", "secret", &guest("exit3")]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/fn/bee/secret"));
+
+    // A private function refuses anonymous and foreign callers.
+    let url = server.function_url("default", "secret");
+    assert_eq!(post(&url, "x").status, 401);
+    let foreign = answer(
+        http()
+            .post(&url)
+            .header("Authorization", format!("Bearer {b_token}"))
+            .send("x"),
+    );
+    assert_eq!(foreign.status, 403);
+    let own = answer(
+        http()
+            .post(&url)
+            .header("Authorization", format!("Bearer {a_token}"))
+            .send("x"),
+    );
+    assert_eq!((own.status, own.body.as_str()), (200, "Hello, x!\n"));
+
+    // Admin routes refuse tenant tokens; tenant routes refuse the admin token.
+    assert_eq!(
+        get_as(&format!("{}/v1/tenants", server.url), &a_token).status,
+        403
+    );
+    let admin = home.admin_token();
+    assert_eq!(
+        get_as(&format!("{}/v1/functions", server.url), &admin).status,
+        403
+    );
+
+    // A revoked token is refused.
+    let listed = as_b(&["tokens", "list"]);
+    let id = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .expect("a token id");
+    assert!(as_b(&["tokens", "revoke", &id]).status.success());
+    fails(as_b(&["list"]), "invalid or revoked token (401)");
+    assert_eq!(
+        get_as(&format!("{}/v1/functions", server.url), "kiln_bogus").status,
+        401
+    );
+    assert_eq!(get(&format!("{}/v1/functions", server.url)).status, 401);
+}
+
+#[test]
+fn bad_deploys_are_refused_clearly_and_store_nothing() {
+    let home = Home::new();
+    let server = home.start(&["--max-module-size", "40KiB"]);
+    let scratch = home.dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = scratch.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let exit3 = std::fs::read(guest("exit3")).unwrap();
+    assert!(
+        hello.len() > 40 << 10 && exit3.len() < 40 << 10,
+        "fixture sizes changed"
+    );
+    let imports = wat::parse_str(
+        r#"(module (import "env" "gpu_compute" (func)) (import "wasi_snapshot_preview1" "sock_teleport" (func))
+           (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![write("notes.wasm", b"just text")],
+            "not a WebAssembly binary",
+        ),
+        (
+            vec![write("cut.wasm", &exit3[..exit3.len() / 2])],
+            "truncated WebAssembly binary",
+        ),
+        (
+            vec![write("imports.wasm", &imports)],
+            "the module imports what Kiln does not provide: env::gpu_compute, wasi_snapshot_preview1::sock_teleport (400)",
+        ),
+        (
+            vec![guest("hello")],
+            "module is over the maximum module size of 40 KiB (413)",
+        ),
+        (
+            vec![guest("exit3"), "--name".into(), "Bad_Name".into()],
+            "invalid function name \"Bad_Name\"",
+        ),
+        (
+            vec![guest("exit3"), "--memory".into(), "64GiB".into()],
+            "memory limit must be between 1 byte and this server's maximum of 4 GiB",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut argv = vec!["deploy"];
+        argv.extend(args.iter().map(String::as_str));
+        let out = server.cli(&argv, &[], b"");
+        assert!(!out.status.success(), "{argv:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("kiln: ") && err.contains(message),
+            "{argv:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    }
+    let anonymous = server.cli(
+        &["deploy", &guest("exit3")],
+        &[("KILN_TOKEN", "kiln_nope")],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("invalid or revoked token (401)"));
+    let upload = answer(
+        http()
+            .post(format!("{}/v1/functions/x/versions", server.url))
+            .send(&exit3[..]),
+    );
+    assert_eq!(upload.status, 401);
+
+    // Nothing was stored: no function, no module, no staging leftovers.
+    assert_eq!(server.ok(&["list", "--json"]).trim(), "[]");
+    let modules = home.data().join("modules");
+    assert!(files_in(&modules).is_empty(), "{:?}", files_in(&modules));
+    assert!(files_in(&modules.join(".staging")).is_empty());
+}
+
+/// Sends a whole request on a raw connection and returns it, unanswered yet.
+fn send_raw(url: &str, path: &str, body: &str) -> std::net::TcpStream {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
+fn status(server_url: &str, admin: &str) -> serde_json::Value {
+    let answer = get_as(&format!("{server_url}/v1/status"), admin);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_and_a_restart_serves_without_recompiling() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    server.ok(&["deploy", &guest("slow")]);
+    let admin = home.admin_token();
+    let artifacts = home.data().join("artifacts");
+    let before: Vec<_> = std::fs::read_dir(&artifacts)
+        .unwrap()
+        .flat_map(|d| files_in(&d.unwrap().path()))
+        .map(|p| {
+            (
+                p.clone(),
+                std::fs::metadata(&p).unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(before.len(), 2);
+
+    let streams: Vec<_> = (0..4)
+        .map(|_| send_raw(&server.url, "/fn/default/slow", "1500"))
+        .collect();
+    eventually("four requests in flight", || {
+        (status(&server.url, &admin)["in_flight"] == 4).then_some(())
+    });
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    for mut stream in streams {
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.ends_with("slept 1500 ms\n"), "{response}");
+    }
+    assert!(server.wait().success());
+
+    let server = home.start(&[]);
+    assert_eq!(
+        post(&server.function_url("default", "hello"), "again").body,
+        "Hello, again!\n"
+    );
+    assert_eq!(
+        post(&server.function_url("default", "slow"), "1").body,
+        "slept 1 ms\n"
+    );
+    assert_eq!(status(&server.url, &admin)["compiles"], 0);
+    for (path, modified) in before {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
+    }
+}
+
+#[test]
+fn a_deploy_that_answered_survives_kill_9() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    server.kill();
+    let server = home.start(&[]);
+    assert_eq!(
+        post(&server.function_url("default", "hello"), "still").body,
+        "Hello, still!\n"
+    );
+    assert!(server.ok(&["info", "hello"]).contains("* v1"));
+}
+
+#[test]
+fn invoke_through_the_cli() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    let out = server.cli(&["invoke", "hello"], &[], b"cli");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, cli!\n");
+    server.ok(&["deploy", &guest("exit3")]);
+    let out = server.cli(&["invoke", "exit3"], &[], b"");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kiln: exit3 answered 502: function exited with code 3\n"
+    );
+}
+
+#[test]
+fn an_oversized_request_body_is_refused() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    let big = "x".repeat(17 << 20);
+    let answer = post(&server.function_url("default", "hello"), &big);
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.body, "request body is over the limit of 16 MiB\n");
+}

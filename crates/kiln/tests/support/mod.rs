@@ -1,0 +1,248 @@
+//! Test support: a real `kiln up` process on an ephemeral loopback port with its
+//! own data and config directories, the `kiln` CLI pointed at it, and plain HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn guest(name: &str) -> String {
+    kiln_guests::path(name).display().to_string()
+}
+
+/// A home for one server: data, config (credentials) and scratch files.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// Starts `kiln up` on this home with extra flags.
+    pub fn start(&self, extra: &[&str]) -> KilnServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data"])
+            .arg(self.data())
+            .args(extra)
+            .env("XDG_CONFIG_HOME", self.config())
+            .env("KILN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kiln up");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("kiln up did not say where it listens");
+        let url = line
+            .strip_prefix("kiln listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from kiln up: {line}"))
+            .to_owned();
+        KilnServer {
+            child: Some(child),
+            url,
+            config: self.config(),
+        }
+    }
+
+    /// The credentials `kiln up` wrote on first start.
+    pub fn credentials(&self) -> serde_json::Value {
+        let text = std::fs::read(self.config().join("kiln/credentials.json")).expect("credentials");
+        serde_json::from_slice(&text).expect("credentials JSON")
+    }
+
+    pub fn token(&self) -> String {
+        self.credentials()["token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.credentials()["admin_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+pub struct KilnServer {
+    child: Option<Child>,
+    pub url: String,
+    config: PathBuf,
+}
+
+impl KilnServer {
+    /// Runs the `kiln` CLI against this server (credentials from its home).
+    pub fn cli(&self, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("KILN_URL", &self.url)
+            .env_remove("KILN_TOKEN")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kiln");
+        let _ = child.stdin.take().expect("stdin").write_all(stdin);
+        child.wait_with_output().expect("kiln")
+    }
+
+    /// The CLI, which must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args, &[], b"");
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn function_url(&self, tenant: &str, function: &str) -> String {
+        format!("{}/fn/{tenant}/{function}", self.url)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the server to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait()
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait();
+    }
+
+    pub fn signal(&mut self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "kiln up did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KilnServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP client that reports every status (no errors for 4xx/5xx) and does not
+/// follow redirects: the `curl` of these tests.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = result.expect("HTTP request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn post(url: &str, body: &str) -> Answer {
+    answer(http().post(url).send(body))
+}
+
+pub fn get(url: &str) -> Answer {
+    answer(http().get(url).call())
+}
+
+/// GET with a bearer token.
+pub fn get_as(url: &str, token: &str) -> Answer {
+    answer(
+        http()
+            .get(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call(),
+    )
+}
+
+/// Polls `check` until it returns `Some`, failing at the deadline.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Files directly in `dir` (none if it does not exist).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}
