@@ -133,6 +133,14 @@ fn function_id(tx: &Transaction<'_>, tenant: TenantId, name: &str) -> StoreResul
     .map_err(internal)
 }
 
+fn read_tenant(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
 fn read_version(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Version> {
     let config: String = row.get(first + 3)?;
     Ok(Version {
@@ -228,15 +236,7 @@ impl MetadataStore for SqliteStore {
             let mut stmt = conn
                 .prepare("SELECT id, name, created_at FROM tenants ORDER BY name")
                 .map_err(internal)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(Tenant {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                })
-                .map_err(internal)?;
+            let rows = stmt.query_map([], read_tenant).map_err(internal)?;
             rows.collect::<Result<_, _>>().map_err(internal)
         })
         .await
@@ -248,13 +248,7 @@ impl MetadataStore for SqliteStore {
             conn.query_row(
                 "SELECT id, name, created_at FROM tenants WHERE name = ?1",
                 params![name],
-                |r| {
-                    Ok(Tenant {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                },
+                read_tenant,
             )
             .optional()
             .map_err(internal)

@@ -1,14 +1,13 @@
 //! `kiln deploy FILE.wasm`: upload a module as a new version of a function and
 //! print its URL.
 
+use super::LimitArgs;
 use crate::client::{Client, Role, ServerArgs};
 use crate::human_size;
 use anyhow::Context;
-use kiln_runtime::{parse_duration, parse_size};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Deploy a module as a new version of a function; prints its URL
 #[derive(clap::Args, Debug)]
@@ -24,12 +23,8 @@ pub struct DeployArgs {
     /// Argument after the function name (repeatable)
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     args: Vec<String>,
-    /// Linear memory limit, e.g. 64MiB [default: 128MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    memory: Option<u64>,
-    /// Wall-time limit, e.g. 500ms [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Option<Duration>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// The function prints CGI headers (Status:, Content-Type:, ...) before its body
     #[arg(long)]
     cgi: bool,
@@ -70,10 +65,10 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let mut query: Vec<(&str, String)> = Vec::new();
     query.extend(args.env.iter().map(|e| ("env", e.clone())));
     query.extend(args.args.iter().map(|a| ("arg", a.clone())));
-    if let Some(m) = args.memory {
+    if let Some(m) = args.limits.memory {
         query.push(("memory", m.to_string()));
     }
-    if let Some(t) = args.timeout {
+    if let Some(t) = args.limits.timeout {
         query.push(("timeout", format!("{}ms", t.as_millis())));
     }
     if args.cgi {

@@ -9,8 +9,22 @@ pub mod logs;
 pub mod run;
 pub mod up;
 
-use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, default_artifact_dir};
+use kiln_runtime::{
+    EngineConfig, Runtime, RuntimeConfig, default_artifact_dir, parse_duration, parse_size,
+};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The per-function limits set on the command line (by `run` and `deploy`).
+#[derive(clap::Args, Debug)]
+pub struct LimitArgs {
+    /// Linear memory limit, e.g. 64MiB [default: 128MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Wall-time limit, e.g. 200ms or 30s [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
 
 /// Where compiled artifacts are cached, shared by the subcommands that compile.
 #[derive(clap::Args, Debug)]

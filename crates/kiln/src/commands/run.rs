@@ -1,11 +1,9 @@
 //! `kiln run FILE.wasm`: one invocation on this machine, through exactly the code
 //! path the server uses (`Runtime::load_wasm`, then `Runtime::invoke`).
 
-use super::{ArtifactArgs, read_module};
+use super::{ArtifactArgs, LimitArgs, read_module};
 use anyhow::Context;
-use kiln_runtime::{
-    ByteCount, Invocation, Limits, LoadSource, Outcome, Request, parse_duration, parse_size,
-};
+use kiln_runtime::{ByteCount, Invocation, Limits, LoadSource, Outcome, Request, parse_size};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,12 +33,8 @@ pub struct RunArgs {
     /// Append an argument after the function name (repeatable)
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     args: Vec<String>,
-    /// Linear memory limit, e.g. 64MiB [default: 128MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    memory: Option<u64>,
-    /// Wall-time limit, e.g. 200ms or 30s [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Option<Duration>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Stdout limit [default: 16MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_output: Option<u64>,
@@ -64,8 +58,8 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let defaults = Limits::default();
     let limits = Limits {
-        memory_bytes: args.memory.unwrap_or(defaults.memory_bytes),
-        wall_time: args.timeout.unwrap_or(defaults.wall_time),
+        memory_bytes: args.limits.memory.unwrap_or(defaults.memory_bytes),
+        wall_time: args.limits.timeout.unwrap_or(defaults.wall_time),
         stdout_bytes: args.max_output.unwrap_or(defaults.stdout_bytes),
         stdin_bytes: args.max_input.unwrap_or(defaults.stdin_bytes),
         ..defaults
