@@ -5,6 +5,7 @@ use crate::logs::LogSink;
 use kiln_runtime::{Digest, Function, Limits, LoadError, Runtime};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Server settings the handlers read.
@@ -22,10 +23,10 @@ pub struct Settings {
 #[derive(Default)]
 pub struct Counters {
     /// Invocations running now.
-    pub in_flight: std::sync::atomic::AtomicU64,
+    pub in_flight: AtomicU64,
     /// Modules compiled since this process started (deploys of new bytes, and
     /// start-up compiles of modules with no artifact).
-    pub compiles: std::sync::atomic::AtomicU64,
+    pub compiles: AtomicU64,
 }
 
 pub struct AppState {
@@ -44,6 +45,9 @@ pub struct AppState {
 #[derive(Default)]
 pub struct DeploymentCache {
     map: RwLock<HashMap<(String, String), Arc<Deployment>>>,
+    /// Bumped by every `forget`: a lookup that raced with a change (read the old
+    /// row, then the change forgot the entry) must not cache what it read.
+    generation: AtomicU64,
 }
 
 impl DeploymentCache {
@@ -57,17 +61,22 @@ impl DeploymentCache {
         if let Some(hit) = self.read().get(&key) {
             return Ok(Some(hit.clone()));
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let Some(found) = store.resolve(tenant, function).await? else {
             return Ok(None);
         };
         let found = Arc::new(found);
-        self.write().insert(key, found.clone());
+        let mut map = self.write();
+        if self.generation.load(Ordering::Acquire) == generation {
+            map.insert(key, found.clone());
+        }
         Ok(Some(found))
     }
 
     pub fn forget(&self, tenant: &str, function: &str) {
-        self.write()
-            .remove(&(tenant.to_owned(), function.to_owned()));
+        let mut map = self.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.remove(&(tenant.to_owned(), function.to_owned()));
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), Arc<Deployment>>> {

@@ -4,6 +4,7 @@ use crate::credentials::{self, Credentials};
 use anyhow::Context;
 use kiln_runtime::parse_size;
 use kiln_server::{Server, ServerConfig};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let data = args.data.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(args.listen, &data);

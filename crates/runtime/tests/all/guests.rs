@@ -95,3 +95,24 @@ pub fn sleep(nanos: u64) -> String {
     (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
     )
 }
+
+/// Calls the WASI functions a plain program relies on besides stdio (random, both
+/// clocks, args and environment sizes) and exits with the sum of their errnos.
+pub const WASI_BASICS: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    ;; 16 random bytes at 0; clocks at 32 and 40; sizes at 48..64
+    (call $exit
+      (i32.add
+        (i32.add (call $random (i32.const 0) (i32.const 16))
+                 (i32.add (call $clock (i32.const 0) (i64.const 1) (i32.const 32))
+                          (call $clock (i32.const 1) (i64.const 1) (i32.const 40))))
+        (i32.add (call $args (i32.const 48) (i32.const 52))
+                 (call $environ (i32.const 56) (i32.const 60)))))))
+"#;

@@ -54,6 +54,16 @@ async fn stdin_reaches_stdout_and_is_measured() {
 }
 
 #[tokio::test]
+async fn random_clocks_args_and_environment_are_available() {
+    let rt = runtime();
+    let (function, _) = rt.runtime.load_wasm(&wasm(guests::WASI_BASICS)).unwrap();
+    let mut req = request(b"", Limits::default());
+    req.env = vec![("A".into(), "1".into())];
+    let inv = rt.runtime.invoke(&function, req).await.unwrap();
+    assert_eq!(inv.outcome, Outcome::Success, "{:?}", inv.detail);
+}
+
+#[tokio::test]
 async fn exit_codes_are_reported() {
     let inv = run(&guests::exit(3), Limits::default()).await;
     assert_eq!(inv.outcome, Outcome::Exit(3));
