@@ -40,17 +40,10 @@ pub async fn deploy(
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     let mut stream = body.into_data_stream();
     let result = deploy_from(&state, name, query, &headers, &mut stream).await;
-    if result.is_err() && drain::worth_draining(content_length(&headers)) {
+    if result.is_err() && drain::worth_draining(drain::declared_length(&headers)) {
         drain::drain(Body::from_stream(stream)).await;
     }
     result
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn deploy_from(
@@ -73,7 +66,7 @@ async fn deploy_from(
             ),
         )
     };
-    if content_length(headers).is_some_and(|len| len > max) {
+    if drain::declared_length(headers).is_some_and(|len| len > max) {
         return Err(too_large());
     }
 

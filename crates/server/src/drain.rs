@@ -28,6 +28,14 @@ pub async fn drain(body: Body) {
     let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
+/// The request's `Content-Length`, if it has a valid one.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Whether a body whose declared length is `declared` is worth draining.
 pub fn worth_draining(declared: Option<u64>) -> bool {
     declared.is_none_or(|len| len <= DRAIN_LIMIT)

@@ -42,7 +42,7 @@ pub async fn invoke(
 ) -> Response {
     let _in_flight = InFlight::enter(&state);
     let (parts, body) = request.into_parts();
-    let declared = content_length(&parts.headers);
+    let declared = drain::declared_length(&parts.headers);
     let mut body = Some(body);
     match run(&state, peer, &params, parts, &mut body).await {
         Ok(response) => response,
@@ -55,13 +55,6 @@ pub async fn invoke(
             response
         }
     }
-}
-
-fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Counts an invocation as running until dropped (even if the client goes away).
@@ -257,7 +250,7 @@ async fn read_body(
             format!("request body is over the limit of {}", ByteCount(limit)),
         )
     };
-    let declared = content_length(headers);
+    let declared = drain::declared_length(headers);
     if declared.is_some_and(|len| len > limit) {
         if let Some(body) = slot.take().filter(|_| drain::worth_draining(declared)) {
             drain::drain(body).await;
