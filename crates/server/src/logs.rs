@@ -1,10 +1,11 @@
 //! Invocation logs, written off the request path: the invoke handler hands each
 //! entry to a bounded channel and a background task writes them to the store in
-//! batches. A full channel drops the entry (counted) rather than slow a request.
+//! batches (at most [`FLUSH_INTERVAL`] after they were queued). A full channel drops the entry (counted) rather than slow a request.
 
 use kiln_store::{MetadataStore, NewLogEntry};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -12,6 +13,9 @@ use tokio::task::JoinHandle;
 const CAPACITY: usize = 16_384;
 /// Most entries written in one transaction.
 const BATCH: usize = 512;
+/// How long the writer gathers entries before writing a partial batch: under load
+/// this turns thousands of small transactions (each an fsync) into a few.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct LogSink {
@@ -27,6 +31,15 @@ impl LogSink {
         let writer = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
+                let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    let more = rx.recv_many(&mut batch, room);
+                    match tokio::time::timeout_at(deadline, more).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
                 if let Err(e) = store.append_logs(std::mem::take(&mut batch)).await {
                     tracing::error!(error = %e, "cannot write invocation logs");
                 }
