@@ -17,6 +17,9 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 pub struct EngineConfig {
     /// Instances that may be alive at once (pool slots). Default 1000.
     pub max_instances: u32,
+    /// How long an invocation waits for a free instance slot when all are in use
+    /// before it is refused with [`crate::InvokeError::AtCapacity`]. Default 5 s.
+    pub instance_wait: Duration,
     /// The largest linear memory any function may be allowed (the pool's slot size).
     /// Per-function limits ([`crate::Limits::memory_bytes`]) must not exceed it.
     /// Default 4 GiB, the whole 32-bit address space.
@@ -30,6 +33,7 @@ impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig {
             max_instances: 1000,
+            instance_wait: Duration::from_secs(5),
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(2),
         }

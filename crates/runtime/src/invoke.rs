@@ -130,7 +130,7 @@ pub enum InvokeError {
         ByteCount(*.max)
     )]
     MemoryLimitTooLarge { limit: u64, max: u64 },
-    #[error("no free instance slot: all {0} are in use; retry shortly")]
+    #[error("no free instance slot: all {0} were in use for the whole wait; retry shortly")]
     AtCapacity(u32),
 }
 
@@ -143,6 +143,10 @@ pub(crate) struct Invoker {
     pub(crate) engine: wasmtime::Engine,
     pub(crate) max_memory_bytes: u64,
     pub(crate) max_instances: u32,
+    /// One permit per pool slot: invocations queue here (up to `instance_wait`)
+    /// instead of failing the moment the pool is full.
+    pub(crate) slots: tokio::sync::Semaphore,
+    pub(crate) instance_wait: Duration,
 }
 
 impl Invoker {
@@ -166,6 +170,12 @@ impl Invoker {
             });
         }
 
+        // Declared first, so dropped last: the slot is free again only once the
+        // store (and with it the instance) is gone.
+        let _slot = match tokio::time::timeout(self.instance_wait, self.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(InvokeError::AtCapacity(self.max_instances)),
+        };
         let stdout = CapturedOutput::new(limits.stdout_bytes, Overflow::Trap);
         let stderr = CapturedOutput::new(limits.stderr_bytes, Overflow::Truncate);
         let wasi = WasiCtxBuilder::new()

@@ -117,6 +117,8 @@ impl Runtime {
                 engine: engine.clone(),
                 max_memory_bytes: config.engine.max_memory_bytes,
                 max_instances: config.engine.max_instances,
+                slots: tokio::sync::Semaphore::new(config.engine.max_instances as usize),
+                instance_wait: config.engine.instance_wait,
             },
             engine,
             linker,

@@ -224,9 +224,10 @@ async fn a_memory_limit_above_the_engine_maximum_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
+async fn a_full_pool_queues_then_refuses_cleanly_and_recovers() {
     let rt = std::sync::Arc::new(runtime_with(EngineConfig {
         max_instances: 1,
+        instance_wait: Duration::from_millis(100),
         ..EngineConfig::default()
     }));
     let (sleeper, _) = rt
@@ -238,33 +239,30 @@ async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
         wall_time: Duration::from_secs(30),
         ..Limits::default()
     };
-    let spawn_holder = || {
+    let holder = {
         let rt = rt.clone();
-        let sleeper = sleeper.clone();
         tokio::spawn(async move { rt.runtime.invoke(&sleeper, request(b"", limits)).await })
     };
-    // Wait (with a deadline) until the sleeper holds the only slot while another
-    // invocation asks for one. If the other invocation won the race for the slot,
-    // the sleeper was the one refused: start it again.
-    let mut holder = spawn_holder();
+    // Once the sleeper holds the only slot, another invocation waits its 100 ms
+    // and is refused. (Until then, the trap runs and returns.)
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let err = loop {
         assert!(
             std::time::Instant::now() < deadline,
             "the pool never filled"
         );
-        if holder.is_finished() {
-            let lost = holder.await.unwrap();
-            assert_eq!(lost.unwrap_err(), InvokeError::AtCapacity(1));
-            holder = spawn_holder();
-        }
+        assert!(
+            !holder.is_finished(),
+            "the sleeper ended: {:?}",
+            holder.await
+        );
         match rt
             .runtime
             .invoke(&trap, request(b"", Limits::default()))
             .await
         {
-            Err(e) if !holder.is_finished() => break e,
-            _ => tokio::task::yield_now().await,
+            Err(e) => break e,
+            Ok(_) => tokio::task::yield_now().await,
         }
     };
     assert_eq!(err, InvokeError::AtCapacity(1));
@@ -277,4 +275,32 @@ async fn a_full_instance_pool_refuses_cleanly_and_recovers() {
         .await
         .unwrap();
     assert!(matches!(inv.outcome, Outcome::Trap { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_waits_for_a_slot_instead_of_failing() {
+    let rt = std::sync::Arc::new(runtime_with(EngineConfig {
+        max_instances: 1,
+        instance_wait: Duration::from_secs(30),
+        ..EngineConfig::default()
+    }));
+    let (napper, _) = rt
+        .runtime
+        .load_wasm(&wasm(&guests::sleep(50_000_000)))
+        .unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let rt = rt.clone();
+            let napper = napper.clone();
+            tokio::spawn(async move {
+                rt.runtime
+                    .invoke(&napper, request(b"", Limits::default()))
+                    .await
+            })
+        })
+        .collect();
+    for run in runs {
+        let inv = run.await.unwrap().expect("queued, not refused");
+        assert_eq!(inv.outcome, Outcome::Success);
+    }
 }
