@@ -62,23 +62,21 @@ impl Client {
         })
     }
 
-    fn auth(&self) -> Option<String> {
-        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    /// Adds the bearer token, when there is one.
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => req.header("Authorization", format!("Bearer {token}")),
+            None => req,
+        }
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let mut req = self.agent.get(format!("{}{path}", self.url));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
+        let req = self.authorized(self.agent.get(format!("{}{path}", self.url)));
         json(self.check(req.call())?)
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let mut req = self.agent.delete(format!("{}{path}", self.url));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
+        let req = self.authorized(self.agent.delete(format!("{}{path}", self.url)));
         self.check(req.call()).map(drop)
     }
 
@@ -87,10 +85,7 @@ impl Client {
         path: &str,
         body: serde_json::Value,
     ) -> anyhow::Result<T> {
-        let mut req = self.agent.post(format!("{}{path}", self.url));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
+        let req = self.authorized(self.agent.post(format!("{}{path}", self.url)));
         json(self.check(req.send_json(body))?)
     }
 
@@ -100,22 +95,17 @@ impl Client {
         path: &str,
         body: impl std::io::Read + 'static,
     ) -> anyhow::Result<T> {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.url))
-            .header("Content-Type", "application/wasm");
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
+        let req = self.authorized(
+            self.agent
+                .post(format!("{}{path}", self.url))
+                .header("Content-Type", "application/wasm"),
+        );
         json(self.check(req.send(ureq::SendBody::from_owned_reader(body)))?)
     }
 
     /// POSTs `body` to an arbitrary path and returns the raw response (for invoke).
     pub fn post_raw(&self, path: &str, body: &[u8]) -> anyhow::Result<Response<Body>> {
-        let mut req = self.agent.post(format!("{}{path}", self.url));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
+        let req = self.authorized(self.agent.post(format!("{}{path}", self.url)));
         req.send(body).map_err(|e| self.unreachable(e))
     }
 
