@@ -452,3 +452,87 @@ fn an_oversized_request_body_is_refused() {
     assert_eq!(answer.status, 413);
     assert_eq!(answer.body, "request body is over the limit of 16 MiB\n");
 }
+
+#[test]
+fn a_full_instance_pool_queues_then_answers_503() {
+    let home = Home::new();
+    let server = home.start(&["--max-instances", "1", "--instance-wait", "50ms"]);
+    server.ok(&["deploy", &guest("hello")]);
+    server.ok(&["deploy", &guest("slow")]);
+    let admin = home.admin_token();
+    // The only instance sleeps for a minute; the server is killed long before.
+    let _holder = send_raw(&server.url, "/fn/default/slow", "60000");
+    eventually("the only instance is busy", || {
+        (status(&server.url, &admin)["active_instances"] == 1).then_some(())
+    });
+    let refused = post(&server.function_url("default", "hello"), "x");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.header("kiln-outcome"), Some("capacity"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(
+        refused.body,
+        "no free instance slot: all 1 were in use for the whole wait; retry shortly\n"
+    );
+    assert_eq!(status(&server.url, &admin)["active_instances"], 1);
+}
+
+#[test]
+fn loaded_functions_are_bounded_and_an_evicted_one_loads_again() {
+    let home = Home::new();
+    let server = home.start(&["--max-loaded-functions", "2"]);
+    let admin = home.admin_token();
+    for name in ["hello", "echo-env", "exit3"] {
+        server.ok(&["deploy", &guest(name)]);
+    }
+    // Each deploy loads its function; the third pushed out the least recent.
+    let after_deploys = status(&server.url, &admin);
+    assert_eq!(after_deploys["loaded_functions"], 2);
+    assert_eq!(after_deploys["function_cache_evictions"], 1);
+    assert_eq!(after_deploys["function_cache_misses"], 0);
+
+    let hello = server.function_url("default", "hello");
+    assert_eq!(post(&hello, "again").body, "Hello, again!\n");
+    let reloaded = status(&server.url, &admin);
+    assert_eq!(reloaded["function_cache_misses"], 1);
+    assert_eq!(reloaded["function_cache_evictions"], 2);
+    assert_eq!(reloaded["loaded_functions"], 2);
+    assert_eq!(
+        reloaded["compiles"], 3,
+        "a reload maps the artifact, it never compiles"
+    );
+
+    assert_eq!(post(&hello, "once more").body, "Hello, once more!\n");
+    let hit = status(&server.url, &admin);
+    assert_eq!(hit["function_cache_hits"], 1);
+    assert_eq!(hit["function_cache_misses"], 1);
+}
+
+#[test]
+fn out_of_range_server_limits_are_refused_before_starting() {
+    let home = Home::new();
+    for (flag, value, message) in [
+        (
+            "--max-loaded-functions",
+            "0",
+            "number would be zero for non-zero type",
+        ),
+        ("--max-instances", "0", "0 is not in 1.."),
+        ("--max-memory", "8GiB", "must be between 64KiB and 4GiB"),
+        ("--instance-wait", "soon", "invalid value 'soon'"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data"])
+            .arg(home.data())
+            .args([flag, value])
+            .env("XDG_CONFIG_HOME", home.config())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(message),
+            "{flag}: {stderr}"
+        );
+        assert!(!home.data().exists(), "{flag} created the data directory");
+    }
+}

@@ -46,7 +46,7 @@ pub use engine::EngineConfig;
 pub use function::Function;
 pub use invoke::{ByteCount, Invocation, InvokeError, Outcome, Request, Stats};
 pub use limiter::MemoryLimitExceeded;
-pub use limits::{Limits, MIB, ParseLimitError, parse_duration, parse_size};
+pub use limits::{GIB, KIB, Limits, MIB, ParseLimitError, parse_duration, parse_size};
 pub use output::OutputLimitExceeded;
 pub use runtime::{
     Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,

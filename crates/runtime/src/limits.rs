@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
+/// 1 KiB, for readable constants.
+pub const KIB: u64 = 1024;
 /// 1 MiB, for readable constants.
-pub const MIB: u64 = 1024 * 1024;
+pub const MIB: u64 = 1024 * KIB;
+/// 1 GiB, for readable constants.
+pub const GIB: u64 = 1024 * MIB;
 
 /// The resources one invocation may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,6 +72,8 @@ pub struct Compiled {
     pub artifact: PathBuf,
     /// How long compiling took, or `None` when the artifact was already cached.
     pub compile_time: Option<Duration>,
+    /// The function, loaded from the artifact and ready to invoke.
+    pub function: Function,
 }
 
 /// How [`Runtime::load_wasm`] obtained a function.
@@ -133,6 +135,14 @@ impl Runtime {
         self.invoker.max_memory_bytes
     }
 
+    /// Instance slots in use now (running invocations), out of `max_instances`.
+    pub fn active_instances(&self) -> u32 {
+        let free = self.invoker.slots.available_permits();
+        self.invoker
+            .max_instances
+            .saturating_sub(u32::try_from(free).unwrap_or(u32::MAX))
+    }
+
     /// The artifact cache this runtime reads and writes.
     pub fn artifacts(&self) -> &ArtifactCache {
         &self.artifacts
@@ -147,18 +157,30 @@ impl Runtime {
     }
 
     /// Validates and compiles `wasm` into the artifact cache, unless its artifact is
-    /// already there. This is the deploy-time step: after it, [`Runtime::load`] of
-    /// the digest never compiles.
+    /// already there, and loads the result. This is the deploy-time step: after it,
+    /// [`Runtime::load`] of the digest never compiles.
+    ///
+    /// `wasm` may be a memory map of the uploaded file: nothing here copies it. The
+    /// compiled code is written to the cache, dropped, and mapped back from the file,
+    /// so it is never held twice either.
     pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
-        let digest = Digest::of(wasm);
+        self.compile_digested(Digest::of(wasm), wasm)
+    }
+
+    /// [`Runtime::compile`] for a caller that already knows `digest`, the sha256 of
+    /// `wasm` (hashed while it was received), saving a second pass over the bytes.
+    pub fn compile_digested(&self, digest: Digest, wasm: &[u8]) -> Result<Compiled, LoadError> {
         let info = self.validate(wasm)?;
         let artifact = self.artifacts.path(&digest);
-        if self.artifacts.contains(&digest) && self.load(&digest).is_ok() {
+        if self.artifacts.contains(&digest)
+            && let Ok(function) = self.load(&digest)
+        {
             return Ok(Compiled {
                 digest,
                 info,
                 artifact,
                 compile_time: None,
+                function,
             });
         }
 
@@ -168,13 +190,6 @@ impl Runtime {
             .precompile_module(wasm)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile_time = begin.elapsed();
-        // SAFETY: `bytes` was produced by `precompile_module` of this very engine
-        // a moment ago and has not left this function.
-        let module = unsafe { Module::deserialize(&self.engine, &bytes) }
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        // Link now, so that a module whose imports have the wrong types is refused
-        // at deploy time rather than on its first request.
-        self.link(digest, &module)?;
         let artifact =
             self.artifacts
                 .write(&digest, &bytes)
@@ -182,11 +197,18 @@ impl Runtime {
                     path: artifact,
                     source,
                 })?;
+        drop(bytes);
+        // Link now, so that a module whose imports have the wrong types is refused
+        // at deploy time rather than on its first request.
+        let function = self.load(&digest).inspect_err(|_| {
+            let _ = self.artifacts.remove(&digest);
+        })?;
         Ok(Compiled {
             digest,
             info,
             artifact,
             compile_time: Some(compile_time),
+            function,
         })
     }
 
@@ -225,11 +247,11 @@ impl Runtime {
             }
         }
         let compiled = self.compile(wasm)?;
-        let function = self.load(&compiled.digest)?;
         let source = match compiled.compile_time {
             Some(time) => LoadSource::Compiled(time),
             None => LoadSource::Cached,
         };
+        let function = compiled.function;
         Ok((function, source))
     }
 

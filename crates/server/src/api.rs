@@ -55,16 +55,29 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
 #[derive(Serialize)]
 struct Status {
     in_flight: u64,
+    /// Instance slots in use (invocations past the queue, running).
+    active_instances: u32,
     compiles: u64,
+    /// Functions loaded in memory now, and how the cache of them has fared.
+    loaded_functions: usize,
+    function_cache_hits: u64,
+    function_cache_misses: u64,
+    function_cache_evictions: u64,
 }
 
 /// Live counters of this node (admin only).
 async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Status>> {
     auth::admin(&*state.store, &headers).await?;
     let counters = &state.counters;
+    let cache = state.functions.stats();
     Ok(Json(Status {
         in_flight: counters.in_flight.load(Ordering::Relaxed),
+        active_instances: state.runtime.active_instances(),
         compiles: counters.compiles.load(Ordering::Relaxed),
+        loaded_functions: state.functions.len(),
+        function_cache_hits: cache.hits.load(Ordering::Relaxed),
+        function_cache_misses: cache.misses.load(Ordering::Relaxed),
+        function_cache_evictions: cache.evictions.load(Ordering::Relaxed),
     }))
 }
 

@@ -1,8 +1,10 @@
 //! `POST /v1/functions/{name}/versions`: deploy a module as a new version.
 //!
 //! The body is streamed to a staging file (hashed on the way, cut off at the
-//! maximum module size), validated and compiled into the artifact cache, and only
-//! then committed: blob first, then the metadata row that refers to it. A deploy
+//! maximum module size), mapped (never read into memory), validated and compiled
+//! into the artifact cache, and only then committed: blob first, then the metadata
+//! row that refers to it. The compiled function goes into the function cache, so
+//! that the first request after a deploy loads nothing. A deploy
 //! that answers 201 is durable; one that fails leaves nothing behind.
 
 use crate::error::{ApiError, ApiResult};
@@ -86,18 +88,23 @@ async fn deploy_from(
     let digest = staged.finish().await?;
     let size = staged.size();
 
-    let bytes = tokio::fs::read(staged.path())
-        .await
-        .map_err(ApiError::internal)?;
     let runtime = state.runtime.clone();
-    let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            LoadError::Invalid(v) => ApiError::bad_request(v.to_string()),
-            LoadError::Compile(m) => ApiError::bad_request(format!("compilation failed: {m}")),
-            other => ApiError::internal(other),
-        })?;
+    let path = staged.path().to_owned();
+    let compiled = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        // SAFETY: the staging file is private to this deploy (a fresh name in the
+        // store's staging directory) and nothing writes to it any more.
+        let wasm = unsafe { memmap2::Mmap::map(&file) }?;
+        Ok::<_, std::io::Error>(runtime.compile_digested(digest, &wasm))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?
+    .map_err(|e| match e {
+        LoadError::Invalid(v) => ApiError::bad_request(v.to_string()),
+        LoadError::Compile(m) => ApiError::bad_request(format!("compilation failed: {m}")),
+        other => ApiError::internal(other),
+    })?;
 
     if compiled.compile_time.is_some() {
         state.counters.compiles.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +123,8 @@ async fn deploy_from(
         )
         .await?;
     state.deployments.forget(&tenant.name, &name);
+    // Its first request finds it loaded: no cold start after a deploy.
+    state.functions.insert(compiled.function);
     tracing::info!(tenant = %tenant.name, function = %name, version = version.number, %digest, "deployed");
     Ok((
         StatusCode::CREATED,

@@ -25,9 +25,12 @@ use axum::Router;
 use axum::routing::any;
 use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, SqliteStore};
-use state::{AppState, Counters, DeploymentCache, FunctionCache, Settings};
+use state::{
+    AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, FunctionCache, Settings,
+};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -49,6 +52,9 @@ pub struct ServerConfig {
     pub max_module_bytes: u64,
     pub default_limits: Limits,
     pub engine: EngineConfig,
+    /// Functions kept loaded (artifact mapped, pre-linked) at once; the least
+    /// recently used is evicted past it (default 1024).
+    pub max_loaded_functions: NonZeroUsize,
 }
 
 impl ServerConfig {
@@ -60,6 +66,7 @@ impl ServerConfig {
             max_module_bytes: 512 * MIB,
             default_limits: Limits::default(),
             engine: EngineConfig::default(),
+            max_loaded_functions: NonZeroUsize::new(1024).expect("1024 is not zero"),
         }
     }
 }
@@ -122,8 +129,8 @@ impl Server {
                 max_module_bytes: config.max_module_bytes,
                 default_limits: config.default_limits,
             },
-            deployments: DeploymentCache::default(),
-            functions: FunctionCache::default(),
+            deployments: DeploymentCache::new(DEPLOYMENT_CACHE_ENTRIES),
+            functions: FunctionCache::new(config.max_loaded_functions),
             logs,
             counters,
         });
@@ -224,7 +231,7 @@ async fn ensure_compiled(
         tracing::info!(%digest, "compiling a deployed module with no artifact");
         let bytes = blobs.read(&digest).await?;
         let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+        tokio::task::spawn_blocking(move || runtime.compile_digested(digest, &bytes))
             .await?
             .with_context(|| format!("cannot compile deployed module {digest}"))?;
         compiled += 1;

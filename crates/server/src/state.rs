@@ -4,9 +4,10 @@
 use crate::logs::LogSink;
 use kiln_runtime::{Digest, Function, Limits, LoadError, Runtime};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
-use std::collections::HashMap;
+use lru::LruCache;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// Server settings the handlers read.
 #[derive(Debug, Clone)]
@@ -40,17 +41,29 @@ pub struct AppState {
     pub counters: Arc<Counters>,
 }
 
+/// Deployments (a route and its configuration, a few hundred bytes each) kept in
+/// memory: enough for every function of a dense node; past it, a request costs one
+/// indexed store read.
+pub const DEPLOYMENT_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
+
 /// `(tenant, function)` → the deployment the invoke path runs. Filled on first
-/// use, dropped by this node's deploys, rollbacks and deletes.
-#[derive(Default)]
+/// use, dropped by this node's deploys, rollbacks and deletes, and bounded: the
+/// least recently used entry goes first.
 pub struct DeploymentCache {
-    map: RwLock<HashMap<(String, String), Arc<Deployment>>>,
+    map: Mutex<LruCache<(String, String), Arc<Deployment>>>,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
     /// row, then the change forgot the entry) must not cache what it read.
     generation: AtomicU64,
 }
 
 impl DeploymentCache {
+    pub fn new(capacity: NonZeroUsize) -> DeploymentCache {
+        DeploymentCache {
+            map: Mutex::new(LruCache::new(capacity)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
     pub async fn get(
         &self,
         store: &dyn MetadataStore,
@@ -58,7 +71,7 @@ impl DeploymentCache {
         function: &str,
     ) -> StoreResult<Option<Arc<Deployment>>> {
         let key = (tenant.to_owned(), function.to_owned());
-        if let Some(hit) = self.read().get(&key) {
+        if let Some(hit) = lock(&self.map).get(&key) {
             return Ok(Some(hit.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -66,53 +79,81 @@ impl DeploymentCache {
             return Ok(None);
         };
         let found = Arc::new(found);
-        let mut map = self.write();
+        let mut map = lock(&self.map);
         if self.generation.load(Ordering::Acquire) == generation {
-            map.insert(key, found.clone());
+            map.put(key, found.clone());
         }
         Ok(Some(found))
     }
 
     pub fn forget(&self, tenant: &str, function: &str) {
-        let mut map = self.write();
+        let mut map = lock(&self.map);
         self.generation.fetch_add(1, Ordering::AcqRel);
-        map.remove(&(tenant.to_owned(), function.to_owned()));
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), Arc<Deployment>>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, String), Arc<Deployment>>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
+        map.pop(&(tenant.to_owned(), function.to_owned()));
     }
 }
 
-/// Module digest → loaded, pre-linked function. Loading maps the compiled
-/// artifact from disk; it never compiles.
-#[derive(Default)]
+/// Module digest → loaded, pre-linked function, for at most `capacity` modules:
+/// the least recently invoked is evicted first (dropping its mapping of the
+/// artifact), and loaded again from the artifact on its next request. Loading
+/// maps the compiled artifact from disk; it never compiles.
 pub struct FunctionCache {
-    map: RwLock<HashMap<Digest, Function>>,
+    map: Mutex<LruCache<Digest, Function>>,
+    stats: FunctionCacheStats,
+}
+
+/// What the function cache has done since start, for `GET /v1/status`.
+#[derive(Default)]
+pub struct FunctionCacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub evictions: AtomicU64,
 }
 
 impl FunctionCache {
+    pub fn new(capacity: NonZeroUsize) -> FunctionCache {
+        FunctionCache {
+            map: Mutex::new(LruCache::new(capacity)),
+            stats: FunctionCacheStats::default(),
+        }
+    }
+
     pub async fn get(&self, runtime: &Arc<Runtime>, digest: Digest) -> Result<Function, LoadError> {
-        if let Some(hit) = self
-            .map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&digest)
-        {
+        if let Some(hit) = lock(&self.map).get(&digest) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit.clone());
         }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let runtime = runtime.clone();
         let function = tokio::task::spawn_blocking(move || runtime.load(&digest))
             .await
             .map_err(|e| LoadError::Compile(format!("loader task failed: {e}")))??;
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(digest, function.clone());
+        self.insert(function.clone());
         Ok(function)
     }
+
+    /// Caches a function loaded elsewhere (a deploy warms the cache this way, so
+    /// that its first request does not load anything).
+    pub fn insert(&self, function: Function) {
+        // The evicted function is dropped outside the lock: unmapping takes a syscall.
+        let digest = function.digest();
+        let displaced = lock(&self.map).push(digest, function);
+        // `push` also hands back the entry it replaced for the same digest.
+        if displaced.is_some_and(|(old, _)| old != digest) {
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Functions loaded now.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    pub fn stats(&self) -> &FunctionCacheStats {
+        &self.stats
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -2,12 +2,14 @@
 
 use crate::credentials::{self, Credentials};
 use anyhow::Context;
-use kiln_runtime::parse_size;
+use kiln_runtime::{GIB, KIB, parse_duration, parse_size};
 use kiln_server::{Server, ServerConfig};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Serve Kiln: the HTTP endpoint of every function, and the control API
 #[derive(clap::Args, Debug)]
@@ -25,6 +27,29 @@ pub struct UpArgs {
     /// Largest module a deploy accepts
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "512MiB")]
     max_module_size: u64,
+    /// Instances that may run at once (the pre-reserved instance pool)
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_instances: u32,
+    /// How long a request waits for a free instance when all are busy, before a 503
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    instance_wait: Duration,
+    /// Largest memory limit a function may be given (the size of each pool slot)
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_memory, default_value = "4GiB")]
+    max_memory: u64,
+    /// Functions kept loaded in memory; the least recently used is unloaded past it
+    /// (and loaded again from its compiled artifact on its next request)
+    #[arg(long, value_name = "N", default_value = "1024")]
+    max_loaded_functions: NonZeroUsize,
+}
+
+/// A memory size between one WebAssembly page (64 KiB) and the 32-bit address space.
+fn parse_max_memory(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    if !(64 * KIB..=4 * GIB).contains(&bytes) {
+        return Err("must be between 64KiB and 4GiB".into());
+    }
+    Ok(bytes)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -45,10 +70,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    raise_open_file_limit();
     let data = args.data.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(args.listen, &data);
     config.public_url = args.public_url;
     config.max_module_bytes = args.max_module_size;
+    config.engine.max_instances = args.max_instances;
+    config.engine.instance_wait = args.instance_wait;
+    config.engine.max_memory_bytes = args.max_memory;
+    config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(args.max_memory);
+    config.max_loaded_functions = args.max_loaded_functions;
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,6 +107,26 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     })?;
     eprintln!("kiln: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each loaded function keeps its artifact file open (its memory image is mapped
+/// from it), and each connection is a socket: lift the soft limit on open files to
+/// the hard limit, as servers do, rather than fail at 1024 on a default system.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("cannot raise the open-file limit");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

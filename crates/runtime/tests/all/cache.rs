@@ -50,6 +50,9 @@ fn a_damaged_artifact_is_refused_then_replaced() {
     let rt = runtime();
     let bytes = wasm(guests::COUNTER);
     let compiled = rt.runtime.compile(&bytes).unwrap();
+    // Unmap it before damaging the file in place (a mapped file cut short under a
+    // live function would fault on access; the cache itself only ever renames).
+    drop(compiled.function);
     std::fs::write(&compiled.artifact, b"\x7fELF garbage").unwrap();
     assert!(matches!(
         rt.runtime.load(&compiled.digest),
