@@ -1,0 +1,124 @@
+//! The benchmark's own HTTP client for single requests: a new loopback connection
+//! per request (what a first request from a new client costs), timed from before
+//! `connect` to the last byte of the response. Deploys go through the control API.
+
+use anyhow::{Context, bail};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A response and how long it took, end to end.
+pub struct Timed {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+/// `POST path` with `body` on a fresh connection.
+pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<Timed> {
+    let begin = Instant::now();
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request)?;
+    let mut response = Vec::with_capacity(512);
+    stream.read_to_end(&mut response)?;
+    let elapsed = begin.elapsed();
+
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("response without a header terminator")?;
+    let head = std::str::from_utf8(&response[..head_end])?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("response without a status")?
+        .parse()?;
+    Ok(Timed {
+        status,
+        body: response[head_end + 4..].to_vec(),
+        elapsed,
+    })
+}
+
+/// `post`, insisting on a 200 whose body is `expected`.
+pub fn expect(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    expected: &[u8],
+) -> anyhow::Result<Duration> {
+    let answer = post(addr, path, body)?;
+    if answer.status != 200 || answer.body != expected {
+        bail!(
+            "{path} answered {} {:?}, expected 200 {:?}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body),
+            String::from_utf8_lossy(expected)
+        );
+    }
+    Ok(answer.elapsed)
+}
+
+/// What a deploy answered, and how long the client waited for it.
+pub struct Deployed {
+    pub elapsed: Duration,
+    /// Time the server spent compiling (`None` when the artifact existed).
+    pub compile: Option<Duration>,
+}
+
+/// Deploys `wasm` as function `name` with the tenant `token`.
+pub fn deploy(
+    agent: &ureq::Agent,
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+    wasm: &[u8],
+) -> anyhow::Result<Deployed> {
+    let begin = Instant::now();
+    let mut response = agent
+        .post(&format!("http://{addr}/v1/functions/{name}/versions"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(wasm)
+        .with_context(|| format!("deploying {name}"))?;
+    let answer: serde_json::Value = response.body_mut().read_json()?;
+    let elapsed = begin.elapsed();
+    if answer.get("version").is_none() {
+        bail!("deploy of {name} answered {answer}");
+    }
+    Ok(Deployed {
+        elapsed,
+        compile: answer["compile_ms"]
+            .as_f64()
+            .map(|ms| Duration::from_secs_f64(ms / 1e3)),
+    })
+}
+
+/// An agent for the control API: no timeout shorter than a big compile, and error
+/// statuses returned as errors with their bodies.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into()
+}
+
+/// Admin `GET /v1/status` as JSON.
+pub fn status(
+    agent: &ureq::Agent,
+    addr: SocketAddr,
+    admin: &str,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(agent
+        .get(&format!("http://{addr}/v1/status"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()?
+        .body_mut()
+        .read_json()?)
+}

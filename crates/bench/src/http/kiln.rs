@@ -1,0 +1,151 @@
+//! A real `kiln up` for the benchmarks: the release binary, on an ephemeral loopback
+//! port, with its own data and config directories. It is stopped with SIGTERM (a
+//! graceful drain) and can be started again on the same data, as an operator would.
+
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The release `kiln` binary, built now if it is missing or stale.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "kiln"])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build for the kiln binary")?;
+    if !status.success() {
+        bail!("cargo build --release -p kiln failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release").join("kiln"))
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One running server.
+pub struct Kiln {
+    child: Child,
+    pub addr: SocketAddr,
+    pub token: String,
+    pub admin_token: String,
+    binary: PathBuf,
+    home: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Kiln {
+    /// Starts `kiln up` on a new data directory under `home`.
+    pub fn start(binary: &Path, home: &Path, extra: &[&str]) -> anyhow::Result<Kiln> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(binary, home, &extra)?;
+        let credentials: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(home.join("config/kiln/credentials.json"))
+                .context("reading the credentials kiln up wrote")?,
+        )?;
+        let field = |name: &str| {
+            credentials[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("credentials have no {name}"))
+        };
+        Ok(Kiln {
+            child,
+            addr,
+            token: field("token")?,
+            admin_token: field("admin_token")?,
+            binary: binary.to_owned(),
+            home: home.to_owned(),
+            extra,
+        })
+    }
+
+    /// SIGTERM, wait for the drain, start again on the same data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        let (child, addr) = spawn(&self.binary, &self.home, &self.extra)?;
+        self.child = child;
+        self.addr = addr;
+        Ok(())
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("kiln up exited with {status}");
+        }
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.join("data")
+    }
+
+    /// Resident set size of the server process, in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmRSS in /proc/PID/status")?;
+        Ok(kib * 1024)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Kiln {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut child = Command::new(binary)
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(home.join("data"))
+        .args(extra)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("KILN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(START_DEADLINE)
+        .context("kiln up did not say where it listens")?;
+    let addr = line
+        .strip_prefix("kiln listening on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("unexpected first line from kiln up: {line}"))?
+        .parse()?;
+    Ok((child, addr))
+}

@@ -1,0 +1,108 @@
+//! `kiln-bench all`: the HTTP benchmark suite. It starts the release `kiln up` on
+//! loopback, drives it over real HTTP (wrk for load, a plain client for single
+//! requests), measures the peers in the same run, and prints one table.
+
+mod big;
+mod client;
+mod cold;
+mod density;
+mod kiln;
+mod modules;
+pub mod peer;
+mod report;
+mod warm;
+mod wrk;
+
+use anyhow::Context;
+use kiln::Kiln;
+use report::Report;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct SuiteArgs {
+    /// Scenarios to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "cold,warm,density,big")]
+    only: Vec<Scenario>,
+    /// Seconds of load for each wrk run
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Deploys (each followed by its first request) for cold-after-deploy
+    #[arg(long, default_value_t = 30)]
+    deploys: usize,
+    /// Functions deployed before the restart for cold-after-restart
+    #[arg(long, default_value_t = 200)]
+    restart_functions: usize,
+    /// Distinct functions for the density scenario
+    #[arg(long, default_value_t = 10_000)]
+    functions: usize,
+    /// Size of the generated big module, in MiB
+    #[arg(long, default_value_t = 20)]
+    big_mib: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Cold,
+    Warm,
+    Density,
+    Big,
+}
+
+pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
+    wrk::check_installed()?;
+    // The wasmtime CLI is the peer of the warm and big-module scenarios.
+    let wasmtime = if wants_any(&args.only, &[Scenario::Warm, Scenario::Big]) {
+        peer::wasmtime_cli()?
+    } else {
+        Default::default()
+    };
+    let binary = kiln::binary()?;
+    let hello_path = kiln_guests::path("hello");
+    let hello =
+        std::fs::read(&hello_path).with_context(|| format!("reading {}", hello_path.display()))?;
+    let mut report = Report::default();
+    let wants = |s: Scenario| wants_any(&args.only, &[s]);
+
+    // Each scenario gets a server of its own on a new data directory.
+    let fresh = |extra: &[&str]| -> anyhow::Result<(tempfile::TempDir, Kiln)> {
+        let home = tempfile::tempdir()?;
+        let kiln = Kiln::start(&binary, home.path(), extra)?;
+        Ok((home, kiln))
+    };
+    if wants(Scenario::Cold) {
+        eprintln!(
+            "cold: {} deploys, then {} functions across a restart",
+            args.deploys, args.restart_functions
+        );
+        let (_home, mut kiln) = fresh(&[])?;
+        cold::after_deploy(&kiln, &hello, args.deploys, &mut report)?;
+        cold::after_restart(&mut kiln, &hello, args.restart_functions, &mut report)?;
+    }
+    if wants(Scenario::Warm) {
+        eprintln!("warm: 4 wrk runs of {} s", args.seconds);
+        let (_home, kiln) = fresh(&[])?;
+        warm::run(
+            &kiln,
+            &hello_path,
+            &wasmtime,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
+    }
+    if wants(Scenario::Density) {
+        eprintln!("density: {} functions", args.functions);
+        let (_home, kiln) = fresh(&[])?;
+        density::run(&kiln, args.functions, &mut report)?;
+    }
+    if wants(Scenario::Big) {
+        eprintln!("big module: {} MiB", args.big_mib);
+        let (_home, mut kiln) = fresh(&[])?;
+        big::run(&mut kiln, &wasmtime, args.big_mib << 20, &mut report)?;
+    }
+    println!("{}", report.markdown());
+    Ok(())
+}
+
+fn wants_any(chosen: &[Scenario], any: &[Scenario]) -> bool {
+    any.iter().any(|s| chosen.contains(s))
+}

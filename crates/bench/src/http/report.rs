@@ -1,0 +1,83 @@
+//! The suite's result table: one row per measured figure, with its target.
+
+use std::time::Duration;
+
+pub struct Row {
+    pub scenario: &'static str,
+    pub metric: String,
+    pub value: String,
+    /// The target and whether it was met, when the figure has one.
+    pub target: Option<(String, bool)>,
+}
+
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn add(
+        &mut self,
+        scenario: &'static str,
+        metric: impl Into<String>,
+        value: impl Into<String>,
+    ) {
+        self.rows.push(Row {
+            scenario,
+            metric: metric.into(),
+            value: value.into(),
+            target: None,
+        });
+    }
+
+    pub fn target(
+        &mut self,
+        scenario: &'static str,
+        metric: impl Into<String>,
+        value: impl Into<String>,
+        target: impl Into<String>,
+        met: bool,
+    ) {
+        self.rows.push(Row {
+            scenario,
+            metric: metric.into(),
+            value: value.into(),
+            target: Some((target.into(), met)),
+        });
+    }
+
+    /// The table, as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("| scenario | figure | value | target |\n|---|---|---:|---|\n");
+        for row in &self.rows {
+            let target = match &row.target {
+                Some((text, true)) => format!("{text} ✅"),
+                Some((text, false)) => format!("{text} ❌ missed"),
+                None => String::new(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                row.scenario, row.metric, row.value, target
+            ));
+        }
+        out
+    }
+}
+
+/// `1.23 ms`, or `812 µs` below a millisecond.
+pub fn latency(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.2} ms", us / 1e3)
+    }
+}
+
+pub fn bytes(n: f64) -> String {
+    if n >= (1 << 20) as f64 {
+        format!("{:.1} MiB", n / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", n / 1024.0)
+    }
+}
