@@ -47,12 +47,33 @@ pub fn tiny_output(n: u64) -> Vec<u8> {
 pub const BIG_OUTPUT: &[u8] = b"a big module says hello\n";
 
 /// A WASI command of at least `min_bytes`: thousands of functions of straight-line
-/// integer arithmetic (about 1 KiB of code each, all different), and a `_start` that
+/// integer arithmetic (about 1 KiB of code each, all different, as many as it takes), and a `_start` that
 /// calls one of them and prints [`BIG_OUTPUT`]. Compiling it is real work for every
 /// function; running it is quick.
 pub fn big(min_bytes: usize) -> Vec<u8> {
     const OPS_PER_FUNCTION: u32 = 160;
-    let functions = min_bytes / 1000 + 1;
+    let mut bodies = Vec::new();
+    let mut size = 0;
+    let mut seed: u32 = 0x9e37_79b9;
+    while size < min_bytes {
+        let mut body = Function::new([]);
+        body.instruction(&Instruction::LocalGet(0));
+        for op in 0..OPS_PER_FUNCTION {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            body.instruction(&Instruction::I32Const((seed >> 8) as i32));
+            body.instruction(&match op % 4 {
+                0 => Instruction::I32Add,
+                1 => Instruction::I32Mul,
+                2 => Instruction::I32Xor,
+                _ => Instruction::I32Rotl,
+            });
+        }
+        body.instruction(&Instruction::End);
+        size += body.byte_len();
+        bodies.push(body);
+    }
 
     let mut types = TypeSection::new();
     types.ty().function(
@@ -70,7 +91,7 @@ pub fn big(min_bytes: usize) -> Vec<u8> {
 
     let mut funcs = FunctionSection::new();
     funcs.function(1); // _start, function index 1 (after the import)
-    for _ in 0..functions {
+    for _ in &bodies {
         funcs.function(2);
     }
     let mut memories = MemorySection::new();
@@ -85,6 +106,11 @@ pub fn big(min_bytes: usize) -> Vec<u8> {
     exports.export("memory", ExportKind::Memory, 0);
     exports.export("_start", ExportKind::Func, 1);
 
+    let store = Instruction::I32Store(wasm_encoder::MemArg {
+        offset: 0,
+        align: 2,
+        memory_index: 0,
+    });
     let mut code = CodeSection::new();
     let mut start = Function::new([]);
     start
@@ -93,18 +119,10 @@ pub fn big(min_bytes: usize) -> Vec<u8> {
         .instruction(&Instruction::Drop)
         .instruction(&Instruction::I32Const(0))
         .instruction(&Instruction::I32Const(16))
-        .instruction(&Instruction::I32Store(wasm_encoder::MemArg {
-            offset: 0,
-            align: 2,
-            memory_index: 0,
-        }))
+        .instruction(&store)
         .instruction(&Instruction::I32Const(4))
         .instruction(&Instruction::I32Const(BIG_OUTPUT.len() as i32))
-        .instruction(&Instruction::I32Store(wasm_encoder::MemArg {
-            offset: 0,
-            align: 2,
-            memory_index: 0,
-        }))
+        .instruction(&store)
         .instruction(&Instruction::I32Const(1))
         .instruction(&Instruction::I32Const(0))
         .instruction(&Instruction::I32Const(1))
@@ -113,24 +131,8 @@ pub fn big(min_bytes: usize) -> Vec<u8> {
         .instruction(&Instruction::Drop)
         .instruction(&Instruction::End);
     code.function(&start);
-    let mut seed: u32 = 0x9e37_79b9;
-    for _ in 0..functions {
-        let mut body = Function::new([]);
-        body.instruction(&Instruction::LocalGet(0));
-        for op in 0..OPS_PER_FUNCTION {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            body.instruction(&Instruction::I32Const((seed >> 8) as i32));
-            body.instruction(&match op % 4 {
-                0 => Instruction::I32Add,
-                1 => Instruction::I32Mul,
-                2 => Instruction::I32Xor,
-                _ => Instruction::I32Rotl,
-            });
-        }
-        body.instruction(&Instruction::End);
-        code.function(&body);
+    for body in &bodies {
+        code.function(body);
     }
     let mut data = DataSection::new();
     data.active(0, &ConstExpr::i32_const(16), BIG_OUTPUT.iter().copied());
