@@ -79,7 +79,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
         cold::after_restart(&mut kiln, &hello, args.restart_functions, &mut report)?;
     }
     if wants(Scenario::Warm) {
-        eprintln!("warm: 4 wrk runs of {} s", args.seconds);
+        eprintln!("warm: 6 wrk runs of {} s", args.seconds);
         let (_home, kiln) = fresh(&[])?;
         warm::run(
             &kiln,
