@@ -89,6 +89,15 @@ impl Client {
         json(self.check(req.send_json(body))?)
     }
 
+    pub fn put_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let req = self.authorized(self.agent.put(format!("{}{path}", self.url)));
+        json(self.check(req.send_json(body))?)
+    }
+
     /// POSTs a streamed body (a module upload).
     pub fn post_reader<T: DeserializeOwned>(
         &self,

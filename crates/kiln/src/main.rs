@@ -31,6 +31,8 @@ enum Command {
     Logs(logs::LogsArgs),
     Tenants(admin::TenantsArgs),
     Tokens(admin::TokensArgs),
+    Usage(usage::UsageArgs),
+    Quota(usage::QuotaArgs),
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
 }
@@ -58,6 +60,8 @@ fn main() -> ExitCode {
         Command::Logs(args) => logs::run(args),
         Command::Tenants(args) => admin::tenants(args),
         Command::Tokens(args) => admin::tokens(args),
+        Command::Usage(args) => usage::usage(args),
+        Command::Quota(args) => usage::quota(args),
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(args),
     };

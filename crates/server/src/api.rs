@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::{auth, deploy, names};
+use crate::{auth, deploy, metrics, names, usage};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -31,6 +31,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
+        .route(
+            "/v1/tenants/{name}/quota",
+            get(usage::tenant_quota).put(usage::set_tenant_quota),
+        )
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/quota", get(usage::own_quota))
+        .route("/metrics", get(metrics::admin_metrics))
 }
 
 #[derive(Serialize)]

@@ -106,8 +106,9 @@ async fn deploy_from(
         other => ApiError::internal(other),
     })?;
 
-    if compiled.compile_time.is_some() {
+    if let Some(took) = compiled.compile_time {
         state.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        state.metrics.add_compile_time(took);
     }
     state.blobs.commit(staged).await?;
     let version = state
@@ -141,7 +142,8 @@ async fn deploy_from(
 }
 
 /// The function's configuration, from the deploy's query string:
-/// `env=K=V` and `arg=A` (repeatable), `memory=64MiB`, `timeout=5s`, `cgi`, `private`.
+/// `env=K=V` and `arg=A` (repeatable), `memory=64MiB`, `timeout=5s`, `cgi`, `private`,
+/// `receipt`.
 fn parse_config(query: &str, state: &AppState) -> ApiResult<FunctionConfig> {
     let mut config = FunctionConfig::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -173,9 +175,10 @@ fn parse_config(query: &str, state: &AppState) -> ApiResult<FunctionConfig> {
             }
             "cgi" => config.cgi = parse_flag(&value).map_err(bad)?,
             "private" => config.private = parse_flag(&value).map_err(bad)?,
+            "receipt" => config.receipt = parse_flag(&value).map_err(bad)?,
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown deploy option {other:?} (known: env, arg, memory, timeout, cgi, private)"
+                    "unknown deploy option {other:?} (known: env, arg, memory, timeout, cgi, private, receipt)"
                 )));
             }
         }

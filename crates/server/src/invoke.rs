@@ -12,9 +12,14 @@
 //! | malformed CGI headers | 502 | `cgi` |
 //! | request body over the limit | 413 | `too-large` |
 //! | no free instance slot | 503 | `capacity` |
+//! | tenant quota or spending cap reached | 429 | `quota` |
+//!
+//! Every invocation that ran is metered ([`crate::metering`]) and counted against
+//! its tenant's quotas ([`crate::quota`]); refusals cost nothing.
 
 use crate::cgi::{self, CgiRequest};
 use crate::error::ApiError;
+use crate::metering::totals_of;
 use crate::state::AppState;
 use crate::{auth, drain};
 use axum::body::Body;
@@ -29,10 +34,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `Kiln-Outcome`: how the invocation ended, for clients and tests.
 pub const OUTCOME_HEADER: &str = "kiln-outcome";
+/// Usage receipt headers, on responses of functions deployed with `receipt`.
+pub const CPU_HEADER: &str = "kiln-cpu-us";
+pub const WALL_HEADER: &str = "kiln-wall-us";
+pub const PEAK_MEMORY_HEADER: &str = "kiln-peak-memory";
 
 pub async fn invoke(
     State(state): State<Arc<AppState>>,
@@ -40,11 +49,12 @@ pub async fn invoke(
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
+    let arrived = Instant::now();
     let _in_flight = InFlight::enter(&state);
     let (parts, body) = request.into_parts();
     let declared = drain::declared_length(&parts.headers);
     let mut body = Some(body);
-    match run(&state, peer, &params, parts, &mut body).await {
+    let response = match run(&state, peer, &params, parts, &mut body).await {
         Ok(response) => response,
         Err(response) => {
             // Refused before the body was read: read it anyway (bounded), so that
@@ -54,7 +64,14 @@ pub async fn invoke(
             }
             response
         }
-    }
+    };
+    let outcome = response
+        .headers()
+        .get(OUTCOME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("other");
+    state.metrics.observe(outcome, arrived.elapsed());
+    response
 }
 
 /// Counts an invocation as running until dropped (even if the client goes away).
@@ -123,6 +140,22 @@ async fn run(
         }
     }
 
+    let mut admission = match state.quotas.admit(deployment.tenant_id) {
+        Ok(admission) => admission,
+        Err(exceeded) => {
+            tracing::debug!(%tenant, %function, %exceeded, "refused by quota");
+            let response = plain(StatusCode::TOO_MANY_REQUESTS, "quota", exceeded.to_string());
+            state.logs.record(NewLogEntry {
+                function_id: deployment.function_id,
+                version: deployment.version,
+                at: kiln_store::now(),
+                outcome: exceeded.to_string(),
+                status: response.status().as_u16(),
+                ..Default::default()
+            });
+            return Err(response);
+        }
+    };
     let limits = limits_of(&deployment, &state.settings.default_limits);
     let body = read_body(&parts.headers, body, limits.stdin_bytes).await?;
     let loaded = state
@@ -184,11 +217,30 @@ async fn run(
             },
         )
         .await;
-    let (response, outcome, wall, stderr) = match invocation {
+    let (response, outcome, usage, stderr) = match invocation {
         Ok(inv) => {
-            let response = respond(&deployment, &inv.outcome, inv.stdout);
+            let usage = totals_of(&inv.stats, inv.outcome.is_success());
+            if let Some(meter) = &state.meter {
+                meter.record(
+                    deployment.tenant_id,
+                    deployment.function_id,
+                    &deployment.function,
+                    &usage,
+                );
+            }
+            admission.ran(usage);
+            let mut response = respond(&deployment, &inv.outcome, inv.stdout);
+            if deployment.config.receipt {
+                let headers = response.headers_mut();
+                headers.insert(CPU_HEADER, HeaderValue::from(usage.cpu_us));
+                headers.insert(WALL_HEADER, HeaderValue::from(usage.wall_us));
+                headers.insert(
+                    PEAK_MEMORY_HEADER,
+                    HeaderValue::from(usage.peak_memory_bytes),
+                );
+            }
             let stderr = String::from_utf8_lossy(&inv.stderr).into_owned();
-            (response, inv.outcome.to_string(), inv.stats.wall, stderr)
+            (response, inv.outcome.to_string(), usage, stderr)
         }
         Err(e) => {
             let response = match &e {
@@ -205,17 +257,23 @@ async fn run(
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "config", e.to_string())
                 }
             };
-            (response, e.to_string(), Duration::ZERO, String::new())
+            (response, e.to_string(), Default::default(), String::new())
         }
     };
+    drop(admission);
     state.logs.record(NewLogEntry {
         function_id: deployment.function_id,
         version: deployment.version,
         at: kiln_store::now(),
         outcome,
         status: response.status().as_u16(),
-        wall_us: wall.as_micros() as u64,
+        wall_us: usage.wall_us,
         stderr,
+        cpu_us: usage.cpu_us,
+        instantiation_us: usage.instantiation_us,
+        peak_memory_bytes: usage.peak_memory_bytes,
+        bytes_in: usage.bytes_in,
+        bytes_out: usage.bytes_out,
     });
     Ok(response)
 }

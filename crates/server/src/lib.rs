@@ -6,8 +6,9 @@
 //! [`Server::open`] opens the embedded store under a data directory (SQLite
 //! metadata, content-addressed modules, compiled artifacts), bootstraps the first
 //! tokens, makes sure every deployed module has a compiled artifact (so that no
-//! request ever compiles), and binds the listener; [`Server::run`] serves until
-//! the shutdown future resolves, then drains in-flight requests and flushes logs.
+//! request ever compiles), loads the quota book, and binds the listeners;
+//! [`Server::run`] serves until the shutdown future resolves, then drains in-flight
+//! requests and flushes usage and logs.
 
 pub mod api;
 mod auth;
@@ -17,14 +18,23 @@ mod drain;
 mod error;
 pub mod invoke;
 mod logs;
+pub mod metering;
+pub mod metrics;
 mod names;
+pub mod pricing;
+pub mod quota;
 mod state;
+mod usage;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::any;
+use axum::routing::{any, get};
 use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, SqliteStore};
+use metering::{Flusher, Meter};
+use metrics::Metrics;
+pub use pricing::PriceList;
+use quota::Quotas;
 use state::{
     AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, FunctionCache, Settings,
 };
@@ -55,6 +65,17 @@ pub struct ServerConfig {
     /// Functions kept loaded (artifact mapped, pre-linked) at once; the least
     /// recently used is evicted past it (default 1024).
     pub max_loaded_functions: NonZeroUsize,
+    /// What metered units cost (default [`PriceList::default`]).
+    pub prices: PriceList,
+    /// Record usage of every invocation (default on). Off, there is no usage
+    /// and only the concurrency quota applies.
+    pub metering: bool,
+    /// How often metered usage is written to the store: the most a `kill -9` can
+    /// lose (default 1 s).
+    pub usage_flush_interval: Duration,
+    /// A separate address serving `GET /metrics` without a token. When `None`,
+    /// the main listener serves it to admin tokens.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -67,6 +88,10 @@ impl ServerConfig {
             default_limits: Limits::default(),
             engine: EngineConfig::default(),
             max_loaded_functions: NonZeroUsize::new(1024).expect("1024 is not zero"),
+            prices: PriceList::default(),
+            metering: true,
+            usage_flush_interval: Duration::from_secs(1),
+            metrics_listen: None,
         }
     }
 }
@@ -82,8 +107,10 @@ pub struct InitialCredentials {
 
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: Arc<AppState>,
     log_writer: JoinHandle<()>,
+    usage_flusher: Option<Flusher>,
     url: String,
 }
 
@@ -108,18 +135,35 @@ impl Server {
 
         let initial = bootstrap(&*store).await?;
         let counters = Arc::new(Counters::default());
-        let compiled = ensure_compiled(&*store, &*blobs, &runtime).await?;
+        let metrics = Metrics::default();
+        let compiled = ensure_compiled(&*store, &*blobs, &runtime, &metrics).await?;
         counters.compiles.fetch_add(compiled, Ordering::Relaxed);
+        let quotas = Quotas::load(&*store, config.prices.clone(), config.metering).await?;
 
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (metrics)"))?,
+            ),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let url = config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
         let (logs, log_writer) = logs::LogSink::start(store.clone());
+        let (meter, usage_flusher) = match config.metering {
+            true => {
+                let (meter, flusher) = Meter::start(store.clone(), config.usage_flush_interval);
+                (Some(meter), Some(flusher))
+            }
+            false => (None, None),
+        };
         let state = Arc::new(AppState {
             store,
             blobs,
@@ -128,16 +172,22 @@ impl Server {
                 public_url: url.trim_end_matches('/').to_owned(),
                 max_module_bytes: config.max_module_bytes,
                 default_limits: config.default_limits,
+                metrics_on_main: metrics_listener.is_none(),
             },
             deployments: DeploymentCache::new(DEPLOYMENT_CACHE_ENTRIES),
             functions: FunctionCache::new(config.max_loaded_functions),
             logs,
             counters,
+            meter,
+            quotas,
+            metrics,
         });
         let server = Server {
             listener,
+            metrics_listener,
             state,
             log_writer,
+            usage_flusher,
             url,
         };
         Ok((server, initial))
@@ -150,23 +200,38 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The address serving `/metrics` without a token, if one was configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The base URL functions are served under.
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets every request in
-    /// flight finish, and writes the remaining logs.
+    /// flight finish, and writes the remaining usage and logs.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let Server {
             listener,
+            metrics_listener,
             state,
             log_writer,
+            usage_flusher,
             ..
         } = self;
+        let metrics_server = metrics_listener.map(|listener| {
+            let app = Router::new()
+                .route("/metrics", get(metrics::open_metrics))
+                .with_state(state.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await })
+        });
         let app = Router::new()
             .merge(api::routes())
             .route("/fn/{tenant}/{function}", any(invoke::invoke))
@@ -180,6 +245,13 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed")?;
+        if let Some(task) = metrics_server {
+            task.abort();
+        }
+        // Every invocation has finished: write the usage they recorded.
+        if let Some(flusher) = usage_flusher {
+            flusher.finish().await;
+        }
         // Every connection is closed, so every handler and its log sink clone is
         // gone; the writer drains what is queued and stops.
         if tokio::time::timeout(Duration::from_secs(30), log_writer)
@@ -222,6 +294,7 @@ async fn ensure_compiled(
     store: &dyn MetadataStore,
     blobs: &dyn BlobStore,
     runtime: &Arc<Runtime>,
+    metrics: &Metrics,
 ) -> anyhow::Result<u64> {
     let mut compiled = 0;
     for digest in store.referenced_digests().await? {
@@ -231,9 +304,10 @@ async fn ensure_compiled(
         tracing::info!(%digest, "compiling a deployed module with no artifact");
         let bytes = blobs.read(&digest).await?;
         let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || runtime.compile_digested(digest, &bytes))
+        let done = tokio::task::spawn_blocking(move || runtime.compile_digested(digest, &bytes))
             .await?
             .with_context(|| format!("cannot compile deployed module {digest}"))?;
+        metrics.add_compile_time(done.compile_time.unwrap_or_default());
         compiled += 1;
     }
     Ok(compiled)

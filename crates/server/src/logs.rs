@@ -1,6 +1,8 @@
 //! Invocation logs, written off the request path: the invoke handler hands each
 //! entry to a bounded channel and a background task writes them to the store in
-//! batches (at most [`FLUSH_INTERVAL`] after they were queued). A full channel drops the entry (counted) rather than slow a request.
+//! batches (at most [`FLUSH_INTERVAL`] after they were queued). A full channel drops
+//! the entry (counted) rather than slow a request. Usage is metered separately
+//! ([`crate::metering`]) and is never dropped.
 
 use kiln_store::{MetadataStore, NewLogEntry};
 use std::sync::Arc;
@@ -50,6 +52,11 @@ impl LogSink {
             dropped: Arc::default(),
         };
         (sink, writer)
+    }
+
+    /// Entries dropped so far because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues an entry without waiting.

@@ -2,6 +2,9 @@
 //! the two in-memory caches that keep the invoke path off the database.
 
 use crate::logs::LogSink;
+use crate::metering::Meter;
+use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use kiln_runtime::{Digest, Function, Limits, LoadError, Runtime};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
@@ -18,6 +21,9 @@ pub struct Settings {
     pub max_module_bytes: u64,
     /// Limits of a function that does not override them.
     pub default_limits: Limits,
+    /// Whether `GET /metrics` is served on the main listener (to admin tokens).
+    /// Off when it has a listener of its own.
+    pub metrics_on_main: bool,
 }
 
 /// Counters an operator (and the tests) can read at `GET /v1/status`.
@@ -39,6 +45,10 @@ pub struct AppState {
     pub functions: FunctionCache,
     pub logs: LogSink,
     pub counters: Arc<Counters>,
+    /// `None` when metering is off (`kiln up --metering off`).
+    pub meter: Option<Arc<Meter>>,
+    pub quotas: Quotas,
+    pub metrics: Metrics,
 }
 
 /// Deployments (a route and its configuration, a few hundred bytes each) kept in

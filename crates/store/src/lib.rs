@@ -12,10 +12,12 @@
 mod blobs;
 mod model;
 mod sqlite;
+mod usage;
 
 pub use blobs::{BlobStore, LocalBlobs, StagedBlob};
 pub use model::*;
 pub use sqlite::SqliteStore;
+pub use usage::*;
 
 use async_trait::async_trait;
 
@@ -95,6 +97,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> StoreResult<Option<Vec<LogEntry>>>;
+
+    /// Adds metered usage to its tenant × function × hour totals, all in one
+    /// transaction: either every delta is stored or none is.
+    async fn add_usage(&self, deltas: Vec<UsageDelta>) -> StoreResult<()>;
+    /// Stored usage rows matching `query`, by tenant, function, hour.
+    async fn usage(&self, query: UsageQuery) -> StoreResult<Vec<UsageRow>>;
+    /// Every tenant's totals from `since` (seconds) on: what quotas count against.
+    async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>>;
+    /// Every tenant's quota (tenants without limits included, with `Quota::default()`).
+    async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>>;
+    async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()>;
 }
 
 /// Invocation logs kept per function; older ones are pruned as new ones arrive.

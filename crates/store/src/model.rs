@@ -57,6 +57,10 @@ pub struct FunctionConfig {
     /// Invoking needs a token of the function's tenant.
     #[serde(default)]
     pub private: bool,
+    /// Responses carry the invocation's usage (`Kiln-Cpu-Us`, `Kiln-Wall-Us`,
+    /// `Kiln-Peak-Memory`).
+    #[serde(default)]
+    pub receipt: bool,
 }
 
 /// A version about to be recorded.
@@ -80,6 +84,7 @@ pub struct Version {
 #[derive(Debug, Clone)]
 pub struct Deployment {
     pub function_id: i64,
+    pub tenant_id: TenantId,
     pub tenant: String,
     pub function: String,
     pub version: u32,
@@ -106,8 +111,8 @@ pub struct FunctionDetail {
     pub updated_at: i64,
 }
 
-/// One invocation, as logged.
-#[derive(Debug, Clone)]
+/// One invocation, as logged: the per-invocation usage record next to its outcome.
+#[derive(Debug, Clone, Default)]
 pub struct NewLogEntry {
     pub function_id: i64,
     pub version: u32,
@@ -116,6 +121,11 @@ pub struct NewLogEntry {
     pub status: u16,
     pub wall_us: u64,
     pub stderr: String,
+    pub cpu_us: u64,
+    pub instantiation_us: u64,
+    pub peak_memory_bytes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,4 +137,14 @@ pub struct LogEntry {
     pub status: u16,
     pub wall_us: u64,
     pub stderr: String,
+    #[serde(default)]
+    pub cpu_us: u64,
+    #[serde(default)]
+    pub instantiation_us: u64,
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
+    #[serde(default)]
+    pub bytes_in: u64,
+    #[serde(default)]
+    pub bytes_out: u64,
 }

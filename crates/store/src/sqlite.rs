@@ -2,7 +2,10 @@
 //! commits (a transaction that returned is on disk), schema migrations by
 //! `PRAGMA user_version`.
 
+mod usage;
+
 use crate::model::*;
+use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
 use crate::{LOGS_KEPT, MetadataStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use kiln_runtime::Digest;
@@ -12,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 /// Schema migrations, applied in order; `user_version` counts those applied.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -55,7 +59,33 @@ CREATE TABLE logs (
     stderr TEXT NOT NULL
 );
 CREATE INDEX logs_by_function ON logs (function_id, id);
-"#];
+"#,
+    r#"
+ALTER TABLE logs ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN instantiation_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN peak_memory_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+-- Keyed by the function's name, not its id: usage outlives a deleted function.
+CREATE TABLE usage (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    hour INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    wall_us INTEGER NOT NULL,
+    cpu_us INTEGER NOT NULL,
+    instantiation_us INTEGER NOT NULL,
+    memory_kib_us INTEGER NOT NULL,
+    peak_memory_bytes INTEGER NOT NULL,
+    bytes_in INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, hour, function)
+);
+CREATE INDEX usage_by_hour ON usage (hour);
+"#,
+];
 
 /// Metadata in a SQLite file. Cheap to clone; queries run on the blocking pool.
 #[derive(Clone)]
@@ -374,7 +404,7 @@ impl MetadataStore for SqliteStore {
         self.with(move |conn| {
             let row = conn
                 .query_row(
-                    "SELECT f.id, v.number, v.digest, v.config FROM functions f
+                    "SELECT f.id, v.number, v.digest, v.config, t.id FROM functions f
                      JOIN tenants t ON t.id = f.tenant_id
                      JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
                      WHERE t.name = ?1 AND f.name = ?2",
@@ -385,16 +415,18 @@ impl MetadataStore for SqliteStore {
                             r.get::<_, u32>(1)?,
                             r.get::<_, String>(2)?,
                             r.get::<_, String>(3)?,
+                            r.get::<_, i64>(4)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(internal)?;
-            let Some((function_id, version, digest, config)) = row else {
+            let Some((function_id, version, digest, config, tenant_id)) = row else {
                 return Ok(None);
             };
             Ok(Some(Deployment {
                 function_id,
+                tenant_id,
                 tenant,
                 function,
                 version,
@@ -564,8 +596,9 @@ impl MetadataStore for SqliteStore {
             {
                 let mut insert = tx
                     .prepare_cached(
-                        "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr)
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                        "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr,
+                           cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
                          WHERE EXISTS (SELECT 1 FROM functions WHERE id = ?1)",
                     )
                     .map_err(internal)?;
@@ -586,7 +619,12 @@ impl MetadataStore for SqliteStore {
                             e.outcome,
                             e.status,
                             e.wall_us,
-                            e.stderr
+                            e.stderr,
+                            e.cpu_us,
+                            e.instantiation_us,
+                            e.peak_memory_bytes,
+                            e.bytes_in,
+                            e.bytes_out
                         ])
                         .map_err(internal)?;
                     touched.insert(e.function_id);
@@ -622,9 +660,15 @@ impl MetadataStore for SqliteStore {
                     status: r.get(4)?,
                     wall_us: r.get(5)?,
                     stderr: r.get(6)?,
+                    cpu_us: r.get(7)?,
+                    instantiation_us: r.get(8)?,
+                    peak_memory_bytes: r.get(9)?,
+                    bytes_in: r.get(10)?,
+                    bytes_out: r.get(11)?,
                 })
             };
-            let columns = "id, version, at, outcome, status, wall_us, stderr";
+            let columns = "id, version, at, outcome, status, wall_us, stderr, \
+                           cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out";
             let mut entries: Vec<LogEntry> = match after {
                 Some(after) => {
                     let mut stmt = tx
@@ -658,5 +702,29 @@ impl MetadataStore for SqliteStore {
             Ok(Some(entries))
         })
         .await
+    }
+
+    async fn add_usage(&self, deltas: Vec<UsageDelta>) -> StoreResult<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        self.with(move |conn| usage::add(conn, &deltas)).await
+    }
+
+    async fn usage(&self, query: UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        self.with(move |conn| usage::rows(conn, &query)).await
+    }
+
+    async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>> {
+        self.with(move |conn| usage::by_tenant(conn, since)).await
+    }
+
+    async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>> {
+        self.with(usage::quotas).await
+    }
+
+    async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()> {
+        self.with(move |conn| usage::set_quota(conn, tenant, &quota))
+            .await
     }
 }

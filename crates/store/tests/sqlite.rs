@@ -132,6 +132,10 @@ async fn logs_are_kept_newest_last_and_pruned() {
         status: 200,
         wall_us: 1,
         stderr: format!("line {i}"),
+        cpu_us: 2,
+        peak_memory_bytes: 65536,
+        bytes_out: i as u64,
+        ..Default::default()
     };
     store
         .append_logs((0..LOGS_KEPT + 5).map(entry).collect())
@@ -145,6 +149,10 @@ async fn logs_are_kept_newest_last_and_pruned() {
     );
     let last_two = store.logs(a.id, "f", None, 2).await.unwrap().unwrap();
     assert_eq!(last_two[1].stderr, format!("line {}", LOGS_KEPT + 4));
+    // The per-invocation usage record is kept with the entry.
+    let newest = &last_two[1];
+    assert_eq!((newest.cpu_us, newest.peak_memory_bytes), (2, 65536));
+    assert_eq!(newest.bytes_out, (LOGS_KEPT + 4) as u64);
     let after = store
         .logs(a.id, "f", Some(last_two[0].id), 10)
         .await
@@ -164,4 +172,89 @@ async fn data_survives_reopening() {
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.resolve("a", "f").await.unwrap().unwrap().version, 1);
+}
+
+fn delta(tenant_id: TenantId, function: &str, hour: i64, requests: u64, peak: u64) -> UsageDelta {
+    UsageDelta {
+        tenant_id,
+        function: function.into(),
+        hour,
+        totals: UsageTotals {
+            requests,
+            cpu_us: 10 * requests,
+            peak_memory_bytes: peak,
+            bytes_out: 3 * requests,
+            ..Default::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn usage_adds_up_per_tenant_function_and_hour_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kiln.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let acme = store.create_tenant("acme").await.unwrap();
+    let other = store.create_tenant("other").await.unwrap();
+    store
+        .add_usage(vec![
+            delta(acme.id, "hello", 3600, 2, 100),
+            delta(acme.id, "hello", 7200, 1, 50),
+            delta(other.id, "hello", 3600, 5, 10),
+        ])
+        .await
+        .unwrap();
+    store
+        .add_usage(vec![delta(acme.id, "hello", 3600, 3, 70)])
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let all = UsageQuery {
+        since: 0,
+        until: i64::MAX,
+        ..Default::default()
+    };
+    let rows = store.usage(all.clone()).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!((rows[0].tenant.as_str(), rows[0].hour), ("acme", 3600));
+    assert_eq!(rows[0].totals.requests, 5);
+    assert_eq!(rows[0].totals.cpu_us, 50);
+    assert_eq!(rows[0].totals.bytes_out, 15);
+    assert_eq!(rows[0].totals.peak_memory_bytes, 100);
+
+    let acme_only = UsageQuery {
+        tenant: Some(acme.id),
+        since: 7200,
+        ..all.clone()
+    };
+    let rows = store.usage(acme_only).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].totals.requests, 1);
+
+    let mut totals = store.usage_by_tenant(0).await.unwrap();
+    totals.sort_by_key(|(id, _)| *id);
+    assert_eq!(totals[0].0, acme.id);
+    assert_eq!(totals[0].1.requests, 6);
+    assert_eq!(totals[0].1.peak_memory_bytes, 100);
+    assert_eq!(totals[1].1.requests, 5);
+    assert_eq!(store.usage_by_tenant(7200).await.unwrap()[0].1.requests, 1);
+}
+
+#[tokio::test]
+async fn quotas_are_stored_per_tenant() {
+    let (store, _dir) = open();
+    let acme = store.create_tenant("acme").await.unwrap();
+    let other = store.create_tenant("other").await.unwrap();
+    let quota = Quota {
+        requests_per_month: Some(10),
+        cost_per_month: Some(2.5),
+        max_concurrent: Some(3),
+    };
+    store.set_quota(acme.id, quota).await.unwrap();
+    let quotas = store.quotas().await.unwrap();
+    assert_eq!(quotas, vec![(acme.id, quota), (other.id, Quota::default())]);
+    let missing = store.set_quota(999, quota).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
 }

@@ -31,6 +31,10 @@ pub struct DeployArgs {
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
+    /// Responses carry the invocation's usage: Kiln-Cpu-Us, Kiln-Wall-Us,
+    /// Kiln-Peak-Memory headers
+    #[arg(long)]
+    receipt: bool,
     /// Print the server's JSON answer
     #[arg(long)]
     json: bool,
@@ -73,6 +77,9 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     }
     if args.cgi {
         query.push(("cgi", "true".into()));
+    }
+    if args.receipt {
+        query.push(("receipt", "true".into()));
     }
     if args.private {
         query.push(("private", "true".into()));

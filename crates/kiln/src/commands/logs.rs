@@ -28,6 +28,10 @@ struct Entry {
     status: u16,
     wall_us: u64,
     stderr: String,
+    #[serde(default)]
+    cpu_us: u64,
+    #[serde(default)]
+    peak_memory_bytes: u64,
 }
 
 pub fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
@@ -53,13 +57,21 @@ pub fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
 
 fn print(e: &Entry) {
     let at = std::time::UNIX_EPOCH + Duration::from_secs(e.at.max(0) as u64);
+    let usage = match e.status {
+        429 => String::new(), // refused by a quota: nothing ran
+        _ => format!(
+            " ({:.1} ms, {:.1} ms CPU, {} memory)",
+            e.wall_us as f64 / 1000.0,
+            e.cpu_us as f64 / 1000.0,
+            crate::human_size(e.peak_memory_bytes)
+        ),
+    };
     println!(
-        "{} v{} {} {} ({:.1} ms)",
+        "{} v{} {} {}{usage}",
         humantime::format_rfc3339_seconds(at),
         e.version,
         e.status,
         e.outcome,
-        e.wall_us as f64 / 1000.0
     );
     for line in e.stderr.lines() {
         println!("    {line}");

@@ -8,6 +8,7 @@ pub mod invoke;
 pub mod logs;
 pub mod run;
 pub mod up;
+pub mod usage;
 
 use kiln_runtime::{
     EngineConfig, Runtime, RuntimeConfig, default_artifact_dir, parse_duration, parse_size,

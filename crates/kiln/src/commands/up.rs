@@ -41,6 +41,37 @@ pub struct UpArgs {
     /// (and loaded again from its compiled artifact on its next request)
     #[arg(long, value_name = "N", default_value = "1024")]
     max_loaded_functions: NonZeroUsize,
+    /// Price list (TOML) for usage and spending caps [default: built-in prices,
+    /// see the README]
+    #[arg(long, env = "KILN_PRICES", value_name = "FILE")]
+    prices: Option<PathBuf>,
+    /// Meter every invocation (usage, bills, request and cost quotas)
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    metering: bool,
+    /// How often metered usage is written to the store: the most a crash can lose
+    #[arg(long, value_name = "DURATION", value_parser = parse_flush_interval, default_value = "1s")]
+    usage_flush: Duration,
+    /// Serve Prometheus metrics without a token on this address (else at
+    /// /metrics on the main address, to the admin token)
+    #[arg(long, env = "KILN_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+/// A flush interval between 10 ms and 1 minute.
+fn parse_flush_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&interval) {
+        return Err("must be between 10ms and 60s".into());
+    }
+    Ok(interval)
 }
 
 /// A memory size between one WebAssembly page (64 KiB) and the 32-bit address space.
@@ -80,6 +111,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.engine.max_memory_bytes = args.max_memory;
     config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(args.max_memory);
     config.max_loaded_functions = args.max_loaded_functions;
+    if let Some(path) = &args.prices {
+        config.prices = kiln_server::PriceList::read(path)?;
+    }
+    config.metering = args.metering;
+    config.usage_flush_interval = args.usage_flush;
+    config.metrics_listen = args.metrics_listen;
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,6 +140,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             eprintln!("kiln: credentials written to {} (the CLI uses them)", path.display());
         }
         println!("kiln listening on {url} (data in {})", data.display());
+        if let Some(addr) = server.metrics_addr() {
+            println!("kiln metrics on http://{addr}/metrics");
+        }
         server.run(shutdown_signal()).await
     })?;
     eprintln!("kiln: stopped");

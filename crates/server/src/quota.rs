@@ -1,0 +1,264 @@
+//! Quotas and spending caps per tenant: requests per month, cost per month and
+//! instances running at once. Every invocation is admitted here first; a refusal
+//! is a 429 that names the limit, and costs nothing.
+//!
+//! The book keeps each tenant's usage of the current calendar month (UTC) in
+//! memory: loaded from the store at start-up, then added to as invocations end.
+//! A request cap is exact under concurrency (invocations running count against
+//! it); a cost cap admits while the month's cost so far is below it, so the
+//! invocations already running when it is reached may end just past it. With
+//! metering off, only the concurrency limit applies.
+
+use crate::pricing::PriceList;
+use kiln_store::{MetadataStore, Quota, StoreResult, TenantId, UsageTotals, now};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use time::OffsetDateTime;
+
+/// A limit an invocation would cross.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuotaExceeded {
+    #[error("quota reached: {limit} requests per month")]
+    Requests { limit: u64 },
+    #[error("spending cap reached: {limit} {currency} per month")]
+    Cost { limit: f64, currency: String },
+    #[error("concurrency limit reached: {limit} instances at once")]
+    Concurrency { limit: u32 },
+}
+
+#[derive(Default)]
+struct TenantBook {
+    quota: Quota,
+    /// Start of the month `used` counts, seconds since the Unix epoch.
+    month: i64,
+    used: UsageTotals,
+    running: u32,
+}
+
+pub struct Quotas {
+    prices: PriceList,
+    metering: bool,
+    book: Mutex<HashMap<TenantId, TenantBook>>,
+}
+
+/// The start of the calendar month (UTC) that `at` falls in.
+pub fn month_start(at: i64) -> i64 {
+    let Ok(moment) = OffsetDateTime::from_unix_timestamp(at) else {
+        return at;
+    };
+    let first = moment.date().replace_day(1).unwrap_or(moment.date());
+    first.midnight().assume_utc().unix_timestamp()
+}
+
+impl Quotas {
+    /// Every tenant's quota, and its usage this month as stored.
+    pub async fn load(
+        store: &dyn MetadataStore,
+        prices: PriceList,
+        metering: bool,
+    ) -> StoreResult<Quotas> {
+        let month = month_start(now());
+        let mut book: HashMap<TenantId, TenantBook> = HashMap::new();
+        for (tenant, quota) in store.quotas().await? {
+            book.entry(tenant).or_default().quota = quota;
+        }
+        for (tenant, used) in store.usage_by_tenant(month).await? {
+            book.entry(tenant).or_default().used = used;
+        }
+        for entry in book.values_mut() {
+            entry.month = month;
+        }
+        Ok(Quotas {
+            prices,
+            metering,
+            book: Mutex::new(book),
+        })
+    }
+
+    pub fn prices(&self) -> &PriceList {
+        &self.prices
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, TenantBook>> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tenant's entry, its month rolled over if a new one has begun.
+    fn entry(book: &mut HashMap<TenantId, TenantBook>, tenant: TenantId) -> &mut TenantBook {
+        let month = month_start(now());
+        let entry = book.entry(tenant).or_insert_with(|| TenantBook {
+            month,
+            ..Default::default()
+        });
+        if entry.month != month {
+            entry.month = month;
+            entry.used = UsageTotals::default();
+        }
+        entry
+    }
+
+    /// Admits one invocation of `tenant`'s, or names the limit it would cross.
+    pub fn admit(&self, tenant: TenantId) -> Result<Admission<'_>, QuotaExceeded> {
+        let mut book = self.lock();
+        let entry = Self::entry(&mut book, tenant);
+        let quota = entry.quota;
+        if let Some(limit) = quota.max_concurrent
+            && entry.running >= limit
+        {
+            return Err(QuotaExceeded::Concurrency { limit });
+        }
+        if self.metering {
+            if let Some(limit) = quota.requests_per_month
+                && entry.used.requests + u64::from(entry.running) >= limit
+            {
+                return Err(QuotaExceeded::Requests { limit });
+            }
+            if let Some(limit) = quota.cost_per_month
+                && self.prices.cost(&entry.used).total >= limit
+            {
+                return Err(QuotaExceeded::Cost {
+                    limit,
+                    currency: self.prices.currency.clone(),
+                });
+            }
+        }
+        entry.running += 1;
+        Ok(Admission {
+            quotas: self,
+            tenant,
+            used: None,
+        })
+    }
+
+    /// Replaces a tenant's quota (usage so far is kept).
+    pub fn set(&self, tenant: TenantId, quota: Quota) {
+        Self::entry(&mut self.lock(), tenant).quota = quota;
+    }
+
+    /// The tenant's quota and its usage this month.
+    pub fn month_to_date(&self, tenant: TenantId) -> (Quota, UsageTotals) {
+        let mut book = self.lock();
+        let entry = Self::entry(&mut book, tenant);
+        (entry.quota, entry.used)
+    }
+}
+
+/// One admitted invocation. Dropping it frees its concurrency slot; what it used
+/// (if it ran) is added to the month's usage at the same moment.
+pub struct Admission<'a> {
+    quotas: &'a Quotas,
+    tenant: TenantId,
+    used: Option<UsageTotals>,
+}
+
+impl Admission<'_> {
+    /// Records what the invocation used, counted when the admission is dropped.
+    pub fn ran(&mut self, used: UsageTotals) {
+        self.used = Some(used);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        let mut book = self.quotas.lock();
+        let entry = Quotas::entry(&mut book, self.tenant);
+        entry.running = entry.running.saturating_sub(1);
+        if let Some(used) = &self.used
+            && self.quotas.metering
+        {
+            entry.used.add(used);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quotas(quota: Quota, prices: PriceList) -> Quotas {
+        let q = Quotas {
+            prices,
+            metering: true,
+            book: Mutex::default(),
+        };
+        q.set(1, quota);
+        q
+    }
+
+    fn one_request() -> UsageTotals {
+        UsageTotals {
+            requests: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_request_cap_counts_running_invocations() {
+        let q = quotas(
+            Quota {
+                requests_per_month: Some(2),
+                ..Default::default()
+            },
+            PriceList::default(),
+        );
+        let mut a = q.admit(1).unwrap();
+        let b = q.admit(1).unwrap();
+        assert_eq!(q.admit(1).err(), Some(QuotaExceeded::Requests { limit: 2 }));
+        // One that did not run (refused later, e.g. 503) gives its place back.
+        drop(b);
+        a.ran(one_request());
+        drop(a);
+        let mut c = q.admit(1).unwrap();
+        c.ran(one_request());
+        drop(c);
+        assert!(q.admit(1).is_err());
+        assert_eq!(q.month_to_date(1).1.requests, 2);
+        // Other tenants are not affected.
+        assert!(q.admit(2).is_ok());
+    }
+
+    #[test]
+    fn a_cost_cap_admits_until_the_cost_reaches_it() {
+        let prices = PriceList {
+            per_million_requests: 1_000_000.0, // 1 per request
+            ..Default::default()
+        };
+        let q = quotas(
+            Quota {
+                cost_per_month: Some(2.0),
+                ..Default::default()
+            },
+            prices,
+        );
+        for _ in 0..2 {
+            q.admit(1).unwrap().ran(one_request());
+        }
+        let err = q.admit(1).err().unwrap();
+        assert_eq!(err.to_string(), "spending cap reached: 2 USD per month");
+    }
+
+    #[test]
+    fn concurrency_is_limited_while_running() {
+        let q = quotas(
+            Quota {
+                max_concurrent: Some(1),
+                ..Default::default()
+            },
+            PriceList::default(),
+        );
+        let a = q.admit(1).unwrap();
+        assert_eq!(
+            q.admit(1).err(),
+            Some(QuotaExceeded::Concurrency { limit: 1 })
+        );
+        drop(a);
+        assert!(q.admit(1).is_ok());
+    }
+
+    #[test]
+    fn months_start_on_the_first_at_midnight_utc() {
+        // 2026-11-25T09:30:00Z → 2026-11-01T00:00:00Z
+        assert_eq!(month_start(1_795_599_000), 1_793_491_200);
+        assert_eq!(month_start(1_793_491_200), 1_793_491_200);
+    }
+}
