@@ -7,6 +7,7 @@ mod client;
 mod cold;
 mod density;
 mod kiln;
+mod metering;
 mod modules;
 pub mod peer;
 mod report;
@@ -21,7 +22,11 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct SuiteArgs {
     /// Scenarios to run, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "cold,warm,density,big")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cold,warm,metering,density,big"
+    )]
     only: Vec<Scenario>,
     /// Seconds of load for each wrk run
     #[arg(long, default_value_t = 10)]
@@ -44,6 +49,7 @@ pub struct SuiteArgs {
 enum Scenario {
     Cold,
     Warm,
+    Metering,
     Density,
     Big,
 }
@@ -85,6 +91,18 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
             &kiln,
             &hello_path,
             &wasmtime,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
+    }
+    if wants(Scenario::Metering) {
+        eprintln!("metering: 10 wrk runs of {} s, on and off", args.seconds);
+        let (_home_on, on) = fresh(&[])?;
+        let (_home_off, off) = fresh(&["--metering", "off"])?;
+        metering::run(
+            &on,
+            &off,
+            &hello,
             Duration::from_secs(args.seconds),
             &mut report,
         )?;

@@ -46,8 +46,8 @@ pub struct UpArgs {
     #[arg(long, env = "KILN_PRICES", value_name = "FILE")]
     prices: Option<PathBuf>,
     /// Meter every invocation (usage, bills, request and cost quotas)
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
-    metering: bool,
+    #[arg(long, value_enum, default_value = "on")]
+    metering: Switch,
     /// How often metered usage is written to the store: the most a crash can lose
     #[arg(long, value_name = "DURATION", value_parser = parse_flush_interval, default_value = "1s")]
     usage_flush: Duration,
@@ -57,12 +57,10 @@ pub struct UpArgs {
     metrics_listen: Option<SocketAddr>,
 }
 
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err("expected on or off".into()),
-    }
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// A flush interval between 10 ms and 1 minute.
@@ -114,7 +112,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.prices {
         config.prices = kiln_server::PriceList::read(path)?;
     }
-    config.metering = args.metering;
+    config.metering = args.metering == Switch::On;
     config.usage_flush_interval = args.usage_flush;
     config.metrics_listen = args.metrics_listen;
 

@@ -63,9 +63,18 @@ impl Home {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line from kiln up: {line}"))
             .to_owned();
+        let metrics_url = extra.contains(&"--metrics-listen").then(|| {
+            let line = rx
+                .recv_timeout(DEADLINE)
+                .expect("kiln up did not say where metrics are");
+            line.strip_prefix("kiln metrics on ")
+                .unwrap_or_else(|| panic!("unexpected line from kiln up: {line}"))
+                .to_owned()
+        });
         KilnServer {
             child: Some(child),
             url,
+            metrics_url,
             config: self.config(),
         }
     }
@@ -91,6 +100,8 @@ impl Home {
 pub struct KilnServer {
     child: Option<Child>,
     pub url: String,
+    /// `http://ADDR/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
     config: PathBuf,
 }
 
