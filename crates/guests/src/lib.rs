@@ -1,16 +1,19 @@
-//! The guest examples of `examples/`, built for `wasm32-wasip1` on demand, for tests
-//! and benchmarks.
+//! The guest examples of `examples/`, built on demand for tests and benchmarks: for
+//! `wasm32-wasip1` (core modules, [`path`]) and for `wasm32-wasip2` (WASI 0.2
+//! command components, [`component`]).
 //!
-//! [`path`] builds the examples workspace once per process (a no-op when nothing
-//! changed: cargo's own freshness check) into `target/guests`, a target directory of
-//! its own so that it never waits on the lock of the build that is running the tests.
+//! Each target is built once per process (a no-op when nothing changed: cargo's own
+//! freshness check) into `target/guests`, a target directory of its own so that it
+//! never waits on the lock of the build that is running the tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The wasm32 target the examples are built for.
+/// The wasm32 target of the core-module examples.
 pub const TARGET: &str = "wasm32-wasip1";
+/// The wasm32 target of the component examples.
+pub const COMPONENT_TARGET: &str = "wasm32-wasip2";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -27,7 +30,18 @@ pub fn repo_root() -> PathBuf {
 /// this is test support, and a test cannot go on without its guest.
 pub fn path(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = match BUILT.get_or_init(build) {
+    built(&BUILT, TARGET, name)
+}
+
+/// Path to the guest `name` built for `wasm32-wasip2`: a `wasi:cli/command`
+/// component. Builds like [`path`].
+pub fn component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&BUILT, COMPONENT_TARGET, name)
+}
+
+fn built(cell: &OnceLock<Result<PathBuf, String>>, target: &str, name: &str) -> PathBuf {
+    let dir = match cell.get_or_init(|| build(target)) {
         Ok(dir) => dir,
         Err(message) => panic!("cannot build the guest examples:\n{message}"),
     };
@@ -40,14 +54,14 @@ pub fn path(name: &str) -> PathBuf {
     wasm
 }
 
-/// Builds every example; returns the directory holding the `.wasm` files.
-pub fn build() -> Result<PathBuf, String> {
+/// Builds every example for `target`; returns the directory holding the `.wasm` files.
+pub fn build(target: &str) -> Result<PathBuf, String> {
     let root = repo_root();
     let target_dir = root.join("target").join("guests");
     let attempt = || {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--target", TARGET])
+            .args(["build", "--release", "--quiet", "--target", target])
             .arg("--manifest-path")
             .arg(root.join("examples").join("Cargo.toml"))
             .arg("--target-dir")
@@ -64,16 +78,16 @@ pub fn build() -> Result<PathBuf, String> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() && stderr.contains("target may not be installed") {
         let added = Command::new("rustup")
-            .args(["target", "add", TARGET])
+            .args(["target", "add", target])
             .status()
-            .map_err(|e| format!("cannot run rustup to add {TARGET}: {e}"))?;
+            .map_err(|e| format!("cannot run rustup to add {target}: {e}"))?;
         if !added.success() {
-            return Err(format!("`rustup target add {TARGET}` failed"));
+            return Err(format!("`rustup target add {target}` failed"));
         }
         output = attempt()?;
     }
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
-    Ok(target_dir.join(TARGET).join("release"))
+    Ok(target_dir.join(target).join("release"))
 }

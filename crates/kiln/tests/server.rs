@@ -536,3 +536,57 @@ fn out_of_range_server_limits_are_refused_before_starting() {
         assert!(!home.data().exists(), "{flag} created the data directory");
     }
 }
+
+#[test]
+fn a_wasip2_command_component_is_deployed_served_metered_and_survives_a_restart() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let component = kiln_guests::component("hello").display().to_string();
+    let said = server.ok(&["deploy", "--name", "hello2", &component, "--receipt"]);
+    assert!(
+        said.starts_with("deployed hello2 v1 (component, "),
+        "{said}"
+    );
+    let url = server.function_url("default", "hello2");
+    let answer = post(&url, "component");
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, component!\n")
+    );
+    assert!(answer.header("kiln-cpu-us").is_some());
+
+    // The CGI environment reaches a component like a module.
+    let echo = kiln_guests::component("echo-env").display().to_string();
+    server.ok(&["deploy", "--name", "env2", &echo, "--env", "K=V"]);
+    let env = post(
+        &format!("{}/some/path?q=1", server.function_url("default", "env2")),
+        "",
+    );
+    assert!(env.body.contains("ENV K=V\n"), "{}", env.body);
+    assert!(
+        env.body.contains("ENV PATH_INFO=/some/path\n"),
+        "{}",
+        env.body
+    );
+    assert!(env.body.contains("ENV QUERY_STRING=q=1\n"), "{}", env.body);
+
+    let exit = server.ok(&[
+        "deploy",
+        "--name",
+        "exit2",
+        &kiln_guests::component("exit3").display().to_string(),
+    ]);
+    assert!(exit.contains("component"));
+    let failed = post(&server.function_url("default", "exit2"), "");
+    assert_eq!(
+        (failed.status, failed.body.as_str()),
+        (502, "function exited with code 1\n")
+    );
+
+    // After a restart it is loaded from its artifact, never recompiled.
+    assert!(server.stop().success());
+    let server = home.start(&[]);
+    let url = server.function_url("default", "hello2");
+    assert_eq!(post(&url, "again").body, "Hello, again!\n");
+    assert_eq!(status(&server.url, &home.admin_token())["compiles"], 0);
+}

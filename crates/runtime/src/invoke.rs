@@ -208,13 +208,7 @@ impl Invoker {
         let mut cpu = Duration::ZERO;
         let mut instantiation = Duration::ZERO;
         let result = {
-            let run = pin!(async {
-                let begin = Instant::now();
-                let instance = function.pre().instantiate_async(&mut store).await;
-                instantiation = begin.elapsed();
-                let start = function.start(&mut store, &instance?)?;
-                start.call_async(&mut store, ()).await
-            });
+            let run = pin!(function.run(&mut store, &mut instantiation));
             let measured = MeasureCpu::new(run, &mut cpu);
             tokio::time::timeout_at(deadline.into(), measured).await
         };

@@ -7,11 +7,13 @@ use crate::engine::{EngineConfig, EpochTicker, build_engine};
 use crate::function::{Function, Host};
 use crate::invoke::{Invocation, InvokeError, Invoker, Request};
 use crate::limiter::GuestLimiter;
-use crate::validate::{self, ModuleInfo, ProvidedImports, ValidationError};
+use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use wasmtime::{ExternType, Linker, Module, Store};
+use wasmtime::component::Component;
+use wasmtime::{ExternType, Linker, Module, Precompiled, Store};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::bindings::CommandPre;
 
 /// Everything needed to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -92,6 +94,8 @@ pub enum LoadSource {
 pub struct Runtime {
     engine: wasmtime::Engine,
     linker: Linker<Host>,
+    /// WASI 0.2 for components.
+    component_linker: wasmtime::component::Linker<Host>,
     provided: ProvidedImports,
     artifacts: ArtifactCache,
     invoker: Invoker,
@@ -106,6 +110,9 @@ impl Runtime {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| &mut host.wasi)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let provided = provided_imports(&engine, &linker);
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
             RuntimeError::ArtifactDir {
                 path: config.artifact_dir.clone(),
@@ -124,6 +131,7 @@ impl Runtime {
             },
             engine,
             linker,
+            component_linker,
             provided,
             artifacts,
             _ticker: ticker,
@@ -185,10 +193,11 @@ impl Runtime {
         }
 
         let begin = Instant::now();
-        let bytes = self
-            .engine
-            .precompile_module(wasm)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let bytes = match info.kind {
+            ModuleKind::CoreCommand => self.engine.precompile_module(wasm),
+            ModuleKind::ComponentCommand => self.engine.precompile_component(wasm),
+        }
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile_time = begin.elapsed();
         let artifact =
             self.artifacts
@@ -219,17 +228,27 @@ impl Runtime {
         if !path.is_file() {
             return Err(LoadError::NotCompiled(*digest));
         }
-        // SAFETY: the artifact cache only ever holds files written whole (atomic
-        // rename) by `Runtime::compile` through `precompile_module`, under a
-        // directory keyed by this engine's compatibility hash; wasmtime checks the
-        // header and version again before using it.
-        let module = unsafe { Module::deserialize_file(&self.engine, &path) }.map_err(|e| {
-            LoadError::BadArtifact {
-                path: path.clone(),
-                message: format!("{e:#}"),
+        let bad = |e: wasmtime::Error| LoadError::BadArtifact {
+            path: path.clone(),
+            message: format!("{e:#}"),
+        };
+        // SAFETY (both deserializations): the artifact cache only ever holds files
+        // written whole (atomic rename) by `Runtime::compile` through
+        // `precompile_module`/`precompile_component`, under a directory keyed by this
+        // engine's compatibility hash; wasmtime checks the header, the kind and the
+        // version again before using it.
+        match wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)? {
+            Some(Precompiled::Component) => {
+                let component =
+                    unsafe { Component::deserialize_file(&self.engine, &path) }.map_err(bad)?;
+                self.link_component(*digest, &component)
             }
-        })?;
-        self.link(*digest, &module)
+            _ => {
+                let module =
+                    unsafe { Module::deserialize_file(&self.engine, &path) }.map_err(bad)?;
+                self.link(*digest, &module)
+            }
+        }
     }
 
     /// [`Runtime::load`] if `wasm` is already compiled, else [`Runtime::compile`] then
@@ -290,7 +309,18 @@ impl Runtime {
             .linker
             .instantiate_pre(module)
             .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
-        Ok(Function::new(digest, pre, start))
+        Ok(Function::core(digest, pre, start))
+    }
+
+    fn link_component(&self, digest: Digest, component: &Component) -> Result<Function, LoadError> {
+        let pre = self
+            .component_linker
+            .instantiate_pre(component)
+            .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
+        let command = CommandPre::new(pre).map_err(|e| {
+            ValidationError::Unsupported(format!("not a wasi:cli/command component: {e:#}"))
+        })?;
+        Ok(Function::command(digest, command))
     }
 }
 

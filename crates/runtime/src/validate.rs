@@ -4,19 +4,71 @@
 //! message that names the problem and what to do about it.
 
 use std::collections::BTreeSet;
-use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
+use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload, TypeRef};
 
 const MAGIC: &[u8; 4] = b"\0asm";
 const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
 /// Components share the magic; their version field is 0x0d and their layer 1.
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
 
-/// What kind of function a binary is. Only WASI preview 1 commands exist for now;
-/// components arrive as further variants.
+/// What kind of function a binary is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModuleKind {
     /// A core module importing `wasi_snapshot_preview1` and exporting `_start`.
     CoreCommand,
+    /// A WASI 0.2 component exporting `wasi:cli/run` (e.g. a `wasm32-wasip2`
+    /// program): same invoke contract as a core command.
+    ComponentCommand,
+}
+
+/// The WASI 0.2 interfaces Kiln gives a component (as `wasmtime-wasi` provides
+/// them; any `0.2.x` version). Without preopens or socket permissions, the
+/// filesystem and network ones refuse every access.
+const WASI_P2_INTERFACES: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// Whether `name` (`wasi:cli/stdout@0.2.3`) is an interface Kiln provides.
+fn provided_p2(name: &str) -> bool {
+    match name.split_once('@') {
+        Some((interface, version)) => {
+            version.starts_with("0.2.") && WASI_P2_INTERFACES.contains(&interface)
+        }
+        None => false,
+    }
+}
+
+/// Whether `name` is `interface` at some `0.2.x` version.
+fn is_p2(name: &str, interface: &str) -> bool {
+    name.strip_prefix(interface)
+        .and_then(|rest| rest.strip_prefix("@0.2."))
+        .is_some()
 }
 
 /// What validation learned about an acceptable binary.
@@ -68,7 +120,9 @@ pub(crate) fn validate(
     provided: impl Fn(&str, &str) -> bool,
 ) -> Result<ModuleInfo, ValidationError> {
     let size = wasm.len() as u64;
-    check_header(wasm)?;
+    if check_header(wasm)? == Layer::Component {
+        return validate_component(wasm);
+    }
     if let Err(e) = wasmtime::Module::validate(engine, wasm) {
         return Err(classify_parse_error(size, &e));
     }
@@ -136,7 +190,80 @@ pub(crate) fn validate(
     })
 }
 
-fn check_header(wasm: &[u8]) -> Result<(), ValidationError> {
+/// A component's imports and what it exports decide its kind. The rest of its
+/// validation happens as it compiles.
+fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
+    let mut imports = Vec::new();
+    let mut exports = Vec::new();
+    // Nested modules and components have their own imports and exports: only the
+    // outermost ones (depth 0) face the host.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| match e.message().contains("unexpected end") {
+            true => ValidationError::Truncated {
+                size: wasm.len() as u64,
+            },
+            false => ValidationError::Invalid(e.to_string()),
+        })?;
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    imports.push(import.name.name.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    let export = export.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    if export.kind == ComponentExternalKind::Instance {
+                        exports.push(export.name.name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let unknown: Vec<String> = imports
+        .iter()
+        .filter(|i| !provided_p2(i))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ValidationError::UnknownImports(unknown));
+    }
+    if exports.iter().any(|e| is_p2(e, "wasi:cli/run")) {
+        return Ok(ModuleInfo {
+            kind: ModuleKind::ComponentCommand,
+            size: wasm.len() as u64,
+            imports,
+        });
+    }
+    if exports
+        .iter()
+        .any(|e| is_p2(e, "wasi:http/incoming-handler"))
+    {
+        return Err(ValidationError::Unsupported(
+            "this is a wasi:http/proxy component; Kiln runs wasi:cli/command components for now"
+                .into(),
+        ));
+    }
+    Err(ValidationError::Unsupported(format!(
+        "this component exports neither `wasi:cli/run@0.2` (a command, e.g. a wasm32-wasip2 \
+         program with a `main`) nor `wasi:http/incoming-handler@0.2`; it exports [{}]",
+        exports.join(", ")
+    )))
+}
+
+/// Core module or component, from the binary's preamble.
+#[derive(Debug, PartialEq, Eq)]
+enum Layer {
+    Core,
+    Component,
+}
+
+fn check_header(wasm: &[u8]) -> Result<Layer, ValidationError> {
     let size = wasm.len() as u64;
     if wasm.is_empty() {
         return Err(ValidationError::NotWasm("the file is empty".into()));
@@ -152,19 +279,13 @@ fn check_header(wasm: &[u8]) -> Result<(), ValidationError> {
         return Err(ValidationError::Truncated { size });
     }
     let version: [u8; 4] = [wasm[4], wasm[5], wasm[6], wasm[7]];
-    if version == COMPONENT_VERSION {
-        return Err(ValidationError::Unsupported(
-            "this is a WebAssembly component (WASI 0.2); Kiln runs WASI preview 1 core modules \
-             for now: build for wasm32-wasip1"
-                .into(),
-        ));
-    }
-    if version != CORE_VERSION {
-        return Err(ValidationError::Unsupported(format!(
+    match version {
+        COMPONENT_VERSION => Ok(Layer::Component),
+        CORE_VERSION => Ok(Layer::Core),
+        _ => Err(ValidationError::Unsupported(format!(
             "unknown WebAssembly binary version {version:02x?}"
-        )));
+        ))),
     }
-    Ok(())
 }
 
 /// Tells a binary that was cut short from one that is malformed.

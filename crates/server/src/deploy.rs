@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
-use kiln_runtime::{ByteCount, LoadError, parse_duration, parse_size};
+use kiln_runtime::{ByteCount, LoadError, ModuleKind, parse_duration, parse_size};
 use kiln_store::{FunctionConfig, NewVersion};
 use serde::Serialize;
 use std::sync::Arc;
@@ -30,6 +30,9 @@ pub struct Deployed {
     pub size: u64,
     /// Milliseconds spent compiling; `null` when the module was already compiled.
     pub compile_ms: Option<f64>,
+    /// `module` (a WASI preview 1 core module) or `component` (a WASI 0.2
+    /// `wasi:cli/command` component).
+    pub kind: &'static str,
     pub url: String,
 }
 
@@ -137,6 +140,10 @@ async fn deploy_from(
             digest: digest.to_hex(),
             size,
             compile_ms: compiled.compile_time.map(|t| t.as_secs_f64() * 1e3),
+            kind: match compiled.info.kind {
+                ModuleKind::CoreCommand => "module",
+                ModuleKind::ComponentCommand => "component",
+            },
         }),
     ))
 }

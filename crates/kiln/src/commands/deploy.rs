@@ -50,6 +50,8 @@ struct Deployed {
     digest: String,
     size: u64,
     compile_ms: Option<f64>,
+    #[serde(default)]
+    kind: String,
     url: String,
 }
 
@@ -107,8 +109,12 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Some(ms) => format!("compiled in {ms:.0} ms"),
         None => "already compiled".into(),
     };
+    let kind = match deployed.kind.as_str() {
+        "component" => "component, ",
+        _ => "",
+    };
     println!(
-        "deployed {} v{} ({}, {compiled})  ->  {}",
+        "deployed {} v{} ({kind}{}, {compiled})  ->  {}",
         deployed.function,
         deployed.version,
         human_size(deployed.size),

@@ -2,6 +2,7 @@
 //! each one does exactly the thing under test. One binary for all (faster to build).
 
 mod cache;
+mod component;
 mod guests;
 mod invoke;
 mod validate;

@@ -62,11 +62,26 @@ fn a_malformed_module_is_invalid() {
 }
 
 #[test]
-fn a_component_is_not_supported_yet() {
+fn a_component_that_is_no_command_names_what_it_exports() {
     refused(
-        &wasm("(component)"),
-        "unsupported kind of WebAssembly binary: this is a WebAssembly component (WASI 0.2); \
-         Kiln runs WASI preview 1 core modules for now: build for wasm32-wasip1",
+        &wasm(r#"(component (instance $i) (export "acme:tools/greet@1.0.0" (instance $i)))"#),
+        "unsupported kind of WebAssembly binary: this component exports neither \
+         `wasi:cli/run@0.2` (a command, e.g. a wasm32-wasip2 program with a `main`) nor \
+         `wasi:http/incoming-handler@0.2`; it exports [acme:tools/greet@1.0.0]",
+    );
+}
+
+#[test]
+fn a_component_importing_what_kiln_lacks_is_refused_naming_each() {
+    refused(
+        &wasm(
+            r#"(component
+                 (import "wasi:http/outgoing-handler@0.2.0" (instance))
+                 (import "wasi:cli/stdout@0.2.3" (instance))
+                 (import "wasi:cli/stdout@0.3.0" (instance)))"#,
+        ),
+        "the module imports what Kiln does not provide: wasi:http/outgoing-handler@0.2.0, \
+         wasi:cli/stdout@0.3.0",
     );
 }
 

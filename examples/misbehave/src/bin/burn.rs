@@ -1,19 +1,17 @@
-//! Burns CPU for the number of milliseconds given on stdin (default 100): a busy
-//! loop that checks the monotonic clock, never sleeping. For metering tests.
+//! Burns CPU: the number on stdin (default 100) is how many million rounds of
+//! integer arithmetic to do, with no host call in between. Its CPU cost is fixed
+//! by the work, not by a clock, so it can be measured once and compared. For
+//! metering tests.
 
 use std::io::Read;
-use std::time::{Duration, Instant};
 
 fn main() {
     let mut input = String::new();
     let _ = std::io::stdin().read_to_string(&mut input);
-    let ms: u64 = input.trim().parse().unwrap_or(100);
-    let until = Instant::now() + Duration::from_millis(ms);
-    let mut n: u64 = 0;
-    while Instant::now() < until {
-        for _ in 0..1000 {
-            n = std::hint::black_box(n.wrapping_mul(31).wrapping_add(7));
-        }
+    let millions: u64 = input.trim().parse().unwrap_or(100);
+    let mut n: u64 = 1;
+    for _ in 0..millions * 1_000_000 {
+        n = std::hint::black_box(n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
     }
-    println!("burned {ms} ms");
+    println!("burned {millions} million rounds ({})", n % 10);
 }
