@@ -58,6 +58,7 @@ pub fn run(args: MicroArgs) -> anyhow::Result<()> {
         args: vec![args.guest.clone()],
         env: vec![],
         limits: Limits::default(),
+        ..Default::default()
     };
     let check = |stdout: &[u8]| {
         anyhow::ensure!(

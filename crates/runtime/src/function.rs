@@ -3,59 +3,104 @@
 
 use crate::digest::Digest;
 use crate::limiter::GuestLimiter;
+use crate::outbound::OutboundHooks;
 use std::time::{Duration, Instant};
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{InstancePre, ModuleExport, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{I32Exit, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The per-instance host state: the guest's WASI context and its resource limiter.
-/// One context serves both preview 1 modules and WASI 0.2 components.
-pub(crate) struct Host {
-    pub(crate) wasi: WasiP1Ctx,
+pub(crate) struct Host<W> {
+    pub(crate) wasi: W,
     pub(crate) limiter: GuestLimiter,
 }
 
-impl WasiView for Host {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.wasi.ctx()
+/// A core module's host state: WASI preview 1.
+pub(crate) type CoreHost = Host<WasiP1Ctx>;
+/// A component's host state: WASI 0.2, with `wasi:http` for proxies.
+pub(crate) type ComponentHost = Host<ComponentCtx>;
+
+/// What a component's WASI 0.2 and `wasi:http` imports work on.
+pub(crate) struct ComponentCtx {
+    pub(crate) ctx: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) outbound: OutboundHooks,
+}
+
+impl ComponentCtx {
+    pub(crate) fn new(ctx: WasiCtx, outbound: OutboundHooks) -> ComponentCtx {
+        ComponentCtx {
+            ctx,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound,
+        }
     }
+}
+
+impl WasiView for ComponentHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi.ctx,
+            table: &mut self.wasi.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentHost {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.wasi.http,
+            table: &mut self.wasi.table,
+            hooks: &mut self.wasi.outbound,
+        }
+    }
+}
+
+/// The kinds of function, by how they are invoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// A preview 1 core module or a `wasi:cli/command` component: stdin in,
+    /// stdout out ([`crate::Runtime::invoke`], [`crate::Runtime::invoke_streaming`]).
+    Command,
+    /// A `wasi:http/proxy` component: an HTTP request in, an HTTP response out
+    /// ([`crate::Runtime::handle_http`]).
+    Http,
 }
 
 /// How a function is entered.
 #[derive(Clone)]
-enum Entry {
+pub(crate) enum Entry {
     /// A preview 1 core module: instantiate, call `_start` (its export index
     /// resolved once, no name lookup per request).
     Core {
-        pre: InstancePre<Host>,
+        pre: InstancePre<CoreHost>,
         start: ModuleExport,
     },
     /// A `wasi:cli/command` component: instantiate, call `wasi:cli/run.run`.
-    Command(CommandPre<Host>),
+    Command(CommandPre<ComponentHost>),
+    /// A `wasi:http/proxy` component: instantiate, call
+    /// `wasi:http/incoming-handler.handle`.
+    Http(ProxyPre<ComponentHost>),
 }
 
 /// A compiled, linked function. Cheap to clone (reference-counted) and safe to share
-/// across threads; every [`crate::Runtime::invoke`] makes a fresh instance of it.
+/// across threads; every invocation makes a fresh instance of it.
 #[derive(Clone)]
 pub struct Function {
     digest: Digest,
-    entry: Entry,
+    pub(crate) entry: Entry,
 }
 
 impl Function {
-    pub(crate) fn core(digest: Digest, pre: InstancePre<Host>, start: ModuleExport) -> Function {
-        Function {
-            digest,
-            entry: Entry::Core { pre, start },
-        }
-    }
-
-    pub(crate) fn command(digest: Digest, pre: CommandPre<Host>) -> Function {
-        Function {
-            digest,
-            entry: Entry::Command(pre),
-        }
+    pub(crate) fn new(digest: Digest, entry: Entry) -> Function {
+        Function { digest, entry }
     }
 
     /// The sha256 of the binary this function was compiled from.
@@ -63,38 +108,67 @@ impl Function {
         self.digest
     }
 
-    /// Instantiates the function in `store` and runs it to its end. `instantiation`
-    /// receives how long creating the instance took. A command component whose
-    /// `run` returns an error ends as exit code 1, as `wasmtime run` reports it.
-    pub(crate) async fn run(
-        &self,
-        store: &mut Store<Host>,
-        instantiation: &mut Duration,
-    ) -> wasmtime::Result<()> {
-        let begin = Instant::now();
-        match &self.entry {
-            Entry::Core { pre, start } => {
-                let instance = pre.instantiate_async(&mut *store).await;
-                *instantiation = begin.elapsed();
-                let instance = instance?;
-                let start = instance
-                    .get_module_export(&mut *store, start)
-                    .and_then(|e| e.into_func())
-                    .ok_or_else(|| wasmtime::format_err!("`_start` is not a function"))?
-                    .typed::<(), ()>(&*store)?;
-                start.call_async(&mut *store, ()).await
-            }
-            Entry::Command(pre) => {
-                let command = pre.instantiate_async(&mut *store).await;
-                *instantiation = begin.elapsed();
-                command?
-                    .wasi_cli_run()
-                    .call_run(&mut *store)
-                    .await?
-                    .map_err(|()| wasmtime::Error::new(I32Exit(1)))
-            }
+    /// How this function is invoked.
+    pub fn kind(&self) -> FunctionKind {
+        match self.entry {
+            Entry::Core { .. } | Entry::Command(_) => FunctionKind::Command,
+            Entry::Http(_) => FunctionKind::Http,
         }
     }
+}
+
+/// Instantiates a core module in `store` and runs `_start` to its end.
+/// `instantiation` receives how long creating the instance took.
+pub(crate) async fn run_core(
+    pre: &InstancePre<CoreHost>,
+    start: &ModuleExport,
+    store: &mut Store<CoreHost>,
+    instantiation: &mut Duration,
+) -> wasmtime::Result<()> {
+    let begin = Instant::now();
+    let instance = pre.instantiate_async(&mut *store).await;
+    *instantiation = begin.elapsed();
+    let start = instance?
+        .get_module_export(&mut *store, start)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| wasmtime::format_err!("`_start` is not a function"))?
+        .typed::<(), ()>(&*store)?;
+    start.call_async(&mut *store, ()).await
+}
+
+/// Instantiates a command component and runs `wasi:cli/run.run`. A `run` that
+/// returns an error ends as exit code 1, as `wasmtime run` reports it.
+pub(crate) async fn run_command(
+    pre: &CommandPre<ComponentHost>,
+    store: &mut Store<ComponentHost>,
+    instantiation: &mut Duration,
+) -> wasmtime::Result<()> {
+    let begin = Instant::now();
+    let command = pre.instantiate_async(&mut *store).await;
+    *instantiation = begin.elapsed();
+    command?
+        .wasi_cli_run()
+        .call_run(&mut *store)
+        .await?
+        .map_err(|()| wasmtime::Error::new(I32Exit(1)))
+}
+
+/// Instantiates a proxy component and hands it the request; returns when its
+/// `handle` returns (the response may have been sent long before).
+pub(crate) async fn run_http(
+    pre: &ProxyPre<ComponentHost>,
+    store: &mut Store<ComponentHost>,
+    request: Resource<HostIncomingRequest>,
+    response: Resource<HostResponseOutparam>,
+    instantiation: &mut Duration,
+) -> wasmtime::Result<()> {
+    let begin = Instant::now();
+    let proxy = pre.instantiate_async(&mut *store).await;
+    *instantiation = begin.elapsed();
+    proxy?
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, request, response)
+        .await
 }
 
 impl std::fmt::Debug for Function {
@@ -102,6 +176,7 @@ impl std::fmt::Debug for Function {
         let kind = match self.entry {
             Entry::Core { .. } => "core module",
             Entry::Command(_) => "command component",
+            Entry::Http(_) => "wasi:http component",
         };
         f.debug_struct("Function")
             .field("digest", &self.digest)

@@ -2,13 +2,17 @@
 //! end under [`Limits`], and reported as an [`Invocation`].
 
 use crate::cpu_time::MeasureCpu;
-use crate::function::{Function, Host};
+use crate::function::{
+    ComponentCtx, Entry, Function, Host, run_command as run_command_component, run_core,
+};
 use crate::limiter::{GuestLimiter, MemoryLimitExceeded};
 use crate::limits::Limits;
+use crate::outbound::{AllowedHosts, OutboundHooks};
 use crate::output::{CapturedOutput, OutputLimitExceeded, Overflow};
 use bytes::Bytes;
 use std::fmt;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -24,6 +28,8 @@ pub struct Request {
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
     pub limits: Limits,
+    /// Hosts a command component may send HTTP requests to (none by default).
+    pub allowed_hosts: Arc<AllowedHosts>,
 }
 
 /// How an invocation ended. Each way of failing is its own variant so that callers
@@ -41,8 +47,12 @@ pub enum Outcome {
     WallTimeLimit { limit: Duration },
     /// The guest asked for more linear memory than its limit.
     MemoryLimit { limit: u64 },
-    /// The guest wrote more stdout than its limit.
+    /// The guest wrote more stdout (or, for a wasi:http component, more response
+    /// body) than its limit.
     OutputLimit { limit: u64 },
+    /// A wasi:http component ended without a response, or answered with a
+    /// `wasi:http` error code instead of one. `reason` says which.
+    NoResponse { reason: String },
 }
 
 impl Outcome {
@@ -66,6 +76,7 @@ impl fmt::Display for Outcome {
             Outcome::OutputLimit { limit } => {
                 write!(f, "stopped: output limit of {} exceeded", ByteCount(*limit))
             }
+            Outcome::NoResponse { reason } => write!(f, "sent no response: {reason}"),
         }
     }
 }
@@ -132,6 +143,17 @@ pub enum InvokeError {
     MemoryLimitTooLarge { limit: u64, max: u64 },
     #[error("no free instance slot: all {0} were in use for the whole wait; retry shortly")]
     AtCapacity(u32),
+    #[error(
+        "this is a wasi:http component: it answers HTTP requests, it does not read stdin \
+         (deploy it and send it a request)"
+    )]
+    NotACommand,
+    #[error("this function is not a wasi:http component")]
+    NotHttp,
+    #[error("the request cannot be given to the function: {0}")]
+    BadRequest(String),
+    #[error("the invocation was interrupted before it ended")]
+    Interrupted,
 }
 
 /// Raised by the epoch callback when the deadline has passed.
@@ -145,11 +167,52 @@ pub(crate) struct Invoker {
     pub(crate) max_instances: u32,
     /// One permit per pool slot: invocations queue here (up to `instance_wait`)
     /// instead of failing the moment the pool is full.
-    pub(crate) slots: tokio::sync::Semaphore,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) instance_wait: Duration,
 }
 
+/// An instance slot, held until the store using it is dropped.
+pub(crate) type Slot = tokio::sync::OwnedSemaphorePermit;
+
 impl Invoker {
+    /// Checks `limits` against the server's maxima and waits (up to `instance_wait`)
+    /// for a free instance slot.
+    pub(crate) async fn admit(&self, limits: &Limits) -> Result<Slot, InvokeError> {
+        if limits.memory_bytes > self.max_memory_bytes {
+            return Err(InvokeError::MemoryLimitTooLarge {
+                limit: limits.memory_bytes,
+                max: self.max_memory_bytes,
+            });
+        }
+        match tokio::time::timeout(self.instance_wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(InvokeError::AtCapacity(self.max_instances)),
+        }
+    }
+
+    /// A store for one instance: `wasi` as its host state, the memory limiter, and
+    /// the wall-time deadline enforced at every epoch tick.
+    pub(crate) fn store<W: Send>(&self, wasi: W, limits: &Limits) -> Store<Host<W>> {
+        let host = Host {
+            wasi,
+            limiter: GuestLimiter::new(limits.memory_bytes),
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|host| &mut host.limiter);
+        let deadline = Instant::now() + limits.wall_time;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(WallTimeExceeded))
+            } else {
+                // Hand the thread back to the executor once per tick so that a busy
+                // guest never monopolises it.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
     pub(crate) async fn invoke(
         &self,
         function: &Function,
@@ -163,89 +226,143 @@ impl Invoker {
                 limit: limits.stdin_bytes,
             });
         }
-        if limits.memory_bytes > self.max_memory_bytes {
-            return Err(InvokeError::MemoryLimitTooLarge {
-                limit: limits.memory_bytes,
-                max: self.max_memory_bytes,
-            });
-        }
-
         // Declared first, so dropped last: the slot is free again only once the
         // store (and with it the instance) is gone.
-        let _slot = match tokio::time::timeout(self.instance_wait, self.slots.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(InvokeError::AtCapacity(self.max_instances)),
-        };
+        let _slot = self.admit(&limits).await?;
         let stdout = CapturedOutput::new(limits.stdout_bytes, Overflow::Trap);
         let stderr = CapturedOutput::new(limits.stderr_bytes, Overflow::Truncate);
-        let wasi = WasiCtxBuilder::new()
-            .stdin(MemoryInputPipe::new(request.stdin))
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(request.stdin))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .args(&request.args)
-            .envs(&request.env)
-            .build_p1();
-        let host = Host {
-            wasi,
-            limiter: GuestLimiter::new(limits.memory_bytes),
-        };
-        let mut store = Store::new(&self.engine, host);
-        store.limiter(|host| &mut host.limiter);
+            .envs(&request.env);
+        let ran = run_command(self, function, wasi, &limits, request.allowed_hosts).await?;
+        let (stdout, _) = stdout.take();
+        let (stderr, stderr_truncated) = stderr.take();
+        let mut ended = ran.end(self.max_instances, &limits)?;
+        ended.stats.bytes_in = bytes_in;
+        ended.stats.bytes_out = stdout.len() as u64;
+        Ok(Invocation {
+            outcome: ended.outcome,
+            stdout,
+            stderr,
+            stderr_truncated,
+            detail: ended.detail,
+            stats: ended.stats,
+        })
+    }
+}
 
-        let started = Instant::now();
-        let deadline = started + limits.wall_time;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(wasmtime::Error::new(WallTimeExceeded))
-            } else {
-                // Hand the thread back to the executor once per tick so that a busy
-                // guest never monopolises it.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+/// Runs a command (core module or command component) to its end in a store made
+/// from `wasi`.
+pub(crate) async fn run_command(
+    invoker: &Invoker,
+    function: &Function,
+    mut wasi: WasiCtxBuilder,
+    limits: &Limits,
+    allowed_hosts: Arc<AllowedHosts>,
+) -> Result<Ran, InvokeError> {
+    Ok(match &function.entry {
+        Entry::Core { pre, start } => {
+            let store = invoker.store(wasi.build_p1(), limits);
+            // The entry future owns its (reference-counted) copies of what it runs.
+            let (pre, start) = (pre.clone(), *start);
+            drive(store, limits, move |store, instantiation| {
+                Box::pin(async move { run_core(&pre, &start, store, instantiation).await })
+            })
+            .await
+        }
+        Entry::Command(pre) => {
+            let wasi = ComponentCtx::new(wasi.build(), OutboundHooks::new(allowed_hosts));
+            let store = invoker.store(wasi, limits);
+            let pre = pre.clone();
+            drive(store, limits, move |store, instantiation| {
+                Box::pin(async move { run_command_component(&pre, store, instantiation).await })
+            })
+            .await
+        }
+        Entry::Http(_) => return Err(InvokeError::NotACommand),
+    })
+}
 
-        let mut cpu = Duration::ZERO;
-        let mut instantiation = Duration::ZERO;
-        let result = {
-            let run = pin!(function.run(&mut store, &mut instantiation));
-            let measured = MeasureCpu::new(run, &mut cpu);
-            tokio::time::timeout_at(deadline.into(), measured).await
-        };
-        let wall = started.elapsed();
+/// A guest run that ended, before its outcome is classified.
+pub(crate) struct Ran {
+    /// `None`: stopped at the wall-time deadline.
+    result: Option<wasmtime::Result<()>>,
+    stats: Stats,
+}
 
-        let (outcome, detail) = match result {
-            Err(_elapsed) => (
+/// How a guest run ended, and what it cost (without the byte counts, which the
+/// caller knows).
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub(crate) outcome: Outcome,
+    pub(crate) detail: Option<String>,
+    pub(crate) stats: Stats,
+}
+
+impl Ran {
+    pub(crate) fn end(self, max_instances: u32, limits: &Limits) -> Result<Ended, InvokeError> {
+        let (outcome, detail) = match self.result {
+            None => (
                 Outcome::WallTimeLimit {
                     limit: limits.wall_time,
                 },
                 None,
             ),
-            Ok(Ok(())) => (Outcome::Success, None),
-            Ok(Err(error)) => {
+            Some(Ok(())) => (Outcome::Success, None),
+            Some(Err(error)) => {
                 if error.is::<wasmtime::PoolConcurrencyLimitError>() {
-                    return Err(InvokeError::AtCapacity(self.max_instances));
+                    return Err(InvokeError::AtCapacity(max_instances));
                 }
-                classify(error, &limits)
+                classify(error, limits)
             }
         };
-        let (stdout, _) = stdout.take();
-        let (stderr, stderr_truncated) = stderr.take();
-        Ok(Invocation {
-            stats: Stats {
-                wall,
-                cpu,
-                instantiation,
-                peak_memory_bytes: store.data().limiter.peak_memory(),
-                bytes_in,
-                bytes_out: stdout.len() as u64,
-            },
+        Ok(Ended {
             outcome,
-            stdout,
-            stderr,
-            stderr_truncated,
             detail,
+            stats: self.stats,
         })
+    }
+}
+
+/// The entry point of one guest run: given the store and where to record the
+/// instantiation time, a future that runs the guest to its end.
+pub(crate) type Entered<'a> = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
+
+/// Runs `enter` on `store` until it ends or the wall-time limit passes, measuring
+/// its wall time, guest CPU time and peak memory. The store is dropped (and the
+/// instance with it) before this returns.
+pub(crate) async fn drive<W: Send>(
+    mut store: Store<Host<W>>,
+    limits: &Limits,
+    enter: impl for<'s> FnOnce(&'s mut Store<Host<W>>, &'s mut Duration) -> Entered<'s>,
+) -> Ran {
+    let started = Instant::now();
+    let deadline = started + limits.wall_time;
+    let mut cpu = Duration::ZERO;
+    let mut instantiation = Duration::ZERO;
+    let result = {
+        let run = pin!(enter(&mut store, &mut instantiation));
+        let measured = MeasureCpu::new(run, &mut cpu);
+        tokio::time::timeout_at(deadline.into(), measured)
+            .await
+            .ok()
+    };
+    let wall = started.elapsed();
+    let peak_memory_bytes = store.data().limiter.peak_memory();
+    drop(store);
+    Ran {
+        result,
+        stats: Stats {
+            wall,
+            cpu,
+            instantiation,
+            peak_memory_bytes,
+            bytes_in: 0,
+            bytes_out: 0,
+        },
     }
 }
 

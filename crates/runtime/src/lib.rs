@@ -33,22 +33,28 @@ mod cpu_time;
 mod digest;
 mod engine;
 mod function;
+mod http;
 mod invoke;
 mod limiter;
 mod limits;
+mod outbound;
 mod output;
 mod runtime;
+mod streaming;
 mod validate;
 
 pub use artifact::ArtifactCache;
 pub use digest::{Digest, ParseDigestError};
 pub use engine::EngineConfig;
-pub use function::Function;
+pub use function::{Function, FunctionKind};
+pub use http::{HttpAnswer, HttpRequest};
 pub use invoke::{ByteCount, Invocation, InvokeError, Outcome, Request, Stats};
 pub use limiter::MemoryLimitExceeded;
 pub use limits::{GIB, KIB, Limits, MIB, ParseLimitError, parse_duration, parse_size};
+pub use outbound::{AllowedHosts, HostPattern, ParseHostError};
 pub use output::OutputLimitExceeded;
 pub use runtime::{
     Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,
 };
+pub use streaming::{BoxError, Finished, GuestFailed, OutputBody, StreamRequest, Streamed};
 pub use validate::{ModuleInfo, ModuleKind, ValidationError};

@@ -4,9 +4,11 @@
 use crate::artifact::ArtifactCache;
 use crate::digest::Digest;
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
-use crate::function::{Function, Host};
+use crate::function::{ComponentHost, CoreHost, Entry, Function, Host};
+use crate::http::{HttpAnswer, HttpRequest};
 use crate::invoke::{Invocation, InvokeError, Invoker, Request};
 use crate::limiter::GuestLimiter;
+use crate::streaming::{BoxError, StreamRequest, Streamed};
 use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use wasmtime::component::Component;
 use wasmtime::{ExternType, Linker, Module, Precompiled, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Everything needed to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -93,9 +96,9 @@ pub enum LoadSource {
 /// invoking costs a fresh instance.
 pub struct Runtime {
     engine: wasmtime::Engine,
-    linker: Linker<Host>,
+    linker: Linker<CoreHost>,
     /// WASI 0.2 for components.
-    component_linker: wasmtime::component::Linker<Host>,
+    component_linker: wasmtime::component::Linker<ComponentHost>,
     provided: ProvidedImports,
     artifacts: ArtifactCache,
     invoker: Invoker,
@@ -107,11 +110,14 @@ impl Runtime {
         let engine =
             build_engine(&config.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| &mut host.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut CoreHost| &mut host.wasi)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let provided = provided_imports(&engine, &linker);
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
+            .and_then(|()| {
+                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
+            })
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
             RuntimeError::ArtifactDir {
@@ -126,7 +132,9 @@ impl Runtime {
                 engine: engine.clone(),
                 max_memory_bytes: config.engine.max_memory_bytes,
                 max_instances: config.engine.max_instances,
-                slots: tokio::sync::Semaphore::new(config.engine.max_instances as usize),
+                slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    config.engine.max_instances as usize,
+                )),
                 instance_wait: config.engine.instance_wait,
             },
             engine,
@@ -195,7 +203,9 @@ impl Runtime {
         let begin = Instant::now();
         let bytes = match info.kind {
             ModuleKind::CoreCommand => self.engine.precompile_module(wasm),
-            ModuleKind::ComponentCommand => self.engine.precompile_component(wasm),
+            ModuleKind::ComponentCommand | ModuleKind::HttpComponent => {
+                self.engine.precompile_component(wasm)
+            }
         }
         .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile_time = begin.elapsed();
@@ -287,6 +297,36 @@ impl Runtime {
         self.invoker.invoke(function, request).await
     }
 
+    /// Starts a command whose stdin is `request.body`, read as it arrives, and
+    /// whose stdout is the returned body, sent as it is written. Waits only for
+    /// an instance slot; [`Streamed::finished`] resolves when the guest has ended
+    /// and the body is done.
+    pub async fn invoke_streaming<B>(
+        &self,
+        function: &Function,
+        request: StreamRequest<B>,
+    ) -> Result<Streamed, InvokeError>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.invoker.invoke_streaming(function, request).await
+    }
+
+    /// Hands an HTTP request to a wasi:http component; returns when it has set
+    /// its response (whose body then streams) or has ended without one.
+    pub async fn handle_http<B>(
+        &self,
+        function: &Function,
+        request: HttpRequest<B>,
+    ) -> Result<HttpAnswer, InvokeError>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.invoker.handle_http(function, request).await
+    }
+
     fn link(&self, digest: Digest, module: &Module) -> Result<Function, LoadError> {
         let start = match module.get_export("_start") {
             Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {
@@ -309,7 +349,7 @@ impl Runtime {
             .linker
             .instantiate_pre(module)
             .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
-        Ok(Function::core(digest, pre, start))
+        Ok(Function::new(digest, Entry::Core { pre, start }))
     }
 
     fn link_component(&self, digest: Digest, component: &Component) -> Result<Function, LoadError> {
@@ -317,15 +357,22 @@ impl Runtime {
             .component_linker
             .instantiate_pre(component)
             .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
+        // A component exporting `wasi:http/incoming-handler` is served as a proxy,
+        // even if it also exports `wasi:cli/run`.
+        if let Ok(proxy) = ProxyPre::new(pre.clone()) {
+            return Ok(Function::new(digest, Entry::Http(proxy)));
+        }
         let command = CommandPre::new(pre).map_err(|e| {
-            ValidationError::Unsupported(format!("not a wasi:cli/command component: {e:#}"))
+            ValidationError::Unsupported(format!(
+                "neither a wasi:cli/command nor a wasi:http/proxy component: {e:#}"
+            ))
         })?;
-        Ok(Function::command(digest, command))
+        Ok(Function::new(digest, Entry::Command(command)))
     }
 }
 
 /// Every `(module, name)` the linker defines, to name unknown imports at validation.
-fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<Host>) -> ProvidedImports {
+fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> ProvidedImports {
     let host = Host {
         wasi: WasiCtxBuilder::new().build_p1(),
         limiter: GuestLimiter::new(0),

@@ -19,6 +19,9 @@ pub enum ModuleKind {
     /// A WASI 0.2 component exporting `wasi:cli/run` (e.g. a `wasm32-wasip2`
     /// program): same invoke contract as a core command.
     ComponentCommand,
+    /// A WASI 0.2 component exporting `wasi:http/incoming-handler` (the
+    /// `wasi:http/proxy` world): an HTTP request in, an HTTP response out.
+    HttpComponent,
 }
 
 /// The WASI 0.2 interfaces Kiln gives a component (as `wasmtime-wasi` provides
@@ -52,6 +55,8 @@ const WASI_P2_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// Whether `name` (`wasi:cli/stdout@0.2.3`) is an interface Kiln provides.
@@ -233,21 +238,22 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
     if !unknown.is_empty() {
         return Err(ValidationError::UnknownImports(unknown));
     }
-    if exports.iter().any(|e| is_p2(e, "wasi:cli/run")) {
-        return Ok(ModuleInfo {
-            kind: ModuleKind::ComponentCommand,
-            size: wasm.len() as u64,
-            imports,
-        });
-    }
-    if exports
+    let kind = if exports
         .iter()
         .any(|e| is_p2(e, "wasi:http/incoming-handler"))
     {
-        return Err(ValidationError::Unsupported(
-            "this is a wasi:http/proxy component; Kiln runs wasi:cli/command components for now"
-                .into(),
-        ));
+        Some(ModuleKind::HttpComponent)
+    } else if exports.iter().any(|e| is_p2(e, "wasi:cli/run")) {
+        Some(ModuleKind::ComponentCommand)
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        return Ok(ModuleInfo {
+            kind,
+            size: wasm.len() as u64,
+            imports,
+        });
     }
     Err(ValidationError::Unsupported(format!(
         "this component exports neither `wasi:cli/run@0.2` (a command, e.g. a wasm32-wasip2 \

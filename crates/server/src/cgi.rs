@@ -13,7 +13,8 @@ pub struct CgiRequest<'a> {
     pub path_info: &'a str,
     pub query: &'a str,
     pub headers: &'a HeaderMap,
-    pub body_len: usize,
+    /// `None`: a body of unknown length (streamed), and no `CONTENT_LENGTH`.
+    pub body_len: Option<u64>,
     pub server_name: &'a str,
     pub server_port: u16,
     pub remote_addr: &'a str,
@@ -53,8 +54,10 @@ pub fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
                 q => format!("{}{}?{q}", req.script_name, req.path_info),
             },
         ),
-        ("CONTENT_LENGTH".into(), req.body_len.to_string()),
     ];
+    if let Some(len) = req.body_len {
+        env.push(("CONTENT_LENGTH".into(), len.to_string()));
+    }
     if let Some(ct) = req.headers.get("content-type") {
         env.push((
             "CONTENT_TYPE".into(),
@@ -226,7 +229,7 @@ mod tests {
             path_info: "/a/b",
             query: "x=1",
             headers: &headers,
-            body_len: 5,
+            body_len: Some(5),
             server_name: "127.0.0.1",
             server_port: 8080,
             remote_addr: "127.0.0.1",

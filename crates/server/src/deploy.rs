@@ -15,7 +15,10 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
-use kiln_runtime::{ByteCount, LoadError, ModuleKind, parse_duration, parse_size};
+use kiln_runtime::{
+    ByteCount, GIB, HostPattern, LoadError, MIB, ModuleKind, ParseHostError, parse_duration,
+    parse_size,
+};
 use kiln_store::{FunctionConfig, NewVersion};
 use serde::Serialize;
 use std::sync::Arc;
@@ -109,6 +112,7 @@ async fn deploy_from(
         other => ApiError::internal(other),
     })?;
 
+    check_config_fits(&config, compiled.info.kind)?;
     if let Some(took) = compiled.compile_time {
         state.counters.compiles.fetch_add(1, Ordering::Relaxed);
         state.metrics.add_compile_time(took);
@@ -143,14 +147,16 @@ async fn deploy_from(
             kind: match compiled.info.kind {
                 ModuleKind::CoreCommand => "module",
                 ModuleKind::ComponentCommand => "component",
+                ModuleKind::HttpComponent => "http-component",
             },
         }),
     ))
 }
 
 /// The function's configuration, from the deploy's query string:
-/// `env=K=V` and `arg=A` (repeatable), `memory=64MiB`, `timeout=5s`, `cgi`, `private`,
-/// `receipt`.
+/// `env=K=V`, `arg=A` and `allow_host=HOST[:PORT]` (repeatable), `memory=64MiB`,
+/// `timeout=5s`, `max_input=64MiB`, `max_output=64MiB`, `cgi`, `private`,
+/// `receipt`, `stream`.
 fn parse_config(query: &str, state: &AppState) -> ApiResult<FunctionConfig> {
     let mut config = FunctionConfig::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -180,17 +186,78 @@ fn parse_config(query: &str, state: &AppState) -> ApiResult<FunctionConfig> {
                 }
                 config.timeout_ms = Some(ms as u64);
             }
+            "max_input" => {
+                config.max_input = Some(parse_size(&value).map_err(|e| bad(e.to_string()))?);
+            }
+            "max_output" => {
+                config.max_output = Some(parse_size(&value).map_err(|e| bad(e.to_string()))?);
+            }
             "cgi" => config.cgi = parse_flag(&value).map_err(bad)?,
             "private" => config.private = parse_flag(&value).map_err(bad)?,
             "receipt" => config.receipt = parse_flag(&value).map_err(bad)?,
+            "stream" => config.stream = parse_flag(&value).map_err(bad)?,
+            "allow_host" => {
+                let pattern: HostPattern = value
+                    .parse()
+                    .map_err(|e: ParseHostError| bad(e.to_string()))?;
+                config.allow_hosts.push(pattern.to_string());
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown deploy option {other:?} (known: env, arg, memory, timeout, cgi, private, receipt)"
+                    "unknown deploy option {other:?} (known: env, arg, memory, timeout, max_input, \
+                     max_output, cgi, private, receipt, stream, allow_host)"
                 )));
             }
         }
     }
     Ok(config)
+}
+
+/// Largest `max_input` / `max_output` of a function that holds its whole body
+/// and output in memory.
+pub const MAX_BUFFERED_BYTES: u64 = 64 * MIB;
+/// Largest `max_input` / `max_output` of a function that streams them.
+pub const MAX_STREAMED_BYTES: u64 = 4 * GIB;
+
+/// Refuses options that mean nothing for this kind of binary, rather than
+/// ignoring them, and sizes over what the function's kind can hold.
+fn check_config_fits(config: &FunctionConfig, kind: ModuleKind) -> ApiResult<()> {
+    let refuse = |message: &str| Err(ApiError::bad_request(message.to_owned()));
+    let streams = config.stream || kind == ModuleKind::HttpComponent;
+    let max = if streams {
+        MAX_STREAMED_BYTES
+    } else {
+        MAX_BUFFERED_BYTES
+    };
+    for (name, value) in [
+        ("max_input", config.max_input),
+        ("max_output", config.max_output),
+    ] {
+        if value.is_some_and(|v| v > max) {
+            let why = if streams {
+                String::new()
+            } else {
+                " for a function that does not stream (deploy it with stream to go higher)".into()
+            };
+            return Err(ApiError::bad_request(format!(
+                "{name} is over the maximum of {}{why}",
+                ByteCount(max)
+            )));
+        }
+    }
+    match kind {
+        ModuleKind::HttpComponent if config.cgi || config.stream => refuse(
+            "cgi and stream apply to commands: a wasi:http component writes its own \
+             status and headers, and always streams",
+        ),
+        ModuleKind::HttpComponent if !config.args.is_empty() => {
+            refuse("a wasi:http component takes no arguments")
+        }
+        ModuleKind::CoreCommand if !config.allow_hosts.is_empty() => {
+            refuse("allow_host applies to components: a core module cannot make HTTP requests")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_flag(value: &str) -> Result<bool, String> {

@@ -10,26 +10,30 @@
 //! | memory limit | 507 | `memory` |
 //! | output limit | 509 | `output` |
 //! | malformed CGI headers | 502 | `cgi` |
+//! | wasi:http component sent no response | 502 | `no-response` |
 //! | request body over the limit | 413 | `too-large` |
 //! | no free instance slot | 503 | `capacity` |
 //! | tenant quota or spending cap reached | 429 | `quota` |
 //!
-//! Every invocation that ran is metered ([`crate::metering`]) and counted against
-//! its tenant's quotas ([`crate::quota`]); refusals cost nothing.
+//! Commands run with the whole body as stdin and answer with their whole stdout;
+//! wasi:http components and commands deployed with `stream` are served by
+//! [`crate::streamed`]. Every invocation that ran is metered ([`crate::metering`])
+//! and counted against its tenant's quotas ([`crate::quota`]); refusals cost nothing.
 
 use crate::cgi::{self, CgiRequest};
 use crate::error::ApiError;
 use crate::metering::totals_of;
+use crate::quota::Admission;
 use crate::state::AppState;
-use crate::{auth, drain};
+use crate::{auth, drain, streamed};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use kiln_runtime::{ByteCount, InvokeError, Limits, Outcome};
-use kiln_store::{Deployment, NewLogEntry, Principal};
+use kiln_runtime::{ByteCount, FunctionKind, Invocation, InvokeError, Limits, Outcome};
+use kiln_store::{Deployment, NewLogEntry, Principal, UsageTotals};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,11 +54,11 @@ pub async fn invoke(
     request: Request,
 ) -> Response {
     let arrived = Instant::now();
-    let _in_flight = InFlight::enter(&state);
+    let in_flight = InFlight::enter(&state);
     let (parts, body) = request.into_parts();
     let declared = drain::declared_length(&parts.headers);
     let mut body = Some(body);
-    let response = match run(&state, peer, &params, parts, &mut body).await {
+    let response = match run(&state, in_flight, peer, &params, parts, &mut body).await {
         Ok(response) => response,
         Err(response) => {
             // Refused before the body was read: read it anyway (bounded), so that
@@ -75,7 +79,7 @@ pub async fn invoke(
 }
 
 /// Counts an invocation as running until dropped (even if the client goes away).
-struct InFlight(Arc<crate::state::Counters>);
+pub(crate) struct InFlight(Arc<crate::state::Counters>);
 
 impl InFlight {
     fn enter(state: &AppState) -> InFlight {
@@ -90,8 +94,71 @@ impl Drop for InFlight {
     }
 }
 
+/// One admitted call of a deployment, until it is settled: metered, counted
+/// against the tenant's quotas, and logged.
+pub(crate) struct Call {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) deployment: Arc<Deployment>,
+    admission: Admission,
+    _in_flight: InFlight,
+}
+
+impl Call {
+    /// Records how the call went (`status` is what the client was answered).
+    pub(crate) fn settle(
+        mut self,
+        status: StatusCode,
+        result: &Result<Invocation, InvokeError>,
+    ) -> UsageTotals {
+        let deployment = &self.deployment;
+        let (outcome, usage, stderr) = match result {
+            Ok(inv) => {
+                let usage = totals_of(&inv.stats, inv.outcome.is_success());
+                if let Some(meter) = &self.state.meter {
+                    meter.record(
+                        deployment.tenant_id,
+                        deployment.function_id,
+                        &deployment.function,
+                        &usage,
+                    );
+                }
+                self.admission.ran(usage);
+                let stderr = String::from_utf8_lossy(&inv.stderr).into_owned();
+                (inv.outcome.to_string(), usage, stderr)
+            }
+            Err(e) => (e.to_string(), UsageTotals::default(), String::new()),
+        };
+        self.state.logs.record(NewLogEntry {
+            function_id: deployment.function_id,
+            version: deployment.version,
+            at: kiln_store::now(),
+            outcome,
+            status: status.as_u16(),
+            wall_us: usage.wall_us,
+            stderr,
+            cpu_us: usage.cpu_us,
+            instantiation_us: usage.instantiation_us,
+            peak_memory_bytes: usage.peak_memory_bytes,
+            bytes_in: usage.bytes_in,
+            bytes_out: usage.bytes_out,
+        });
+        usage
+    }
+}
+
+/// What the function sees of the request besides its body.
+pub(crate) struct Target<'a> {
+    pub(crate) peer: SocketAddr,
+    /// `/fn/{tenant}/{function}`.
+    pub(crate) script_name: String,
+    /// The path after the script name, with its leading `/`, or empty.
+    pub(crate) path_info: String,
+    pub(crate) parts: &'a axum::http::request::Parts,
+}
+
 async fn run(
     state: &Arc<AppState>,
+    in_flight: InFlight,
     peer: SocketAddr,
     params: &HashMap<String, String>,
     parts: axum::http::request::Parts,
@@ -140,7 +207,7 @@ async fn run(
         }
     }
 
-    let mut admission = match state.quotas.admit(deployment.tenant_id) {
+    let admission = match state.quotas.admit(deployment.tenant_id) {
         Ok(admission) => admission,
         Err(exceeded) => {
             tracing::debug!(%tenant, %function, %exceeded, "refused by quota");
@@ -157,7 +224,9 @@ async fn run(
         }
     };
     let limits = limits_of(&deployment, &state.settings.default_limits);
-    let body = read_body(&parts.headers, body, limits.stdin_bytes).await?;
+    if drain::declared_length(&parts.headers).is_some_and(|len| len > limits.stdin_bytes) {
+        return Err(too_large(limits.stdin_bytes));
+    }
     let loaded = state
         .functions
         .get(&state.runtime, deployment.digest)
@@ -171,11 +240,72 @@ async fn run(
             )
         })?;
 
-    let script_name = format!("/fn/{tenant}/{function}");
-    let path_info = params
-        .get("rest")
-        .map(|rest| format!("/{rest}"))
-        .unwrap_or_default();
+    let target = Target {
+        peer,
+        script_name: format!("/fn/{tenant}/{function}"),
+        path_info: params
+            .get("rest")
+            .map(|rest| format!("/{rest}"))
+            .unwrap_or_default(),
+        parts: &parts,
+    };
+    let call = Call {
+        state: state.clone(),
+        deployment: deployment.clone(),
+        admission,
+        _in_flight: in_flight,
+    };
+    let mut streamed_body = || body.take().unwrap_or_default();
+    match loaded.kind() {
+        FunctionKind::Http => {
+            return Ok(streamed::http(call, &loaded, &target, streamed_body(), limits).await);
+        }
+        FunctionKind::Command if deployment.config.stream => {
+            return Ok(streamed::command(call, &loaded, &target, streamed_body(), limits).await);
+        }
+        FunctionKind::Command => {}
+    }
+
+    let body = read_body(body, limits.stdin_bytes).await?;
+    let (args, env) = command_env(&deployment, &target, Some(body.len() as u64));
+    let result = state
+        .runtime
+        .invoke(
+            &loaded,
+            kiln_runtime::Request {
+                stdin: body,
+                args,
+                env,
+                limits,
+                ..Default::default()
+            },
+        )
+        .await;
+    let mut response = match &result {
+        Ok(inv) => respond(&deployment, &inv.outcome, inv.stdout.clone()),
+        Err(e) => invoke_error_response(e),
+    };
+    let usage = call.settle(response.status(), &result);
+    if deployment.config.receipt && result.is_ok() {
+        let headers = response.headers_mut();
+        headers.insert(CPU_HEADER, HeaderValue::from(usage.cpu_us));
+        headers.insert(WALL_HEADER, HeaderValue::from(usage.wall_us));
+        headers.insert(
+            PEAK_MEMORY_HEADER,
+            HeaderValue::from(usage.peak_memory_bytes),
+        );
+    }
+    Ok(response)
+}
+
+/// A command's arguments and environment: the function's own variables, then the
+/// RFC 3875 request variables. `body_len` is `None` for a body of unknown length.
+pub(crate) fn command_env(
+    deployment: &Deployment,
+    target: &Target<'_>,
+    body_len: Option<u64>,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let parts = target.parts;
     let host = parts
         .headers
         .get(header::HOST)
@@ -185,16 +315,16 @@ async fn run(
         Some((name, port)) => (name, port.parse().unwrap_or(80)),
         None => (host, 80),
     };
-    let remote_addr = peer.ip().to_string();
+    let remote_addr = target.peer.ip().to_string();
     let protocol = format!("{:?}", parts.version);
     let mut env = deployment.config.env.clone();
     let request_env = cgi::request_env(&CgiRequest {
         method: parts.method.as_str(),
-        script_name: &script_name,
-        path_info: &path_info,
+        script_name: &target.script_name,
+        path_info: &target.path_info,
         query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
-        body_len: body.len(),
+        body_len,
         server_name,
         server_port,
         remote_addr: &remote_addr,
@@ -204,78 +334,47 @@ async fn run(
     env.extend(request_env);
     let mut args = vec![deployment.function.clone()];
     args.extend(deployment.config.args.iter().cloned());
+    (args, env)
+}
 
-    let invocation = state
-        .runtime
-        .invoke(
-            &loaded,
-            kiln_runtime::Request {
-                stdin: body,
-                args,
-                env,
-                limits,
-            },
-        )
-        .await;
-    let (response, outcome, usage, stderr) = match invocation {
-        Ok(inv) => {
-            let usage = totals_of(&inv.stats, inv.outcome.is_success());
-            if let Some(meter) = &state.meter {
-                meter.record(
-                    deployment.tenant_id,
-                    deployment.function_id,
-                    &deployment.function,
-                    &usage,
-                );
-            }
-            admission.ran(usage);
-            let mut response = respond(&deployment, &inv.outcome, inv.stdout);
-            if deployment.config.receipt {
-                let headers = response.headers_mut();
-                headers.insert(CPU_HEADER, HeaderValue::from(usage.cpu_us));
-                headers.insert(WALL_HEADER, HeaderValue::from(usage.wall_us));
-                headers.insert(
-                    PEAK_MEMORY_HEADER,
-                    HeaderValue::from(usage.peak_memory_bytes),
-                );
-            }
-            let stderr = String::from_utf8_lossy(&inv.stderr).into_owned();
-            (response, inv.outcome.to_string(), usage, stderr)
+/// The answer to an invocation that could not run.
+pub(crate) fn invoke_error_response(error: &InvokeError) -> Response {
+    match error {
+        InvokeError::StdinTooLarge { .. } => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            error.to_string(),
+        ),
+        InvokeError::AtCapacity(_) => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "capacity",
+                error.to_string(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
         }
-        Err(e) => {
-            let response = match &e {
-                InvokeError::StdinTooLarge { .. } => {
-                    plain(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
-                }
-                InvokeError::AtCapacity(_) => {
-                    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "capacity", e.to_string());
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    r
-                }
-                InvokeError::MemoryLimitTooLarge { .. } => {
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "config", e.to_string())
-                }
-            };
-            (response, e.to_string(), Default::default(), String::new())
+        InvokeError::BadRequest(_) => {
+            plain(StatusCode::BAD_REQUEST, "bad-request", error.to_string())
         }
-    };
-    drop(admission);
-    state.logs.record(NewLogEntry {
-        function_id: deployment.function_id,
-        version: deployment.version,
-        at: kiln_store::now(),
-        outcome,
-        status: response.status().as_u16(),
-        wall_us: usage.wall_us,
-        stderr,
-        cpu_us: usage.cpu_us,
-        instantiation_us: usage.instantiation_us,
-        peak_memory_bytes: usage.peak_memory_bytes,
-        bytes_in: usage.bytes_in,
-        bytes_out: usage.bytes_out,
-    });
-    Ok(response)
+        InvokeError::MemoryLimitTooLarge { .. }
+        | InvokeError::NotACommand
+        | InvokeError::NotHttp
+        | InvokeError::Interrupted => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "config",
+            error.to_string(),
+        ),
+    }
+}
+
+pub(crate) fn too_large(limit: u64) -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        format!("request body is over the limit of {}", ByteCount(limit)),
+    )
 }
 
 fn limits_of(deployment: &Deployment, defaults: &Limits) -> Limits {
@@ -289,32 +388,18 @@ fn limits_of(deployment: &Deployment, defaults: &Limits) -> Limits {
             .timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(defaults.wall_time),
+        stdin_bytes: deployment.config.max_input.unwrap_or(defaults.stdin_bytes),
+        stdout_bytes: deployment
+            .config
+            .max_output
+            .unwrap_or(defaults.stdout_bytes),
         ..*defaults
     }
 }
 
-/// The whole request body, refusing (413) more than `limit` bytes: at once when the
-/// declared length is over, else as soon as the bytes read cross it. The body is
-/// taken from `slot` only when it will be read whole (or drained) here.
-async fn read_body(
-    headers: &axum::http::HeaderMap,
-    slot: &mut Option<Body>,
-    limit: u64,
-) -> Result<Bytes, Response> {
-    let too_large = || {
-        plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!("request body is over the limit of {}", ByteCount(limit)),
-        )
-    };
-    let declared = drain::declared_length(headers);
-    if declared.is_some_and(|len| len > limit) {
-        if let Some(body) = slot.take().filter(|_| drain::worth_draining(declared)) {
-            drain::drain(body).await;
-        }
-        return Err(too_large());
-    }
+/// The whole request body, refusing (413) as soon as the bytes read cross
+/// `limit` (a declared length over it was refused before).
+async fn read_body(slot: &mut Option<Body>, limit: u64) -> Result<Bytes, Response> {
     let Some(body) = slot.take() else {
         return Ok(Bytes::new());
     };
@@ -331,7 +416,7 @@ async fn read_body(
         })?;
         if collected.len() + chunk.len() > limit {
             drain::drain(Body::from_stream(stream)).await;
-            return Err(too_large());
+            return Err(too_large(limit as u64));
         }
         collected.extend_from_slice(&chunk);
     }
@@ -339,7 +424,7 @@ async fn read_body(
 }
 
 /// The response for an invocation that ran.
-fn respond(deployment: &Deployment, outcome: &Outcome, stdout: Bytes) -> Response {
+pub(crate) fn respond(deployment: &Deployment, outcome: &Outcome, stdout: Bytes) -> Response {
     let failed = |status: u16, kind: &'static str, message: String| {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         plain(status, kind, format!("function {message}"))
@@ -375,6 +460,9 @@ fn respond(deployment: &Deployment, outcome: &Outcome, stdout: Bytes) -> Respons
             "output",
             format!("exceeded its output limit of {}", ByteCount(*limit)),
         ),
+        Outcome::NoResponse { reason } => {
+            failed(502, "no-response", format!("sent no response: {reason}"))
+        }
     }
 }
 
@@ -400,7 +488,7 @@ fn cgi_response(stdout: Bytes) -> Response {
 }
 
 /// A one-line plain-text answer with its outcome kind.
-fn plain(status: StatusCode, kind: &'static str, message: String) -> Response {
+pub(crate) fn plain(status: StatusCode, kind: &'static str, message: String) -> Response {
     let mut response = (status, format!("{message}\n")).into_response();
     response
         .headers_mut()

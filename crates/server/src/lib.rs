@@ -24,6 +24,7 @@ mod names;
 pub mod pricing;
 pub mod quota;
 mod state;
+mod streamed;
 mod usage;
 
 use anyhow::Context;
@@ -181,6 +182,7 @@ impl Server {
             meter,
             quotas,
             metrics,
+            settling: tokio_util::task::TaskTracker::new(),
         });
         let server = Server {
             listener,
@@ -232,6 +234,7 @@ impl Server {
                 .with_state(state.clone());
             tokio::spawn(async move { axum::serve(listener, app).await })
         });
+        let settling = state.settling.clone();
         let app = Router::new()
             .merge(api::routes())
             .route("/fn/{tenant}/{function}", any(invoke::invoke))
@@ -247,6 +250,15 @@ impl Server {
         .context("server failed")?;
         if let Some(task) = metrics_server {
             task.abort();
+        }
+        // Every connection is closed; streamed invocations settle right after
+        // their body ends.
+        settling.close();
+        if tokio::time::timeout(Duration::from_secs(30), settling.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("gave up waiting for streamed invocations to settle");
         }
         // Every invocation has finished: write the usage they recorded.
         if let Some(flusher) = usage_flusher {

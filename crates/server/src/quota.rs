@@ -12,7 +12,7 @@
 use crate::pricing::PriceList;
 use kiln_store::{MetadataStore, Quota, StoreResult, TenantId, UsageTotals, now};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
 
 /// A limit an invocation would cross.
@@ -38,7 +38,7 @@ struct TenantBook {
 pub struct Quotas {
     prices: PriceList,
     metering: bool,
-    book: Mutex<HashMap<TenantId, TenantBook>>,
+    book: Book,
 }
 
 /// The start of the calendar month (UTC) that `at` falls in.
@@ -71,7 +71,7 @@ impl Quotas {
         Ok(Quotas {
             prices,
             metering,
-            book: Mutex::new(book),
+            book: Arc::new(Mutex::new(book)),
         })
     }
 
@@ -80,7 +80,7 @@ impl Quotas {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, TenantBook>> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.book)
     }
 
     /// The tenant's entry, its month rolled over if a new one has begun.
@@ -98,7 +98,7 @@ impl Quotas {
     }
 
     /// Admits one invocation of `tenant`'s, or names the limit it would cross.
-    pub fn admit(&self, tenant: TenantId) -> Result<Admission<'_>, QuotaExceeded> {
+    pub fn admit(&self, tenant: TenantId) -> Result<Admission, QuotaExceeded> {
         let mut book = self.lock();
         let entry = Self::entry(&mut book, tenant);
         let quota = entry.quota;
@@ -124,7 +124,8 @@ impl Quotas {
         }
         entry.running += 1;
         Ok(Admission {
-            quotas: self,
+            book: self.book.clone(),
+            metering: self.metering,
             tenant,
             used: None,
         })
@@ -143,28 +144,36 @@ impl Quotas {
     }
 }
 
+type Book = Arc<Mutex<HashMap<TenantId, TenantBook>>>;
+
+fn lock(book: &Book) -> MutexGuard<'_, HashMap<TenantId, TenantBook>> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One admitted invocation. Dropping it frees its concurrency slot; what it used
-/// (if it ran) is added to the month's usage at the same moment.
-pub struct Admission<'a> {
-    quotas: &'a Quotas,
+/// (if it ran) is added to the month's usage at the same moment. It may outlive
+/// the request handler (a streamed response ends later).
+pub struct Admission {
+    book: Book,
+    metering: bool,
     tenant: TenantId,
     used: Option<UsageTotals>,
 }
 
-impl Admission<'_> {
+impl Admission {
     /// Records what the invocation used, counted when the admission is dropped.
     pub fn ran(&mut self, used: UsageTotals) {
         self.used = Some(used);
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        let mut book = self.quotas.lock();
+        let mut book = lock(&self.book);
         let entry = Quotas::entry(&mut book, self.tenant);
         entry.running = entry.running.saturating_sub(1);
         if let Some(used) = &self.used
-            && self.quotas.metering
+            && self.metering
         {
             entry.used.add(used);
         }
@@ -179,7 +188,7 @@ mod tests {
         let q = Quotas {
             prices,
             metering: true,
-            book: Mutex::default(),
+            book: Book::default(),
         };
         q.set(1, quota);
         q

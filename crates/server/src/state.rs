@@ -49,6 +49,9 @@ pub struct AppState {
     pub meter: Option<Arc<Meter>>,
     pub quotas: Quotas,
     pub metrics: Metrics,
+    /// Tasks settling streamed invocations after their response was sent; the
+    /// server waits for them before its final usage flush.
+    pub settling: tokio_util::task::TaskTracker,
 }
 
 /// Deployments (a route and its configuration, a few hundred bytes each) kept in

@@ -51,6 +51,13 @@ pub struct FunctionConfig {
     /// Wall-time limit in milliseconds; `None` = the server default.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Largest request body in bytes; `None` = the server default.
+    #[serde(default)]
+    pub max_input: Option<u64>,
+    /// Largest response (stdout, or a wasi:http response body) in bytes; `None` =
+    /// the server default.
+    #[serde(default)]
+    pub max_output: Option<u64>,
     /// The function prints CGI response headers before its body.
     #[serde(default)]
     pub cgi: bool,
@@ -61,6 +68,14 @@ pub struct FunctionConfig {
     /// `Kiln-Peak-Memory`).
     #[serde(default)]
     pub receipt: bool,
+    /// A command's stdin is read from the request body as it arrives and its
+    /// stdout sent as it is written (chunked), instead of both whole.
+    #[serde(default)]
+    pub stream: bool,
+    /// Hosts (`HOST[:PORT]`, `*.DOMAIN[:PORT]`) a component may send HTTP requests
+    /// to; empty: none.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
 }
 
 /// A version about to be recorded.

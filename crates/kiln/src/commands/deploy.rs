@@ -28,6 +28,14 @@ pub struct DeployArgs {
     /// The function prints CGI headers (Status:, Content-Type:, ...) before its body
     #[arg(long)]
     cgi: bool,
+    /// Stream: stdin is read from the request body as it arrives and stdout is
+    /// sent (chunked) as it is written (commands; wasi:http components always stream)
+    #[arg(long)]
+    stream: bool,
+    /// A host the function may send HTTP requests to: HOST, HOST:PORT, *.DOMAIN or
+    /// *.DOMAIN:PORT (repeatable; components only; default: none)
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    allow_hosts: Vec<String>,
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
@@ -77,9 +85,19 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.limits.timeout {
         query.push(("timeout", format!("{}ms", t.as_millis())));
     }
+    if let Some(n) = args.limits.max_input {
+        query.push(("max_input", n.to_string()));
+    }
+    if let Some(n) = args.limits.max_output {
+        query.push(("max_output", n.to_string()));
+    }
     if args.cgi {
         query.push(("cgi", "true".into()));
     }
+    if args.stream {
+        query.push(("stream", "true".into()));
+    }
+    query.extend(args.allow_hosts.iter().map(|h| ("allow_host", h.clone())));
     if args.receipt {
         query.push(("receipt", "true".into()));
     }
@@ -111,6 +129,7 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let kind = match deployed.kind.as_str() {
         "component" => "component, ",
+        "http-component" => "wasi:http component, ",
         _ => "",
     };
     println!(

@@ -25,6 +25,12 @@ pub struct LimitArgs {
     /// Wall-time limit, e.g. 200ms or 30s [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Largest request body (stdin), e.g. 64MiB [default: 16MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_input: Option<u64>,
+    /// Largest response (stdout), e.g. 64MiB [default: 16MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_output: Option<u64>,
 }
 
 /// Where compiled artifacts are cached, shared by the subcommands that compile.

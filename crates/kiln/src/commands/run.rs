@@ -3,7 +3,7 @@
 
 use super::{ArtifactArgs, LimitArgs, read_module};
 use anyhow::Context;
-use kiln_runtime::{ByteCount, Invocation, Limits, LoadSource, Outcome, Request, parse_size};
+use kiln_runtime::{ByteCount, Invocation, Limits, LoadSource, Outcome, Request};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,12 +35,6 @@ pub struct RunArgs {
     args: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
-    /// Stdout limit [default: 16MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    max_output: Option<u64>,
-    /// Stdin limit [default: 16MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    max_input: Option<u64>,
     /// Print the invocation's measurements on stderr
     #[arg(long)]
     stats: bool,
@@ -60,8 +54,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let limits = Limits {
         memory_bytes: args.limits.memory.unwrap_or(defaults.memory_bytes),
         wall_time: args.limits.timeout.unwrap_or(defaults.wall_time),
-        stdout_bytes: args.max_output.unwrap_or(defaults.stdout_bytes),
-        stdin_bytes: args.max_input.unwrap_or(defaults.stdin_bytes),
+        stdout_bytes: args.limits.max_output.unwrap_or(defaults.stdout_bytes),
+        stdin_bytes: args.limits.max_input.unwrap_or(defaults.stdin_bytes),
         ..defaults
     };
     let wasm = read_module(&args.file)?;
@@ -79,6 +73,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args: argv,
         env: args.env,
         limits,
+        ..Default::default()
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -15,6 +15,7 @@ fn request(stdin: &[u8], limits: Limits) -> Request {
         args: vec!["echo-env".into(), "first".into()],
         env: vec![("GREETING".into(), "hi".into())],
         limits,
+        ..Default::default()
     }
 }
 

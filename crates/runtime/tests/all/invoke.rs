@@ -8,6 +8,7 @@ fn request(stdin: &[u8], limits: Limits) -> Request {
         args: vec!["test".into()],
         env: vec![],
         limits,
+        ..Default::default()
     }
 }
 
