@@ -1,6 +1,7 @@
 //! The guest examples of `examples/`, built on demand for tests and benchmarks: for
 //! `wasm32-wasip1` (core modules, [`path`]) and for `wasm32-wasip2` (WASI 0.2
-//! command components, [`component`]).
+//! command components, [`component`]); and the wasi:http components of
+//! `examples/http/`, for `wasm32-wasip2` only ([`http_component`]).
 //!
 //! Each target is built once per process (a no-op when nothing changed: cargo's own
 //! freshness check) into `target/guests`, a target directory of its own so that it
@@ -40,8 +41,25 @@ pub fn component(name: &str) -> PathBuf {
     built(&BUILT, COMPONENT_TARGET, name)
 }
 
+/// Path to the wasi:http component `name` of `examples/http/` (e.g.
+/// `"echo-http"`), built for `wasm32-wasip2` like [`path`].
+pub fn http_component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    // Libraries (cdylib) are named with underscores.
+    built_from(&BUILT, "http", COMPONENT_TARGET, &name.replace('-', "_"))
+}
+
 fn built(cell: &OnceLock<Result<PathBuf, String>>, target: &str, name: &str) -> PathBuf {
-    let dir = match cell.get_or_init(|| build(target)) {
+    built_from(cell, ".", target, name)
+}
+
+fn built_from(
+    cell: &OnceLock<Result<PathBuf, String>>,
+    workspace: &str,
+    target: &str,
+    name: &str,
+) -> PathBuf {
+    let dir = match cell.get_or_init(|| build_workspace(workspace, target)) {
         Ok(dir) => dir,
         Err(message) => panic!("cannot build the guest examples:\n{message}"),
     };
@@ -56,6 +74,11 @@ fn built(cell: &OnceLock<Result<PathBuf, String>>, target: &str, name: &str) -> 
 
 /// Builds every example for `target`; returns the directory holding the `.wasm` files.
 pub fn build(target: &str) -> Result<PathBuf, String> {
+    build_workspace(".", target)
+}
+
+/// Builds the examples workspace `examples/<workspace>` for `target`.
+fn build_workspace(workspace: &str, target: &str) -> Result<PathBuf, String> {
     let root = repo_root();
     let target_dir = root.join("target").join("guests");
     let attempt = || {
@@ -63,7 +86,7 @@ pub fn build(target: &str) -> Result<PathBuf, String> {
         Command::new(cargo)
             .args(["build", "--release", "--quiet", "--target", target])
             .arg("--manifest-path")
-            .arg(root.join("examples").join("Cargo.toml"))
+            .arg(root.join("examples").join(workspace).join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir)
             // Flags meant for the host build (coverage, sanitizers) would break a

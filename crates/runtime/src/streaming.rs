@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, ReadBuf, ReadHalf, SimplexStream};
+use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::io::ReaderStream;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -117,7 +117,7 @@ pub(crate) fn split(
 /// Where an [`OutputBody`] reads from.
 pub(crate) enum Source {
     /// A command's stdout.
-    Stdout(ReaderStream<ReadHalf<SimplexStream>>),
+    Stdout(ReaderStream<DuplexStream>),
     /// A wasi:http component's response body.
     Http(HyperOutgoingBody),
     /// Nothing more will come.
@@ -246,7 +246,8 @@ impl fmt::Debug for OutputBody {
 }
 
 /// The end of a streamed invocation: resolves once the guest has ended and its
-/// body was sent (or dropped), to what the invocation did and cost.
+/// body was sent (or dropped, or stalled for a whole wall-time limit after the
+/// guest's end), to what the invocation did and cost.
 pub struct Finished {
     report: watch::Receiver<Option<Report>>,
     body_done: oneshot::Receiver<()>,
@@ -275,8 +276,10 @@ impl Finished {
             Ok(report) => report.as_ref().map(Arc::clone),
             Err(_) => None,
         };
-        // Resolves (with an error) when the body is dropped, too.
-        let _ = body_done.await;
+        // Resolves (with an error) when the body is dropped, too. A client that
+        // stops reading gets one more wall-time limit for the tail of the body;
+        // the invocation is settled then with the bytes it did take.
+        let _ = tokio::time::timeout(limits.wall_time, body_done).await;
         let Some(report) = report else {
             return Err(InvokeError::Interrupted);
         };
@@ -456,7 +459,9 @@ impl Invoker {
         let (body, bytes_in) = LimitedBody::new(request.body, limits.stdin_bytes);
         let (stdin_tx, stdin_rx) = mpsc::channel(4);
         tokio::spawn(pump(body, stdin_tx));
-        let (stdout_reader, stdout_writer) = tokio::io::simplex(PIPE_BYTES);
+        // A duplex pipe (not a simplex, whose reader sees no end when the writer is
+        // dropped): the client's side reads EOF once the guest's store is gone.
+        let (stdout_writer, stdout_reader) = tokio::io::duplex(PIPE_BYTES);
         let stderr = CapturedOutput::new(limits.stderr_bytes, Overflow::Truncate);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdin(AsyncStdinStream::new(ChannelReader {
