@@ -10,6 +10,7 @@ mod kiln;
 mod metering;
 mod modules;
 pub mod peer;
+mod proxy;
 mod report;
 mod warm;
 mod wrk;
@@ -25,7 +26,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm,metering,density,big"
+        default_value = "cold,warm,metering,wasi-http,density,big"
     )]
     only: Vec<Scenario>,
     /// Seconds of load for each wrk run
@@ -50,6 +51,7 @@ enum Scenario {
     Cold,
     Warm,
     Metering,
+    WasiHttp,
     Density,
     Big,
 }
@@ -57,7 +59,10 @@ enum Scenario {
 pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
     wrk::check_installed()?;
     // The wasmtime CLI is the peer of the warm and big-module scenarios.
-    let wasmtime = if wants_any(&args.only, &[Scenario::Warm, Scenario::Big]) {
+    let wasmtime = if wants_any(
+        &args.only,
+        &[Scenario::Warm, Scenario::WasiHttp, Scenario::Big],
+    ) {
         peer::wasmtime_cli()?
     } else {
         Default::default()
@@ -103,6 +108,20 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
             &on,
             &off,
             &hello,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
+    }
+    if wants(Scenario::WasiHttp) {
+        eprintln!(
+            "wasi-http: 6 wrk runs of {} s, kiln and wasmtime serve",
+            args.seconds
+        );
+        let (_home, kiln) = fresh(&[])?;
+        proxy::run(
+            &kiln,
+            &kiln_guests::http_component("hello-http"),
+            &wasmtime,
             Duration::from_secs(args.seconds),
             &mut report,
         )?;
