@@ -40,11 +40,36 @@ pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<Timed> 
         .nth(1)
         .context("response without a status")?
         .parse()?;
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let body = &response[head_end + 4..];
     Ok(Timed {
         status,
-        body: response[head_end + 4..].to_vec(),
+        body: if chunked { dechunk(body)? } else { body.to_vec() },
         elapsed,
     })
+}
+
+/// The data of a chunked body.
+fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("chunk size without an end of line")?;
+        let size = std::str::from_utf8(&raw[..line_end])?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .with_context(|| format!("bad chunk size {size:?}"))?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = raw.get(..size).context("chunk cut short")?;
+        body.extend_from_slice(chunk);
+        raw = raw.get(size + 2..).context("chunk without its end of line")?;
+    }
 }
 
 /// `post`, insisting on a 200 whose body is `expected`.
