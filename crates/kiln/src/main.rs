@@ -48,8 +48,23 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Client commands end quietly when their reader goes away (`kiln logs f | head`),
+/// as Unix tools do, instead of failing on a broken pipe. The server keeps Rust's
+/// default (SIGPIPE ignored): a client hanging up must never stop it.
+fn quit_on_broken_pipe() {
+    // SAFETY: restoring a signal's default disposition at start-up, before any
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Up(_)) {
+        quit_on_broken_pipe();
+    }
+    let result = match command {
         Command::Up(args) => up::run(args),
         Command::Deploy(args) => deploy::run(args),
         Command::List(args) => functions::list(args),

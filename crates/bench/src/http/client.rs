@@ -46,7 +46,11 @@ pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<Timed> 
     let body = &response[head_end + 4..];
     Ok(Timed {
         status,
-        body: if chunked { dechunk(body)? } else { body.to_vec() },
+        body: if chunked {
+            dechunk(body)?
+        } else {
+            body.to_vec()
+        },
         elapsed,
     })
 }
@@ -68,7 +72,9 @@ fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
         }
         let chunk = raw.get(..size).context("chunk cut short")?;
         body.extend_from_slice(chunk);
-        raw = raw.get(size + 2..).context("chunk without its end of line")?;
+        raw = raw
+            .get(size + 2..)
+            .context("chunk without its end of line")?;
     }
 }
 
