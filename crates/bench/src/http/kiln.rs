@@ -108,6 +108,22 @@ impl Kiln {
         Ok(kib * 1024)
     }
 
+    /// CPU time the server process has used so far (user + system).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // The fields after the command name (which may hold spaces), from field 3.
+        let after_name = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields.get(i).context("short /proc/PID/stat")?.parse()?)
+        };
+        // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+        let total = ticks(11)? + ticks(12)?;
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -1,6 +1,10 @@
 //! The cost of metering: hello at 64 connections on two servers side by side, one
 //! metering every invocation (the default) and one with `--metering off`, their wrk
-//! runs interleaved ([`ROUNDS`] each); the medians are compared.
+//! runs interleaved ([`ROUNDS`] each, alternating which goes first); the medians
+//! are compared. Besides
+//! throughput, each run's server CPU time per request is measured
+//! (`/proc/PID/stat`): on a shared machine it varies much less from run to run than
+//! throughput, so it resolves smaller differences.
 
 use super::client::{self, expect};
 use super::kiln::Kiln;
@@ -8,7 +12,7 @@ use super::report::Report;
 use super::wrk;
 use std::time::Duration;
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 pub fn run(
     on: &Kiln,
@@ -22,10 +26,33 @@ pub fn run(
         client::deploy(&client::agent(), kiln.addr, &kiln.token, "hello", hello)?;
         expect(kiln.addr, path, b"world", b"Hello, world!\n")?;
     }
+    // (req/s, server CPU µs per request) of each run.
+    let measure = |kiln: &Kiln| -> anyhow::Result<(f64, f64)> {
+        let cpu_before = kiln.cpu_time()?;
+        let load = wrk::run(&kiln.url(path), "world", 64, duration)?;
+        let cpu = kiln.cpu_time()? - cpu_before;
+        let per_request = cpu.as_secs_f64() * 1e6 / load.requests.max(1) as f64;
+        Ok((load.requests_per_sec, per_request))
+    };
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        with.push(wrk::run(&on.url(path), "world", 64, duration)?.requests_per_sec);
-        without.push(wrk::run(&off.url(path), "world", 64, duration)?.requests_per_sec);
+    let (mut cpu_with, mut cpu_without) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // Alternate which server goes first, so that neither always follows the
+        // other's run.
+        let first_on = round % 2 == 0;
+        let mut measured = [(0.0, 0.0); 2];
+        for (i, measured) in measured.iter_mut().enumerate() {
+            let metering = (i == 0) == first_on;
+            *measured = measure(if metering { on } else { off })?;
+        }
+        let (on_run, off_run) = match first_on {
+            true => (measured[0], measured[1]),
+            false => (measured[1], measured[0]),
+        };
+        with.push(on_run.0);
+        cpu_with.push(on_run.1);
+        without.push(off_run.0);
+        cpu_without.push(off_run.1);
     }
     let median = |mut runs: Vec<f64>| {
         runs.sort_by(f64::total_cmp);
@@ -37,11 +64,34 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let list_fine = |runs: &[f64]| {
+        runs.iter()
+            .map(|r| format!("{r:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     report.add("metering", "metering on: req/s of the runs", list(&with));
     report.add(
         "metering",
         "metering off: req/s of the runs",
         list(&without),
+    );
+    report.add(
+        "metering",
+        "metering on: server CPU µs per request of the runs",
+        list_fine(&cpu_with),
+    );
+    report.add(
+        "metering",
+        "metering off: server CPU µs per request of the runs",
+        list_fine(&cpu_without),
+    );
+    let (cpu_with, cpu_without) = (median(cpu_with), median(cpu_without));
+    let cpu_change = (cpu_with - cpu_without) / cpu_without * 100.0;
+    report.add(
+        "metering",
+        "server CPU per request, on vs off (medians)",
+        format!("{cpu_with:.1} µs vs {cpu_without:.1} µs: {cpu_change:+.1}%"),
     );
     let (with, without) = (median(with), median(without));
     let change = (without - with) / without * 100.0;

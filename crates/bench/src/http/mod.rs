@@ -101,7 +101,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
         )?;
     }
     if wants(Scenario::Metering) {
-        eprintln!("metering: 10 wrk runs of {} s, on and off", args.seconds);
+        eprintln!("metering: 14 wrk runs of {} s, on and off", args.seconds);
         let (_home_on, on) = fresh(&[])?;
         let (_home_off, off) = fresh(&["--metering", "off"])?;
         metering::run(

@@ -9,6 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     pub connections: u32,
+    /// Responses received over the whole run.
+    pub requests: u64,
     pub requests_per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
@@ -69,8 +71,15 @@ fn parse(report: &str, connections: u32) -> anyhow::Result<Load> {
             .map(str::trim)
             .with_context(|| format!("no {prefix:?} in wrk's report:\n{report}"))
     };
+    let requests = report
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .with_context(|| format!("no request count in wrk's report:\n{report}"))?;
     Ok(Load {
         connections,
+        requests,
         requests_per_sec: field("Requests/sec:")?.parse()?,
         p50: duration(field("50%")?)?,
         p99: duration(field("99%")?)?,
@@ -117,6 +126,7 @@ Transfer/sec:      2.00MB
     fn parses_throughput_and_percentiles() {
         let load = parse(REPORT, 64).unwrap();
         assert_eq!(load.requests_per_sec, 20000.5);
+        assert_eq!(load.requests, 100_000);
         assert_eq!(load.p50, Duration::from_micros(812));
         assert_eq!(load.p99, Duration::from_micros(6250));
     }
