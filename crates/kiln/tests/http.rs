@@ -485,3 +485,61 @@ fn deploy_options_that_do_not_fit_the_kind_are_refused_and_change_nothing() {
     );
     assert_eq!(get(&server.function_url("default", "f")).status, 404);
 }
+
+#[test]
+fn shutdown_finishes_streamed_responses_in_flight_and_keeps_their_usage() {
+    let home = Home::new();
+    let mut server = home.start(&[]);
+    server.ok(&["deploy", "--name", "relay", "--stream", &guest("relay")]);
+    server.ok(&["deploy", "--name", "echo", &http_guest("echo-http")]);
+
+    // A streamed command, blocked on the second half of its input...
+    let mut relay = connect(&server);
+    relay
+        .write_all(
+            b"POST /fn/default/relay HTTP/1.1\r\nHost: kiln\r\nContent-Length: 10\r\n\r\nhello",
+        )
+        .expect("half the body");
+    let mut relay_reader = BufReader::new(relay.try_clone().expect("clone"));
+    assert_eq!(read_head(&mut relay_reader).0, 200);
+    assert_eq!(
+        read_chunk(&mut relay_reader).as_deref(),
+        Some(&b"first line\n"[..])
+    );
+    // ...and a wasi:http echo, blocked on the rest of its body.
+    let mut echo = connect(&server);
+    echo.write_all(b"POST /fn/default/echo HTTP/1.1\r\nHost: kiln\r\nContent-Length: 6\r\n\r\nabc")
+        .expect("half the body");
+    let mut echo_reader = BufReader::new(echo.try_clone().expect("clone"));
+    assert_eq!(read_head(&mut echo_reader).0, 200);
+
+    server.signal(libc::SIGTERM);
+    relay.write_all(b"world").expect("the rest, after SIGTERM");
+    echo.write_all(b"def").expect("the rest, after SIGTERM");
+    let mut relayed = Vec::new();
+    while let Some(chunk) = read_chunk(&mut relay_reader) {
+        relayed.extend(chunk);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&relayed),
+        "then 10 bytes: helloworld\n"
+    );
+    let mut echoed = Vec::new();
+    while let Some(chunk) = read_chunk(&mut echo_reader) {
+        echoed.extend(chunk);
+    }
+    assert_eq!(echoed, b"abcdef");
+    assert!(server.wait().success());
+
+    // Both were settled before the final flush: their usage is stored.
+    let server = home.start(&[]);
+    let answer = get_as(
+        &format!("{}/v1/usage?by=function", server.url),
+        &home.token(),
+    );
+    let report: serde_json::Value = serde_json::from_str(&answer.body).expect("usage JSON");
+    let units = &report["total"]["units"];
+    assert_eq!(units["requests"], 2, "{report}");
+    assert_eq!(units["bytes_in"], 16, "{report}");
+    assert_eq!(units["bytes_out"], 26 + 11 + 6, "{report}");
+}
