@@ -1,8 +1,10 @@
 //! The Kiln sandbox: runs one invocation of a WASI function in a fresh wasmtime
 //! instance, under limits, and reports what it did and what it cost.
 //!
-//! This crate knows nothing about HTTP, tenants or databases. Its nouns follow
-//! wasmtime's split between expensive, long-lived things and cheap per-request ones:
+//! This crate knows nothing about tenants, databases or serving HTTP (it handles
+//! requests and responses only as values, the way `wasi:http` hands them to a
+//! component). Its nouns follow wasmtime's split between expensive, long-lived
+//! things and cheap per-request ones:
 //!
 //! - [`Runtime`] (one per process): engine, linker, artifact cache, epoch thread.
 //! - [`Runtime::compile`] (once per distinct module, at deploy): validate, compile,
@@ -11,6 +13,9 @@
 //!   artifact mapped from disk and pre-linked.
 //! - [`Runtime::invoke`] (once per request): a fresh instance of a [`Function`],
 //!   fed a [`Request`], returning an [`Invocation`] with its [`Outcome`] and [`Stats`].
+//! - [`Runtime::invoke_streaming`] (a command whose stdin and stdout stream) and
+//!   [`Runtime::handle_http`] (a `wasi:http/proxy` component): the same, with the
+//!   output as a streamed [`OutputBody`] and the [`Invocation`] from [`Finished`].
 //!
 //! ```no_run
 //! # async fn demo(wasm: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
