@@ -24,7 +24,7 @@ use crate::cgi::{self, CgiRequest};
 use crate::error::ApiError;
 use crate::metering::totals_of;
 use crate::quota::Admission;
-use crate::state::AppState;
+use crate::state::{AppState, Served};
 use crate::{auth, drain, streamed};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -98,7 +98,7 @@ impl Drop for InFlight {
 /// against the tenant's quotas, and logged.
 pub(crate) struct Call {
     pub(crate) state: Arc<AppState>,
-    pub(crate) deployment: Arc<Deployment>,
+    pub(crate) deployment: Arc<Served>,
     admission: Admission,
     _in_flight: InFlight,
 }
@@ -277,7 +277,7 @@ async fn run(
                 args,
                 env,
                 limits,
-                ..Default::default()
+                allowed_hosts: deployment.allowed_hosts.clone(),
             },
         )
         .await;

@@ -5,7 +5,7 @@ use crate::logs::LogSink;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
-use kiln_runtime::{Digest, Function, Limits, LoadError, Runtime};
+use kiln_runtime::{AllowedHosts, Digest, Function, Limits, LoadError, Runtime};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -63,10 +63,41 @@ pub const DEPLOYMENT_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(65_536).unw
 /// use, dropped by this node's deploys, rollbacks and deletes, and bounded: the
 /// least recently used entry goes first.
 pub struct DeploymentCache {
-    map: Mutex<LruCache<(String, String), Arc<Deployment>>>,
+    map: Mutex<LruCache<(String, String), Arc<Served>>>,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
     /// row, then the change forgot the entry) must not cache what it read.
     generation: AtomicU64,
+}
+
+/// A deployment as the invoke path uses it: the stored row, plus what is worked
+/// out from its configuration once, when it enters the cache, not per request.
+pub struct Served {
+    pub deployment: Deployment,
+    /// The parsed `allow_hosts` (validated at deploy).
+    pub allowed_hosts: Arc<AllowedHosts>,
+}
+
+impl Served {
+    fn new(deployment: Deployment) -> Served {
+        let patterns = deployment
+            .config
+            .allow_hosts
+            .iter()
+            .filter_map(|host| host.parse().ok())
+            .collect();
+        Served {
+            deployment,
+            allowed_hosts: Arc::new(AllowedHosts(patterns)),
+        }
+    }
+}
+
+impl std::ops::Deref for Served {
+    type Target = Deployment;
+
+    fn deref(&self) -> &Deployment {
+        &self.deployment
+    }
 }
 
 impl DeploymentCache {
@@ -82,7 +113,7 @@ impl DeploymentCache {
         store: &dyn MetadataStore,
         tenant: &str,
         function: &str,
-    ) -> StoreResult<Option<Arc<Deployment>>> {
+    ) -> StoreResult<Option<Arc<Served>>> {
         let key = (tenant.to_owned(), function.to_owned());
         if let Some(hit) = lock(&self.map).get(&key) {
             return Ok(Some(hit.clone()));
@@ -91,7 +122,7 @@ impl DeploymentCache {
         let Some(found) = store.resolve(tenant, function).await? else {
             return Ok(None);
         };
-        let found = Arc::new(found);
+        let found = Arc::new(Served::new(found));
         let mut map = lock(&self.map);
         if self.generation.load(Ordering::Acquire) == generation {
             map.put(key, found.clone());

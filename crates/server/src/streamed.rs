@@ -21,12 +21,11 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use kiln_runtime::{
-    AllowedHosts, Finished, Function, GuestFailed, HttpAnswer, HttpRequest, Limits, OutputBody,
-    StreamRequest, Streamed,
+    Finished, Function, GuestFailed, HttpAnswer, HttpRequest, Limits, OutputBody, StreamRequest,
+    Streamed,
 };
 use kiln_store::Deployment;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Serves a request with a wasi:http component. It sees the path relative to the
@@ -87,7 +86,7 @@ pub(crate) async fn http(
                 request,
                 env: deployment.config.env.clone(),
                 limits,
-                allowed_hosts: allowed_hosts(&deployment),
+                allowed_hosts: deployment.allowed_hosts.clone(),
             },
         )
         .await;
@@ -134,7 +133,7 @@ pub(crate) async fn command(
                 args,
                 env,
                 limits,
-                allowed_hosts: allowed_hosts(&deployment),
+                allowed_hosts: deployment.allowed_hosts.clone(),
             },
         )
         .await;
@@ -233,17 +232,6 @@ fn settle_later(call: Call, status: StatusCode, finished: Finished) {
         let result = finished.wait().await;
         call.settle(status, &result);
     });
-}
-
-/// The function's outbound allow-list (validated at deploy).
-fn allowed_hosts(deployment: &Deployment) -> Arc<AllowedHosts> {
-    let patterns = deployment
-        .config
-        .allow_hosts
-        .iter()
-        .filter_map(|host| host.parse().ok())
-        .collect();
-    Arc::new(AllowedHosts(patterns))
 }
 
 /// A body that sends `first` (the output read while waiting for the head), then
