@@ -21,8 +21,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use kiln_runtime::{
-    Finished, Function, GuestFailed, HttpAnswer, HttpRequest, Limits, OutputBody, StreamRequest,
-    Streamed,
+    Finished, Function, GuestFailed, HttpAnswer, HttpRequest, InvokeError, Limits, OutputBody,
+    StreamRequest, Streamed,
 };
 use kiln_store::Deployment;
 use std::pin::Pin;
@@ -63,10 +63,8 @@ pub(crate) async fn http(
     {
         Ok(uri) => uri,
         Err(e) => {
-            let error = kiln_runtime::InvokeError::BadRequest(format!("bad request target: {e}"));
-            let response = invoke_error_response(&error);
-            call.settle(response.status(), &Err(error));
-            return response;
+            let error = InvokeError::BadRequest(format!("bad request target: {e}"));
+            return refuse(call, error);
         }
     };
     let mut request = http::Request::new(body);
@@ -91,11 +89,7 @@ pub(crate) async fn http(
         )
         .await;
     match answer {
-        Err(error) => {
-            let response = invoke_error_response(&error);
-            call.settle(response.status(), &Err(error));
-            response
-        }
+        Err(error) => refuse(call, error),
         Ok(HttpAnswer::Failed(invocation)) => {
             let response = respond(&deployment, &invocation.outcome, Bytes::new());
             call.settle(response.status(), &Ok(invocation));
@@ -140,9 +134,7 @@ pub(crate) async fn command(
     let Streamed { mut body, finished } = match started {
         Ok(streamed) => streamed,
         Err(error) => {
-            let response = invoke_error_response(&error);
-            call.settle(response.status(), &Err(error));
-            return response;
+            return refuse(call, error);
         }
     };
 
@@ -213,6 +205,13 @@ pub(crate) async fn command(
         .headers_mut()
         .insert(OUTCOME_HEADER, HeaderValue::from_static("success"));
     settle_later(call, response.status(), finished);
+    response
+}
+
+/// Answers an invocation that could not run, and settles (logs) it.
+fn refuse(call: Call, error: InvokeError) -> Response {
+    let response = invoke_error_response(&error);
+    call.settle(response.status(), &Err(error));
     response
 }
 
