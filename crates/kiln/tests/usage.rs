@@ -73,20 +73,35 @@ fn metering_is_accurate_for_cpu_sleep_and_memory() {
     let rounds = (20 * 100_000 / local_cpu_us("20").max(1))
         .max(1)
         .to_string();
-    let reference = local_cpu_us(&rounds);
+    // Medians of three on each side, measured alternately: on a shared virtual
+    // machine one run can be off by more than the band, and the noise drifts.
+    let median = |mut runs: Vec<u64>| {
+        runs.sort_unstable();
+        runs[runs.len() / 2]
+    };
+    let (mut references, mut burns) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        references.push(local_cpu_us(&rounds));
+        burns.push(post(&server.function_url("default", "burn"), &rounds));
+    }
+    let reference = median(references);
     assert!(
         (50_000..=200_000).contains(&reference),
         "{rounds} rounds took {reference} µs"
     );
-    let burn = post(&server.function_url("default", "burn"), &rounds);
-    assert_eq!(burn.status, 200, "{}", burn.body);
-    let cpu = receipt(&burn, "kiln-cpu-us");
+    for burn in &burns {
+        assert_eq!(burn.status, 200, "{}", burn.body);
+    }
+    let burn_cpus: Vec<u64> = burns.iter().map(|b| receipt(b, "kiln-cpu-us")).collect();
+    let cpu = median(burn_cpus.clone());
     let band = reference * 9 / 10..=reference * 11 / 10;
     assert!(
         band.contains(&cpu),
         "work that costs {reference} µs of CPU was metered at {cpu} µs"
     );
-    assert!(receipt(&burn, "kiln-wall-us") >= cpu);
+    for burn in &burns {
+        assert!(receipt(burn, "kiln-wall-us") >= receipt(burn, "kiln-cpu-us"));
+    }
 
     let sleep = post(&server.function_url("default", "slow"), "100");
     assert_eq!(sleep.status, 200, "{}", sleep.body);
@@ -104,10 +119,10 @@ fn metering_is_accurate_for_cpu_sleep_and_memory() {
 
     // The stored usage says the same as the receipts.
     let token = home.token();
-    let report = usage_reaches(&server, &token, 3);
+    let report = usage_reaches(&server, &token, 5);
     let rows = report["rows"].as_array().unwrap();
     let row = |name: &str| rows.iter().find(|r| r["function"] == name).unwrap()["units"].clone();
-    assert_eq!(row("burn")["cpu_us"], receipt(&burn, "kiln-cpu-us"));
+    assert_eq!(row("burn")["cpu_us"], burn_cpus.iter().sum::<u64>());
     assert_eq!(row("slow")["wall_us"], wall);
     assert_eq!(row("grow")["peak_memory_bytes"], 64u64 << 20);
     // Memory-time of the sleeper: its peak × its wall time.
