@@ -206,8 +206,14 @@ impl Invoker {
                 Err(wasmtime::Error::new(WallTimeExceeded))
             } else {
                 // Hand the thread back to the executor once per tick so that a busy
-                // guest never monopolises it.
-                Ok(UpdateDeadline::Yield(1))
+                // guest never monopolises it. tokio's own yield lets the tasks
+                // already queued run first and, unlike a plain self-wake, does not
+                // wake an idle worker to steal the guest: an uncontended guest
+                // keeps its core and costs no scheduler work beyond its own.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store
