@@ -62,6 +62,7 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
 #[derive(Serialize)]
 struct Status {
     in_flight: u64,
+    connections: u64,
     /// Instance slots in use (invocations past the queue, running).
     active_instances: u32,
     compiles: u64,
@@ -79,6 +80,7 @@ async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
     let cache = state.functions.stats();
     Ok(Json(Status {
         in_flight: counters.in_flight.load(Ordering::Relaxed),
+        connections: counters.connections.load(Ordering::Relaxed),
         active_instances: state.runtime.active_instances(),
         compiles: counters.compiles.load(Ordering::Relaxed),
         loaded_functions: state.functions.len(),

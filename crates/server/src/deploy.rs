@@ -80,7 +80,10 @@ async fn deploy_from(
 
     let mut staged = state.blobs.stage().await?;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| match crate::listen::stalled(&e) {
+            Some(stall) => ApiError::new(StatusCode::REQUEST_TIMEOUT, stall.to_string()),
+            None => ApiError::bad_request(format!("upload interrupted: {e}")),
+        })?;
         if staged.size() + chunk.len() as u64 > max {
             return Err(too_large());
         }

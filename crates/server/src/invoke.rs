@@ -407,12 +407,17 @@ async fn read_body(slot: &mut Option<Body>, limit: u64) -> Result<Bytes, Respons
     let mut stream = body.into_data_stream();
     let mut collected = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            plain(
+        let chunk = chunk.map_err(|e| match crate::listen::stalled(&e) {
+            Some(stall) => plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                stall.to_string(),
+            ),
+            None => plain(
                 StatusCode::BAD_REQUEST,
                 "bad-request",
                 format!("cannot read the request body: {e}"),
-            )
+            ),
         })?;
         if collected.len() + chunk.len() > limit {
             drain::drain(Body::from_stream(stream)).await;

@@ -17,6 +17,7 @@ pub mod deploy;
 mod drain;
 mod error;
 pub mod invoke;
+pub mod listen;
 mod logs;
 pub mod metering;
 pub mod metrics;
@@ -32,6 +33,7 @@ use axum::Router;
 use axum::routing::{any, get};
 use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, SqliteStore};
+pub use listen::ConnectionLimits;
 use metering::{Flusher, Meter};
 use metrics::Metrics;
 pub use pricing::PriceList;
@@ -77,6 +79,8 @@ pub struct ServerConfig {
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
+    /// What one client connection may hold of the server.
+    pub connections: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -93,6 +97,7 @@ impl ServerConfig {
             metering: true,
             usage_flush_interval: Duration::from_secs(1),
             metrics_listen: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -109,6 +114,7 @@ pub struct InitialCredentials {
 pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    connections: ConnectionLimits,
     state: Arc<AppState>,
     log_writer: JoinHandle<()>,
     usage_flusher: Option<Flusher>,
@@ -187,6 +193,7 @@ impl Server {
         let server = Server {
             listener,
             metrics_listener,
+            connections: config.connections,
             state,
             log_writer,
             usage_flusher,
@@ -223,6 +230,7 @@ impl Server {
         let Server {
             listener,
             metrics_listener,
+            connections,
             state,
             log_writer,
             usage_flusher,
@@ -235,19 +243,14 @@ impl Server {
             tokio::spawn(async move { axum::serve(listener, app).await })
         });
         let settling = state.settling.clone();
+        let counters = state.counters.clone();
         let app = Router::new()
             .merge(api::routes())
             .route("/fn/{tenant}/{function}", any(invoke::invoke))
             .route("/fn/{tenant}/{function}/", any(invoke::invoke))
             .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))
             .with_state(state);
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+        listen::serve(listener, app, connections, counters, shutdown).await;
         if let Some(task) = metrics_server {
             task.abort();
         }

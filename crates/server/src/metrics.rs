@@ -152,7 +152,13 @@ pub fn render(state: &AppState) -> String {
 
     let functions = state.functions.stats();
     let counters = &state.counters;
-    let scalars: [(&str, &str, &str, f64); 11] = [
+    let scalars: [(&str, &str, &str, f64); 12] = [
+        (
+            "kiln_open_connections",
+            "gauge",
+            "Client connections open.",
+            load(&counters.connections) as f64,
+        ),
         (
             "kiln_in_flight_requests",
             "gauge",

@@ -31,6 +31,8 @@ pub struct Settings {
 pub struct Counters {
     /// Invocations running now.
     pub in_flight: AtomicU64,
+    /// Client connections open now.
+    pub connections: AtomicU64,
     /// Modules compiled since this process started (deploys of new bytes, and
     /// start-up compiles of modules with no artifact).
     pub compiles: AtomicU64,

@@ -55,6 +55,24 @@ pub struct UpArgs {
     /// /metrics on the main address, to the admin token)
     #[arg(long, env = "KILN_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Client connections open at once; past it a new one gets a 503
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Time a client has to send a request head (also closes idle keep-alive
+    /// connections)
+    #[arg(long, value_name = "DURATION", value_parser = parse_client_timeout, default_value = "10s")]
+    header_timeout: Duration,
+    /// Longest pause in a request body before the request fails with 408
+    #[arg(long, value_name = "DURATION", value_parser = parse_client_timeout, default_value = "30s")]
+    body_timeout: Duration,
+    /// Longest a response may wait for its client to read before the connection
+    /// is closed
+    #[arg(long, value_name = "DURATION", value_parser = parse_client_timeout, default_value = "60s")]
+    send_timeout: Duration,
+    /// Largest request head (request line and headers); larger is a 431
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_header_size, default_value = "64KiB")]
+    max_header_size: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +88,24 @@ fn parse_flush_interval(text: &str) -> Result<Duration, String> {
         return Err("must be between 10ms and 60s".into());
     }
     Ok(interval)
+}
+
+/// A client timeout between 100 ms and 1 hour.
+fn parse_client_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&timeout) {
+        return Err("must be between 100ms and 1h".into());
+    }
+    Ok(timeout)
+}
+
+/// A request head limit between 8 KiB and 1 MiB.
+fn parse_max_header_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    if !(8 * KIB..=1024 * KIB).contains(&bytes) {
+        return Err("must be between 8KiB and 1MiB".into());
+    }
+    Ok(bytes)
 }
 
 /// A memory size between one WebAssembly page (64 KiB) and the 32-bit address space.
@@ -115,6 +151,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.metering = args.metering == Switch::On;
     config.usage_flush_interval = args.usage_flush;
     config.metrics_listen = args.metrics_listen;
+    config.connections = kiln_server::ConnectionLimits {
+        max_connections: args.max_connections as usize,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        send_timeout: args.send_timeout,
+        max_header_bytes: args.max_header_size as usize,
+    };
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
