@@ -1,7 +1,7 @@
 //! Hostile clients against a real `kiln up`, over raw sockets: slow senders
-//! (slowloris), clients that never read, oversized heads and bodies, and more
-//! connections than the server takes. Each is cut off with a clear answer while
-//! everyone else keeps being served.
+//! (slowloris), clients that never read, oversized heads and bodies, more
+//! connections than the server takes, and modules that are expensive to compile.
+//! Each is cut off with a clear answer while everyone else keeps being served.
 
 mod support;
 
@@ -241,4 +241,36 @@ fn a_client_that_stops_reading_is_disconnected_at_the_send_timeout() {
         logs.contains(" v1 ").then_some(logs)
     });
     assert!(!logs.contains("exited successfully"), "{logs}");
+}
+
+#[test]
+fn a_module_too_expensive_to_compile_is_refused_at_the_compile_time_limit() {
+    let home = Home::new();
+    let server = home.start(&["--compile-timeout", "5s"]);
+    server.ok(&["deploy", &guest("hello")]);
+    // 40,000 empty functions: 160 KiB that keep Cranelift (a debug build of it,
+    // as in these tests) busy for tens of seconds.
+    let functions = "(func)".repeat(40_000);
+    let bomb = wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1) {functions} (func (export "_start")))"#
+    ))
+    .expect("wat");
+    let path = home.dir.path().join("bomb.wasm");
+    std::fs::write(&path, &bomb).expect("write");
+
+    let out = server.cli(&["deploy", &path.display().to_string()], &[], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        err.trim(),
+        "kiln: module is too expensive to compile: it took longer than the compile-time limit of 5s (422)"
+    );
+    // Nothing stored, and the server goes on serving.
+    let listed: serde_json::Value =
+        serde_json::from_str(&server.ok(&["list", "--json"])).expect("list JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let modules = home.data().join("modules");
+    assert_eq!(files_in(&modules).len(), 1, "{:?}", files_in(&modules));
+    let hello = post(&server.function_url("default", "hello"), "");
+    assert_eq!(hello.status, 200, "{}", hello.body);
 }

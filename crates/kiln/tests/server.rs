@@ -281,7 +281,15 @@ fn bad_deploys_are_refused_clearly_and_store_nothing() {
            (memory (export "memory") 1) (func (export "_start")))"#,
     )
     .unwrap();
+    let huge_table = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (table 1000000 funcref) (func (export "_start")))"#,
+    )
+    .unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![write("table.wasm", &huge_table)],
+            "the module does not fit Kiln's instance limits: table index 0 has a minimum element size of 1000000 which exceeds the limit of 20000 (400)",
+        ),
         (
             vec![write("notes.wasm", b"just text")],
             "not a WebAssembly binary",

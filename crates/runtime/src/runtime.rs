@@ -11,6 +11,7 @@ use crate::limiter::GuestLimiter;
 use crate::streaming::{BoxError, StreamRequest, Streamed};
 use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{ExternType, Linker, Module, Precompiled, Store};
@@ -57,10 +58,21 @@ pub enum LoadError {
     Invalid(#[from] ValidationError),
     #[error("compilation failed: {0}")]
     Compile(String),
+    #[error("compilation was abandoned by its caller")]
+    Abandoned,
+    /// The module compiled, but an instance of it would not fit in a pooled slot
+    /// (a table, or globals and functions, larger than the engine reserves).
+    #[error("the module does not fit Kiln's instance limits: {0}")]
+    Unfit(String),
     #[error("module {0} has no compiled artifact; compile it first")]
     NotCompiled(Digest),
     #[error("compiled artifact {path} cannot be loaded: {message}")]
-    BadArtifact { path: PathBuf, message: String },
+    BadArtifact {
+        path: PathBuf,
+        message: String,
+        /// The innermost error, without the file it was read from.
+        cause: String,
+    },
     #[error("cannot write the compiled artifact to {path}: {source}")]
     WriteArtifact {
         path: PathBuf,
@@ -180,12 +192,21 @@ impl Runtime {
     /// compiled code is written to the cache, dropped, and mapped back from the file,
     /// so it is never held twice either.
     pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
-        self.compile_digested(Digest::of(wasm), wasm)
+        self.compile_digested(Digest::of(wasm), wasm, &AtomicBool::new(false))
     }
 
     /// [`Runtime::compile`] for a caller that already knows `digest`, the sha256 of
     /// `wasm` (hashed while it was received), saving a second pass over the bytes.
-    pub fn compile_digested(&self, digest: Digest, wasm: &[u8]) -> Result<Compiled, LoadError> {
+    ///
+    /// Compilation cannot be interrupted: a caller that stops waiting for it (a
+    /// deploy past its compile-time limit) sets `abandoned`, and the result is
+    /// then thrown away instead of being written to the cache.
+    pub fn compile_digested(
+        &self,
+        digest: Digest,
+        wasm: &[u8],
+        abandoned: &AtomicBool,
+    ) -> Result<Compiled, LoadError> {
         let info = self.validate(wasm)?;
         let artifact = self.artifacts.path(&digest);
         if self.artifacts.contains(&digest)
@@ -209,6 +230,9 @@ impl Runtime {
         }
         .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile_time = begin.elapsed();
+        if abandoned.load(Ordering::Acquire) {
+            return Err(LoadError::Abandoned);
+        }
         let artifact =
             self.artifacts
                 .write(&digest, &bytes)
@@ -217,10 +241,16 @@ impl Runtime {
                     source,
                 })?;
         drop(bytes);
-        // Link now, so that a module whose imports have the wrong types is refused
-        // at deploy time rather than on its first request.
-        let function = self.load(&digest).inspect_err(|_| {
+        // Load and link now, so that a module too large for an instance slot, or
+        // whose imports have the wrong types, is refused at deploy time rather than
+        // on its first request. Code just compiled by this engine that it cannot
+        // load is such a module, not a damaged file.
+        let function = self.load(&digest).map_err(|e| {
             let _ = self.artifacts.remove(&digest);
+            match e {
+                LoadError::BadArtifact { cause, .. } => LoadError::Unfit(cause),
+                other => other,
+            }
         })?;
         Ok(Compiled {
             digest,
@@ -241,6 +271,7 @@ impl Runtime {
         let bad = |e: wasmtime::Error| LoadError::BadArtifact {
             path: path.clone(),
             message: format!("{e:#}"),
+            cause: e.root_cause().to_string(),
         };
         // SAFETY (both deserializations): the artifact cache only ever holds files
         // written whole (atomic rename) by `Runtime::compile` through

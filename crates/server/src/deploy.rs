@@ -2,7 +2,8 @@
 //!
 //! The body is streamed to a staging file (hashed on the way, cut off at the
 //! maximum module size), mapped (never read into memory), validated and compiled
-//! into the artifact cache, and only then committed: blob first, then the metadata
+//! into the artifact cache (within the compile-time limit, on one of a bounded
+//! number of compiler threads), and only then committed: blob first, then the metadata
 //! row that refers to it. The compiled function goes into the function cache, so
 //! that the first request after a deploy loads nothing. A deploy
 //! that answers 201 is durable; one that fails leaves nothing behind.
@@ -16,13 +17,14 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use kiln_runtime::{
-    ByteCount, GIB, HostPattern, LoadError, MIB, ModuleKind, ParseHostError, parse_duration,
-    parse_size,
+    ByteCount, Compiled, Digest, GIB, HostPattern, LoadError, MIB, ModuleKind, ParseHostError,
+    parse_duration, parse_size,
 };
 use kiln_store::{FunctionConfig, NewVersion};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Serialize)]
 pub struct Deployed {
@@ -97,24 +99,7 @@ async fn deploy_from(
     let digest = staged.finish().await?;
     let size = staged.size();
 
-    let runtime = state.runtime.clone();
-    let path = staged.path().to_owned();
-    let compiled = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        // SAFETY: the staging file is private to this deploy (a fresh name in the
-        // store's staging directory) and nothing writes to it any more.
-        let wasm = unsafe { memmap2::Mmap::map(&file) }?;
-        Ok::<_, std::io::Error>(runtime.compile_digested(digest, &wasm))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?
-    .map_err(|e| match e {
-        LoadError::Invalid(v) => ApiError::bad_request(v.to_string()),
-        LoadError::Compile(m) => ApiError::bad_request(format!("compilation failed: {m}")),
-        other => ApiError::internal(other),
-    })?;
-
+    let compiled = compile(state, digest, staged.path().to_owned()).await?;
     check_config_fits(&config, compiled.info.kind)?;
     if let Some(took) = compiled.compile_time {
         state.counters.compiles.fetch_add(1, Ordering::Relaxed);
@@ -269,4 +254,54 @@ fn parse_flag(value: &str) -> Result<bool, String> {
         "false" | "0" => Ok(false),
         other => Err(format!("expected true or false, got {other:?}")),
     }
+}
+
+/// Validates and compiles the staged module within the compile-time limit,
+/// waiting for a compiler slot first (the wait counts against the limit).
+async fn compile(state: &AppState, digest: Digest, path: PathBuf) -> ApiResult<Compiled> {
+    let limit = state.settings.compile_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    let slot = tokio::time::timeout_at(deadline, state.compile_slots.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "every compiler is busy with other deploys; try again later",
+            )
+        })?;
+    let runtime = state.runtime.clone();
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let job = tokio::task::spawn_blocking({
+        let abandoned = abandoned.clone();
+        move || {
+            let _slot = slot;
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: the staging file is private to this deploy (a fresh name in
+            // the store's staging directory) and nothing writes to it any more; if
+            // the deploy gives up and removes it, the mapping stays valid.
+            let wasm = unsafe { memmap2::Mmap::map(&file) }?;
+            Ok::<_, std::io::Error>(runtime.compile_digested(digest, &wasm, &abandoned))
+        }
+    });
+    let Ok(joined) = tokio::time::timeout_at(deadline, job).await else {
+        abandoned.store(true, Ordering::Release);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "module is too expensive to compile: it took longer than the compile-time limit of {}",
+                humantime::format_duration(limit)
+            ),
+        ));
+    };
+    joined
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            LoadError::Invalid(v) => ApiError::bad_request(v.to_string()),
+            LoadError::Compile(m) => ApiError::bad_request(format!("compilation failed: {m}")),
+            unfit @ LoadError::Unfit(_) => ApiError::bad_request(unfit.to_string()),
+            other => ApiError::internal(other),
+        })
 }

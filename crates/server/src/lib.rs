@@ -46,7 +46,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -79,6 +79,8 @@ pub struct ServerConfig {
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
+    /// The longest a deploy may spend compiling its module (default 60 s).
+    pub compile_timeout: Duration,
     /// What one client connection may hold of the server.
     pub connections: ConnectionLimits,
 }
@@ -97,6 +99,7 @@ impl ServerConfig {
             metering: true,
             usage_flush_interval: Duration::from_secs(1),
             metrics_listen: None,
+            compile_timeout: Duration::from_secs(60),
             connections: ConnectionLimits::default(),
         }
     }
@@ -180,6 +183,7 @@ impl Server {
                 max_module_bytes: config.max_module_bytes,
                 default_limits: config.default_limits,
                 metrics_on_main: metrics_listener.is_none(),
+                compile_timeout: config.compile_timeout,
             },
             deployments: DeploymentCache::new(DEPLOYMENT_CACHE_ENTRIES),
             functions: FunctionCache::new(config.max_loaded_functions),
@@ -189,6 +193,9 @@ impl Server {
             quotas,
             metrics,
             settling: tokio_util::task::TaskTracker::new(),
+            compile_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         });
         let server = Server {
             listener,
@@ -319,9 +326,11 @@ async fn ensure_compiled(
         tracing::info!(%digest, "compiling a deployed module with no artifact");
         let bytes = blobs.read(&digest).await?;
         let runtime = runtime.clone();
-        let done = tokio::task::spawn_blocking(move || runtime.compile_digested(digest, &bytes))
-            .await?
-            .with_context(|| format!("cannot compile deployed module {digest}"))?;
+        let done = tokio::task::spawn_blocking(move || {
+            runtime.compile_digested(digest, &bytes, &AtomicBool::new(false))
+        })
+        .await?
+        .with_context(|| format!("cannot compile deployed module {digest}"))?;
         metrics.add_compile_time(done.compile_time.unwrap_or_default());
         compiled += 1;
     }

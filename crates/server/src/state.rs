@@ -24,6 +24,8 @@ pub struct Settings {
     /// Whether `GET /metrics` is served on the main listener (to admin tokens).
     /// Off when it has a listener of its own.
     pub metrics_on_main: bool,
+    /// The longest a deploy may compile.
+    pub compile_timeout: std::time::Duration,
 }
 
 /// Counters an operator (and the tests) can read at `GET /v1/status`.
@@ -54,6 +56,9 @@ pub struct AppState {
     /// Tasks settling streamed invocations after their response was sent; the
     /// server waits for them before its final usage flush.
     pub settling: tokio_util::task::TaskTracker,
+    /// Compilations that may run at once (one per core): a compilation past its
+    /// deploy's time limit keeps its slot until it really ends.
+    pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Deployments (a route and its configuration, a few hundred bytes each) kept in

@@ -73,6 +73,10 @@ pub struct UpArgs {
     /// Largest request head (request line and headers); larger is a 431
     #[arg(long, value_name = "SIZE", value_parser = parse_max_header_size, default_value = "64KiB")]
     max_header_size: u64,
+    /// Longest a deploy may spend compiling its module; past it the deploy fails
+    /// with a 422 and nothing is stored
+    #[arg(long, value_name = "DURATION", value_parser = parse_client_timeout, default_value = "60s")]
+    compile_timeout: Duration,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +94,7 @@ fn parse_flush_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
-/// A client timeout between 100 ms and 1 hour.
+/// A client or compile timeout between 100 ms and 1 hour.
 fn parse_client_timeout(text: &str) -> Result<Duration, String> {
     let timeout = parse_duration(text).map_err(|e| e.to_string())?;
     if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&timeout) {
@@ -151,6 +155,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.metering = args.metering == Switch::On;
     config.usage_flush_interval = args.usage_flush;
     config.metrics_listen = args.metrics_listen;
+    config.compile_timeout = args.compile_timeout;
     config.connections = kiln_server::ConnectionLimits {
         max_connections: args.max_connections as usize,
         header_timeout: args.header_timeout,

@@ -4,6 +4,7 @@
 mod cache;
 mod component;
 mod guests;
+mod hostile;
 mod http;
 mod invoke;
 mod validate;
