@@ -131,3 +131,42 @@ fn an_abandoned_compilation_writes_no_artifact() {
     }
     assert_eq!(files_under(rt.dir.path()), Vec::<std::path::PathBuf>::new());
 }
+
+/// Calls the WASI filesystem and socket functions directly (no libc in between)
+/// on every descriptor from 0 to 63: `fd_prestat_get` (a preopened directory?),
+/// `path_open` of `/etc/passwd` and of `../../etc/passwd` relative to it, and
+/// `sock_accept`. Exits with the number of calls that succeeded.
+const RAW_WASI_PROBE: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "/etc/passwd")
+  (data (i32.const 200) "../../etc/passwd")
+  (func $ok (param $errno i32) (result i32) (i32.eqz (local.get $errno)))
+  (func (export "_start") (local $fd i32) (local $got i32)
+    (loop $each
+      (local.set $got (i32.add (local.get $got)
+        (call $ok (call $prestat (local.get $fd) (i32.const 0)))))
+      (local.set $got (i32.add (local.get $got)
+        (call $ok (call $path_open (local.get $fd) (i32.const 1) (i32.const 100) (i32.const 11)
+          (i32.const 0) (i64.const 2) (i64.const 2) (i32.const 0) (i32.const 8)))))
+      (local.set $got (i32.add (local.get $got)
+        (call $ok (call $path_open (local.get $fd) (i32.const 0) (i32.const 200) (i32.const 16)
+          (i32.const 0) (i64.const 2) (i64.const 2) (i32.const 0) (i32.const 8)))))
+      (local.set $got (i32.add (local.get $got)
+        (call $ok (call $accept (local.get $fd) (i32.const 0) (i32.const 8)))))
+      (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
+      (br_if $each (i32.lt_u (local.get $fd) (i32.const 64))))
+    (call $exit (local.get $got))))
+"#;
+
+#[tokio::test]
+async fn raw_wasi_calls_find_no_preopen_file_or_socket() {
+    let rt = runtime();
+    let inv = run_on(&rt, RAW_WASI_PROBE).await;
+    assert_eq!(inv.outcome, Outcome::Success, "{:?}", inv.detail);
+}
