@@ -5,6 +5,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use support::*;
 
 fn usage(server: &KilnServer, token: &str, query: &str) -> serde_json::Value {
@@ -540,4 +541,51 @@ fn with_metering_off_nothing_is_recorded() {
     let server = home.start(&[]);
     let report = usage(&server, &home.token(), "");
     assert_eq!(report["total"]["units"]["requests"], 0);
+}
+
+#[test]
+fn a_rate_limit_refuses_a_flood_with_429_and_spares_other_tenants() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    let bee = server.ok(&["tenants", "create", "bee"]).trim().to_owned();
+    let deployed = server.cli(&["deploy", &guest("hello")], &[("KILN_TOKEN", &bee)], b"");
+    assert!(deployed.status.success());
+    let shown = server.ok(&["quota", "default", "--requests-per-second", "2"]);
+    assert!(
+        shown.contains("requests per second               2"),
+        "{shown}"
+    );
+
+    // A flood from one client: a burst of 2 goes through, then 429s.
+    let url = server.function_url("default", "hello");
+    let started = Instant::now();
+    let mut ok = 0u64;
+    let refused = loop {
+        let answer = post(&url, "x");
+        match answer.status {
+            200 => ok += 1,
+            429 => break answer,
+            other => panic!("unexpected {other}: {}", answer.body),
+        }
+        assert!(started.elapsed() < DEADLINE, "never rate limited");
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(refused.body, "rate limit reached: 2 requests per second\n");
+    assert_eq!(refused.header("kiln-outcome"), Some("quota"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // The burst, plus what the bucket refilled while the flood ran.
+    assert!(
+        ok >= 2 && ok as f64 <= 2.0 + 2.0 * elapsed + 1.0,
+        "{ok} in {elapsed}s"
+    );
+
+    // Another tenant is not limited by it.
+    let other = post(&server.function_url("bee", "hello"), "x");
+    assert_eq!(other.status, 200, "{}", other.body);
+    // Lifting the limit lets the flood through again.
+    server.ok(&["quota", "default", "--requests-per-second", "none"]);
+    for _ in 0..10 {
+        assert_eq!(post(&url, "x").status, 200);
+    }
 }

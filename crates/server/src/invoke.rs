@@ -23,7 +23,7 @@
 use crate::cgi::{self, CgiRequest};
 use crate::error::ApiError;
 use crate::metering::totals_of;
-use crate::quota::Admission;
+use crate::quota::{Admission, QuotaExceeded};
 use crate::state::{AppState, Served};
 use crate::{auth, drain, streamed};
 use axum::body::Body;
@@ -211,7 +211,12 @@ async fn run(
         Ok(admission) => admission,
         Err(exceeded) => {
             tracing::debug!(%tenant, %function, %exceeded, "refused by quota");
-            let response = plain(StatusCode::TOO_MANY_REQUESTS, "quota", exceeded.to_string());
+            let mut response = plain(StatusCode::TOO_MANY_REQUESTS, "quota", exceeded.to_string());
+            if let QuotaExceeded::Rate { .. } = exceeded {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             state.logs.record(NewLogEntry {
                 function_id: deployment.function_id,
                 version: deployment.version,

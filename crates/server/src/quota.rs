@@ -1,18 +1,21 @@
-//! Quotas and spending caps per tenant: requests per month, cost per month and
-//! instances running at once. Every invocation is admitted here first; a refusal
-//! is a 429 that names the limit, and costs nothing.
+//! Quotas and spending caps per tenant: requests per month, cost per month,
+//! instances running at once and requests per second. Every invocation is
+//! admitted here first; a refusal is a 429 that names the limit, and costs nothing.
 //!
 //! The book keeps each tenant's usage of the current calendar month (UTC) in
 //! memory: loaded from the store at start-up, then added to as invocations end.
 //! A request cap is exact under concurrency (invocations running count against
 //! it); a cost cap admits while the month's cost so far is below it, so the
 //! invocations already running when it is reached may end just past it. With
-//! metering off, only the concurrency limit applies.
+//! metering off, only the concurrency and rate limits apply. The rate limit is a
+//! token bucket per tenant and node: it holds one second of requests, refills
+//! continuously, and is full again whenever the quota is set.
 
 use crate::pricing::PriceList;
 use kiln_store::{MetadataStore, Quota, StoreResult, TenantId, UsageTotals, now};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 use time::OffsetDateTime;
 
 /// A limit an invocation would cross.
@@ -24,6 +27,39 @@ pub enum QuotaExceeded {
     Cost { limit: f64, currency: String },
     #[error("concurrency limit reached: {limit} instances at once")]
     Concurrency { limit: u32 },
+    #[error("rate limit reached: {limit} requests per second")]
+    Rate { limit: u32 },
+}
+
+/// Requests a tenant may still make under its rate limit: up to a second's
+/// worth, refilled at the rate as time passes.
+#[derive(Debug, Clone, Copy)]
+struct RateBucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateBucket {
+    fn full(rate: u32, at: Instant) -> RateBucket {
+        RateBucket {
+            tokens: f64::from(rate),
+            at,
+        }
+    }
+
+    /// Refills for the time since the last call, then takes one request's token
+    /// if there is one.
+    fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let rate = f64::from(rate);
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 #[derive(Default)]
@@ -33,6 +69,8 @@ struct TenantBook {
     month: i64,
     used: UsageTotals,
     running: u32,
+    /// Present while the quota has a rate limit.
+    bucket: Option<RateBucket>,
 }
 
 pub struct Quotas {
@@ -122,6 +160,15 @@ impl Quotas {
                 });
             }
         }
+        if let Some(rate) = quota.requests_per_second {
+            let now = Instant::now();
+            let bucket = entry
+                .bucket
+                .get_or_insert_with(|| RateBucket::full(rate, now));
+            if !bucket.take(rate, now) {
+                return Err(QuotaExceeded::Rate { limit: rate });
+            }
+        }
         entry.running += 1;
         Ok(Admission {
             book: self.book.clone(),
@@ -133,7 +180,10 @@ impl Quotas {
 
     /// Replaces a tenant's quota (usage so far is kept).
     pub fn set(&self, tenant: TenantId, quota: Quota) {
-        Self::entry(&mut self.lock(), tenant).quota = quota;
+        let mut book = self.lock();
+        let entry = Self::entry(&mut book, tenant);
+        entry.quota = quota;
+        entry.bucket = None;
     }
 
     /// The tenant's quota and its usage this month.
@@ -262,6 +312,51 @@ mod tests {
         );
         drop(a);
         assert!(q.admit(1).is_ok());
+    }
+
+    #[test]
+    fn a_rate_limit_admits_a_burst_then_refills_with_time() {
+        let q = quotas(
+            Quota {
+                requests_per_second: Some(3),
+                ..Default::default()
+            },
+            PriceList::default(),
+        );
+        for _ in 0..3 {
+            drop(q.admit(1).unwrap());
+        }
+        let refused = q.admit(1).err();
+        assert_eq!(refused, Some(QuotaExceeded::Rate { limit: 3 }));
+        assert_eq!(
+            refused.unwrap().to_string(),
+            "rate limit reached: 3 requests per second"
+        );
+        // Other tenants have buckets of their own.
+        assert!(q.admit(2).is_ok());
+        // Setting the quota again fills the bucket.
+        q.set(
+            1,
+            Quota {
+                requests_per_second: Some(3),
+                ..Default::default()
+            },
+        );
+        assert!(q.admit(1).is_ok());
+    }
+
+    #[test]
+    fn a_rate_bucket_refills_at_the_rate_up_to_one_second_of_requests() {
+        let start = Instant::now();
+        let at = |ms: u64| start + std::time::Duration::from_millis(ms);
+        let mut bucket = RateBucket::full(10, start);
+        assert_eq!((0..20).filter(|_| bucket.take(10, start)).count(), 10);
+        // 100 ms at 10 per second is one request; 50 ms more is half of one.
+        assert!(bucket.take(10, at(100)));
+        assert!(!bucket.take(10, at(150)));
+        assert!(bucket.take(10, at(200)));
+        // A long pause refills to a full second's worth, no more.
+        assert_eq!((0..20).filter(|_| bucket.take(10, at(60_000))).count(), 10);
     }
 
     #[test]

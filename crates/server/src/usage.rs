@@ -261,8 +261,8 @@ pub async fn set_tenant_quota(
     auth::admin(&*state.store, &headers).await?;
     let quota: Quota = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
-            "expected {{\"requests_per_month\": N, \"cost_per_month\": X, \"max_concurrent\": N}} \
-             (each optional): {e}"
+            "expected {{\"requests_per_month\": N, \"cost_per_month\": X, \"max_concurrent\": N, \
+             \"requests_per_second\": N}} (each optional): {e}"
         ))
     })?;
     if quota

@@ -92,6 +92,9 @@ pub struct Quota {
     /// Instances of the tenant's functions running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
+    /// Invocations per second, in bursts of at most this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
 }
 
 #[cfg(test)]

@@ -251,6 +251,7 @@ async fn quotas_are_stored_per_tenant() {
         requests_per_month: Some(10),
         cost_per_month: Some(2.5),
         max_concurrent: Some(3),
+        requests_per_second: Some(50),
     };
     store.set_quota(acme.id, quota).await.unwrap();
     let quotas = store.quotas().await.unwrap();

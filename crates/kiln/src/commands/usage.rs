@@ -243,6 +243,9 @@ pub struct QuotaArgs {
     /// Instances of the tenant's functions running at once, or `none`
     #[arg(long, value_name = "N|none", requires = "tenant")]
     max_concurrent: Option<Limit>,
+    /// Invocations per second (in bursts of at most this many), or `none`
+    #[arg(long, value_name = "N|none", requires = "tenant")]
+    requests_per_second: Option<Limit>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -280,6 +283,7 @@ pub fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
         ("requests_per_month", &args.requests_per_month, true),
         ("cost_per_month", &args.cost_per_month, false),
         ("max_concurrent", &args.max_concurrent, true),
+        ("requests_per_second", &args.requests_per_second, true),
     ];
     if changes.iter().any(|(_, change, _)| change.is_some()) {
         let mut quota = status["quota"].as_object().cloned().unwrap_or_default();
@@ -337,4 +341,5 @@ fn print_quota(status: &Value) {
         status["cost"]["total"].as_f64().unwrap_or(0.0)
     );
     println!("max concurrent       {:>14}", limit("max_concurrent"));
+    println!("requests per second  {:>14}", limit("requests_per_second"));
 }
