@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod credentials;
+mod privileges;
 
 use clap::{Parser, Subcommand};
 use commands::*;

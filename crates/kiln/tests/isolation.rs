@@ -282,3 +282,45 @@ fn tokens_are_stored_only_as_hashes() {
     }
     assert!(read > 0);
 }
+
+#[test]
+fn the_server_runs_without_capabilities_and_cannot_gain_privileges() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(field(set), "0000000000000000", "{set}");
+    }
+    // Dropping from the bounding set needs a privileged start (as root, like
+    // these tests in CI); unprivileged, there is nothing in it to use anyway.
+    if privileged() {
+        assert_eq!(field("CapBnd:"), "0000000000000000");
+    }
+    // And it still serves.
+    server.ok(&["deploy", &guest("hello")]);
+    assert_eq!(
+        post(&server.function_url("default", "hello"), "x").status,
+        200
+    );
+}
+
+/// Whether this test process has any effective capability.
+fn privileged() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("CapEff:")
+                    .map(|v| v.trim() != "0000000000000000")
+            })
+        })
+        .unwrap_or(false)
+}

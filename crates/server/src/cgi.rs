@@ -105,9 +105,27 @@ pub enum CgiError {
     BadStatus(String),
 }
 
+/// Headers a function's output may not set: the framing of the response and of
+/// the connection, which the server does itself (a guest's `Content-Length` could
+/// contradict the body it wrote), and Kiln's own `Kiln-*` headers, which clients
+/// must be able to trust. They are dropped.
+fn reserved(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    ) || name.as_str().starts_with("kiln-")
+}
+
 /// Parses the header section of a CGI function's stdout. `Status:` sets the status
-/// (default 200, or 302 when only `Location:` is given); every other header is
-/// passed on, repeated ones kept separate.
+/// (200 to 999; default 200, or 302 when only `Location:` is given); every other
+/// header is passed on, repeated ones kept separate, except the [`reserved`] ones.
 pub fn parse_response(stdout: &[u8]) -> Result<CgiResponse, CgiError> {
     let window = &stdout[..stdout.len().min(MAX_HEADER_BYTES)];
     let (head_len, body_offset) = find_blank_line(window).ok_or(CgiError::Unterminated)?;
@@ -130,6 +148,8 @@ pub fn parse_response(stdout: &[u8]) -> Result<CgiResponse, CgiError> {
                 .parse::<u16>()
                 .ok()
                 .and_then(|c| StatusCode::from_u16(c).ok())
+                // 1xx is never a final response.
+                .filter(|c| !c.is_informational())
                 .ok_or_else(|| CgiError::BadStatus(value.to_owned()))?;
             status = Some(parsed);
             continue;
@@ -137,7 +157,9 @@ pub fn parse_response(stdout: &[u8]) -> Result<CgiResponse, CgiError> {
         let bad = || CgiError::BadLine(text.clone().into_owned());
         let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_str(value).map_err(|_| bad())?;
-        headers.push((name, value));
+        if !reserved(&name) {
+            headers.push((name, value));
+        }
     }
     let has_location = headers.iter().any(|(n, _)| n == "location");
     let status = status.unwrap_or(if has_location {
@@ -191,6 +213,19 @@ mod tests {
             .filter(|(n, _)| n == "set-cookie")
             .collect();
         assert_eq!(cookies.len(), 2);
+    }
+
+    #[test]
+    fn framing_and_kiln_headers_are_dropped() {
+        let out = b"Content-Length: 99\nTransfer-Encoding: chunked\nConnection: close\nKiln-Outcome: forged\nKiln-Cpu-Us: 1\nX-Kept: yes\n\nbody";
+        let r = parse_response(out).unwrap();
+        let names: Vec<_> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert_eq!(&out[r.body_offset..], b"body");
+        assert_eq!(
+            parse_response(b"Status: 101 Switching Protocols\n\n").unwrap_err(),
+            CgiError::BadStatus("101 Switching Protocols".into())
+        );
     }
 
     #[test]

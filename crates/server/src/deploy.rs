@@ -302,6 +302,13 @@ async fn compile(state: &AppState, digest: Digest, path: PathBuf) -> ApiResult<C
             LoadError::Invalid(v) => ApiError::bad_request(v.to_string()),
             LoadError::Compile(m) => ApiError::bad_request(format!("compilation failed: {m}")),
             unfit @ LoadError::Unfit(_) => ApiError::bad_request(unfit.to_string()),
+            full @ LoadError::WriteArtifact { .. } if is_full_write(&full) => {
+                ApiError::storage_full(full)
+            }
             other => ApiError::internal(other),
         })
+}
+
+fn is_full_write(error: &LoadError) -> bool {
+    matches!(error, LoadError::WriteArtifact { source, .. } if kiln_store::is_full(source))
 }

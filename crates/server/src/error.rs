@@ -28,6 +28,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// 507: the server's disk is full. The detail (a path) goes to the log only.
+    pub fn storage_full(message: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%message, "storage full");
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the server's storage is full; nothing was stored",
+        )
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
         tracing::error!(%message, "internal error");
         ApiError::new(
@@ -43,6 +52,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             StoreError::NotFound(m) => ApiError::not_found(m),
             StoreError::Internal(m) => ApiError::internal(m),
+            StoreError::Full(m) => ApiError::storage_full(m),
         }
     }
 }

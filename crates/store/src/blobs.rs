@@ -150,7 +150,12 @@ impl BlobStore for LocalBlobs {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Internal(format!("{}: {e}", path.display()))
+    let message = format!("{}: {e}", path.display());
+    if crate::is_full(&e) {
+        StoreError::Full(message)
+    } else {
+        StoreError::Internal(message)
+    }
 }
 
 fn closed(path: &Path) -> StoreError {

@@ -31,6 +31,17 @@ pub enum StoreError {
     NotFound(String),
     #[error("storage failure: {0}")]
     Internal(String),
+    /// The disk (or quota) holding the store has no room left.
+    #[error("storage is full: {0}")]
+    Full(String),
+}
+
+/// Whether an I/O error means the storage has no room left (ENOSPC, EDQUOT).
+pub fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

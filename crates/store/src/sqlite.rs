@@ -146,7 +146,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 fn internal(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
 }
 
 fn not_found(function: &str) -> StoreError {

@@ -140,6 +140,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     raise_open_file_limit();
+    let low_port = std::iter::once(args.listen)
+        .chain(args.metrics_listen)
+        .any(|addr| (1..1024).contains(&addr.port()));
+    if let Err(e) = crate::privileges::drop_privileges(low_port) {
+        tracing::warn!("cannot drop privileges: {e}");
+    }
     let data = args.data.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(args.listen, &data);
     config.public_url = args.public_url;

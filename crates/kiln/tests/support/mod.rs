@@ -37,7 +37,22 @@ impl Home {
 
     /// Starts `kiln up` on this home with extra flags.
     pub fn start(&self, extra: &[&str]) -> KilnServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        self.start_in(&[], extra)
+    }
+
+    /// Starts `kiln up` as the last arguments of `wrapper` (a command that sets
+    /// something up, then execs its arguments, keeping the pid).
+    pub fn start_in(&self, wrapper: &[&str], extra: &[&str]) -> KilnServer {
+        let kiln = env!("CARGO_BIN_EXE_kiln");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(kiln);
+                command
+            }
+            None => Command::new(kiln),
+        };
+        let mut child = command
             .args(["up", "--listen", "127.0.0.1:0", "--data"])
             .arg(self.data())
             .args(extra)
