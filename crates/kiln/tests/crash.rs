@@ -235,25 +235,9 @@ fn a_full_disk_fails_the_deploy_with_507_and_the_previous_version_keeps_serving(
     let server = home.start_in(&wrapper, &[]);
     server.ok(&["deploy", "--name", "f", &guest("hello")]);
 
-    // 8 MiB of custom section: a valid module that cannot fit.
-    let mut big =
-        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
-            .expect("wat");
-    let payload = vec![0x5a; 8 << 20];
-    let mut section = vec![4u8];
-    section.extend_from_slice(b"fill");
-    section.extend_from_slice(&payload);
-    big.push(0);
-    leb128(&mut big, section.len());
-    big.extend_from_slice(&section);
-    let path = home.dir.path().join("big.wasm");
-    std::fs::write(&path, &big).expect("write");
-
-    let out = server.cli(
-        &["deploy", "--name", "f", &path.display().to_string()],
-        &[],
-        b"",
-    );
+    // 8 MiB: a valid module that cannot fit.
+    let big = padded_module(&home, "big.wasm", 8 << 20);
+    let out = server.cli(&["deploy", "--name", "f", &big], &[], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(
@@ -265,9 +249,27 @@ fn a_full_disk_fails_the_deploy_with_507_and_the_previous_version_keeps_serving(
     assert!(info.contains("* v1") && !info.contains("v2"), "{info}");
     let hello = post(&server.function_url("default", "f"), "disk");
     assert_eq!((hello.status, hello.body.as_str()), (200, "Hello, disk!\n"));
-    // And once there is room (a smaller module), deploys work again.
-    server.ok(&["deploy", "--name", "f", &guest("exit3")]);
+    // The refused upload left nothing behind: 2.5 MiB fits only in the room
+    // its staging file took.
+    let fits = padded_module(&home, "fits.wasm", 5 << 19);
+    server.ok(&["deploy", "--name", "f", &fits]);
     assert!(server.ok(&["info", "f"]).contains("* v2"));
+}
+
+/// Writes a valid module carrying `size` bytes of custom section; its path.
+fn padded_module(home: &Home, name: &str, size: usize) -> String {
+    let mut module =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+            .expect("wat");
+    let mut section = vec![4u8];
+    section.extend_from_slice(b"fill");
+    section.resize(5 + size, 0x5a);
+    module.push(0);
+    leb128(&mut module, section.len());
+    module.extend_from_slice(&section);
+    let path = home.dir.path().join(name);
+    std::fs::write(&path, &module).expect("write");
+    path.display().to_string()
 }
 
 fn leb128(out: &mut Vec<u8>, mut n: usize) {

@@ -1,7 +1,8 @@
 //! Hostile clients against a real `kiln up`, over raw sockets: slow senders
 //! (slowloris), clients that never read, oversized heads and bodies, more
-//! connections than the server takes, and modules that are expensive to compile.
-//! Each is cut off with a clear answer while everyone else keeps being served.
+//! connections than the server takes, modules that are expensive to compile, and a
+//! tenant burning every core. Each is cut off with a clear answer while everyone
+//! else keeps being served.
 
 mod support;
 
@@ -273,4 +274,69 @@ fn a_module_too_expensive_to_compile_is_refused_at_the_compile_time_limit() {
     assert_eq!(files_in(&modules).len(), 1, "{:?}", files_in(&modules));
     let hello = post(&server.function_url("default", "hello"), "");
     assert_eq!(hello.status, 200, "{}", hello.body);
+}
+
+#[test]
+fn every_hello_is_served_while_another_tenant_burns_every_core() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    let hog = server.ok(&["tenants", "create", "hog"]).trim().to_owned();
+    let deployed = server.cli(&["deploy", &guest("burn")], &[("KILN_TOKEN", &hog)], b"");
+    assert!(deployed.status.success());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let limit = 2 * cores;
+    server.ok(&["quota", "hog", "--max-concurrent", &limit.to_string()]);
+
+    // More hog clients than its limit: it is always at the limit, every core busy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (burned, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let burn = server.function_url("hog", "burn");
+    let hogs: Vec<_> = (0..limit + 2)
+        .map(|_| {
+            let (stop, burned, refused, url) =
+                (stop.clone(), burned.clone(), refused.clone(), burn.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = post(&url, "30");
+                    match answer.status {
+                        200 => burned.fetch_add(1, Ordering::Relaxed),
+                        429 => {
+                            let expected =
+                                format!("concurrency limit reached: {limit} instances at once\n");
+                            assert_eq!(answer.body, expected);
+                            refused.fetch_add(1, Ordering::Relaxed)
+                        }
+                        other => panic!("hog got {other}: {}", answer.body),
+                    };
+                }
+            })
+        })
+        .collect();
+    eventually("the hog at its limit", || {
+        let status = status(&server, &home);
+        (status["active_instances"].as_u64() == Some(limit as u64)).then_some(())
+    });
+
+    let hello = server.function_url("default", "hello");
+    for i in 0..100 {
+        let answer = post(&hello, &i.to_string());
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, format!("Hello, {i}!\n").as_str()),
+            "request {i} beside the hog"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for hog in hogs {
+        hog.join().expect("hog client");
+    }
+    assert!(burned.load(Ordering::Relaxed) > 0, "the hog never ran");
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the hog never hit its limit"
+    );
 }

@@ -527,6 +527,10 @@ fn out_of_range_server_limits_are_refused_before_starting() {
         ("--max-instances", "0", "0 is not in 1.."),
         ("--max-memory", "8GiB", "must be between 64KiB and 4GiB"),
         ("--instance-wait", "soon", "invalid value 'soon'"),
+        ("--compile-timeout", "2h", "must be between 100ms and 1h"),
+        ("--header-timeout", "1ms", "must be between 100ms and 1h"),
+        ("--max-connections", "0", "0 is not in 1.."),
+        ("--max-header-size", "1KiB", "must be between 8KiB and 1MiB"),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["up", "--listen", "127.0.0.1:0", "--data"])

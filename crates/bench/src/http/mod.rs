@@ -9,6 +9,7 @@ mod density;
 mod kiln;
 mod metering;
 mod modules;
+mod neighbours;
 pub mod peer;
 mod proxy;
 mod report;
@@ -26,7 +27,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm,metering,wasi-http,density,big"
+        default_value = "cold,warm,metering,neighbours,wasi-http,density,big"
     )]
     only: Vec<Scenario>,
     /// Seconds of load for each wrk run
@@ -51,6 +52,7 @@ enum Scenario {
     Cold,
     Warm,
     Metering,
+    Neighbours,
     WasiHttp,
     Density,
     Big,
@@ -108,6 +110,23 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
             &on,
             &off,
             &hello,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
+    }
+    if wants(Scenario::Neighbours) {
+        eprintln!(
+            "neighbours: 6 wrk runs of {} s, alone and beside a hog",
+            args.seconds
+        );
+        let (_home, kiln) = fresh(&[])?;
+        let burn_path = kiln_guests::path("burn");
+        let burn = std::fs::read(&burn_path)
+            .with_context(|| format!("reading {}", burn_path.display()))?;
+        neighbours::run(
+            &kiln,
+            &hello,
+            &burn,
             Duration::from_secs(args.seconds),
             &mut report,
         )?;
