@@ -243,11 +243,20 @@ impl Server {
             usage_flusher,
             ..
         } = self;
+        // The metrics address gets the same client limits as the main one, and
+        // counters of its own (its scrapers are not clients of functions).
         let metrics_server = metrics_listener.map(|listener| {
             let app = Router::new()
                 .route("/metrics", get(metrics::open_metrics))
                 .with_state(state.clone());
-            tokio::spawn(async move { axum::serve(listener, app).await })
+            let limits = connections.clone();
+            tokio::spawn(listen::serve(
+                listener,
+                app,
+                limits,
+                Arc::default(),
+                std::future::pending(),
+            ))
         });
         let settling = state.settling.clone();
         let counters = state.counters.clone();

@@ -20,7 +20,7 @@ const HOG_LIMIT_PER_CORE: usize = 2;
 /// Millions of rounds each hog invocation burns (about 50 ms of CPU).
 const HOG_WORK: &[u8] = b"50";
 /// The bound hello's p99 must stay within while the hog runs.
-const P99_BOUND: Duration = Duration::from_millis(50);
+const P99_BOUND: Duration = Duration::from_millis(25);
 
 /// Clients calling the hog's burner in a loop until dropped.
 struct Hog {
