@@ -249,11 +249,10 @@ impl Server {
             let app = Router::new()
                 .route("/metrics", get(metrics::open_metrics))
                 .with_state(state.clone());
-            let limits = connections.clone();
             tokio::spawn(listen::serve(
                 listener,
                 app,
-                limits,
+                connections,
                 Arc::default(),
                 std::future::pending(),
             ))
