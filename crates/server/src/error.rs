@@ -53,6 +53,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError::not_found(m),
             StoreError::Internal(m) => ApiError::internal(m),
             StoreError::Full(m) => ApiError::storage_full(m),
+            StoreError::Unavailable(m) => {
+                tracing::error!(message = %m, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the metadata store is unavailable; try again later",
+                )
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::{any, get};
 use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
-use kiln_store::{BlobStore, LocalBlobs, MetadataStore, SqliteStore};
+use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, SqliteStore};
 pub use listen::ConnectionLimits;
 use metering::{Flusher, Meter};
 use metrics::Metrics;
@@ -59,6 +59,9 @@ pub const DEFAULT_TENANT: &str = "default";
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://...`) holding the metadata instead of the
+    /// data directory's SQLite file.
+    pub database: Option<String>,
     /// Base URL for printed function URLs; default `http://<listen address>`.
     pub public_url: Option<String>,
     /// Largest module a deploy accepts (default 512 MiB).
@@ -90,6 +93,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             data_dir: data_dir.into(),
+            database: None,
             public_url: None,
             max_module_bytes: 512 * MIB,
             default_limits: Limits::default(),
@@ -133,10 +137,17 @@ impl Server {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
-        let store: Arc<dyn MetadataStore> = Arc::new(
-            SqliteStore::open(&data.join("kiln.db"))
-                .with_context(|| format!("cannot open {}", data.join("kiln.db").display()))?,
-        );
+        let store: Arc<dyn MetadataStore> = match &config.database {
+            Some(url) => Arc::new(
+                PostgresStore::connect(url)
+                    .await
+                    .context("cannot open the PostgreSQL metadata store")?,
+            ),
+            None => Arc::new(
+                SqliteStore::open(&data.join("kiln.db"))
+                    .with_context(|| format!("cannot open {}", data.join("kiln.db").display()))?,
+            ),
+        };
         let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(data.join("modules"))?);
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             artifact_dir: data.join("artifacts"),

@@ -6,16 +6,18 @@
 //! - [`BlobStore`]: module bytes, content-addressed by sha256.
 //!
 //! The embedded default is [`SqliteStore`] (one SQLite file, WAL, synchronous commits)
-//! and [`LocalBlobs`] (a directory, files written atomically). A cluster store
-//! (PostgreSQL + S3) implements the same traits.
+//! and [`LocalBlobs`] (a directory, files written atomically). A cluster of nodes
+//! shares [`PostgresStore`] for metadata.
 
 mod blobs;
 mod model;
+mod postgres;
 mod sqlite;
 mod usage;
 
 pub use blobs::{BlobStore, LocalBlobs, StagedBlob};
 pub use model::*;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use usage::*;
 
@@ -34,6 +36,9 @@ pub enum StoreError {
     /// The disk (or quota) holding the store has no room left.
     #[error("storage is full: {0}")]
     Full(String),
+    /// The store's server cannot be reached now (a cluster's PostgreSQL).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Whether an I/O error means the storage has no room left (ENOSPC, EDQUOT).

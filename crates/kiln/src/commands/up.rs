@@ -21,6 +21,10 @@ pub struct UpArgs {
     /// [default: $XDG_DATA_HOME/kiln, else ~/.local/share/kiln]
     #[arg(long, env = "KILN_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Keep metadata, usage and logs in this PostgreSQL database
+    /// (`postgres://USER@HOST:PORT/DB`) instead of the data directory's SQLite file
+    #[arg(long, env = "KILN_DATABASE", value_name = "URL", value_parser = parse_database_url)]
+    database: Option<String>,
     /// Base URL printed for functions [default: http://<listen address>]
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -83,6 +87,15 @@ pub struct UpArgs {
 enum Switch {
     On,
     Off,
+}
+
+/// A `postgres://` or `postgresql://` URL.
+fn parse_database_url(text: &str) -> Result<String, String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a postgres:// URL".into())
+    }
 }
 
 /// A flush interval between 10 ms and 1 minute.
@@ -149,6 +162,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(args.listen, &data);
     config.public_url = args.public_url;
+    config.database = args.database;
     config.max_module_bytes = args.max_module_size;
     config.engine.max_instances = args.max_instances;
     config.engine.instance_wait = args.instance_wait;

@@ -1,13 +1,89 @@
-//! The SQLite metadata store against its contract.
+//! Every metadata store against the one contract: each test runs on the embedded
+//! SQLite store and on PostgreSQL (a throwaway cluster on loopback, started by
+//! `scripts/services/postgres`; a fresh database per test).
 
 use kiln_runtime::Digest;
 use kiln_store::*;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-fn open() -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("kiln.db")).unwrap();
-    (store, dir)
+/// Where a test's store lives; `open` may be called again to reopen it.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
 }
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// A new, empty database on the test cluster.
+    fn postgres() -> Backend {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "kiln_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/services/postgres");
+        let out = std::process::Command::new(&script)
+            .args(["database", &name])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run scripts/services/postgres");
+        assert!(out.status.success(), "scripts/services/postgres failed");
+        Backend::Postgres(
+            String::from_utf8(out.stdout)
+                .expect("URL")
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    async fn open(&self) -> Box<dyn MetadataStore> {
+        match self {
+            Backend::Sqlite(dir) => {
+                Box::new(SqliteStore::open(&dir.path().join("kiln.db")).expect("open SQLite"))
+            }
+            Backend::Postgres(url) => Box::new(
+                PostgresStore::connect(url)
+                    .await
+                    .expect("connect PostgresStore"),
+            ),
+        }
+    }
+}
+
+/// Each contract test, once per store.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::sqlite()).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::postgres()).await
+            })*
+        }
+    };
+}
+
+contract!(
+    concurrent_deploys_of_one_function_get_distinct_versions,
+    tokens_authenticate_until_revoked,
+    tenant_names_are_unique,
+    versions_deploy_roll_back_and_delete,
+    a_tenant_sees_only_its_functions,
+    logs_are_kept_newest_last_and_pruned,
+    data_survives_reopening,
+    usage_adds_up_per_tenant_function_and_hour_and_survives_reopening,
+    quotas_are_stored_per_tenant,
+);
 
 fn version(bytes: &[u8]) -> NewVersion {
     NewVersion {
@@ -17,9 +93,8 @@ fn version(bytes: &[u8]) -> NewVersion {
     }
 }
 
-#[tokio::test]
-async fn tokens_authenticate_until_revoked() {
-    let (store, _dir) = open();
+async fn tokens_authenticate_until_revoked(backend: Backend) {
+    let store = backend.open().await;
     assert!(!store.has_admin().await.unwrap());
     store.create_token(None, "admin", [1; 32]).await.unwrap();
     assert!(store.has_admin().await.unwrap());
@@ -48,18 +123,16 @@ async fn tokens_authenticate_until_revoked() {
     assert!(store.list_tokens(Some(acme.id)).await.unwrap()[0].revoked);
 }
 
-#[tokio::test]
-async fn tenant_names_are_unique() {
-    let (store, _dir) = open();
+async fn tenant_names_are_unique(backend: Backend) {
+    let store = backend.open().await;
     store.create_tenant("acme").await.unwrap();
     let err = store.create_tenant("acme").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert_eq!(store.list_tenants().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn versions_deploy_roll_back_and_delete() {
-    let (store, _dir) = open();
+async fn versions_deploy_roll_back_and_delete(backend: Backend) {
+    let store = backend.open().await;
     let acme = store.create_tenant("acme").await.unwrap();
     let v1 = store
         .deploy(acme.id, "hello", version(b"one"))
@@ -105,9 +178,8 @@ async fn versions_deploy_roll_back_and_delete() {
     assert!(!store.delete_function(acme.id, "hello").await.unwrap());
 }
 
-#[tokio::test]
-async fn a_tenant_sees_only_its_functions() {
-    let (store, _dir) = open();
+async fn a_tenant_sees_only_its_functions(backend: Backend) {
+    let store = backend.open().await;
     let a = store.create_tenant("a").await.unwrap();
     let b = store.create_tenant("b").await.unwrap();
     store.deploy(a.id, "f", version(b"a")).await.unwrap();
@@ -118,9 +190,8 @@ async fn a_tenant_sees_only_its_functions() {
     assert!(store.resolve("b", "f").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn logs_are_kept_newest_last_and_pruned() {
-    let (store, _dir) = open();
+async fn logs_are_kept_newest_last_and_pruned(backend: Backend) {
+    let store = backend.open().await;
     let a = store.create_tenant("a").await.unwrap();
     store.deploy(a.id, "f", version(b"a")).await.unwrap();
     let id = store.resolve("a", "f").await.unwrap().unwrap().function_id;
@@ -161,16 +232,13 @@ async fn logs_are_kept_newest_last_and_pruned() {
     assert_eq!(after, vec![last_two[1].clone()]);
 }
 
-#[tokio::test]
-async fn data_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kiln.db");
+async fn data_survives_reopening(backend: Backend) {
     {
-        let store = SqliteStore::open(&path).unwrap();
+        let store = backend.open().await;
         let a = store.create_tenant("a").await.unwrap();
         store.deploy(a.id, "f", version(b"x")).await.unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
+    let store = backend.open().await;
     assert_eq!(store.resolve("a", "f").await.unwrap().unwrap().version, 1);
 }
 
@@ -189,11 +257,8 @@ fn delta(tenant_id: TenantId, function: &str, hour: i64, requests: u64, peak: u6
     }
 }
 
-#[tokio::test]
-async fn usage_adds_up_per_tenant_function_and_hour_and_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kiln.db");
-    let store = SqliteStore::open(&path).unwrap();
+async fn usage_adds_up_per_tenant_function_and_hour_and_survives_reopening(backend: Backend) {
+    let store = backend.open().await;
     let acme = store.create_tenant("acme").await.unwrap();
     let other = store.create_tenant("other").await.unwrap();
     store
@@ -210,7 +275,7 @@ async fn usage_adds_up_per_tenant_function_and_hour_and_survives_reopening() {
         .unwrap();
     drop(store);
 
-    let store = SqliteStore::open(&path).unwrap();
+    let store = backend.open().await;
     let all = UsageQuery {
         since: 0,
         until: i64::MAX,
@@ -242,9 +307,8 @@ async fn usage_adds_up_per_tenant_function_and_hour_and_survives_reopening() {
     assert_eq!(store.usage_by_tenant(7200).await.unwrap()[0].1.requests, 1);
 }
 
-#[tokio::test]
-async fn quotas_are_stored_per_tenant() {
-    let (store, _dir) = open();
+async fn quotas_are_stored_per_tenant(backend: Backend) {
+    let store = backend.open().await;
     let acme = store.create_tenant("acme").await.unwrap();
     let other = store.create_tenant("other").await.unwrap();
     let quota = Quota {
@@ -258,4 +322,23 @@ async fn quotas_are_stored_per_tenant() {
     assert_eq!(quotas, vec![(acme.id, quota), (other.id, Quota::default())]);
     let missing = store.set_quota(999, quota).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+}
+
+async fn concurrent_deploys_of_one_function_get_distinct_versions(backend: Backend) {
+    let store: std::sync::Arc<dyn MetadataStore> = backend.open().await.into();
+    let acme = store.create_tenant("acme").await.unwrap();
+    let deploys: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.deploy(acme.id, "f", version(&[i])).await })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for deploy in deploys {
+        numbers.push(deploy.await.unwrap().unwrap().number);
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
+    let detail = store.function(acme.id, "f").await.unwrap().unwrap();
+    assert_eq!(detail.versions.len(), 8);
 }

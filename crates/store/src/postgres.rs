@@ -1,0 +1,766 @@
+//! The cluster metadata store: PostgreSQL, shared by every Kiln node. A pool of
+//! connections (tokio-postgres through deadpool); schema migrations numbered in a
+//! table of their own and applied under an advisory lock, so that nodes starting
+//! together migrate once. Same tables and semantics as the SQLite store.
+
+mod usage;
+
+use crate::model::*;
+use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
+use crate::{LOGS_KEPT, MetadataStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use kiln_runtime::Digest;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+/// Schema migrations, applied in order. Append only.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    quota TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE tokens (
+    id BIGSERIAL PRIMARY KEY,
+    tenant_id BIGINT REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    hash BYTEA NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE functions (
+    id BIGSERIAL PRIMARY KEY,
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    current_version BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+CREATE TABLE versions (
+    function_id BIGINT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    number BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    config TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (function_id, number)
+);
+CREATE TABLE logs (
+    id BIGSERIAL PRIMARY KEY,
+    function_id BIGINT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    version BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    wall_us BIGINT NOT NULL,
+    stderr TEXT NOT NULL,
+    cpu_us BIGINT NOT NULL,
+    instantiation_us BIGINT NOT NULL,
+    peak_memory_bytes BIGINT NOT NULL,
+    bytes_in BIGINT NOT NULL,
+    bytes_out BIGINT NOT NULL
+);
+CREATE INDEX logs_by_function ON logs (function_id, id);
+-- Keyed by the function's name, not its id: usage outlives a deleted function.
+CREATE TABLE usage (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    hour BIGINT NOT NULL,
+    function TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    wall_us BIGINT NOT NULL,
+    cpu_us BIGINT NOT NULL,
+    instantiation_us BIGINT NOT NULL,
+    memory_kib_us BIGINT NOT NULL,
+    peak_memory_bytes BIGINT NOT NULL,
+    bytes_in BIGINT NOT NULL,
+    bytes_out BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, hour, function)
+);
+CREATE INDEX usage_by_hour ON usage (hour);
+"#];
+
+/// Serializes migrations across nodes (`pg_advisory_xact_lock` key).
+const MIGRATION_LOCK: i64 = 0x6b69_6c6e;
+
+/// Connections a node keeps to PostgreSQL at most.
+const POOL_SIZE: usize = 16;
+
+/// Metadata in PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`) and
+    /// brings its schema up to date.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS kiln_migrations (number INTEGER PRIMARY KEY)")
+            .await
+            .map_err(pg)?;
+        let applied: i64 = tx
+            .query_one("SELECT COUNT(*) FROM kiln_migrations", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let applied = usize::try_from(applied).unwrap_or(0);
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Internal(format!(
+                "the database schema is version {applied}, newer than this kiln knows ({}): \
+                 upgrade kiln",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.batch_execute(sql).await.map_err(pg)?;
+            let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            tx.execute(
+                "INSERT INTO kiln_migrations (number) VALUES ($1)",
+                &[&number],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+}
+
+/// A PostgreSQL error as a store error: a full disk is `Full`, a lost or refused
+/// connection `Unavailable`, the rest `Internal`.
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
+    let detailed = || match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {}", db.message()),
+        None => format!("PostgreSQL: {e}"),
+    };
+    match e.code() {
+        Some(code) if *code == SqlState::DISK_FULL => StoreError::Full(detailed()),
+        Some(_) => StoreError::Internal(detailed()),
+        None if e.is_closed() || e.to_string().contains("connect") => {
+            StoreError::Unavailable(format!("PostgreSQL: {e}"))
+        }
+        None => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// BIGINT columns hold i64: a count past it is kept at the largest one.
+pub(crate) fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored non-negative BIGINT read back as u64.
+pub(crate) fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn number(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn not_found(function: &str) -> StoreError {
+    StoreError::NotFound(format!("no function named {function:?}"))
+}
+
+fn internal(message: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(message.to_string())
+}
+
+fn read_tenant(row: &Row) -> Tenant {
+    Tenant {
+        id: row.get(0),
+        name: row.get(1),
+        created_at: row.get(2),
+    }
+}
+
+fn read_version(row: &Row, first: usize) -> StoreResult<Version> {
+    let config: String = row.get(first + 3);
+    Ok(Version {
+        number: number(row.get(first)),
+        digest: row.get(first + 1),
+        size: unsigned(row.get(first + 2)),
+        config: serde_json::from_str(&config).map_err(internal)?,
+        created_at: row.get(first + 4),
+    })
+}
+
+fn parse_digest(text: &str) -> StoreResult<Digest> {
+    text.parse()
+        .map_err(|e: kiln_runtime::ParseDigestError| internal(e))
+}
+
+async fn function_id(
+    client: &impl GenericClient,
+    tenant: TenantId,
+    name: &str,
+) -> StoreResult<Option<i64>> {
+    Ok(client
+        .query_opt(
+            "SELECT id FROM functions WHERE tenant_id = $1 AND name = $2",
+            &[&tenant, &name],
+        )
+        .await
+        .map_err(pg)?
+        .map(|r| r.get(0)))
+}
+
+async fn version(
+    client: &impl GenericClient,
+    function_id: i64,
+    number: i64,
+) -> StoreResult<Option<Version>> {
+    client
+        .query_opt(
+            "SELECT number, digest, size, config, created_at FROM versions
+             WHERE function_id = $1 AND number = $2",
+            &[&function_id, &number],
+        )
+        .await
+        .map_err(pg)?
+        .map(|r| read_version(&r, 0))
+        .transpose()
+}
+
+#[async_trait]
+impl MetadataStore for PostgresStore {
+    async fn authenticate(&self, hash: TokenHash) -> StoreResult<Option<Principal>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT t.tenant_id, n.name, n.created_at FROM tokens t
+                 LEFT JOIN tenants n ON n.id = t.tenant_id
+                 WHERE t.hash = $1 AND t.revoked_at IS NULL",
+                &[&&hash[..]],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| {
+            match (
+                r.get::<_, Option<i64>>(0),
+                r.get::<_, Option<String>>(1),
+                r.get::<_, Option<i64>>(2),
+            ) {
+                (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
+                    id,
+                    name,
+                    created_at,
+                }),
+                _ => Principal::Admin,
+            }
+        }))
+    }
+
+    async fn has_admin(&self) -> StoreResult<bool> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE tenant_id IS NULL AND revoked_at IS NULL)",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0))
+    }
+
+    async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
+        let client = self.client().await?;
+        let created_at = now();
+        let row = client
+            .query_opt(
+                "INSERT INTO tenants (name, created_at) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING id",
+                &[&name, &created_at],
+            )
+            .await
+            .map_err(pg)?;
+        match row {
+            None => Err(StoreError::Conflict(format!(
+                "tenant {name:?} already exists"
+            ))),
+            Some(row) => Ok(Tenant {
+                id: row.get(0),
+                name: name.to_owned(),
+                created_at,
+            }),
+        }
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, name, created_at FROM tenants ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(read_tenant).collect())
+    }
+
+    async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, name, created_at FROM tenants WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.as_ref().map(read_tenant))
+    }
+
+    async fn create_token(
+        &self,
+        tenant: Option<TenantId>,
+        name: &str,
+        hash: TokenHash,
+    ) -> StoreResult<TokenInfo> {
+        let client = self.client().await?;
+        let created_at = now();
+        let row = client
+            .query_one(
+                "INSERT INTO tokens (tenant_id, name, hash, created_at) VALUES ($1, $2, $3, $4)
+                 RETURNING id",
+                &[&tenant, &name, &&hash[..], &created_at],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(TokenInfo {
+            id: row.get(0),
+            name: name.to_owned(),
+            created_at,
+            revoked: false,
+        })
+    }
+
+    async fn list_tokens(&self, tenant: Option<TenantId>) -> StoreResult<Vec<TokenInfo>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, name, created_at, revoked_at IS NOT NULL FROM tokens
+                 WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY id",
+                &[&tenant],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenInfo {
+                id: r.get(0),
+                name: r.get(1),
+                created_at: r.get(2),
+                revoked: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn revoke_token(&self, tenant: Option<TenantId>, id: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE tokens SET revoked_at = $1
+                 WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $3 AND revoked_at IS NULL",
+                &[&now(), &id, &tenant],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(changed == 1)
+    }
+
+    async fn deploy(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        new: NewVersion,
+    ) -> StoreResult<Version> {
+        let config = serde_json::to_string(&new.config).map_err(internal)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let at = now();
+        // Creates the function row if it is new, and locks it either way: two
+        // deploys of one function take their version numbers one after the other.
+        tx.execute(
+            "INSERT INTO functions (tenant_id, name, current_version, created_at, updated_at)
+             VALUES ($1, $2, 0, $3, $3) ON CONFLICT (tenant_id, name) DO NOTHING",
+            &[&tenant, &function, &at],
+        )
+        .await
+        .map_err(pg)?;
+        let id: i64 = tx
+            .query_one(
+                "SELECT id FROM functions WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+                &[&tenant, &function],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let last: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(number), 0) FROM versions WHERE function_id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let number = last + 1;
+        tx.execute(
+            "INSERT INTO versions (function_id, number, digest, size, config, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &number,
+                &new.digest.to_hex(),
+                &big(new.size),
+                &config,
+                &at,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE functions SET current_version = $1, updated_at = $2 WHERE id = $3",
+            &[&number, &at, &id],
+        )
+        .await
+        .map_err(pg)?;
+        let version = version(&tx, id, number)
+            .await?
+            .ok_or_else(|| internal("version vanished"))?;
+        tx.commit().await.map_err(pg)?;
+        Ok(version)
+    }
+
+    async fn resolve(&self, tenant: &str, function: &str) -> StoreResult<Option<Deployment>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT f.id, v.number, v.digest, v.config, t.id FROM functions f
+                 JOIN tenants t ON t.id = f.tenant_id
+                 JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
+                 WHERE t.name = $1 AND f.name = $2",
+                &[&tenant, &function],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let digest: String = row.get(2);
+        let config: String = row.get(3);
+        Ok(Some(Deployment {
+            function_id: row.get(0),
+            tenant_id: row.get(4),
+            tenant: tenant.to_owned(),
+            function: function.to_owned(),
+            version: number(row.get(1)),
+            digest: parse_digest(&digest)?,
+            config: serde_json::from_str(&config).map_err(internal)?,
+        }))
+    }
+
+    async fn list_functions(&self, tenant: TenantId) -> StoreResult<Vec<FunctionSummary>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT f.name, f.created_at, f.updated_at,
+                        (SELECT COUNT(*) FROM versions c WHERE c.function_id = f.id),
+                        v.number, v.digest, v.size, v.config, v.created_at
+                 FROM functions f
+                 JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
+                 WHERE f.tenant_id = $1 ORDER BY f.name",
+                &[&tenant],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(FunctionSummary {
+                    name: r.get(0),
+                    created_at: r.get(1),
+                    updated_at: r.get(2),
+                    versions: number(r.get(3)),
+                    current: read_version(r, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn function(&self, tenant: TenantId, name: &str) -> StoreResult<Option<FunctionDetail>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, current_version, created_at, updated_at FROM functions
+                 WHERE tenant_id = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: i64 = row.get(0);
+        let versions = client
+            .query(
+                "SELECT number, digest, size, config, created_at FROM versions
+                 WHERE function_id = $1 ORDER BY number DESC",
+                &[&id],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| read_version(r, 0))
+            .collect::<StoreResult<_>>()?;
+        Ok(Some(FunctionDetail {
+            name: name.to_owned(),
+            current_version: number(row.get(1)),
+            versions,
+            created_at: row.get(2),
+            updated_at: row.get(3),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        to: Option<u32>,
+    ) -> StoreResult<Version> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let row = tx
+            .query_opt(
+                "SELECT id, current_version FROM functions
+                 WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+                &[&tenant, &function],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| not_found(function))?;
+        let (id, current): (i64, i64) = (row.get(0), row.get(1));
+        let target = match to {
+            Some(n) => i64::from(n),
+            None => tx
+                .query_one(
+                    "SELECT MAX(number) FROM versions WHERE function_id = $1 AND number < $2",
+                    &[&id, &current],
+                )
+                .await
+                .map_err(pg)?
+                .get::<_, Option<i64>>(0)
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!(
+                        "{function} is at its first version ({current}): nothing to roll back to"
+                    ))
+                })?,
+        };
+        let version = version(&tx, id, target)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("{function} has no version {target}")))?;
+        tx.execute(
+            "UPDATE functions SET current_version = $1, updated_at = $2 WHERE id = $3",
+            &[&target, &now(), &id],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(version)
+    }
+
+    async fn delete_function(&self, tenant: TenantId, function: &str) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM functions WHERE tenant_id = $1 AND name = $2",
+                &[&tenant, &function],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(deleted == 1)
+    }
+
+    async fn referenced_digests(&self) -> StoreResult<Vec<Digest>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT DISTINCT digest FROM versions", &[])
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| parse_digest(&r.get::<_, String>(0)))
+            .collect()
+    }
+
+    async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr,
+                   cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+                 WHERE EXISTS (SELECT 1 FROM functions WHERE id = $1)",
+            )
+            .await
+            .map_err(pg)?;
+        let mut touched = std::collections::BTreeSet::new();
+        for e in &entries {
+            tx.execute(
+                &insert,
+                &[
+                    &e.function_id,
+                    &i64::from(e.version),
+                    &e.at,
+                    &e.outcome,
+                    &i32::from(e.status),
+                    &big(e.wall_us),
+                    &e.stderr,
+                    &big(e.cpu_us),
+                    &big(e.instantiation_us),
+                    &big(e.peak_memory_bytes),
+                    &big(e.bytes_in),
+                    &big(e.bytes_out),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+            touched.insert(e.function_id);
+        }
+        for id in touched {
+            tx.execute(
+                "DELETE FROM logs WHERE function_id = $1 AND id <= (
+                   SELECT id FROM logs WHERE function_id = $1
+                   ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                &[&id, &i64::from(LOGS_KEPT)],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn logs(
+        &self,
+        tenant: TenantId,
+        function: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<LogEntry>>> {
+        let client = self.client().await?;
+        let Some(id) = function_id(&client, tenant, function).await? else {
+            return Ok(None);
+        };
+        let columns = "id, version, at, outcome, status, wall_us, stderr, \
+                       cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out";
+        let limit = i64::from(limit);
+        let rows = match after {
+            Some(after) => client
+                .query(
+                    &format!(
+                        "SELECT {columns} FROM logs WHERE function_id = $1 AND id > $2
+                         ORDER BY id LIMIT $3"
+                    ),
+                    &[&id, &after, &limit],
+                )
+                .await
+                .map_err(pg)?,
+            None => {
+                let mut newest = client
+                    .query(
+                        &format!(
+                            "SELECT {columns} FROM logs WHERE function_id = $1
+                             ORDER BY id DESC LIMIT $2"
+                        ),
+                        &[&id, &limit],
+                    )
+                    .await
+                    .map_err(pg)?;
+                newest.reverse();
+                newest
+            }
+        };
+        Ok(Some(
+            rows.iter()
+                .map(|r| LogEntry {
+                    id: r.get(0),
+                    version: number(r.get(1)),
+                    at: r.get(2),
+                    outcome: r.get(3),
+                    status: u16::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+                    wall_us: unsigned(r.get(5)),
+                    stderr: r.get(6),
+                    cpu_us: unsigned(r.get(7)),
+                    instantiation_us: unsigned(r.get(8)),
+                    peak_memory_bytes: unsigned(r.get(9)),
+                    bytes_in: unsigned(r.get(10)),
+                    bytes_out: unsigned(r.get(11)),
+                })
+                .collect(),
+        ))
+    }
+
+    async fn add_usage(&self, deltas: Vec<UsageDelta>) -> StoreResult<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        usage::add(&mut client, &deltas).await
+    }
+
+    async fn usage(&self, query: UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        let client = self.client().await?;
+        usage::rows(&client, &query).await
+    }
+
+    async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>> {
+        let client = self.client().await?;
+        usage::by_tenant(&client, since).await
+    }
+
+    async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>> {
+        let client = self.client().await?;
+        usage::quotas(&client).await
+    }
+
+    async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()> {
+        let client = self.client().await?;
+        usage::set_quota(&client, tenant, &quota).await
+    }
+}
