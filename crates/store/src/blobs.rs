@@ -35,7 +35,7 @@ pub struct StagedBlob {
 }
 
 impl StagedBlob {
-    async fn create(path: PathBuf) -> StoreResult<StagedBlob> {
+    pub(crate) async fn create(path: PathBuf) -> StoreResult<StagedBlob> {
         let file = tokio::fs::File::create_new(&path)
             .await
             .map_err(|e| io_error(&path, e))?;

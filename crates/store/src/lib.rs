@@ -7,17 +7,19 @@
 //!
 //! The embedded default is [`SqliteStore`] (one SQLite file, WAL, synchronous commits)
 //! and [`LocalBlobs`] (a directory, files written atomically). A cluster of nodes
-//! shares [`PostgresStore`] for metadata.
+//! shares [`PostgresStore`] for metadata and [`S3Blobs`] for modules.
 
 mod blobs;
 mod model;
 mod postgres;
+mod s3;
 mod sqlite;
 mod usage;
 
 pub use blobs::{BlobStore, LocalBlobs, StagedBlob};
 pub use model::*;
 pub use postgres::PostgresStore;
+pub use s3::{S3Blobs, S3Config};
 pub use sqlite::SqliteStore;
 pub use usage::*;
 

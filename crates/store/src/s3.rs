@@ -1,0 +1,123 @@
+//! Module blobs in an S3-compatible object store, shared by every node of a
+//! cluster: `modules/<sha256>.wasm` in one bucket, through the `object_store`
+//! crate. Uploads are staged in a local directory first (hashed as they arrive,
+//! like [`LocalBlobs`](crate::LocalBlobs)), validated by the caller, then put
+//! whole under their digest: an object exists only once it is complete, so
+//! metadata never refers to a partial module.
+
+use crate::{BlobStore, StagedBlob, StoreError, StoreResult};
+use async_trait::async_trait;
+use kiln_runtime::Digest;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where a cluster's objects are.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// The server's URL (`http://127.0.0.1:9000`); `None`: AWS itself.
+    pub endpoint: Option<String>,
+    /// Access key id and secret; `None`: from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Blobs in a bucket. Credentials and region come from the usual `AWS_*`
+/// environment variables.
+#[derive(Clone)]
+pub struct S3Blobs {
+    store: Arc<dyn ObjectStore>,
+    staging: PathBuf,
+}
+
+impl S3Blobs {
+    /// Blobs in `config`'s bucket, staged in `staging` (a local directory,
+    /// cleared of what a crash left there).
+    pub fn open(config: &S3Config, staging: impl Into<PathBuf>) -> StoreResult<S3Blobs> {
+        let staging = staging.into();
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| StoreError::Internal(format!("{}: {e}", staging.display())))?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+            if std::env::var_os("AWS_REGION").is_none() {
+                builder = builder.with_region("us-east-1");
+            }
+        }
+        if let Some((id, secret)) = &config.credentials {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| StoreError::Internal(format!("S3 bucket {}: {e}", config.bucket)))?;
+        Ok(S3Blobs {
+            store: Arc::new(store),
+            staging,
+        })
+    }
+
+    fn key(digest: &Digest) -> ObjectPath {
+        ObjectPath::from(format!("modules/{digest}.wasm"))
+    }
+}
+
+/// An object store error as a store error: an unreachable server is
+/// `Unavailable`, the rest `Internal`.
+fn s3(e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::Generic { .. } => StoreError::Unavailable(format!("S3: {e}")),
+        other => StoreError::Internal(format!("S3: {other}")),
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn stage(&self) -> StoreResult<StagedBlob> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "{}-{}.upload",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        StagedBlob::create(self.staging.join(name)).await
+    }
+
+    async fn commit(&self, mut staged: StagedBlob) -> StoreResult<Digest> {
+        let digest = staged.finish().await?;
+        let key = Self::key(&digest);
+        if self.contains(&digest).await? {
+            return Ok(digest);
+        }
+        let bytes = tokio::fs::read(staged.path())
+            .await
+            .map_err(|e| StoreError::Internal(format!("{}: {e}", staged.path().display())))?;
+        self.store
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(s3)?;
+        Ok(digest)
+    }
+
+    async fn read(&self, digest: &Digest) -> StoreResult<Vec<u8>> {
+        let got = self.store.get(&Self::key(digest)).await.map_err(s3)?;
+        Ok(got.bytes().await.map_err(s3)?.to_vec())
+    }
+
+    async fn contains(&self, digest: &Digest) -> StoreResult<bool> {
+        match self.store.head(&Self::key(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(s3(e)),
+        }
+    }
+}

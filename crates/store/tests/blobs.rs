@@ -1,0 +1,123 @@
+//! Every blob store against the one contract: the local directory, and S3 (the
+//! project's throwaway S3-compatible server on loopback, started by
+//! `scripts/services/s3`; a fresh bucket per test).
+
+use kiln_runtime::Digest;
+use kiln_store::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+enum Backend {
+    Local(tempfile::TempDir),
+    S3(S3Config, tempfile::TempDir),
+}
+
+impl Backend {
+    fn local() -> Backend {
+        Backend::Local(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// A new, empty bucket on the test server.
+    fn s3() -> Backend {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let bucket = format!(
+            "kiln-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/s3");
+        let out = std::process::Command::new(&script)
+            .args(["bucket", &bucket])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run scripts/services/s3");
+        assert!(out.status.success(), "scripts/services/s3 failed");
+        let endpoint = String::from_utf8(out.stdout)
+            .expect("URL")
+            .trim()
+            .to_owned();
+        let config = S3Config {
+            bucket,
+            endpoint: Some(endpoint),
+            credentials: Some(("kiln".into(), "kiln-secret".into())),
+        };
+        Backend::S3(config, tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// The store; opening it again sees what was committed before.
+    fn open(&self) -> Box<dyn BlobStore> {
+        match self {
+            Backend::Local(dir) => Box::new(LocalBlobs::open(dir.path()).expect("local blobs")),
+            Backend::S3(config, staging) => {
+                Box::new(S3Blobs::open(config, staging.path()).expect("S3 blobs"))
+            }
+        }
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::local()).await
+            })*
+        }
+        mod s3 {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::s3()).await
+            })*
+        }
+    };
+}
+
+contract!(
+    a_committed_blob_is_read_back_under_its_digest,
+    an_abandoned_upload_leaves_nothing,
+    committing_the_same_bytes_twice_keeps_one_blob,
+);
+
+async fn stage(blobs: &dyn BlobStore, bytes: &[u8]) -> StagedBlob {
+    let mut staged = blobs.stage().await.expect("stage");
+    for chunk in bytes.chunks(1000) {
+        staged.write(chunk).await.expect("write");
+    }
+    staged
+}
+
+async fn a_committed_blob_is_read_back_under_its_digest(backend: Backend) {
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let blobs = backend.open();
+    let digest = blobs
+        .commit(stage(&*blobs, &bytes).await)
+        .await
+        .expect("commit");
+    assert_eq!(digest, Digest::of(&bytes));
+    assert!(blobs.contains(&digest).await.unwrap());
+    // Another opening (another node, or after a restart) sees it.
+    let again = backend.open();
+    assert_eq!(again.read(&digest).await.unwrap(), bytes);
+    assert!(!again.contains(&Digest::of(b"never stored")).await.unwrap());
+    assert!(again.read(&Digest::of(b"never stored")).await.is_err());
+}
+
+async fn an_abandoned_upload_leaves_nothing(backend: Backend) {
+    let blobs = backend.open();
+    let staged = stage(&*blobs, b"half an upload").await;
+    drop(staged);
+    assert!(
+        !blobs
+            .contains(&Digest::of(b"half an upload"))
+            .await
+            .unwrap()
+    );
+}
+
+async fn committing_the_same_bytes_twice_keeps_one_blob(backend: Backend) {
+    let blobs = backend.open();
+    let first = blobs.commit(stage(&*blobs, b"same").await).await.unwrap();
+    let second = blobs.commit(stage(&*blobs, b"same").await).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(blobs.read(&first).await.unwrap(), b"same");
+}
