@@ -6,6 +6,10 @@
 //! Each target is built once per process (a no-op when nothing changed: cargo's own
 //! freshness check) into `target/guests`, a target directory of its own so that it
 //! never waits on the lock of the build that is running the tests.
+//!
+//! [`services`] starts the throwaway PostgreSQL and S3 server the cluster tests use.
+
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,9 +1,105 @@
 //! Kiln on the cluster stores: `kiln up --database postgres://...` against the
-//! project's throwaway PostgreSQL on loopback.
+//! project's throwaway PostgreSQL on loopback, and several nodes sharing it and
+//! an S3 bucket (the project's throwaway S3-compatible server).
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use kiln_guests::services::{postgres_database, s3_bucket};
 use support::*;
+
+/// How soon a change made through one node must be served by the others.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// Nodes sharing one database and one bucket; the first bootstrapped the store,
+/// and its tokens work on every node.
+struct Cluster {
+    homes: Vec<Home>,
+    nodes: Vec<Option<KilnServer>>,
+    flags: Vec<String>,
+}
+
+impl Cluster {
+    fn start(nodes: usize) -> Cluster {
+        let database = postgres_database("kiln_cluster");
+        let (endpoint, bucket) = s3_bucket("kiln-cluster");
+        let flags = vec![
+            "--database".to_owned(),
+            database,
+            "--blobs".to_owned(),
+            format!("s3://{bucket}"),
+            "--s3-endpoint".to_owned(),
+            endpoint,
+        ];
+        let mut cluster = Cluster {
+            homes: Vec::new(),
+            nodes: Vec::new(),
+            flags,
+        };
+        for _ in 0..nodes {
+            let home = Home::new();
+            let node = cluster.start_on(&home);
+            cluster.homes.push(home);
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    fn start_on(&self, home: &Home) -> KilnServer {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let credentials = [
+            "env",
+            "AWS_ACCESS_KEY_ID=kiln",
+            "AWS_SECRET_ACCESS_KEY=kiln-secret",
+        ];
+        home.start_in(&credentials, &flags)
+    }
+
+    fn node(&self, i: usize) -> &KilnServer {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    /// The CLI of the first node (which holds the credentials) against node `i`.
+    fn cli(&self, i: usize, args: &[&str]) -> String {
+        let first = self.node(0);
+        let out = first.cli(args, &[("KILN_URL", &self.node(i).url)], b"");
+        assert!(
+            out.status.success(),
+            "kiln {args:?} on node {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn status(&self, i: usize) -> serde_json::Value {
+        let got = get_as(
+            &format!("{}/v1/status", self.node(i).url),
+            &self.homes[0].admin_token(),
+        );
+        assert_eq!(got.status, 200, "{}", got.body);
+        serde_json::from_str(&got.body).expect("status JSON")
+    }
+}
+
+/// Polls `url` until it answers `expected` (status and body), failing once
+/// `within` has passed since `since`.
+fn served_within(url: &str, expected: (u16, &str), since: Instant, within: Duration) {
+    loop {
+        let got = post(url, "c");
+        if (got.status, got.body.as_str()) == expected {
+            return;
+        }
+        assert!(
+            since.elapsed() < within,
+            "{url} still answers {} {:?} after {within:?}, expected {expected:?}",
+            got.status,
+            got.body
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 #[test]
 fn a_node_on_postgres_deploys_serves_meters_and_keeps_it_all_across_a_restart() {
@@ -54,4 +150,122 @@ fn an_unreachable_database_is_a_clear_error_at_start() {
         stderr.contains("cannot open the PostgreSQL metadata store"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_deploy_rollback_and_delete_on_one_node_is_served_by_the_others_within_a_second() {
+    let cluster = Cluster::start(3);
+    let url = |i: usize| cluster.node(i).function_url("default", "f");
+
+    // Deploy on A: B and C serve it, downloading A's compiled artifact.
+    cluster.cli(0, &["deploy", "--name", "f", &guest("hello")]);
+    let deployed = Instant::now();
+    for i in [1, 2] {
+        served_within(&url(i), (200, "Hello, c!\n"), deployed, PROPAGATION);
+    }
+    // A new version on B, cached everywhere, then rolled back on C.
+    cluster.cli(1, &["deploy", "--name", "f", &guest("echo-env")]);
+    let redeployed = Instant::now();
+    for i in [0, 2] {
+        let v2 = post(&url(i), "c");
+        assert_eq!(v2.status, 200);
+        assert_ne!(v2.body, "Hello, c!\n", "node {i} after the redeploy");
+        assert!(redeployed.elapsed() < PROPAGATION);
+    }
+    cluster.cli(2, &["rollback", "f"]);
+    let rolled_back = Instant::now();
+    for i in [0, 1] {
+        served_within(&url(i), (200, "Hello, c!\n"), rolled_back, PROPAGATION);
+    }
+
+    // The cluster compiled each module once: the node that deployed it.
+    let (compiles, downloads): (Vec<u64>, Vec<u64>) = (0..3)
+        .map(|i| {
+            let status = cluster.status(i);
+            (
+                status["compiles"].as_u64().expect("compiles"),
+                status["artifact_downloads"].as_u64().expect("downloads"),
+            )
+        })
+        .unzip();
+    assert_eq!(compiles, [1, 1, 0], "hello on A, echo-env on B");
+    assert_eq!(downloads.iter().sum::<u64>(), 4, "{downloads:?}");
+
+    // Delete on A: gone everywhere.
+    cluster.cli(0, &["rm", "f"]);
+    let deleted = Instant::now();
+    for i in [1, 2] {
+        served_within(
+            &url(i),
+            (404, "no function default/f\n"),
+            deleted,
+            PROPAGATION,
+        );
+    }
+}
+
+#[test]
+fn usage_from_every_node_adds_up_and_a_killed_node_loses_only_its_own_requests() {
+    let mut cluster = Cluster::start(3);
+    cluster.cli(0, &["deploy", "--name", "f", &guest("hello")]);
+    let urls: Vec<String> = (0..3)
+        .map(|i| cluster.node(i).function_url("default", "f"))
+        .collect();
+    // 30 requests on each node.
+    for url in &urls {
+        for i in 0..30 {
+            assert_eq!(post(url, &i.to_string()).status, 200);
+        }
+    }
+
+    // Every node's records reach the store within its flush interval.
+    let token = cluster.homes[0].token();
+    let usage_is = |node: &KilnServer, requests: u64| {
+        let url = format!("{}/v1/usage", node.url);
+        eventually("the cluster's usage", || {
+            let got = get_as(&url, &token);
+            let usage: serde_json::Value = serde_json::from_str(&got.body).ok()?;
+            (usage["total"]["units"]["requests"] == requests).then_some(())
+        });
+    };
+    usage_is(cluster.node(1), 90);
+    logged(&cluster, 1, 90);
+
+    // Load on A and C while B is killed.
+    let served = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = [urls[0].clone(), urls[2].clone()]
+        .into_iter()
+        .map(|url| {
+            let served = served.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    let got = post(&url, &i.to_string());
+                    assert_eq!((got.status, got.body), (200, format!("Hello, {i}!\n")));
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    eventually("load under way", || {
+        (served.load(Ordering::Relaxed) >= 20).then_some(())
+    });
+    cluster.nodes[1].take().expect("B").kill();
+    for client in clients {
+        client.join().expect("every request to A and C succeeded");
+    }
+
+    // Usage and logs from all nodes, read through any node: B's 30 (it served
+    // none after they were stored) and A's and C's 130 each.
+    for i in [0, 2] {
+        usage_is(cluster.node(i), 290);
+        logged(&cluster, i, 290);
+    }
+}
+
+/// Waits until node `i` shows `count` successful invocations of `f` in its logs.
+fn logged(cluster: &Cluster, i: usize, count: usize) {
+    eventually("the cluster's logs", || {
+        let logs = cluster.cli(i, &["logs", "f", "-n", "1000"]);
+        (logs.matches(" 200 ").count() == count).then_some(())
+    })
 }

@@ -39,6 +39,17 @@ impl ArtifactCache {
         self.dir.join(format!("{digest}.cwasm"))
     }
 
+    /// The artifact's name relative to the cache root, `<engine key>/<sha256>.cwasm`:
+    /// the same on every machine with the same engine, so that nodes can share it.
+    pub fn key(&self, digest: &Digest) -> String {
+        let engine = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{engine}/{digest}.cwasm")
+    }
+
     /// Whether the artifact of `digest` has been written.
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()

@@ -66,6 +66,7 @@ struct Status {
     /// Instance slots in use (invocations past the queue, running).
     active_instances: u32,
     compiles: u64,
+    artifact_downloads: u64,
     /// Functions loaded in memory now, and how the cache of them has fared.
     loaded_functions: usize,
     function_cache_hits: u64,
@@ -83,6 +84,7 @@ async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
         connections: counters.connections.load(Ordering::Relaxed),
         active_instances: state.runtime.active_instances(),
         compiles: counters.compiles.load(Ordering::Relaxed),
+        artifact_downloads: counters.artifact_downloads.load(Ordering::Relaxed),
         loaded_functions: state.functions.len(),
         function_cache_hits: cache.hits.load(Ordering::Relaxed),
         function_cache_misses: cache.misses.load(Ordering::Relaxed),

@@ -104,6 +104,8 @@ async fn deploy_from(
     if let Some(took) = compiled.compile_time {
         state.counters.compiles.fetch_add(1, Ordering::Relaxed);
         state.metrics.add_compile_time(took);
+        // Before the version exists, so that a node that sees it finds the artifact.
+        crate::artifacts::share(&state.runtime, &*state.blobs, digest).await;
     }
     state.blobs.commit(staged).await?;
     let version = state

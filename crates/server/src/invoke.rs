@@ -232,9 +232,7 @@ async fn run(
     if drain::declared_length(&parts.headers).is_some_and(|len| len > limits.stdin_bytes) {
         return Err(too_large(limits.stdin_bytes));
     }
-    let loaded = state
-        .functions
-        .get(&state.runtime, deployment.digest)
+    let loaded = crate::artifacts::function(state, deployment.digest)
         .await
         .map_err(|e| {
             tracing::error!(%tenant, %function, error = %e, "cannot load function");

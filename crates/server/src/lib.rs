@@ -11,6 +11,7 @@
 //! requests and flushes usage and logs.
 
 pub mod api;
+mod artifacts;
 mod auth;
 pub mod cgi;
 pub mod deploy;
@@ -32,7 +33,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::{any, get};
 use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
-use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, SqliteStore};
+pub use kiln_store::S3Config;
+use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore};
 pub use listen::ConnectionLimits;
 use metering::{Flusher, Meter};
 use metrics::Metrics;
@@ -46,7 +48,6 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -62,6 +63,9 @@ pub struct ServerConfig {
     /// A PostgreSQL URL (`postgres://...`) holding the metadata instead of the
     /// data directory's SQLite file.
     pub database: Option<String>,
+    /// An S3 bucket holding modules and shared artifacts instead of the data
+    /// directory (whose `artifacts` stay this node's cache).
+    pub s3: Option<S3Config>,
     /// Base URL for printed function URLs; default `http://<listen address>`.
     pub public_url: Option<String>,
     /// Largest module a deploy accepts (default 512 MiB).
@@ -94,6 +98,7 @@ impl ServerConfig {
             listen,
             data_dir: data_dir.into(),
             database: None,
+            s3: None,
             public_url: None,
             max_module_bytes: 512 * MIB,
             default_limits: Limits::default(),
@@ -121,6 +126,8 @@ pub struct InitialCredentials {
 pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// Other nodes' deploys, rollbacks and deletes (a shared store only).
+    changes: Option<tokio::sync::mpsc::UnboundedReceiver<kiln_store::Change>>,
     connections: ConnectionLimits,
     state: Arc<AppState>,
     log_writer: JoinHandle<()>,
@@ -148,7 +155,10 @@ impl Server {
                     .with_context(|| format!("cannot open {}", data.join("kiln.db").display()))?,
             ),
         };
-        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(data.join("modules"))?);
+        let blobs: Arc<dyn BlobStore> = match &config.s3 {
+            Some(s3) => Arc::new(S3Blobs::open(s3, data.join("staging"))?),
+            None => Arc::new(LocalBlobs::open(data.join("modules"))?),
+        };
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             artifact_dir: data.join("artifacts"),
             engine: config.engine.clone(),
@@ -157,8 +167,7 @@ impl Server {
         let initial = bootstrap(&*store).await?;
         let counters = Arc::new(Counters::default());
         let metrics = Metrics::default();
-        let compiled = ensure_compiled(&*store, &*blobs, &runtime, &metrics).await?;
-        counters.compiles.fetch_add(compiled, Ordering::Relaxed);
+        ensure_compiled(&*store, &*blobs, &runtime, &counters, &metrics).await?;
         let quotas = Quotas::load(&*store, config.prices.clone(), config.metering).await?;
 
         let listener = TcpListener::bind(config.listen)
@@ -208,9 +217,11 @@ impl Server {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
         });
+        let changes = state.store.watch().await?;
         let server = Server {
             listener,
             metrics_listener,
+            changes,
             connections: config.connections,
             state,
             log_writer,
@@ -248,6 +259,7 @@ impl Server {
         let Server {
             listener,
             metrics_listener,
+            changes,
             connections,
             state,
             log_writer,
@@ -268,6 +280,21 @@ impl Server {
                 std::future::pending(),
             ))
         });
+        // A change made through another node drops what this one cached of it:
+        // the next request reads the store again.
+        let watcher = changes.map(|mut changes| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    match change {
+                        kiln_store::Change::Function { tenant, function } => {
+                            state.deployments.forget(&tenant, &function)
+                        }
+                        kiln_store::Change::Everything => state.deployments.forget_all(),
+                    }
+                }
+            })
+        });
         let settling = state.settling.clone();
         let counters = state.counters.clone();
         let app = Router::new()
@@ -278,6 +305,9 @@ impl Server {
             .with_state(state);
         listen::serve(listener, app, connections, counters, shutdown).await;
         if let Some(task) = metrics_server {
+            task.abort();
+        }
+        if let Some(task) = watcher {
             task.abort();
         }
         // Every connection is closed; streamed invocations settle right after
@@ -328,30 +358,19 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
     }))
 }
 
-/// Compiles, from the stored blob, every deployed module that has no artifact for
-/// this engine (a new data directory copy, a wasmtime upgrade), so that the request
+/// Makes sure every deployed module has an artifact for this engine on this node
+/// (a new data directory copy, a wasmtime upgrade, a new node of a cluster):
+/// downloaded when another node shared it, else compiled; so that the request
 /// path only ever loads.
 async fn ensure_compiled(
     store: &dyn MetadataStore,
     blobs: &dyn BlobStore,
     runtime: &Arc<Runtime>,
+    counters: &Counters,
     metrics: &Metrics,
-) -> anyhow::Result<u64> {
-    let mut compiled = 0;
+) -> anyhow::Result<()> {
     for digest in store.referenced_digests().await? {
-        if runtime.artifacts().contains(&digest) {
-            continue;
-        }
-        tracing::info!(%digest, "compiling a deployed module with no artifact");
-        let bytes = blobs.read(&digest).await?;
-        let runtime = runtime.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            runtime.compile_digested(digest, &bytes, &AtomicBool::new(false))
-        })
-        .await?
-        .with_context(|| format!("cannot compile deployed module {digest}"))?;
-        metrics.add_compile_time(done.compile_time.unwrap_or_default());
-        compiled += 1;
+        artifacts::ensure_local(runtime, blobs, counters, metrics, digest).await?;
     }
-    Ok(compiled)
+    Ok(())
 }

@@ -38,6 +38,9 @@ pub struct Counters {
     /// Modules compiled since this process started (deploys of new bytes, and
     /// start-up compiles of modules with no artifact).
     pub compiles: AtomicU64,
+    /// Compiled artifacts downloaded from the cluster's object store instead of
+    /// compiled here.
+    pub artifact_downloads: AtomicU64,
 }
 
 pub struct AppState {
@@ -67,8 +70,9 @@ pub struct AppState {
 pub const DEPLOYMENT_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
 
 /// `(tenant, function)` → the deployment the invoke path runs. Filled on first
-/// use, dropped by this node's deploys, rollbacks and deletes, and bounded: the
-/// least recently used entry goes first.
+/// use, dropped by this node's deploys, rollbacks and deletes (and, with a shared
+/// store, by other nodes' as they are notified), and bounded: the least recently
+/// used entry goes first.
 pub struct DeploymentCache {
     map: Mutex<LruCache<(String, String), Arc<Served>>>,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
@@ -135,6 +139,13 @@ impl DeploymentCache {
             map.put(key, found.clone());
         }
         Ok(Some(found))
+    }
+
+    /// Drops every entry (changes may have been missed).
+    pub fn forget_all(&self) {
+        let mut map = lock(&self.map);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
     }
 
     pub fn forget(&self, tenant: &str, function: &str) {

@@ -23,6 +23,19 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The bytes of a stored module.
     async fn read(&self, digest: &Digest) -> StoreResult<Vec<u8>>;
     async fn contains(&self, digest: &Digest) -> StoreResult<bool>;
+
+    /// A compiled artifact another node shared under `key` (see
+    /// `ArtifactCache::key`), if this store shares artifacts and has it.
+    async fn shared_artifact(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let _ = key;
+        Ok(None)
+    }
+    /// Shares a compiled artifact with the other nodes (a no-op for a store of
+    /// one node, whose artifacts are already on its disk).
+    async fn share_artifact(&self, key: &str, artifact: Vec<u8>) -> StoreResult<()> {
+        let _ = (key, artifact);
+        Ok(())
+    }
 }
 
 /// An upload in progress: a local temp file and the running hash of its bytes.

@@ -126,6 +126,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Every tenant's quota (tenants without limits included, with `Quota::default()`).
     async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>>;
     async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()>;
+
+    /// Deploys, rollbacks and deletes made by any node sharing this store, as
+    /// they commit; `None` for a store that only this node uses (it knows its own
+    /// changes).
+    async fn watch(&self) -> StoreResult<Option<tokio::sync::mpsc::UnboundedReceiver<Change>>> {
+        Ok(None)
+    }
+}
+
+/// A change to what a function serves, seen through [`MetadataStore::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `tenant`'s `function` was deployed, rolled back or deleted.
+    Function { tenant: String, function: String },
+    /// Changes may have been missed (the watch reconnected): forget everything.
+    Everything,
 }
 
 /// Invocation logs kept per function; older ones are pruned as new ones arrive.

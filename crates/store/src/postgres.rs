@@ -2,17 +2,25 @@
 //! connections (tokio-postgres through deadpool); schema migrations numbered in a
 //! table of their own and applied under an advisory lock, so that nodes starting
 //! together migrate once. Same tables and semantics as the SQLite store.
+//!
+//! Deploys, rollbacks and deletes `NOTIFY kiln_changes` with `tenant/function` in
+//! the transaction that makes them (delivered when it commits); [`watch`]
+//! `LISTEN`s on a connection of its own and reconnects when it is lost.
+//!
+//! [`watch`]: MetadataStore::watch
 
 mod usage;
 
 use crate::model::*;
 use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
-use crate::{LOGS_KEPT, MetadataStore, StoreError, StoreResult};
+use crate::{Change, LOGS_KEPT, MetadataStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use kiln_runtime::Digest;
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 /// Schema migrations, applied in order. Append only.
 const MIGRATIONS: &[&str] = &[r#"
@@ -89,10 +97,14 @@ const MIGRATION_LOCK: i64 = 0x6b69_6c6e;
 /// Connections a node keeps to PostgreSQL at most.
 const POOL_SIZE: usize = 16;
 
+/// The channel deployment changes are notified on.
+const CHANGES: &str = "kiln_changes";
+
 /// Metadata in PostgreSQL. Cheap to clone.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    config: tokio_postgres::Config,
 }
 
 impl PostgresStore {
@@ -103,7 +115,7 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -114,7 +126,7 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, config };
         store.migrate().await?;
         Ok(store)
     }
@@ -191,6 +203,70 @@ pub(crate) fn unsigned(n: i64) -> u64 {
 
 fn number(n: i64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Tells every watching node that `function` changed, when `client`'s
+/// transaction commits.
+async fn notify(client: &impl GenericClient, tenant: TenantId, function: &str) -> StoreResult<()> {
+    client
+        .execute(
+            "SELECT pg_notify($1, (SELECT name FROM tenants WHERE id = $2) || '/' || $3)",
+            &[&CHANGES, &tenant, &function],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
+/// Listens for changes until `changes` is dropped, reconnecting (and saying
+/// that changes may have been missed) whenever the connection is lost.
+async fn listen(config: tokio_postgres::Config, changes: mpsc::UnboundedSender<Change>) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let listening = async { client.batch_execute(&format!("LISTEN {CHANGES}")).await };
+                let mut listening = std::pin::pin!(listening);
+                let mut subscribed = false;
+                loop {
+                    tokio::select! {
+                        done = &mut listening, if !subscribed => {
+                            if done.is_err() {
+                                break;
+                            }
+                            subscribed = true;
+                            // Whatever changed before this connection listened.
+                            if changes.send(Change::Everything).is_err() {
+                                return;
+                            }
+                        }
+                        message = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
+                            match message {
+                                Some(Ok(AsyncMessage::Notification(n))) => {
+                                    let change = match n.payload().split_once('/') {
+                                        Some((tenant, function)) => Change::Function {
+                                            tenant: tenant.to_owned(),
+                                            function: function.to_owned(),
+                                        },
+                                        None => Change::Everything,
+                                    };
+                                    if changes.send(change).is_err() {
+                                        return;
+                                    }
+                                }
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for deployment changes; retrying"),
+        }
+        if changes.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn not_found(function: &str) -> StoreError {
@@ -462,6 +538,7 @@ impl MetadataStore for PostgresStore {
         let version = version(&tx, id, number)
             .await?
             .ok_or_else(|| internal("version vanished"))?;
+        notify(&tx, tenant, function).await?;
         tx.commit().await.map_err(pg)?;
         Ok(version)
     }
@@ -598,19 +675,23 @@ impl MetadataStore for PostgresStore {
         )
         .await
         .map_err(pg)?;
+        notify(&tx, tenant, function).await?;
         tx.commit().await.map_err(pg)?;
         Ok(version)
     }
 
     async fn delete_function(&self, tenant: TenantId, function: &str) -> StoreResult<bool> {
-        let client = self.client().await?;
-        let deleted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let deleted = tx
             .execute(
                 "DELETE FROM functions WHERE tenant_id = $1 AND name = $2",
                 &[&tenant, &function],
             )
             .await
             .map_err(pg)?;
+        notify(&tx, tenant, function).await?;
+        tx.commit().await.map_err(pg)?;
         Ok(deleted == 1)
     }
 
@@ -762,5 +843,11 @@ impl MetadataStore for PostgresStore {
     async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()> {
         let client = self.client().await?;
         usage::set_quota(&client, tenant, &quota).await
+    }
+
+    async fn watch(&self) -> StoreResult<Option<mpsc::UnboundedReceiver<Change>>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(listen(self.config.clone(), sender));
+        Ok(Some(receiver))
     }
 }

@@ -3,7 +3,10 @@
 //! crate. Uploads are staged in a local directory first (hashed as they arrive,
 //! like [`LocalBlobs`](crate::LocalBlobs)), validated by the caller, then put
 //! whole under their digest: an object exists only once it is complete, so
-//! metadata never refers to a partial module.
+//! metadata never refers to a partial module. Compiled artifacts are shared in
+//! the same bucket, under `artifacts/<engine key>/<sha256>.cwasm`: the first node
+//! to compile a module puts its artifact there and the others download it. The
+//! bucket must be writable by Kiln nodes only: artifacts are native code.
 
 use crate::{BlobStore, StagedBlob, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -119,5 +122,23 @@ impl BlobStore for S3Blobs {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(s3(e)),
         }
+    }
+
+    async fn shared_artifact(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let path = ObjectPath::from(format!("artifacts/{key}"));
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(s3)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(s3(e)),
+        }
+    }
+
+    async fn share_artifact(&self, key: &str, artifact: Vec<u8>) -> StoreResult<()> {
+        let path = ObjectPath::from(format!("artifacts/{key}"));
+        self.store
+            .put(&path, PutPayload::from(artifact))
+            .await
+            .map_err(s3)?;
+        Ok(())
     }
 }

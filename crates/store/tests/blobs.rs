@@ -4,7 +4,6 @@
 
 use kiln_runtime::Digest;
 use kiln_store::*;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 enum Backend {
     Local(tempfile::TempDir),
@@ -18,24 +17,7 @@ impl Backend {
 
     /// A new, empty bucket on the test server.
     fn s3() -> Backend {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let bucket = format!(
-            "kiln-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/s3");
-        let out = std::process::Command::new(&script)
-            .args(["bucket", &bucket])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run scripts/services/s3");
-        assert!(out.status.success(), "scripts/services/s3 failed");
-        let endpoint = String::from_utf8(out.stdout)
-            .expect("URL")
-            .trim()
-            .to_owned();
+        let (endpoint, bucket) = kiln_guests::services::s3_bucket("kiln-test");
         let config = S3Config {
             bucket,
             endpoint: Some(endpoint),

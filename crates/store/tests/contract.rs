@@ -4,7 +4,6 @@
 
 use kiln_runtime::Digest;
 use kiln_store::*;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Where a test's store lives; `open` may be called again to reopen it.
 enum Backend {
@@ -19,26 +18,7 @@ impl Backend {
 
     /// A new, empty database on the test cluster.
     fn postgres() -> Backend {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "kiln_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts/services/postgres");
-        let out = std::process::Command::new(&script)
-            .args(["database", &name])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run scripts/services/postgres");
-        assert!(out.status.success(), "scripts/services/postgres failed");
-        Backend::Postgres(
-            String::from_utf8(out.stdout)
-                .expect("URL")
-                .trim()
-                .to_owned(),
-        )
+        Backend::Postgres(kiln_guests::services::postgres_database("kiln_test"))
     }
 
     async fn open(&self) -> Box<dyn MetadataStore> {

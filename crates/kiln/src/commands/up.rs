@@ -25,6 +25,14 @@ pub struct UpArgs {
     /// (`postgres://USER@HOST:PORT/DB`) instead of the data directory's SQLite file
     #[arg(long, env = "KILN_DATABASE", value_name = "URL", value_parser = parse_database_url)]
     database: Option<String>,
+    /// Keep modules (and share compiled artifacts) in this S3 bucket
+    /// (`s3://BUCKET`) instead of the data directory; credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    #[arg(long, env = "KILN_BLOBS", value_name = "s3://BUCKET", value_parser = parse_bucket)]
+    blobs: Option<String>,
+    /// The S3-compatible server's URL [default: AWS]
+    #[arg(long, env = "KILN_S3_ENDPOINT", value_name = "URL", requires = "blobs")]
+    s3_endpoint: Option<String>,
     /// Base URL printed for functions [default: http://<listen address>]
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -87,6 +95,14 @@ pub struct UpArgs {
 enum Switch {
     On,
     Off,
+}
+
+/// `s3://BUCKET`: the bucket's name.
+fn parse_bucket(text: &str) -> Result<String, String> {
+    match text.strip_prefix("s3://") {
+        Some(bucket) if !bucket.is_empty() && !bucket.contains('/') => Ok(bucket.to_owned()),
+        _ => Err("expected s3://BUCKET".into()),
+    }
 }
 
 /// A `postgres://` or `postgresql://` URL.
@@ -163,6 +179,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(args.listen, &data);
     config.public_url = args.public_url;
     config.database = args.database;
+    config.s3 = args.blobs.map(|bucket| kiln_server::S3Config {
+        bucket,
+        endpoint: args.s3_endpoint,
+        credentials: None,
+    });
     config.max_module_bytes = args.max_module_size;
     config.engine.max_instances = args.max_instances;
     config.engine.instance_wait = args.instance_wait;

@@ -272,26 +272,3 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
-
-/// A new, empty database on the project's throwaway PostgreSQL (started by
-/// `scripts/services/postgres` on first use); its URL.
-pub fn postgres_database(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let script = kiln_guests::repo_root().join("scripts/services/postgres");
-    let out = Command::new(&script)
-        .args(["database", &name])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/services/postgres");
-    assert!(out.status.success(), "scripts/services/postgres failed");
-    String::from_utf8(out.stdout)
-        .expect("URL")
-        .trim()
-        .to_owned()
-}
