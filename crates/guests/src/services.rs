@@ -14,11 +14,13 @@ fn unique(prefix: &str, separator: &str) -> String {
     format!("{prefix}{separator}{}{separator}{n}", std::process::id())
 }
 
-/// Runs `scripts/services/NAME ARGS...` and returns what it printed (a URL).
-/// Panics with the script's failure: a test cannot go on without its service.
-fn service(name: &str, args: &[&str]) -> String {
+/// Runs `scripts/services/NAME ARGS...` (with `env` set) and returns what it
+/// printed (a URL). Panics with the script's failure: a test cannot go on
+/// without its service.
+pub fn service(name: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let script = crate::repo_root().join("scripts/services").join(name);
     let out = Command::new(&script)
+        .envs(env.iter().copied())
         .args(args)
         .stderr(Stdio::inherit())
         .output()
@@ -29,12 +31,12 @@ fn service(name: &str, args: &[&str]) -> String {
 
 /// The URL of a new, empty database on the test PostgreSQL.
 pub fn postgres_database(prefix: &str) -> String {
-    service("postgres", &["database", &unique(prefix, "_")])
+    service("postgres", &[], &["database", &unique(prefix, "_")])
 }
 
 /// A new, empty bucket on the test S3 server: (endpoint URL, bucket name).
 pub fn s3_bucket(prefix: &str) -> (String, String) {
     let bucket = unique(prefix, "-");
-    let endpoint = service("s3", &["bucket", &bucket]);
+    let endpoint = service("s3", &[], &["bucket", &bucket]);
     (endpoint, bucket)
 }

@@ -4,10 +4,10 @@
 
 mod support;
 
+use kiln_guests::services::{postgres_database, s3_bucket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use kiln_guests::services::{postgres_database, s3_bucket};
 use support::*;
 
 /// How soon a change made through one node must be served by the others.
@@ -268,4 +268,65 @@ fn logged(cluster: &Cluster, i: usize, count: usize) {
         let logs = cluster.cli(i, &["logs", "f", "-n", "1000"]);
         (logs.matches(" 200 ").count() == count).then_some(())
     })
+}
+
+#[test]
+fn loaded_functions_keep_serving_while_the_database_and_the_object_store_are_down() {
+    // A PostgreSQL and an S3 server of this test's own, to stop and start.
+    let pg_port = [("KILN_PG_PORT", "54331")];
+    let s3_port = [("KILN_S3_PORT", "59001")];
+    let services = kiln_guests::services::service;
+    let database = services("postgres", &pg_port, &["database", "kiln_outage"]);
+    let endpoint = services("s3", &s3_port, &["bucket", "kiln-outage"]);
+    let home = Home::new();
+    let flags = [
+        "--database",
+        &database,
+        "--blobs",
+        "s3://kiln-outage",
+        "--s3-endpoint",
+        &endpoint,
+    ];
+    let credentials = [
+        "env",
+        "AWS_ACCESS_KEY_ID=kiln",
+        "AWS_SECRET_ACCESS_KEY=kiln-secret",
+    ];
+    let server = home.start_in(&credentials, &flags);
+    server.ok(&["deploy", &guest("hello")]);
+    let url = server.function_url("default", "hello");
+    let call = |what: &str| {
+        for i in 0..5 {
+            let got = post(&url, &i.to_string());
+            assert_eq!(
+                (got.status, got.body.as_str()),
+                (200, format!("Hello, {i}!\n").as_str()),
+                "{what}"
+            );
+        }
+    };
+    call("before");
+
+    services("postgres", &pg_port, &["stop"]);
+    call("with the database down");
+    let deploy = server.cli(&["deploy", "--name", "other", &guest("exit3")], &[], b"");
+    assert!(!deploy.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&deploy.stderr).trim(),
+        "kiln: the metadata store is unavailable; try again later (503)"
+    );
+    services("s3", &s3_port, &["stop"]);
+    call("with the database and the object store down");
+
+    // Back: the usage buffered meanwhile is written, and deploys work again.
+    // (moto's server keeps its objects in memory: it comes back empty.)
+    services("postgres", &pg_port, &[]);
+    services("s3", &s3_port, &["bucket", "kiln-outage"]);
+    let usage_url = format!("{}/v1/usage", server.url);
+    eventually("the usage buffered during the outage", || {
+        let got = get_as(&usage_url, &home.token());
+        let usage: serde_json::Value = serde_json::from_str(&got.body).ok()?;
+        (usage["total"]["units"]["requests"] == 15).then_some(())
+    });
+    server.ok(&["deploy", "--name", "other", &guest("exit3")]);
 }

@@ -94,6 +94,10 @@ CREATE INDEX usage_by_hour ON usage (hour);
 /// Serializes migrations across nodes (`pg_advisory_xact_lock` key).
 const MIGRATION_LOCK: i64 = 0x6b69_6c6e;
 
+/// How long a query waits for a connection, or a connection to be made, before
+/// the store is reported unavailable.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connections a node keeps to PostgreSQL at most.
 const POOL_SIZE: usize = 16;
 
@@ -111,9 +115,12 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user@host:port/db`) and
     /// brings its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(TIMEOUT);
+        }
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -123,6 +130,8 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .wait_timeout(Some(TIMEOUT))
+            .create_timeout(Some(TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
