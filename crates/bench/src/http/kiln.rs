@@ -47,8 +47,7 @@ pub struct Kiln {
 impl Kiln {
     /// Starts `kiln up` on a new data directory under `home`.
     pub fn start(binary: &Path, home: &Path, extra: &[&str]) -> anyhow::Result<Kiln> {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(binary, home, &extra)?;
+        let mut node = Kiln::join(binary, home, extra, ("", ""))?;
         let credentials: serde_json::Value = serde_json::from_slice(
             &std::fs::read(home.join("config/kiln/credentials.json"))
                 .context("reading the credentials kiln up wrote")?,
@@ -59,11 +58,26 @@ impl Kiln {
                 .map(str::to_owned)
                 .with_context(|| format!("credentials have no {name}"))
         };
+        node.token = field("token")?;
+        node.admin_token = field("admin_token")?;
+        Ok(node)
+    }
+
+    /// Starts `kiln up` on a store another node bootstrapped (a cluster's
+    /// database), using that node's `(token, admin token)`.
+    pub fn join(
+        binary: &Path,
+        home: &Path,
+        extra: &[&str],
+        tokens: (&str, &str),
+    ) -> anyhow::Result<Kiln> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(binary, home, &extra)?;
         Ok(Kiln {
             child,
             addr,
-            token: field("token")?,
-            admin_token: field("admin_token")?,
+            token: tokens.0.to_owned(),
+            admin_token: tokens.1.to_owned(),
             binary: binary.to_owned(),
             home: home.to_owned(),
             extra,
@@ -143,6 +157,9 @@ fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child,
         .args(extra)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("KILN_LOG", "warn")
+        // What the throwaway S3 server of a cluster scenario accepts.
+        .env("AWS_ACCESS_KEY_ID", "kiln")
+        .env("AWS_SECRET_ACCESS_KEY", "kiln-secret")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

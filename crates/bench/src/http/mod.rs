@@ -4,6 +4,7 @@
 
 mod big;
 mod client;
+mod cluster;
 mod cold;
 mod density;
 mod kiln;
@@ -27,7 +28,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm,metering,neighbours,wasi-http,density,big"
+        default_value = "cold,warm,metering,neighbours,wasi-http,density,big,cluster"
     )]
     only: Vec<Scenario>,
     /// Seconds of load for each wrk run
@@ -56,6 +57,7 @@ enum Scenario {
     WasiHttp,
     Density,
     Big,
+    Cluster,
 }
 
 pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -154,6 +156,18 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
         eprintln!("big module: {} MiB", args.big_mib);
         let (_home, mut kiln) = fresh(&[])?;
         big::run(&mut kiln, &wasmtime, args.big_mib << 20, &mut report)?;
+    }
+    if wants(Scenario::Cluster) {
+        eprintln!(
+            "cluster: 6 wrk runs of {} s, 1 and 3 nodes behind nginx",
+            args.seconds
+        );
+        cluster::run(
+            &binary,
+            &hello,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
     }
     println!("{}", report.markdown());
     Ok(())

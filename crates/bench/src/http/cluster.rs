@@ -1,0 +1,190 @@
+//! Cluster: hello through nginx to three `kiln up` nodes sharing a PostgreSQL
+//! and an S3 bucket (the project's throwaway services), against the same nginx
+//! in front of one of those nodes; wrk at 64 connections, runs alternated
+//! [`ROUNDS`] times, medians compared. Each node's CPU time over the three-node
+//! runs shows how the load spread. On a machine with fewer cores than nodes the
+//! ratio is below one: the nodes, nginx and wrk share the same cores.
+
+use super::client;
+use super::kiln::Kiln;
+use super::report::Report;
+use super::wrk;
+use anyhow::{Context, bail};
+use kiln_guests::services;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 3;
+const NODES: usize = 3;
+
+/// nginx in front of the nodes: one address balancing over all of them, one
+/// proxying to the first only.
+struct Balancer {
+    child: Child,
+    all: String,
+    first: String,
+}
+
+impl Balancer {
+    fn start(dir: &Path, nodes: &[Kiln]) -> anyhow::Result<Balancer> {
+        let free = || -> anyhow::Result<String> {
+            Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
+        };
+        let (all, first) = (free()?, free()?);
+        let servers: String = nodes
+            .iter()
+            .map(|n| format!("        server {};\n", n.addr))
+            .collect();
+        let proxy = "proxy_http_version 1.1; proxy_set_header Connection \"\"; \
+                     proxy_request_buffering off; proxy_buffering off;";
+        let config = format!(
+            "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n    access_log off;\n\
+             upstream all {{\n{servers}        keepalive 128;\n    }}\n\
+             upstream first {{\n        server {first_node};\n        keepalive 128;\n    }}\n\
+             server {{ listen {all}; location / {{ proxy_pass http://all; {proxy} }} }}\n\
+             server {{ listen {first}; location / {{ proxy_pass http://first; {proxy} }} }}\n}}\n",
+            dir = dir.display(),
+            first_node = nodes[0].addr,
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, config)?;
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting nginx (apt-get install nginx; scripts/bench does it)")?;
+        let balancer = Balancer { child, all, first };
+        let begin = Instant::now();
+        while std::net::TcpStream::connect(&balancer.all).is_err() {
+            if begin.elapsed() > Duration::from_secs(10) {
+                bail!("nginx did not start; see {}/nginx-error.log", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(balancer)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(
+    binary: &Path,
+    hello: &[u8],
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let database = services::postgres_database("kiln_bench");
+    let (endpoint, bucket) = services::s3_bucket("kiln-bench");
+    let blobs = format!("s3://{bucket}");
+    let flags = [
+        "--database",
+        &database,
+        "--blobs",
+        &blobs,
+        "--s3-endpoint",
+        &endpoint,
+    ];
+    let dir = tempfile::tempdir()?;
+    let mut nodes: Vec<Kiln> = Vec::new();
+    for i in 0..NODES {
+        let home = dir.path().join(format!("node{i}"));
+        nodes.push(match nodes.first() {
+            None => Kiln::start(binary, &home, &flags)?,
+            Some(first) => {
+                let tokens = (first.token.as_str(), first.admin_token.as_str());
+                Kiln::join(binary, &home, &flags, tokens)?
+            }
+        });
+    }
+    client::deploy(
+        &client::agent(),
+        nodes[0].addr,
+        &nodes[0].token,
+        "hello",
+        hello,
+    )?;
+    for node in &nodes {
+        client::expect(node.addr, "/fn/default/hello", b"n", b"Hello, n!\n")?;
+    }
+    let balancer = Balancer::start(dir.path(), &nodes)?;
+    let url = |addr: &str| format!("http://{addr}/fn/default/hello");
+
+    let (mut one, mut three) = (Vec::new(), Vec::new());
+    let mut cpu = vec![Duration::ZERO; NODES];
+    for round in 0..ROUNDS {
+        for three_first in [round % 2 == 0, round % 2 != 0] {
+            if three_first {
+                let before: Vec<Duration> =
+                    nodes.iter().map(Kiln::cpu_time).collect::<Result<_, _>>()?;
+                three.push(wrk::run(&url(&balancer.all), "n", 64, duration)?.requests_per_sec);
+                for (i, node) in nodes.iter().enumerate() {
+                    cpu[i] += node.cpu_time()? - before[i];
+                }
+            } else {
+                one.push(wrk::run(&url(&balancer.first), "n", 64, duration)?.requests_per_sec);
+            }
+        }
+    }
+    let median = |mut runs: Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        runs[ROUNDS / 2]
+    };
+    let list = |runs: &[f64]| {
+        runs.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report.add(
+        "cluster",
+        "1 node behind nginx: req/s of the runs",
+        list(&one),
+    );
+    report.add(
+        "cluster",
+        "3 nodes behind nginx: req/s of the runs",
+        list(&three),
+    );
+    let total: f64 = cpu.iter().map(Duration::as_secs_f64).sum();
+    let shares = cpu
+        .iter()
+        .map(|c| {
+            format!(
+                "{:.0}%",
+                c.as_secs_f64() / total.max(f64::MIN_POSITIVE) * 100.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    report.add(
+        "cluster",
+        "3 nodes: each node's share of the nodes' CPU time",
+        format!("{shares} ({total:.1} s in all)"),
+    );
+    let (one, three) = (median(one), median(three));
+    report.add(
+        "cluster",
+        "3 nodes ÷ 1 node, req/s (medians, 64 connections)",
+        format!(
+            "{:.2}× ({three:.0} vs {one:.0}); {} cores here",
+            three / one,
+            cores()
+        ),
+    );
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
