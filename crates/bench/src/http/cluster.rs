@@ -121,7 +121,7 @@ pub fn run(
     let url = |addr: &str| format!("http://{addr}/fn/default/hello");
 
     let (mut one, mut three) = (Vec::new(), Vec::new());
-    let mut cpu = vec![Duration::ZERO; NODES];
+    let mut cpu = [Duration::ZERO; NODES];
     for round in 0..ROUNDS {
         for three_first in [round % 2 == 0, round % 2 != 0] {
             if three_first {
