@@ -72,8 +72,13 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    /// SIGTERM, not SIGKILL: nginx's master then stops its workers (killed, it
+    /// would leave them running, and listening).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
         let _ = self.child.wait();
     }
 }
