@@ -1,9 +1,15 @@
 //! The project's throwaway services for tests (`scripts/services/`): a
-//! PostgreSQL and an S3-compatible server on loopback, each started on first use
+//! PostgreSQL and an S3-compatible server (Garage) on loopback, each started on first use
 //! (the scripts are safe to run many times, and at once), and a fresh database or
 //! bucket for each caller.
 
 use std::process::{Command, Stdio};
+
+/// The S3 key `scripts/services/s3` gives its clients (a throwaway server on
+/// loopback; the script holds the same two values).
+pub const S3_ACCESS_KEY_ID: &str = "GK6b696c6e2d746573742d6b65";
+pub const S3_SECRET_ACCESS_KEY: &str =
+    "6b696c6e2d746573742d7365637265742d6f6e6c792d666f722d6c6f6f706261";
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A name no other caller of this process or another has: `prefix`, the pid,

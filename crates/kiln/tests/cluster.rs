@@ -4,7 +4,7 @@
 
 mod support;
 
-use kiln_guests::services::{postgres_database, s3_bucket};
+use kiln_guests::services::{S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, postgres_database, s3_bucket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -49,12 +49,9 @@ impl Cluster {
 
     fn start_on(&self, home: &Home) -> KilnServer {
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        let credentials = [
-            "env",
-            "AWS_ACCESS_KEY_ID=kiln",
-            "AWS_SECRET_ACCESS_KEY=kiln-secret",
-        ];
-        home.start_in(&credentials, &flags)
+        let credentials = s3_credentials();
+        let wrapper: Vec<&str> = credentials.iter().map(String::as_str).collect();
+        home.start_in(&wrapper, &flags)
     }
 
     fn node(&self, i: usize) -> &KilnServer {
@@ -81,6 +78,15 @@ impl Cluster {
         assert_eq!(got.status, 200, "{}", got.body);
         serde_json::from_str(&got.body).expect("status JSON")
     }
+}
+
+/// `env` with the test S3 server's key: the wrapper `kiln up` is started in.
+fn s3_credentials() -> [String; 3] {
+    [
+        "env".into(),
+        format!("AWS_ACCESS_KEY_ID={S3_ACCESS_KEY_ID}"),
+        format!("AWS_SECRET_ACCESS_KEY={S3_SECRET_ACCESS_KEY}"),
+    ]
 }
 
 /// Polls `url` until it answers `expected` (status and body), failing once
@@ -274,7 +280,7 @@ fn logged(cluster: &Cluster, i: usize, count: usize) {
 fn loaded_functions_keep_serving_while_the_database_and_the_object_store_are_down() {
     // A PostgreSQL and an S3 server of this test's own, to stop and start.
     let pg_port = [("KILN_PG_PORT", "54331")];
-    let s3_port = [("KILN_S3_PORT", "59001")];
+    let s3_port = [("KILN_S3_PORT", "59010")];
     let services = kiln_guests::services::service;
     let database = services("postgres", &pg_port, &["database", "kiln_outage"]);
     let endpoint = services("s3", &s3_port, &["bucket", "kiln-outage"]);
@@ -287,12 +293,9 @@ fn loaded_functions_keep_serving_while_the_database_and_the_object_store_are_dow
         "--s3-endpoint",
         &endpoint,
     ];
-    let credentials = [
-        "env",
-        "AWS_ACCESS_KEY_ID=kiln",
-        "AWS_SECRET_ACCESS_KEY=kiln-secret",
-    ];
-    let server = home.start_in(&credentials, &flags);
+    let credentials = s3_credentials();
+    let wrapper: Vec<&str> = credentials.iter().map(String::as_str).collect();
+    let server = home.start_in(&wrapper, &flags);
     server.ok(&["deploy", &guest("hello")]);
     let url = server.function_url("default", "hello");
     let call = |what: &str| {
@@ -319,9 +322,8 @@ fn loaded_functions_keep_serving_while_the_database_and_the_object_store_are_dow
     call("with the database and the object store down");
 
     // Back: the usage buffered meanwhile is written, and deploys work again.
-    // (moto's server keeps its objects in memory: it comes back empty.)
     services("postgres", &pg_port, &[]);
-    services("s3", &s3_port, &["bucket", "kiln-outage"]);
+    services("s3", &s3_port, &[]);
     let usage_url = format!("{}/v1/usage", server.url);
     eventually("the usage buffered during the outage", || {
         let got = get_as(&usage_url, &home.token());

@@ -21,7 +21,10 @@ impl Backend {
         let config = S3Config {
             bucket,
             endpoint: Some(endpoint),
-            credentials: Some(("kiln".into(), "kiln-secret".into())),
+            credentials: Some((
+                kiln_guests::services::S3_ACCESS_KEY_ID.into(),
+                kiln_guests::services::S3_SECRET_ACCESS_KEY.into(),
+            )),
         };
         Backend::S3(config, tempfile::tempdir().expect("tempdir"))
     }

@@ -157,9 +157,12 @@ fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child,
         .args(extra)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("KILN_LOG", "warn")
-        // What the throwaway S3 server of a cluster scenario accepts.
-        .env("AWS_ACCESS_KEY_ID", "kiln")
-        .env("AWS_SECRET_ACCESS_KEY", "kiln-secret")
+        // The key of the throwaway S3 server of the cluster scenario.
+        .env("AWS_ACCESS_KEY_ID", kiln_guests::services::S3_ACCESS_KEY_ID)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            kiln_guests::services::S3_SECRET_ACCESS_KEY,
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
