@@ -341,9 +341,18 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
         return Ok(None);
     }
     let (admin_token, admin_hash) = auth::generate()?;
+    // Nodes of a cluster starting together on a new database may all get here:
+    // the one that loses the race to create the tenant uses it. Each then has
+    // tokens of its own, all valid.
     let tenant = match store.tenant(DEFAULT_TENANT).await? {
         Some(t) => t,
-        None => store.create_tenant(DEFAULT_TENANT).await?,
+        None => match store.create_tenant(DEFAULT_TENANT).await {
+            Err(kiln_store::StoreError::Conflict(_)) => store
+                .tenant(DEFAULT_TENANT)
+                .await?
+                .context("the default tenant vanished while bootstrapping")?,
+            created => created?,
+        },
     };
     let (tenant_token, tenant_hash) = auth::generate()?;
     store
