@@ -9,14 +9,31 @@ use crate::state::{AppState, Counters};
 use anyhow::Context;
 use kiln_runtime::{Digest, Function, LoadError, Runtime};
 use kiln_store::BlobStore;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Digests being fetched or compiled now: the requests that find one missing
+/// at once wait for one fetch instead of each doing its own.
+fn fetching(digest: Digest) -> Arc<tokio::sync::Mutex<()>> {
+    static FETCHING: OnceLock<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let mut map = FETCHING
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // Entries nobody waits on any more are dropped on the way.
+    map.retain(|_, lock| Arc::strong_count(lock) > 1);
+    map.entry(digest).or_default().clone()
+}
 
 /// The loaded function of `digest`, from the function cache, else from the
 /// artifact on disk, else from the cluster or a compilation.
 pub async fn function(state: &AppState, digest: Digest) -> anyhow::Result<Function> {
     match state.functions.get(&state.runtime, digest).await {
         Err(LoadError::NotCompiled(_)) => {
+            let lock = fetching(digest);
+            let _fetching = lock.lock().await;
             ensure_local(
                 &state.runtime,
                 &*state.blobs,
