@@ -48,7 +48,19 @@ pub struct StagedBlob {
 }
 
 impl StagedBlob {
-    pub(crate) async fn create(path: PathBuf) -> StoreResult<StagedBlob> {
+    /// A new staging file in `dir`, named so that no other upload of this
+    /// process or another uses it.
+    pub(crate) async fn create_in(dir: &Path) -> StoreResult<StagedBlob> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "{}-{}.upload",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        StagedBlob::create(dir.join(name)).await
+    }
+
+    async fn create(path: PathBuf) -> StoreResult<StagedBlob> {
         let file = tokio::fs::File::create_new(&path)
             .await
             .map_err(|e| io_error(&path, e))?;
@@ -121,13 +133,7 @@ impl LocalBlobs {
 #[async_trait]
 impl BlobStore for LocalBlobs {
     async fn stage(&self) -> StoreResult<StagedBlob> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "{}-{}.upload",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        StagedBlob::create(self.dir.join(".staging").join(name)).await
+        StagedBlob::create_in(&self.dir.join(".staging")).await
     }
 
     async fn commit(&self, mut staged: StagedBlob) -> StoreResult<Digest> {

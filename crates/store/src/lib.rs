@@ -43,6 +43,18 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// Refuses a database whose schema has more migrations applied than this build
+/// knows (`known`): a newer kiln wrote it.
+fn check_schema(applied: usize, known: usize) -> StoreResult<()> {
+    if applied > known {
+        return Err(StoreError::Internal(format!(
+            "the database schema is version {applied}, newer than this kiln knows ({known}): \
+             upgrade kiln"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether an I/O error means the storage has no room left (ENOSPC, EDQUOT).
 pub fn is_full(e: &std::io::Error) -> bool {
     matches!(

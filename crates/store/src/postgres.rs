@@ -162,13 +162,7 @@ impl PostgresStore {
             .map_err(pg)?
             .get(0);
         let applied = usize::try_from(applied).unwrap_or(0);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::Internal(format!(
-                "the database schema is version {applied}, newer than this kiln knows ({}): \
-                 upgrade kiln",
-                MIGRATIONS.len()
-            )));
-        }
+        crate::check_schema(applied, MIGRATIONS.len())?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             tx.batch_execute(sql).await.map_err(pg)?;
             let number = i32::try_from(i + 1).unwrap_or(i32::MAX);

@@ -16,7 +16,6 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where a cluster's objects are.
 #[derive(Debug, Clone)]
@@ -86,13 +85,7 @@ fn s3(e: object_store::Error) -> StoreError {
 #[async_trait]
 impl BlobStore for S3Blobs {
     async fn stage(&self) -> StoreResult<StagedBlob> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "{}-{}.upload",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        StagedBlob::create(self.staging.join(name)).await
+        StagedBlob::create_in(&self.staging).await
     }
 
     async fn commit(&self, mut staged: StagedBlob) -> StoreResult<Digest> {

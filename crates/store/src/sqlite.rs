@@ -128,13 +128,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let applied: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(internal)?;
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Internal(format!(
-            "the database schema is version {applied}, newer than this kiln knows ({}): \
-             upgrade kiln",
-            MIGRATIONS.len()
-        )));
-    }
+    crate::check_schema(applied, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(internal)?;
         tx.execute_batch(sql).map_err(internal)?;

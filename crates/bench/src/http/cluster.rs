@@ -7,7 +7,7 @@
 
 use super::client;
 use super::kiln::Kiln;
-use super::report::Report;
+use super::report::{Report, median, runs};
 use super::wrk;
 use anyhow::{Context, bail};
 use kiln_guests::services;
@@ -141,25 +141,15 @@ pub fn run(
             }
         }
     }
-    let median = |mut runs: Vec<f64>| {
-        runs.sort_by(f64::total_cmp);
-        runs[ROUNDS / 2]
-    };
-    let list = |runs: &[f64]| {
-        runs.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     report.add(
         "cluster",
         "1 node behind nginx: req/s of the runs",
-        list(&one),
+        runs(&one, 0),
     );
     report.add(
         "cluster",
         "3 nodes behind nginx: req/s of the runs",
-        list(&three),
+        runs(&three, 0),
     );
     let total: f64 = cpu.iter().map(Duration::as_secs_f64).sum();
     let shares = cpu

@@ -8,7 +8,7 @@
 
 use super::client::{self, expect};
 use super::kiln::Kiln;
-use super::report::Report;
+use super::report::{Report, median, runs};
 use super::wrk;
 use std::time::Duration;
 
@@ -54,37 +54,21 @@ pub fn run(
         without.push(off_run.0);
         cpu_without.push(off_run.1);
     }
-    let median = |mut runs: Vec<f64>| {
-        runs.sort_by(f64::total_cmp);
-        runs[ROUNDS / 2]
-    };
-    let list = |runs: &[f64]| {
-        runs.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let list_fine = |runs: &[f64]| {
-        runs.iter()
-            .map(|r| format!("{r:.1}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    report.add("metering", "metering on: req/s of the runs", list(&with));
+    report.add("metering", "metering on: req/s of the runs", runs(&with, 0));
     report.add(
         "metering",
         "metering off: req/s of the runs",
-        list(&without),
+        runs(&without, 0),
     );
     report.add(
         "metering",
         "metering on: server CPU µs per request of the runs",
-        list_fine(&cpu_with),
+        runs(&cpu_with, 1),
     );
     report.add(
         "metering",
         "metering off: server CPU µs per request of the runs",
-        list_fine(&cpu_without),
+        runs(&cpu_without, 1),
     );
     let (cpu_with, cpu_without) = (median(cpu_with), median(cpu_without));
     let cpu_change = (cpu_with - cpu_without) / cpu_without * 100.0;

@@ -64,6 +64,21 @@ impl Report {
     }
 }
 
+/// The median of an odd number of runs (the upper middle one of an even number).
+pub fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Every run, comma-separated, with `decimals` decimals.
+pub fn runs(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `1.23 ms`, or `812 µs` below a millisecond.
 pub fn latency(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
