@@ -20,7 +20,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 #[derive(clap::Args)]
-pub struct MicroArgs {
+pub(crate) struct MicroArgs {
     /// Warm invocations per contender
     #[arg(long, default_value_t = 20_000)]
     warm: usize,
@@ -40,7 +40,7 @@ pub struct MicroArgs {
 
 const INPUT: &[u8] = b"world";
 
-pub fn run(args: MicroArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: MicroArgs) -> anyhow::Result<()> {
     let path = kiln_guests::path(&args.guest);
     let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let expected = format!("Hello, {}!\n", String::from_utf8_lossy(INPUT));
@@ -55,7 +55,7 @@ pub fn run(args: MicroArgs) -> anyhow::Result<()> {
     let function = runtime.load(&compiled.digest)?;
     let request = || Request {
         stdin: INPUT.into(),
-        args: vec![args.guest.clone()],
+        args: [args.guest.clone()].into(),
         env: vec![],
         limits: Limits::default(),
         ..Default::default()

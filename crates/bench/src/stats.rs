@@ -4,14 +4,14 @@ use std::time::Duration;
 
 /// Median and tail of a set of samples.
 #[derive(Debug, Clone, Copy)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub count: usize,
     pub median: Duration,
     pub p99: Duration,
 }
 
 impl Summary {
-    pub fn of(mut samples: Vec<Duration>) -> Summary {
+    pub(crate) fn of(mut samples: Vec<Duration>) -> Summary {
         assert!(!samples.is_empty(), "no samples");
         samples.sort_unstable();
         let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
@@ -24,7 +24,7 @@ impl Summary {
 }
 
 /// A duration in microseconds with one decimal.
-pub fn micros(d: Duration) -> String {
+pub(crate) fn micros(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 

@@ -3,13 +3,15 @@
 
 use crate::credentials::{self, DEFAULT_URL};
 use anyhow::{Context, bail};
+use kiln_api::{ErrorBody, WhoAmI};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
 /// Server and token flags, shared by every client subcommand.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Server URL [env: KILN_URL; default: from the credentials file, else http://127.0.0.1:8080]
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
@@ -18,7 +20,7 @@ pub struct ServerArgs {
     pub token: Option<String>,
 }
 
-pub struct Client {
+pub(crate) struct Client {
     agent: Agent,
     pub url: String,
     token: Option<String>,
@@ -28,13 +30,13 @@ pub struct Client {
 
 /// Which token a command needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Tenant,
     Admin,
 }
 
 impl Client {
-    pub fn new(args: &ServerArgs, role: Role) -> anyhow::Result<Client> {
+    pub(crate) fn new(args: &ServerArgs, role: Role) -> anyhow::Result<Client> {
         let saved = credentials::load()?;
         let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         let url = args
@@ -70,36 +72,36 @@ impl Client {
         }
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let req = self.authorized(self.agent.get(format!("{}{path}", self.url)));
         json(self.check(req.call())?)
     }
 
-    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+    pub(crate) fn delete(&self, path: &str) -> anyhow::Result<()> {
         let req = self.authorized(self.agent.delete(format!("{}{path}", self.url)));
         self.check(req.call()).map(drop)
     }
 
-    pub fn post_json<T: DeserializeOwned>(
+    pub(crate) fn post_json<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: serde_json::Value,
+        body: &impl Serialize,
     ) -> anyhow::Result<T> {
         let req = self.authorized(self.agent.post(format!("{}{path}", self.url)));
         json(self.check(req.send_json(body))?)
     }
 
-    pub fn put_json<T: DeserializeOwned>(
+    pub(crate) fn put_json<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: serde_json::Value,
+        body: &impl Serialize,
     ) -> anyhow::Result<T> {
         let req = self.authorized(self.agent.put(format!("{}{path}", self.url)));
         json(self.check(req.send_json(body))?)
     }
 
     /// POSTs a streamed body (a module upload).
-    pub fn post_reader<T: DeserializeOwned>(
+    pub(crate) fn post_reader<T: DeserializeOwned>(
         &self,
         path: &str,
         body: impl std::io::Read + 'static,
@@ -113,19 +115,15 @@ impl Client {
     }
 
     /// POSTs `body` to an arbitrary path and returns the raw response (for invoke).
-    pub fn post_raw(&self, path: &str, body: &[u8]) -> anyhow::Result<Response<Body>> {
+    pub(crate) fn post_raw(&self, path: &str, body: &[u8]) -> anyhow::Result<Response<Body>> {
         let req = self.authorized(self.agent.post(format!("{}{path}", self.url)));
         req.send(body).map_err(|e| self.unreachable(e))
     }
 
     /// The tenant this client acts for: from the credentials file or the server.
-    pub fn tenant(&self) -> anyhow::Result<String> {
+    pub(crate) fn tenant(&self) -> anyhow::Result<String> {
         if let Some(t) = &self.tenant {
             return Ok(t.clone());
-        }
-        #[derive(serde::Deserialize)]
-        struct WhoAmI {
-            tenant: Option<String>,
         }
         let me: WhoAmI = self.get("/v1/whoami")?;
         me.tenant
@@ -139,10 +137,9 @@ impl Client {
         }
         let status = response.status();
         let text = response.body_mut().read_to_string().unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| text.trim().to_owned());
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| text.trim().to_owned());
         if self.token.is_none() && status == 401 {
             bail!(
                 "{message} (no token: run `kiln up` on this machine, or set KILN_TOKEN or --token)"

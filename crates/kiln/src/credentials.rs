@@ -7,17 +7,17 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Where the CLI talks to when nothing says otherwise.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub url: String,
     pub tenant: String,
     pub token: String,
     pub admin_token: String,
 }
 
-pub fn path() -> PathBuf {
+pub(crate) fn path() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -27,7 +27,7 @@ pub fn path() -> PathBuf {
 }
 
 /// The credentials file, if there is one.
-pub fn load() -> anyhow::Result<Option<Credentials>> {
+pub(crate) fn load() -> anyhow::Result<Option<Credentials>> {
     let path = path();
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -39,7 +39,7 @@ pub fn load() -> anyhow::Result<Option<Credentials>> {
 }
 
 /// Writes the credentials file, readable by its owner only.
-pub fn save(credentials: &Credentials) -> anyhow::Result<PathBuf> {
+pub(crate) fn save(credentials: &Credentials) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = path();

@@ -38,17 +38,6 @@ enum Command {
     Compile(compile::CompileArgs),
 }
 
-/// A size for people: `812 B`, `45.0 KiB`, `20.3 MiB`.
-pub fn human_size(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
-        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
-    }
-}
-
 /// Client commands end quietly when their reader goes away (`kiln logs f | head`),
 /// as Unix tools do, instead of failing on a broken pipe. The server keeps Rust's
 /// default (SIGPIPE ignored): a client hanging up must never stop it.
@@ -98,12 +87,5 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_size(812), "812 B");
-        assert_eq!(human_size(45959), "44.9 KiB");
-        assert_eq!(human_size(20 << 20), "20.0 MiB");
     }
 }

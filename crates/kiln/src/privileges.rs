@@ -30,7 +30,7 @@ struct CapabilityData {
 
 /// Drops every capability but `CAP_NET_BIND_SERVICE` when `bind_low_port`, and
 /// forbids gaining any again.
-pub fn drop_privileges(bind_low_port: bool) -> io::Result<()> {
+pub(crate) fn drop_privileges(bind_low_port: bool) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only; no memory is passed.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());

@@ -7,7 +7,7 @@
 //! artifact the engine would reject. Files are written atomically (temp file, fsync,
 //! rename, fsync of the directory): a reader sees a whole artifact or none.
 
-use crate::digest::Digest;
+use kiln_api::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
@@ -57,7 +57,7 @@ impl ArtifactCache {
 
     /// Writes the artifact of `digest` atomically and durably, returning its path.
     /// Concurrent writers of the same digest are harmless: each renames a whole file.
-    pub fn write(&self, digest: &Digest, artifact: &[u8]) -> io::Result<PathBuf> {
+    pub(crate) fn write(&self, digest: &Digest, artifact: &[u8]) -> io::Result<PathBuf> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let path = self.path(digest);
         let tmp = self.dir.join(format!(

@@ -1,9 +1,9 @@
 //! A loaded function: a compiled core module or component, pre-linked against
 //! Kiln's host functions, ready to be instantiated once per request.
 
-use crate::digest::Digest;
 use crate::limiter::GuestLimiter;
 use crate::outbound::OutboundHooks;
+use kiln_api::Digest;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{InstancePre, ModuleExport, Store};

@@ -10,6 +10,7 @@ use crate::limits::Limits;
 use crate::outbound::{AllowedHosts, OutboundHooks};
 use crate::output::{CapturedOutput, OutputLimitExceeded, Overflow};
 use bytes::Bytes;
+use kiln_api::ByteCount;
 use std::fmt;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -23,8 +24,9 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 pub struct Request {
     /// Bytes the guest reads from stdin (the HTTP request body).
     pub stdin: Bytes,
-    /// `argv`: by convention the function name first.
-    pub args: Vec<String>,
+    /// `argv`: by convention the function name first. Shared: a deployment
+    /// builds it once for all its requests.
+    pub args: Arc<[String]>,
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
     pub limits: Limits,
@@ -35,6 +37,7 @@ pub struct Request {
 /// How an invocation ended. Each way of failing is its own variant so that callers
 /// (the HTTP server, `kiln run`) can answer each distinctly.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// `_start` returned, or the guest called `proc_exit(0)`.
     Success,
@@ -81,21 +84,6 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Formats a byte count the way users write limits (`128 MiB`, `512 KiB`, `12 bytes`).
-pub struct ByteCount(pub u64);
-
-impl fmt::Display for ByteCount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0;
-        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-            if n >= 1 << shift && n.is_multiple_of(1 << shift) {
-                return write!(f, "{} {unit}", n >> shift);
-            }
-        }
-        write!(f, "{n} bytes")
-    }
-}
-
 /// What one run cost. Everything a bill or a benchmark needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -132,6 +120,7 @@ pub struct Invocation {
 
 /// Why an invocation could not run at all. Nothing of the guest executed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvokeError {
     #[error("request body of {size} bytes is over the limit of {}", ByteCount(*.limit))]
     StdinTooLarge { size: u64, limit: u64 },
@@ -406,17 +395,4 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> (Outcome, Option<String>
         }
     };
     (outcome, Some(format!("{error:?}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ByteCount;
-
-    #[test]
-    fn byte_counts_read_like_limits() {
-        assert_eq!(ByteCount(128 << 20).to_string(), "128 MiB");
-        assert_eq!(ByteCount(1 << 30).to_string(), "1 GiB");
-        assert_eq!(ByteCount(1536).to_string(), "1536 bytes");
-        assert_eq!(ByteCount(12).to_string(), "12 bytes");
-    }
 }

@@ -25,7 +25,7 @@
 //! let function = runtime.load(&compiled.digest)?; // first use after a start
 //! let request = Request {
 //!     stdin: "world".into(),
-//!     args: vec!["hello".into()],
+//!     args: ["hello".to_owned()].into(),
 //!     ..Request::default()
 //! };
 //! let invocation = runtime.invoke(&function, request).await?; // every request
@@ -35,7 +35,6 @@
 
 mod artifact;
 mod cpu_time;
-mod digest;
 mod engine;
 mod function;
 mod http;
@@ -49,13 +48,12 @@ mod streaming;
 mod validate;
 
 pub use artifact::ArtifactCache;
-pub use digest::{Digest, ParseDigestError};
 pub use engine::EngineConfig;
 pub use function::{Function, FunctionKind};
 pub use http::{HttpAnswer, HttpRequest};
-pub use invoke::{ByteCount, Invocation, InvokeError, Outcome, Request, Stats};
+pub use invoke::{Invocation, InvokeError, Outcome, Request, Stats};
 pub use limiter::MemoryLimitExceeded;
-pub use limits::{GIB, KIB, Limits, MIB, ParseLimitError, parse_duration, parse_size};
+pub use limits::Limits;
 pub use outbound::{AllowedHosts, HostPattern, ParseHostError};
 pub use output::OutputLimitExceeded;
 pub use runtime::{

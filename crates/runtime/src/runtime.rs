@@ -2,7 +2,6 @@
 //! caller does with them: compile a binary, load a compiled function, invoke it.
 
 use crate::artifact::ArtifactCache;
-use crate::digest::Digest;
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
 use crate::function::{ComponentHost, CoreHost, Entry, Function, Host};
 use crate::http::{HttpAnswer, HttpRequest};
@@ -10,6 +9,7 @@ use crate::invoke::{Invocation, InvokeError, Invoker, Request};
 use crate::limiter::GuestLimiter;
 use crate::streaming::{BoxError, StreamRequest, Streamed};
 use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
+use kiln_api::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ impl RuntimeConfig {
 
 /// Why a [`Runtime`] could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     #[error("cannot configure the WebAssembly engine: {0}")]
     Engine(String),
@@ -53,6 +54,7 @@ pub enum RuntimeError {
 
 /// Why a binary could not be compiled or a compiled function loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -75,6 +77,12 @@ pub enum LoadError {
     },
     #[error("cannot write the compiled artifact to {path}: {source}")]
     WriteArtifact {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The binary to compile could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadModule {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -261,6 +269,75 @@ impl Runtime {
         })
     }
 
+    /// [`Runtime::compile_digested`] of a file (an upload staged on disk), mapped
+    /// rather than read: a module of hundreds of MiB is never copied into memory.
+    ///
+    /// The file must not change while it is compiled: it is a private staging
+    /// file nothing writes to any more.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::ReadModule`] if the file cannot be opened or mapped, else
+    /// those of [`Runtime::compile_digested`].
+    pub fn compile_file(
+        &self,
+        path: &Path,
+        digest: Digest,
+        abandoned: &AtomicBool,
+    ) -> Result<Compiled, LoadError> {
+        let unreadable = |source| LoadError::ReadModule {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        // SAFETY: the caller hands a file that nothing writes to any more (a
+        // deploy's private staging file, a fresh name in the store's staging
+        // directory); if it is removed meanwhile, the mapping stays valid.
+        let wasm = unsafe { memmap2::Mmap::map(&file) }.map_err(unreadable)?;
+        self.compile_digested(digest, &wasm, abandoned)
+    }
+
+    /// Puts an artifact compiled elsewhere (another node of the cluster, with an
+    /// engine of the same compatibility key) into this runtime's cache, so that
+    /// [`Runtime::load`] finds it. The only way bytes that this process did not
+    /// compile enter the cache.
+    ///
+    /// # Trust
+    ///
+    /// Loading an artifact runs its machine code: `artifact` must be the output
+    /// of `Runtime::compile` on a Kiln node. Kiln shares artifacts through the
+    /// cluster's bucket, so that bucket must be writable by Kiln nodes only
+    /// (SECURITY.md). wasmtime checks the header, kind and engine version when it
+    /// loads the file, which catches damage, not malice.
+    pub fn import_artifact(&self, digest: &Digest, artifact: &[u8]) -> Result<(), LoadError> {
+        self.artifacts
+            .write(digest, artifact)
+            .map(drop)
+            .map_err(|source| LoadError::WriteArtifact {
+                path: self.artifacts.path(digest),
+                source,
+            })
+    }
+
+    /// This node's artifact of `digest`, to share with the others: its bytes and
+    /// its name relative to the cache root (the same on every node with the same
+    /// engine).
+    pub fn export_artifact(&self, digest: &Digest) -> std::io::Result<(String, Vec<u8>)> {
+        let bytes = std::fs::read(self.artifacts.path(digest))?;
+        Ok((self.artifacts.key(digest), bytes))
+    }
+
+    /// The name an artifact of `digest` is shared under (see
+    /// [`Runtime::export_artifact`]).
+    pub fn artifact_key(&self, digest: &Digest) -> String {
+        self.artifacts.key(digest)
+    }
+
+    /// Whether the artifact of `digest` is in this node's cache.
+    pub fn has_artifact(&self, digest: &Digest) -> bool {
+        self.artifacts.contains(digest)
+    }
+
     /// Loads the compiled function for `digest` from the artifact cache: maps the
     /// file, registers its code and pre-links it. Never compiles.
     pub fn load(&self, digest: &Digest) -> Result<Function, LoadError> {
@@ -273,11 +350,14 @@ impl Runtime {
             message: format!("{e:#}"),
             cause: e.root_cause().to_string(),
         };
-        // SAFETY (both deserializations): the artifact cache only ever holds files
-        // written whole (atomic rename) by `Runtime::compile` through
-        // `precompile_module`/`precompile_component`, under a directory keyed by this
-        // engine's compatibility hash; wasmtime checks the header, the kind and the
-        // version again before using it.
+        // SAFETY (both deserializations): the artifact cache only holds files
+        // written whole (atomic rename) by `Runtime::compile_digested` through
+        // `precompile_module`/`precompile_component`, or by
+        // `Runtime::import_artifact` with the output of that same function on
+        // another Kiln node (its `# Trust` section: the shared bucket is writable
+        // by Kiln nodes only), under a directory keyed by this engine's
+        // compatibility hash; wasmtime checks the header, the kind and the version
+        // again before using it.
         match wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)? {
             Some(Precompiled::Component) => {
                 let component =

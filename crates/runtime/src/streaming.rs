@@ -8,14 +8,15 @@
 //! and the guest is bounded, so a slow client slows the guest down (it waits in
 //! its writes) instead of making Kiln buffer without bound.
 
+use crate::function::Function;
 use crate::invoke::{Ended, Invocation, InvokeError, Invoker, Outcome, run_command};
 use crate::limits::Limits;
 use crate::outbound::AllowedHosts;
 use crate::output::{CapturedOutput, Overflow};
-use crate::{ByteCount, Function};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body::{Body, Frame, SizeHint};
+use kiln_api::ByteCount;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -40,7 +41,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// body as a stream instead of bytes.
 pub struct StreamRequest<B> {
     pub body: B,
-    pub args: Vec<String>,
+    pub args: Arc<[String]>,
     pub env: Vec<(String, String)>,
     pub limits: Limits,
     /// Hosts a command component may send HTTP requests to.

@@ -88,6 +88,7 @@ pub struct ModuleInfo {
 
 /// Why a binary cannot be a Kiln function.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValidationError {
     #[error("not a WebAssembly binary: {0}")]
     NotWasm(String),

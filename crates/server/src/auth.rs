@@ -2,15 +2,16 @@
 //! every control request (and on invocations of private functions).
 
 use crate::error::ApiError;
-use axum::http::{HeaderMap, StatusCode};
-use kiln_store::{MetadataStore, Principal, Tenant, TokenHash};
+use axum::http::HeaderMap;
+use kiln_api::Tenant;
+use kiln_store::{MetadataStore, Principal, TokenHash};
 use sha2::{Digest, Sha256};
 
 /// Tokens start with this, so they are recognisable in configs and leaks.
 const PREFIX: &str = "kiln_";
 
 /// A new random token (256 bits) and its hash.
-pub fn generate() -> anyhow::Result<(String, TokenHash)> {
+pub(crate) fn generate() -> anyhow::Result<(String, TokenHash)> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
@@ -21,7 +22,7 @@ pub fn generate() -> anyhow::Result<(String, TokenHash)> {
 
 /// The stored form of a token. Lookup is by this hash (an index probe), so the
 /// secret itself is never compared byte by byte.
-pub fn hash(token: &str) -> TokenHash {
+pub(crate) fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -30,12 +31,8 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get("authorization") else {
         return Ok(None);
     };
-    let unauthorized = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "malformed Authorization header: expected `Bearer <token>`",
-        )
-    };
+    let unauthorized =
+        || ApiError::unauthorized("malformed Authorization header: expected `Bearer <token>`");
     let text = value.to_str().map_err(|_| unauthorized())?;
     let token = text.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
     Ok(Some(token.trim()))
@@ -43,7 +40,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// The principal of a request, or `None` when it carries no token. A token that
 /// does not exist or was revoked is an error, not anonymity.
-pub async fn principal(
+pub(crate) async fn principal(
     store: &dyn MetadataStore,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ApiError> {
@@ -52,45 +49,38 @@ pub async fn principal(
     };
     match store.authenticate(hash(token)).await? {
         Some(p) => Ok(Some(p)),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid or revoked token",
-        )),
+        None => Err(ApiError::unauthorized("invalid or revoked token")),
     }
 }
 
 /// The principal of a request that must carry a token.
-pub async fn require(
+pub(crate) async fn require(
     store: &dyn MetadataStore,
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {
     principal(store, headers).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing token: send `Authorization: Bearer <token>`",
-        )
+        ApiError::unauthorized("missing token: send `Authorization: Bearer <token>`")
     })
 }
 
 /// The tenant of a request that must carry a tenant token.
-pub async fn tenant(store: &dyn MetadataStore, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+pub(crate) async fn tenant(
+    store: &dyn MetadataStore,
+    headers: &HeaderMap,
+) -> Result<Tenant, ApiError> {
     match require(store, headers).await? {
         Principal::Tenant(t) => Ok(t),
-        Principal::Admin => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        Principal::Admin => Err(ApiError::forbidden(
             "this route acts on a tenant's functions: use a tenant token, not the admin token",
         )),
     }
 }
 
 /// Succeeds only for the admin token.
-pub async fn admin(store: &dyn MetadataStore, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) async fn admin(store: &dyn MetadataStore, headers: &HeaderMap) -> Result<(), ApiError> {
     match require(store, headers).await? {
         Principal::Admin => Ok(()),
-        Principal::Tenant(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "this route needs the admin token",
-        )),
+        Principal::Tenant(_) => Err(ApiError::forbidden("this route needs the admin token")),
     }
 }
 

@@ -1,52 +1,55 @@
 //! The Kiln server: a multi-tenant HTTP front for the sandbox.
 //!
-//! - `/fn/{tenant}/{function}[/{rest}]`: the invoke path ([`invoke`]).
-//! - `/v1/...`: the control API ([`api`], [`deploy`]), documented in `docs/api.md`.
+//! Two wings, each a folder:
+//! - `invoke/`: `/fn/{tenant}/{function}[/{rest}]`, the invoke pipeline.
+//! - `api/`: `/v1/...`, the control API, documented in `docs/api.md`.
 //!
-//! [`Server::open`] opens the embedded store under a data directory (SQLite
-//! metadata, content-addressed modules, compiled artifacts), bootstraps the first
-//! tokens, makes sure every deployed module has a compiled artifact (so that no
-//! request ever compiles), loads the quota book, and binds the listeners;
-//! [`Server::run`] serves until the shutdown future resolves, then drains in-flight
-//! requests and flushes usage and logs.
+//! Around them: [`functions`](crate::functions) owns digest → runnable function
+//! (cache, fetch, compile, share); `state` the shared state and the deployment
+//! cache; `metering`, `quota`, `logs` what invocations cost and leave behind;
+//! `listen` the accept loop and client limits.
+//!
+//! [`Server::open`] opens the store (SQLite metadata and local modules under a
+//! data directory, or PostgreSQL and S3), bootstraps the first tokens, makes sure
+//! every deployed module has a compiled artifact (so that no request compiles),
+//! loads the quota book, and binds the listeners; [`Server::run`] serves until the
+//! shutdown future resolves, then drains in-flight requests and flushes usage and
+//! logs.
 
-pub mod api;
-mod artifacts;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod api;
 mod auth;
-pub mod cgi;
-pub mod deploy;
-mod drain;
+mod body;
+mod config;
 mod error;
-pub mod invoke;
-pub mod listen;
+mod functions;
+mod invoke;
+mod listen;
 mod logs;
-pub mod metering;
-pub mod metrics;
-mod names;
-pub mod pricing;
-pub mod quota;
+mod metering;
+mod metrics;
+mod pricing;
+mod quota;
 mod state;
-mod streamed;
-mod usage;
+
+pub use config::{InitialCredentials, S3Config, ServerConfig};
+pub use listen::ConnectionLimits;
+pub use pricing::read_price_list;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{any, get};
-use kiln_runtime::{EngineConfig, Limits, MIB, Runtime, RuntimeConfig};
-pub use kiln_store::S3Config;
+use functions::{FunctionLimits, Functions};
+use kiln_runtime::{Runtime, RuntimeConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore};
-pub use listen::ConnectionLimits;
 use metering::{Flusher, Meter};
 use metrics::Metrics;
-pub use pricing::PriceList;
 use quota::Quotas;
-use state::{
-    AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, FunctionCache, Settings,
-};
+use state::{AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, Settings};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -55,74 +58,7 @@ use tokio::task::JoinHandle;
 /// Name of the tenant created on first start.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// How a server is set up. Built from flags by `kiln up`.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    /// A PostgreSQL URL (`postgres://...`) holding the metadata instead of the
-    /// data directory's SQLite file.
-    pub database: Option<String>,
-    /// An S3 bucket holding modules and shared artifacts instead of the data
-    /// directory (whose `artifacts` stay this node's cache).
-    pub s3: Option<S3Config>,
-    /// Base URL for printed function URLs; default `http://<listen address>`.
-    pub public_url: Option<String>,
-    /// Largest module a deploy accepts (default 512 MiB).
-    pub max_module_bytes: u64,
-    pub default_limits: Limits,
-    pub engine: EngineConfig,
-    /// Functions kept loaded (artifact mapped, pre-linked) at once; the least
-    /// recently used is evicted past it (default 1024).
-    pub max_loaded_functions: NonZeroUsize,
-    /// What metered units cost (default [`PriceList::default`]).
-    pub prices: PriceList,
-    /// Record usage of every invocation (default on). Off, there is no usage
-    /// and only the concurrency quota applies.
-    pub metering: bool,
-    /// How often metered usage is written to the store: the most a `kill -9` can
-    /// lose (default 1 s).
-    pub usage_flush_interval: Duration,
-    /// A separate address serving `GET /metrics` without a token. When `None`,
-    /// the main listener serves it to admin tokens.
-    pub metrics_listen: Option<SocketAddr>,
-    /// The longest a deploy may spend compiling its module (default 60 s).
-    pub compile_timeout: Duration,
-    /// What one client connection may hold of the server.
-    pub connections: ConnectionLimits,
-}
-
-impl ServerConfig {
-    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> ServerConfig {
-        ServerConfig {
-            listen,
-            data_dir: data_dir.into(),
-            database: None,
-            s3: None,
-            public_url: None,
-            max_module_bytes: 512 * MIB,
-            default_limits: Limits::default(),
-            engine: EngineConfig::default(),
-            max_loaded_functions: NonZeroUsize::new(1024).expect("1024 is not zero"),
-            prices: PriceList::default(),
-            metering: true,
-            usage_flush_interval: Duration::from_secs(1),
-            metrics_listen: None,
-            compile_timeout: Duration::from_secs(60),
-            connections: ConnectionLimits::default(),
-        }
-    }
-}
-
-/// Tokens created on the first start of a data directory. They are stored only as
-/// hashes, so this is the one time they can be shown.
-#[derive(Debug, Clone)]
-pub struct InitialCredentials {
-    pub admin_token: String,
-    pub tenant: String,
-    pub tenant_token: String,
-}
-
+/// A bound, ready server: [`Server::open`] it, then [`Server::run`] it.
 pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
@@ -165,9 +101,21 @@ impl Server {
         })?);
 
         let initial = bootstrap(&*store).await?;
-        let counters = Arc::new(Counters::default());
-        let metrics = Metrics::default();
-        ensure_compiled(&*store, &*blobs, &runtime, &counters, &metrics).await?;
+        let functions = Functions::new(
+            runtime.clone(),
+            blobs.clone(),
+            FunctionLimits {
+                loaded: config.max_loaded_functions,
+                compile_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                compile_timeout: config.compile_timeout,
+            },
+        );
+        // Every deployed module gets an artifact on this node now (a new copy of
+        // the data directory, a wasmtime upgrade, a new node of a cluster), so
+        // that the request path only ever loads.
+        functions
+            .ensure_all(store.referenced_digests().await?)
+            .await;
         let quotas = Quotas::load(&*store, config.prices.clone(), config.metering).await?;
 
         let listener = TcpListener::bind(config.listen)
@@ -201,21 +149,16 @@ impl Server {
             settings: Settings {
                 public_url: url.trim_end_matches('/').to_owned(),
                 max_module_bytes: config.max_module_bytes,
-                default_limits: config.default_limits,
                 metrics_on_main: metrics_listener.is_none(),
-                compile_timeout: config.compile_timeout,
             },
-            deployments: DeploymentCache::new(DEPLOYMENT_CACHE_ENTRIES),
-            functions: FunctionCache::new(config.max_loaded_functions),
+            deployments: DeploymentCache::new(DEPLOYMENT_CACHE_ENTRIES, config.default_limits),
+            functions,
             logs,
-            counters,
+            counters: Arc::new(Counters::default()),
             meter,
             quotas,
-            metrics,
+            metrics: Metrics::default(),
             settling: tokio_util::task::TaskTracker::new(),
-            compile_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
         });
         let changes = state.store.watch().await?;
         let server = Server {
@@ -270,7 +213,7 @@ impl Server {
         // counters of its own (its scrapers are not clients of functions).
         let metrics_server = metrics_listener.map(|listener| {
             let app = Router::new()
-                .route("/metrics", get(metrics::open_metrics))
+                .route("/metrics", get(api::metrics::open_metrics))
                 .with_state(state.clone());
             tokio::spawn(listen::serve(
                 listener,
@@ -297,12 +240,7 @@ impl Server {
         });
         let settling = state.settling.clone();
         let counters = state.counters.clone();
-        let app = Router::new()
-            .merge(api::routes())
-            .route("/fn/{tenant}/{function}", any(invoke::invoke))
-            .route("/fn/{tenant}/{function}/", any(invoke::invoke))
-            .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))
-            .with_state(state);
+        let app = router(state);
         listen::serve(listener, app, connections, counters, shutdown).await;
         if let Some(task) = metrics_server {
             task.abort();
@@ -367,19 +305,13 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
     }))
 }
 
-/// Makes sure every deployed module has an artifact for this engine on this node
-/// (a new data directory copy, a wasmtime upgrade, a new node of a cluster):
-/// downloaded when another node shared it, else compiled; so that the request
-/// path only ever loads.
-async fn ensure_compiled(
-    store: &dyn MetadataStore,
-    blobs: &dyn BlobStore,
-    runtime: &Arc<Runtime>,
-    counters: &Counters,
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    for digest in store.referenced_digests().await? {
-        artifacts::ensure_local(runtime, blobs, counters, metrics, digest).await?;
-    }
-    Ok(())
+/// Both wings: the control API and the invoke path, with failures logged.
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .route("/fn/{tenant}/{function}", any(invoke::invoke))
+        .route("/fn/{tenant}/{function}/", any(invoke::invoke))
+        .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))
+        .layer(axum::middleware::map_response(error::log_failures))
+        .with_state(state)
 }

@@ -8,12 +8,11 @@
 //! connection finish the requests it has (idle ones are closed) and returns once
 //! they have.
 
+use crate::body::StallTimeout;
 use crate::state::Counters;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -209,64 +208,6 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         let mut request = request.map(|body| Body::new(StallTimeout::new(body, timeout)));
         request.extensions_mut().insert(ConnectInfo(self.peer));
         self.app.clone().call(request)
-    }
-}
-
-/// A request body stopped arriving for longer than the body timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("the client sent no request body data for {}", humantime::format_duration(*.0))]
-pub struct BodyStalled(Duration);
-
-/// If `error` (from reading a request body) is a stall, the stall.
-pub fn stalled<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyStalled> {
-    std::iter::successors(Some(error), |e| e.source()).find_map(|e| e.downcast_ref())
-}
-
-/// A request body that fails with [`BodyStalled`] when its reader waits longer
-/// than `timeout` for the next frame. The clock runs only while someone waits:
-/// a body nobody reads does not time out.
-struct StallTimeout {
-    inner: Incoming,
-    timeout: Duration,
-    waiting: Option<Pin<Box<Sleep>>>,
-}
-
-impl StallTimeout {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
-        StallTimeout {
-            inner,
-            timeout,
-            waiting: None,
-        }
-    }
-}
-
-impl http_body::Body for StallTimeout {
-    type Data = Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            self.waiting = None;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
-        }
-        let timeout = self.timeout;
-        let waiting = self
-            .waiting
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        ready!(waiting.as_mut().poll(cx));
-        Poll::Ready(Some(Err(BodyStalled(timeout).into())))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

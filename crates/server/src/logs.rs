@@ -20,7 +20,7 @@ const BATCH: usize = 512;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
-pub struct LogSink {
+pub(crate) struct LogSink {
     tx: mpsc::Sender<NewLogEntry>,
     dropped: Arc<AtomicU64>,
 }
@@ -28,7 +28,7 @@ pub struct LogSink {
 impl LogSink {
     /// Starts the writer. It ends, after writing everything queued, once every
     /// `LogSink` clone is dropped; await the handle to flush on shutdown.
-    pub fn start(store: Arc<dyn MetadataStore>) -> (LogSink, JoinHandle<()>) {
+    pub(crate) fn start(store: Arc<dyn MetadataStore>) -> (LogSink, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(CAPACITY);
         let writer = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -55,12 +55,12 @@ impl LogSink {
     }
 
     /// Entries dropped so far because the writer was behind.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues an entry without waiting.
-    pub fn record(&self, entry: NewLogEntry) {
+    pub(crate) fn record(&self, entry: NewLogEntry) {
         if self.tx.try_send(entry).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {

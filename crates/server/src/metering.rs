@@ -7,8 +7,9 @@
 //! flushes everything after the last request has finished, so a SIGTERM loses
 //! nothing; a `kill -9` loses at most what was recorded since the last flush.
 
+use kiln_api::{TenantId, UsageTotals, hour_of};
 use kiln_runtime::Stats;
-use kiln_store::{MetadataStore, TenantId, UsageDelta, UsageTotals, hour_of, now};
+use kiln_store::{MetadataStore, UsageDelta, now};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The usage of one invocation.
-pub fn totals_of(stats: &Stats, success: bool) -> UsageTotals {
+pub(crate) fn totals_of(stats: &Stats, success: bool) -> UsageTotals {
     let wall_us = micros(stats.wall);
     UsageTotals {
         requests: 1,
@@ -44,7 +45,7 @@ struct Pending {
     since: Option<Instant>,
 }
 
-pub struct Meter {
+pub(crate) struct Meter {
     pending: Mutex<Pending>,
     flush_failures: AtomicU64,
 }
@@ -52,7 +53,10 @@ pub struct Meter {
 impl Meter {
     /// Starts the flusher, writing every `interval`. Send `true` on the returned
     /// handle's channel, then await it, to flush the rest and stop.
-    pub fn start(store: Arc<dyn MetadataStore>, interval: Duration) -> (Arc<Meter>, Flusher) {
+    pub(crate) fn start(
+        store: Arc<dyn MetadataStore>,
+        interval: Duration,
+    ) -> (Arc<Meter>, Flusher) {
         let meter = Arc::new(Meter {
             pending: Mutex::default(),
             flush_failures: AtomicU64::new(0),
@@ -78,7 +82,7 @@ impl Meter {
     }
 
     /// Adds one invocation's usage to its tenant × function × hour.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         tenant_id: TenantId,
         function_id: i64,
@@ -102,11 +106,11 @@ impl Meter {
     }
 
     /// How long the oldest unwritten record has waited (zero when none waits).
-    pub fn flush_lag(&self) -> Duration {
+    pub(crate) fn flush_lag(&self) -> Duration {
         self.lock().since.map(|t| t.elapsed()).unwrap_or_default()
     }
 
-    pub fn flush_failures(&self) -> u64 {
+    pub(crate) fn flush_failures(&self) -> u64 {
         self.flush_failures.load(Ordering::Relaxed)
     }
 
@@ -140,14 +144,14 @@ impl Meter {
 }
 
 /// The flusher task of a [`Meter`].
-pub struct Flusher {
+pub(crate) struct Flusher {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Flusher {
     /// Writes everything recorded so far, then stops.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the usage flusher failed");

@@ -11,8 +11,8 @@
 //! token bucket per tenant and node: it holds one second of requests, refills
 //! continuously, and is full again whenever the quota is set.
 
-use crate::pricing::PriceList;
-use kiln_store::{MetadataStore, Quota, StoreResult, TenantId, UsageTotals, now};
+use kiln_api::{PriceList, Quota, TenantId, UsageTotals};
+use kiln_store::{MetadataStore, StoreResult, now};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 /// A limit an invocation would cross.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum QuotaExceeded {
+pub(crate) enum QuotaExceeded {
     #[error("quota reached: {limit} requests per month")]
     Requests { limit: u64 },
     #[error("spending cap reached: {limit} {currency} per month")]
@@ -73,14 +73,14 @@ struct TenantBook {
     bucket: Option<RateBucket>,
 }
 
-pub struct Quotas {
+pub(crate) struct Quotas {
     prices: PriceList,
     metering: bool,
     book: Book,
 }
 
 /// The start of the calendar month (UTC) that `at` falls in.
-pub fn month_start(at: i64) -> i64 {
+pub(crate) fn month_start(at: i64) -> i64 {
     let Ok(moment) = OffsetDateTime::from_unix_timestamp(at) else {
         return at;
     };
@@ -90,7 +90,7 @@ pub fn month_start(at: i64) -> i64 {
 
 impl Quotas {
     /// Every tenant's quota, and its usage this month as stored.
-    pub async fn load(
+    pub(crate) async fn load(
         store: &dyn MetadataStore,
         prices: PriceList,
         metering: bool,
@@ -113,7 +113,7 @@ impl Quotas {
         })
     }
 
-    pub fn prices(&self) -> &PriceList {
+    pub(crate) fn prices(&self) -> &PriceList {
         &self.prices
     }
 
@@ -136,7 +136,7 @@ impl Quotas {
     }
 
     /// Admits one invocation of `tenant`'s, or names the limit it would cross.
-    pub fn admit(&self, tenant: TenantId) -> Result<Admission, QuotaExceeded> {
+    pub(crate) fn admit(&self, tenant: TenantId) -> Result<Admission, QuotaExceeded> {
         let mut book = self.lock();
         let entry = Self::entry(&mut book, tenant);
         let quota = entry.quota;
@@ -179,7 +179,7 @@ impl Quotas {
     }
 
     /// Replaces a tenant's quota (usage so far is kept).
-    pub fn set(&self, tenant: TenantId, quota: Quota) {
+    pub(crate) fn set(&self, tenant: TenantId, quota: Quota) {
         let mut book = self.lock();
         let entry = Self::entry(&mut book, tenant);
         entry.quota = quota;
@@ -187,7 +187,7 @@ impl Quotas {
     }
 
     /// The tenant's quota and its usage this month.
-    pub fn month_to_date(&self, tenant: TenantId) -> (Quota, UsageTotals) {
+    pub(crate) fn month_to_date(&self, tenant: TenantId) -> (Quota, UsageTotals) {
         let mut book = self.lock();
         let entry = Self::entry(&mut book, tenant);
         (entry.quota, entry.used)
@@ -203,7 +203,7 @@ fn lock(book: &Book) -> MutexGuard<'_, HashMap<TenantId, TenantBook>> {
 /// One admitted invocation. Dropping it frees its concurrency slot; what it used
 /// (if it ran) is added to the month's usage at the same moment. It may outlive
 /// the request handler (a streamed response ends later).
-pub struct Admission {
+pub(crate) struct Admission {
     book: Book,
     metering: bool,
     tenant: TenantId,
@@ -212,7 +212,7 @@ pub struct Admission {
 
 impl Admission {
     /// Records what the invocation used, counted when the admission is dropped.
-    pub fn ran(&mut self, used: UsageTotals) {
+    pub(crate) fn ran(&mut self, used: UsageTotals) {
         self.used = Some(used);
     }
 }

@@ -4,9 +4,9 @@
 //! validated by the caller, then committed under their digest: fsync, rename, fsync
 //! of the directory — so a blob that metadata refers to is always whole.
 
-use crate::{StoreError, StoreResult};
+use crate::error::{StoreError, StoreResult, is_full};
 use async_trait::async_trait;
-use kiln_runtime::Digest;
+use kiln_api::Digest;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,7 +152,7 @@ impl BlobStore for LocalBlobs {
                 .map_err(|e| io_error(&dir, e))
         })
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        .map_err(|e| StoreError::internal("blob store worker", e))??;
         Ok(digest)
     }
 
@@ -169,16 +169,16 @@ impl BlobStore for LocalBlobs {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> StoreError {
-    let message = format!("{}: {e}", path.display());
-    if crate::is_full(&e) {
-        StoreError::Full(message)
+    let context = path.display().to_string();
+    if is_full(&e) {
+        StoreError::full(context, e)
     } else {
-        StoreError::Internal(message)
+        StoreError::internal(context, e)
     }
 }
 
 fn closed(path: &Path) -> StoreError {
-    StoreError::Internal(format!("{}: staged blob already finished", path.display()))
+    StoreError::inconsistent(format!("{}: staged blob already finished", path.display()))
 }
 
 #[cfg(test)]

@@ -11,12 +11,16 @@
 
 mod usage;
 
-use crate::model::*;
-use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
-use crate::{Change, LOGS_KEPT, MetadataStore, StoreError, StoreResult};
+use crate::error::{StoreError, StoreResult, check_schema};
+use crate::metadata::{Change, LOGS_KEPT, MetadataStore};
+use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
+use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
-use kiln_runtime::Digest;
+use kiln_api::{
+    Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
+    UsageTotals, Version,
+};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
@@ -117,7 +121,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::internal("invalid PostgreSQL URL", e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(TIMEOUT);
         }
@@ -134,7 +138,7 @@ impl PostgresStore {
             .create_timeout(Some(TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(|e| StoreError::internal("PostgreSQL pool", e))?;
         let store = PostgresStore { pool, config };
         store.migrate().await?;
         Ok(store)
@@ -144,7 +148,7 @@ impl PostgresStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+            .map_err(|e| StoreError::unavailable("PostgreSQL", e))
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -162,7 +166,7 @@ impl PostgresStore {
             .map_err(pg)?
             .get(0);
         let applied = usize::try_from(applied).unwrap_or(0);
-        crate::check_schema(applied, MIGRATIONS.len())?;
+        check_schema(applied, MIGRATIONS.len())?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             tx.batch_execute(sql).await.map_err(pg)?;
             let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
@@ -182,15 +186,15 @@ impl PostgresStore {
 pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     let detailed = || match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {}", db.message()),
-        None => format!("PostgreSQL: {e}"),
+        None => "PostgreSQL".to_owned(),
     };
     match e.code() {
-        Some(code) if *code == SqlState::DISK_FULL => StoreError::Full(detailed()),
-        Some(_) => StoreError::Internal(detailed()),
+        Some(code) if *code == SqlState::DISK_FULL => StoreError::full(detailed(), e),
+        Some(_) => StoreError::internal(detailed(), e),
         None if e.is_closed() || e.to_string().contains("connect") => {
-            StoreError::Unavailable(format!("PostgreSQL: {e}"))
+            StoreError::unavailable("PostgreSQL", e)
         }
-        None => StoreError::Internal(e.to_string()),
+        None => StoreError::internal("PostgreSQL", e),
     }
 }
 
@@ -277,7 +281,7 @@ fn not_found(function: &str) -> StoreError {
 }
 
 fn internal(message: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(message.to_string())
+    StoreError::inconsistent(message.to_string())
 }
 
 fn read_tenant(row: &Row) -> Tenant {
@@ -292,7 +296,7 @@ fn read_version(row: &Row, first: usize) -> StoreResult<Version> {
     let config: String = row.get(first + 3);
     Ok(Version {
         number: number(row.get(first)),
-        digest: row.get(first + 1),
+        digest: parse_digest(row.get(first + 1))?,
         size: unsigned(row.get(first + 2)),
         config: serde_json::from_str(&config).map_err(internal)?,
         created_at: row.get(first + 4),
@@ -301,7 +305,7 @@ fn read_version(row: &Row, first: usize) -> StoreResult<Version> {
 
 fn parse_digest(text: &str) -> StoreResult<Digest> {
     text.parse()
-        .map_err(|e: kiln_runtime::ParseDigestError| internal(e))
+        .map_err(|e| StoreError::internal("stored digest", e))
 }
 
 async fn function_id(

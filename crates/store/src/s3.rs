@@ -10,7 +10,7 @@
 
 use crate::{BlobStore, StagedBlob, StoreError, StoreResult};
 use async_trait::async_trait;
-use kiln_runtime::Digest;
+use kiln_api::Digest;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -43,7 +43,7 @@ impl S3Blobs {
         let staging = staging.into();
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)
-            .map_err(|e| StoreError::Internal(format!("{}: {e}", staging.display())))?;
+            .map_err(|e| StoreError::internal(staging.display().to_string(), e))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
         if let Some(endpoint) = &config.endpoint {
             builder = builder
@@ -61,7 +61,7 @@ impl S3Blobs {
         }
         let store = builder
             .build()
-            .map_err(|e| StoreError::Internal(format!("S3 bucket {}: {e}", config.bucket)))?;
+            .map_err(|e| StoreError::internal(format!("S3 bucket {}", config.bucket), e))?;
         Ok(S3Blobs {
             store: Arc::new(store),
             staging,
@@ -77,8 +77,8 @@ impl S3Blobs {
 /// `Unavailable`, the rest `Internal`.
 fn s3(e: object_store::Error) -> StoreError {
     match e {
-        object_store::Error::Generic { .. } => StoreError::Unavailable(format!("S3: {e}")),
-        other => StoreError::Internal(format!("S3: {other}")),
+        object_store::Error::Generic { .. } => StoreError::unavailable("S3", e),
+        other => StoreError::internal("S3", other),
     }
 }
 
@@ -96,7 +96,7 @@ impl BlobStore for S3Blobs {
         }
         let bytes = tokio::fs::read(staged.path())
             .await
-            .map_err(|e| StoreError::Internal(format!("{}: {e}", staged.path().display())))?;
+            .map_err(|e| StoreError::internal(staged.path().display().to_string(), e))?;
         self.store
             .put(&key, PutPayload::from(bytes))
             .await

@@ -4,11 +4,15 @@
 
 mod usage;
 
-use crate::model::*;
-use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
-use crate::{LOGS_KEPT, MetadataStore, StoreError, StoreResult};
+use crate::error::{StoreError, StoreResult, check_schema};
+use crate::metadata::{LOGS_KEPT, MetadataStore};
+use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
+use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
-use kiln_runtime::Digest;
+use kiln_api::{
+    Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
+    UsageTotals, Version,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -120,7 +124,7 @@ impl SqliteStore {
             f(&mut conn)
         })
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(|e| StoreError::internal("SQLite worker", e))?
     }
 }
 
@@ -128,7 +132,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let applied: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(internal)?;
-    crate::check_schema(applied, MIGRATIONS.len())?;
+    check_schema(applied, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(internal)?;
         tx.execute_batch(sql).map_err(internal)?;
@@ -141,8 +145,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 
 fn internal(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
-        _ => StoreError::Internal(e.to_string()),
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::full("SQLite", e),
+        _ => StoreError::internal("SQLite", e),
     }
 }
 
@@ -170,9 +174,16 @@ fn read_tenant(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
 
 fn read_version(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Version> {
     let config: String = row.get(first + 3)?;
+    let digest: String = row.get(first + 1)?;
     Ok(Version {
         number: row.get(first)?,
-        digest: row.get(first + 1)?,
+        digest: digest.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                first + 1,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })?,
         size: row.get(first + 2)?,
         config: serde_json::from_str(&config).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(
@@ -351,8 +362,8 @@ impl MetadataStore for SqliteStore {
         new: NewVersion,
     ) -> StoreResult<Version> {
         let function = function.to_owned();
-        let config =
-            serde_json::to_string(&new.config).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let config = serde_json::to_string(&new.config)
+            .map_err(|e| StoreError::internal("function configuration", e))?;
         self.with(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let at = now();
@@ -389,7 +400,7 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(internal)?;
             let version = version(&tx, id, number)?
-                .ok_or_else(|| StoreError::Internal("version vanished".into()))?;
+                .ok_or_else(|| StoreError::inconsistent("version vanished"))?;
             tx.commit().map_err(internal)?;
             Ok(version)
         })
@@ -429,11 +440,9 @@ impl MetadataStore for SqliteStore {
                 version,
                 digest: digest
                     .parse()
-                    .map_err(|e: kiln_runtime::ParseDigestError| {
-                        StoreError::Internal(e.to_string())
-                    })?,
+                    .map_err(|e| StoreError::internal("stored digest", e))?,
                 config: serde_json::from_str(&config)
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    .map_err(|e| StoreError::internal("function configuration", e))?,
             }))
         })
         .await
@@ -575,9 +584,10 @@ impl MetadataStore for SqliteStore {
             let mut digests = Vec::new();
             for row in rows {
                 let text = row.map_err(internal)?;
-                digests.push(text.parse().map_err(|e: kiln_runtime::ParseDigestError| {
-                    StoreError::Internal(e.to_string())
-                })?);
+                digests.push(
+                    text.parse()
+                        .map_err(|e| StoreError::internal("stored digest", e))?,
+                );
             }
             Ok(digests)
         })

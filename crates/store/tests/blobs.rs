@@ -2,7 +2,7 @@
 //! project's throwaway S3-compatible server on loopback, started by
 //! `scripts/services/s3`; a fresh bucket per test).
 
-use kiln_runtime::Digest;
+use kiln_api::Digest;
 use kiln_store::*;
 
 enum Backend {

@@ -2,7 +2,7 @@
 //! SQLite store and on PostgreSQL (a throwaway cluster on loopback, started by
 //! `scripts/services/postgres`; a fresh database per test).
 
-use kiln_runtime::Digest;
+use kiln_api::{Digest, FunctionConfig, Quota, TenantId, UsageTotals};
 use kiln_store::*;
 
 /// Where a test's store lives; `open` may be called again to reopen it.

@@ -19,7 +19,7 @@ const ROUNDS: usize = 3;
 /// Kiln compiles with epoch interruption on (its wall-time limits); so does the peer.
 const PEER_FLAGS: &[&str] = &["-W", "epoch-interruption=y"];
 
-pub fn run(
+pub(super) fn run(
     kiln: &mut Kiln,
     wasmtime: &Path,
     min_bytes: usize,

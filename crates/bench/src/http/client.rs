@@ -8,14 +8,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A response and how long it took, end to end.
-pub struct Timed {
+pub(super) struct Timed {
     pub status: u16,
     pub body: Vec<u8>,
     pub elapsed: Duration,
 }
 
 /// `POST path` with `body` on a fresh connection.
-pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<Timed> {
+pub(super) fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<Timed> {
     let begin = Instant::now();
     let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
@@ -79,7 +79,7 @@ fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `post`, insisting on a 200 whose body is `expected`.
-pub fn expect(
+pub(super) fn expect(
     addr: SocketAddr,
     path: &str,
     body: &[u8],
@@ -98,14 +98,14 @@ pub fn expect(
 }
 
 /// What a deploy answered, and how long the client waited for it.
-pub struct Deployed {
+pub(super) struct Deployed {
     pub elapsed: Duration,
     /// Time the server spent compiling (`None` when the artifact existed).
     pub compile: Option<Duration>,
 }
 
 /// Deploys `wasm` as function `name` with the tenant `token`.
-pub fn deploy(
+pub(super) fn deploy(
     agent: &ureq::Agent,
     addr: SocketAddr,
     token: &str,
@@ -133,7 +133,7 @@ pub fn deploy(
 
 /// An agent for the control API: no timeout shorter than a big compile, and error
 /// statuses returned as errors with their bodies.
-pub fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
@@ -141,7 +141,7 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// Admin `GET /v1/status` as JSON.
-pub fn status(
+pub(super) fn status(
     agent: &ureq::Agent,
     addr: SocketAddr,
     admin: &str,

@@ -83,7 +83,7 @@ impl Drop for Balancer {
     }
 }
 
-pub fn run(
+pub(super) fn run(
     binary: &Path,
     hello: &[u8],
     duration: Duration,

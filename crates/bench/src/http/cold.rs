@@ -12,7 +12,7 @@ use std::time::Duration;
 
 const TARGET: Duration = Duration::from_millis(1);
 
-pub fn after_deploy(
+pub(super) fn after_deploy(
     kiln: &Kiln,
     hello: &[u8],
     samples: usize,
@@ -57,7 +57,7 @@ pub fn after_deploy(
     Ok(())
 }
 
-pub fn after_restart(
+pub(super) fn after_restart(
     kiln: &mut Kiln,
     hello: &[u8],
     functions: usize,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// Concurrent deploy clients.
 const DEPLOYERS: usize = 4;
 
-pub fn run(kiln: &Kiln, functions: usize, report: &mut Report) -> anyhow::Result<()> {
+pub(super) fn run(kiln: &Kiln, functions: usize, report: &mut Report) -> anyhow::Result<()> {
     let agent = client::agent();
     let rss_before = kiln.rss()?;
     let disk_before = disk_usage(&kiln.data_dir())?;

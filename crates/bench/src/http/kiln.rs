@@ -13,7 +13,7 @@ use std::time::Duration;
 const START_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The release `kiln` binary, built now if it is missing or stale.
-pub fn binary() -> anyhow::Result<PathBuf> {
+pub(super) fn binary() -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "kiln"])
@@ -29,12 +29,12 @@ pub fn binary() -> anyhow::Result<PathBuf> {
     Ok(target.join("release").join("kiln"))
 }
 
-pub fn workspace_root() -> PathBuf {
+pub(super) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// One running server.
-pub struct Kiln {
+pub(super) struct Kiln {
     child: Child,
     pub addr: SocketAddr,
     pub token: String,
@@ -46,7 +46,7 @@ pub struct Kiln {
 
 impl Kiln {
     /// Starts `kiln up` on a new data directory under `home`.
-    pub fn start(binary: &Path, home: &Path, extra: &[&str]) -> anyhow::Result<Kiln> {
+    pub(super) fn start(binary: &Path, home: &Path, extra: &[&str]) -> anyhow::Result<Kiln> {
         let mut node = Kiln::join(binary, home, extra, ("", ""))?;
         let credentials: serde_json::Value = serde_json::from_slice(
             &std::fs::read(home.join("config/kiln/credentials.json"))
@@ -65,7 +65,7 @@ impl Kiln {
 
     /// Starts `kiln up` on a store another node bootstrapped (a cluster's
     /// database), using that node's `(token, admin token)`.
-    pub fn join(
+    pub(super) fn join(
         binary: &Path,
         home: &Path,
         extra: &[&str],
@@ -85,7 +85,7 @@ impl Kiln {
     }
 
     /// SIGTERM, wait for the drain, start again on the same data directory.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
+    pub(super) fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
         let (child, addr) = spawn(&self.binary, &self.home, &self.extra)?;
         self.child = child;
@@ -93,7 +93,7 @@ impl Kiln {
         Ok(())
     }
 
-    pub fn stop(&mut self) -> anyhow::Result<()> {
+    pub(super) fn stop(&mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait()?;
@@ -103,16 +103,16 @@ impl Kiln {
         Ok(())
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn data_dir(&self) -> PathBuf {
+    pub(super) fn data_dir(&self) -> PathBuf {
         self.home.join("data")
     }
 
     /// Resident set size of the server process, in bytes.
-    pub fn rss(&self) -> anyhow::Result<u64> {
+    pub(super) fn rss(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kib = status
             .lines()
@@ -123,7 +123,7 @@ impl Kiln {
     }
 
     /// CPU time the server process has used so far (user + system).
-    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+    pub(super) fn cpu_time(&self) -> anyhow::Result<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
         // The fields after the command name (which may hold spaces), from field 3.
         let after_name = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
@@ -138,7 +138,7 @@ impl Kiln {
         Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }

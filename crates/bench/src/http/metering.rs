@@ -14,7 +14,7 @@ use std::time::Duration;
 
 const ROUNDS: usize = 7;
 
-pub fn run(
+pub(super) fn run(
     on: &Kiln,
     off: &Kiln,
     hello: &[u8],

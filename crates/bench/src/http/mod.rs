@@ -11,7 +11,7 @@ mod kiln;
 mod metering;
 mod modules;
 mod neighbours;
-pub mod peer;
+pub(crate) mod peer;
 mod proxy;
 mod report;
 mod warm;
@@ -23,7 +23,7 @@ use report::Report;
 use std::time::Duration;
 
 #[derive(clap::Args)]
-pub struct SuiteArgs {
+pub(crate) struct SuiteArgs {
     /// Scenarios to run, comma-separated
     #[arg(
         long,
@@ -60,7 +60,7 @@ enum Scenario {
     Cluster,
 }
 
-pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
     wrk::check_installed()?;
     // The wasmtime CLI is the peer of the warm and big-module scenarios.
     let wasmtime = if wants_any(

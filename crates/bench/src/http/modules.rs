@@ -9,7 +9,7 @@ use wasm_encoder::{
 
 /// `wasm` with a custom section naming `n` appended: the same program with its own
 /// bytes (so its own digest, blob and compile), as if rebuilt with a new build id.
-pub fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
+pub(super) fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
     let mut out = wasm.to_vec();
     let data = n.to_le_bytes();
     let section = CustomSection {
@@ -21,7 +21,7 @@ pub fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
 }
 
 /// A small WASI command that prints `function {n}\n`: distinct bytes for every `n`.
-pub fn tiny(n: u64) -> Vec<u8> {
+pub(super) fn tiny(n: u64) -> Vec<u8> {
     let text = format!("function {n}\n");
     let wat = format!(
         r#"(module
@@ -39,18 +39,18 @@ pub fn tiny(n: u64) -> Vec<u8> {
 }
 
 /// What [`tiny`]`(n)` prints.
-pub fn tiny_output(n: u64) -> Vec<u8> {
+pub(super) fn tiny_output(n: u64) -> Vec<u8> {
     format!("function {n}\n").into_bytes()
 }
 
 /// What [`big`] prints.
-pub const BIG_OUTPUT: &[u8] = b"a big module says hello\n";
+pub(super) const BIG_OUTPUT: &[u8] = b"a big module says hello\n";
 
 /// A WASI command of at least `min_bytes`: thousands of functions of straight-line
 /// integer arithmetic (about 1 KiB of code each, all different, as many as it takes), and a `_start` that
 /// calls one of them and prints [`BIG_OUTPUT`]. Compiling it is real work for every
 /// function; running it is quick.
-pub fn big(min_bytes: usize) -> Vec<u8> {
+pub(super) fn big(min_bytes: usize) -> Vec<u8> {
     const OPS_PER_FUNCTION: u32 = 160;
     let mut bodies = Vec::new();
     let mut size = 0;

@@ -70,7 +70,7 @@ impl Hog {
     }
 }
 
-pub fn run(
+pub(super) fn run(
     kiln: &Kiln,
     hello: &[u8],
     burn: &[u8],

@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 const WASMTIME_VERSION: &str = "48.0.8";
 
 /// The wasmtime CLI of the same version Kiln embeds.
-pub fn wasmtime_cli() -> anyhow::Result<PathBuf> {
+pub(crate) fn wasmtime_cli() -> anyhow::Result<PathBuf> {
     let candidates = [
         PathBuf::from("wasmtime"),
         std::env::var_os("CARGO_HOME")
@@ -46,7 +46,12 @@ pub fn wasmtime_cli() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `wasmtime compile` of `wasm` into `out` with `flags`, timing the whole command.
-pub fn compile(cli: &Path, wasm: &Path, out: &Path, flags: &[&str]) -> anyhow::Result<Duration> {
+pub(crate) fn compile(
+    cli: &Path,
+    wasm: &Path,
+    out: &Path,
+    flags: &[&str],
+) -> anyhow::Result<Duration> {
     let begin = Instant::now();
     let output = Command::new(cli)
         .arg("compile")
@@ -67,13 +72,13 @@ pub fn compile(cli: &Path, wasm: &Path, out: &Path, flags: &[&str]) -> anyhow::R
 }
 
 /// The process-per-request server, running as a child process.
-pub struct CgiPeer {
+pub(crate) struct CgiPeer {
     child: Child,
     pub addr: SocketAddr,
 }
 
 impl CgiPeer {
-    pub fn start(cli: &Path, cwasm: &Path) -> anyhow::Result<CgiPeer> {
+    pub(crate) fn start(cli: &Path, cwasm: &Path) -> anyhow::Result<CgiPeer> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("cgi-peer")
             .arg("--wasmtime")
@@ -101,7 +106,7 @@ impl Drop for CgiPeer {
 }
 
 #[derive(clap::Args)]
-pub struct CgiPeerArgs {
+pub(crate) struct CgiPeerArgs {
     /// The wasmtime CLI to run per request
     #[arg(long)]
     wasmtime: PathBuf,
@@ -115,7 +120,7 @@ struct Program {
 }
 
 /// `kiln-bench cgi-peer`: serve every request with a new `wasmtime run` process.
-pub fn serve(args: CgiPeerArgs) -> anyhow::Result<()> {
+pub(crate) fn serve(args: CgiPeerArgs) -> anyhow::Result<()> {
     let program = Arc::new(Program {
         wasmtime: args.wasmtime,
         cwasm: args.cwasm,

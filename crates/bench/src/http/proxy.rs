@@ -54,7 +54,7 @@ impl Drop for WasmtimeServe {
     }
 }
 
-pub fn run(
+pub(super) fn run(
     kiln: &Kiln,
     component: &Path,
     wasmtime: &Path,

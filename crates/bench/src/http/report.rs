@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-pub struct Row {
+pub(super) struct Row {
     pub scenario: &'static str,
     pub metric: String,
     pub value: String,
@@ -11,12 +11,12 @@ pub struct Row {
 }
 
 #[derive(Default)]
-pub struct Report {
+pub(super) struct Report {
     rows: Vec<Row>,
 }
 
 impl Report {
-    pub fn add(
+    pub(super) fn add(
         &mut self,
         scenario: &'static str,
         metric: impl Into<String>,
@@ -30,7 +30,7 @@ impl Report {
         });
     }
 
-    pub fn target(
+    pub(super) fn target(
         &mut self,
         scenario: &'static str,
         metric: impl Into<String>,
@@ -47,7 +47,7 @@ impl Report {
     }
 
     /// The table, as Markdown.
-    pub fn markdown(&self) -> String {
+    pub(super) fn markdown(&self) -> String {
         let mut out = String::from("| scenario | figure | value | target |\n|---|---|---:|---|\n");
         for row in &self.rows {
             let target = match &row.target {
@@ -65,13 +65,13 @@ impl Report {
 }
 
 /// The median of an odd number of runs (the upper middle one of an even number).
-pub fn median(mut runs: Vec<f64>) -> f64 {
+pub(super) fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
     runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Every run, comma-separated, with `decimals` decimals.
-pub fn runs(values: &[f64], decimals: usize) -> String {
+pub(super) fn runs(values: &[f64], decimals: usize) -> String {
     values
         .iter()
         .map(|v| format!("{v:.decimals$}"))
@@ -80,7 +80,7 @@ pub fn runs(values: &[f64], decimals: usize) -> String {
 }
 
 /// `1.23 ms`, or `812 µs` below a millisecond.
-pub fn latency(d: Duration) -> String {
+pub(super) fn latency(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 1000.0 {
         format!("{us:.0} µs")
@@ -89,7 +89,7 @@ pub fn latency(d: Duration) -> String {
     }
 }
 
-pub fn bytes(n: f64) -> String {
+pub(super) fn bytes(n: f64) -> String {
     if n >= (1 << 20) as f64 {
         format!("{:.1} MiB", n / (1 << 20) as f64)
     } else {

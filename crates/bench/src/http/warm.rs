@@ -15,7 +15,7 @@ use std::time::Duration;
 /// Runs of Kiln at 64 connections; the median one is reported.
 const ROUNDS: usize = 3;
 
-pub fn run(
+pub(super) fn run(
     kiln: &Kiln,
     hello_path: &Path,
     wasmtime: &Path,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// What one wrk run measured.
 #[derive(Debug, Clone, Copy)]
-pub struct Load {
+pub(super) struct Load {
     pub connections: u32,
     /// Responses received over the whole run.
     pub requests: u64,
@@ -17,7 +17,7 @@ pub struct Load {
 }
 
 /// Fails with how to install wrk if it is missing.
-pub fn check_installed() -> anyhow::Result<()> {
+pub(super) fn check_installed() -> anyhow::Result<()> {
     match Command::new("wrk").arg("--version").output() {
         Ok(_) => Ok(()),
         Err(_) => bail!("wrk is not installed: `apt-get install wrk` (scripts/bench does it)"),
@@ -27,7 +27,12 @@ pub fn check_installed() -> anyhow::Result<()> {
 /// `wrk` POSTing `body` to `url` for `duration` over `connections` connections.
 /// Any non-2xx answer or socket error fails the run: a benchmark of errors is
 /// no benchmark.
-pub fn run(url: &str, body: &str, connections: u32, duration: Duration) -> anyhow::Result<Load> {
+pub(super) fn run(
+    url: &str,
+    body: &str,
+    connections: u32,
+    duration: Duration,
+) -> anyhow::Result<Load> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("post.lua");
     std::fs::write(

@@ -1,12 +1,12 @@
 //! `kiln tenants ...` and `kiln tokens ...`: accounts and their API tokens.
 
 use crate::client::{Client, Role, ServerArgs};
-use serde::Deserialize;
+use kiln_api::{CreatedTenant, CreatedToken, NameKind, NewNamed, Tenant, TokenInfo, check_name};
 use std::process::ExitCode;
 
 /// Manage tenants (needs the admin token)
 #[derive(clap::Args, Debug)]
-pub struct TenantsArgs {
+pub(crate) struct TenantsArgs {
     #[command(subcommand)]
     command: TenantsCommand,
     #[command(flatten)]
@@ -18,17 +18,20 @@ enum TenantsCommand {
     /// List tenants
     List,
     /// Create a tenant and print its first token
-    Create { name: String },
+    Create {
+        #[arg(value_parser = tenant_name)]
+        name: String,
+    },
 }
 
-#[derive(Deserialize)]
-struct Tenant {
-    name: String,
-    #[serde(default)]
-    token: Option<String>,
+/// A tenant name, checked before it goes anywhere.
+pub(crate) fn tenant_name(name: &str) -> Result<String, String> {
+    check_name(NameKind::Tenant, name)
+        .map(|()| name.to_owned())
+        .map_err(|e| e.to_string())
 }
 
-pub fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Admin)?;
     match args.command {
         TenantsCommand::List => {
@@ -38,9 +41,9 @@ pub fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         TenantsCommand::Create { name } => {
-            let t: Tenant = client.post_json("/v1/tenants", serde_json::json!({ "name": name }))?;
-            eprintln!("created tenant {}; its token (shown once):", t.name);
-            println!("{}", t.token.unwrap_or_default());
+            let t: CreatedTenant = client.post_json("/v1/tenants", &NewNamed { name })?;
+            eprintln!("created tenant {}; its token (shown once):", t.tenant.name);
+            println!("{}", t.token);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -48,7 +51,7 @@ pub fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
 
 /// Manage API tokens of this tenant (or admin tokens, with the admin token)
 #[derive(clap::Args, Debug)]
-pub struct TokensArgs {
+pub(crate) struct TokensArgs {
     #[command(subcommand)]
     command: TokensCommand,
     #[command(flatten)]
@@ -65,20 +68,11 @@ enum TokensCommand {
     Revoke { id: i64 },
 }
 
-#[derive(Deserialize)]
-struct Token {
-    id: i64,
-    name: String,
-    revoked: bool,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-pub fn tokens(args: TokensArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn tokens(args: TokensArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
     match args.command {
         TokensCommand::List => {
-            let tokens: Vec<Token> = client.get("/v1/tokens")?;
+            let tokens: Vec<TokenInfo> = client.get("/v1/tokens")?;
             println!("{:>4}  {:<24} STATE", "ID", "NAME");
             for t in tokens {
                 let state = if t.revoked { "revoked" } else { "active" };
@@ -86,12 +80,12 @@ pub fn tokens(args: TokensArgs) -> anyhow::Result<ExitCode> {
             }
         }
         TokensCommand::Create { name } => {
-            let t: Token = client.post_json("/v1/tokens", serde_json::json!({ "name": name }))?;
+            let t: CreatedToken = client.post_json("/v1/tokens", &NewNamed { name })?;
             eprintln!(
                 "created token {} ({}); its secret (shown once):",
-                t.id, t.name
+                t.info.id, t.info.name
             );
-            println!("{}", t.token.unwrap_or_default());
+            println!("{}", t.token);
         }
         TokensCommand::Revoke { id } => {
             client.delete(&format!("/v1/tokens/{id}"))?;

@@ -2,13 +2,13 @@
 //! (what a deploy does), reporting how long it took.
 
 use super::{ArtifactArgs, read_module};
-use kiln_runtime::ByteCount;
+use kiln_api::ByteCount;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Validate and compile a module ahead of time into the artifact cache
 #[derive(clap::Args, Debug)]
-pub struct CompileArgs {
+pub(crate) struct CompileArgs {
     /// The WebAssembly module
     file: PathBuf,
     /// Also copy the compiled artifact here
@@ -18,7 +18,7 @@ pub struct CompileArgs {
     artifacts: ArtifactArgs,
 }
 
-pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let wasm = read_module(&args.file)?;
     let runtime = args.artifacts.runtime()?;
     let name = args.file.display();

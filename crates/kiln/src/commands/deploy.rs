@@ -1,25 +1,25 @@
 //! `kiln deploy FILE.wasm`: upload a module as a new version of a function and
 //! print its URL.
 
-use super::LimitArgs;
+use super::{LimitArgs, function_name};
 use crate::client::{Client, Role, ServerArgs};
-use crate::human_size;
 use anyhow::Context;
+use kiln_api::{BinaryKind, ByteCount, Deployed, FunctionConfig, parse_env_pair};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Deploy a module as a new version of a function; prints its URL
 #[derive(clap::Args, Debug)]
-pub struct DeployArgs {
+pub(crate) struct DeployArgs {
     /// The WebAssembly module
     file: PathBuf,
     /// Function name [default: the file name without .wasm]
-    #[arg(long)]
+    #[arg(long, value_parser = function_name)]
     name: Option<String>,
     /// Environment variable for every invocation (repeatable)
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    env: Vec<(String, String)>,
     /// Argument after the function name (repeatable)
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     args: Vec<String>,
@@ -50,61 +50,43 @@ pub struct DeployArgs {
     server: ServerArgs,
 }
 
-#[derive(serde::Deserialize, serde::Serialize)]
-struct Deployed {
-    tenant: String,
-    function: String,
-    version: u32,
-    digest: String,
-    size: u64,
-    compile_ms: Option<f64>,
-    #[serde(default)]
-    kind: String,
-    url: String,
-}
-
-pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let name = match &args.name {
         Some(name) => name.clone(),
-        None => args
-            .file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .context("cannot tell a function name from the file name; use --name")?,
+        None => {
+            let stem = args
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .context("cannot tell a function name from the file name; use --name")?;
+            function_name(&stem).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (named after the file {}; use --name)",
+                    args.file.display()
+                )
+            })?
+        }
     };
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let size = file.metadata()?.len();
-
-    let mut query: Vec<(&str, String)> = Vec::new();
-    query.extend(args.env.iter().map(|e| ("env", e.clone())));
-    query.extend(args.args.iter().map(|a| ("arg", a.clone())));
-    if let Some(m) = args.limits.memory {
-        query.push(("memory", m.to_string()));
-    }
-    if let Some(t) = args.limits.timeout {
-        query.push(("timeout", format!("{}ms", t.as_millis())));
-    }
-    if let Some(n) = args.limits.max_input {
-        query.push(("max_input", n.to_string()));
-    }
-    if let Some(n) = args.limits.max_output {
-        query.push(("max_output", n.to_string()));
-    }
-    if args.cgi {
-        query.push(("cgi", "true".into()));
-    }
-    if args.stream {
-        query.push(("stream", "true".into()));
-    }
-    query.extend(args.allow_hosts.iter().map(|h| ("allow_host", h.clone())));
-    if args.receipt {
-        query.push(("receipt", "true".into()));
-    }
-    if args.private {
-        query.push(("private", "true".into()));
-    }
-    let query = encode(&query);
+    let config = FunctionConfig {
+        env: args.env.clone(),
+        args: args.args.clone(),
+        memory_bytes: args.limits.memory,
+        timeout_ms: args
+            .limits
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        max_input: args.limits.max_input,
+        max_output: args.limits.max_output,
+        cgi: args.cgi,
+        private: args.private,
+        receipt: args.receipt,
+        stream: args.stream,
+        allow_hosts: args.allow_hosts.clone(),
+    };
+    let query = config.to_query();
 
     let client = Client::new(&args.server, Role::Tenant)?;
     let show_progress = std::io::stderr().is_terminal() && size > 4 << 20;
@@ -127,42 +109,19 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Some(ms) => format!("compiled in {ms:.0} ms"),
         None => "already compiled".into(),
     };
-    let kind = match deployed.kind.as_str() {
-        "component" => "component, ",
-        "http-component" => "wasi:http component, ",
+    let kind = match deployed.kind {
+        BinaryKind::Component => "component, ",
+        BinaryKind::HttpComponent => "wasi:http component, ",
         _ => "",
     };
     println!(
         "deployed {} v{} ({kind}{}, {compiled})  ->  {}",
         deployed.function,
         deployed.version,
-        human_size(deployed.size),
+        ByteCount(deployed.size),
         deployed.url
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `?k=v&k=v`, percent-encoded; empty when there is nothing.
-fn encode(pairs: &[(&str, String)]) -> String {
-    if pairs.is_empty() {
-        return String::new();
-    }
-    let encoded: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent(v)))
-        .collect();
-    format!("?{}", encoded.join("&"))
-}
-
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Counts uploaded bytes and, on a terminal, shows how far the upload is.
@@ -181,20 +140,8 @@ impl<R: Read> Read for Progress<R> {
         let after = self.sent * 100 / self.total.max(1);
         if self.show && after != before {
             let note = if after == 100 { ", compiling..." } else { "" };
-            eprint!("\ruploading {after:3}% of {}{note}", human_size(self.total));
+            eprint!("\ruploading {after:3}% of {}{note}", ByteCount(self.total));
         }
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        let q = encode(&[("env", "A=b c&d".into()), ("arg", "--x".into())]);
-        assert_eq!(q, "?env=A%3Db%20c%26d&arg=--x");
-        assert_eq!(encode(&[]), "");
     }
 }

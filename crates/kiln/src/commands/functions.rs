@@ -1,32 +1,9 @@
 //! `kiln list`, `kiln info`, `kiln rm`, `kiln rollback`: manage deployed functions.
 
+use super::function_name;
 use crate::client::{Client, Role, ServerArgs};
-use crate::human_size;
-use serde::Deserialize;
+use kiln_api::{ByteCount, FunctionDetail, FunctionSummary, RollbackRequest, Version};
 use std::process::ExitCode;
-
-#[derive(Deserialize, serde::Serialize)]
-struct Version {
-    number: u32,
-    digest: String,
-    size: u64,
-    created_at: i64,
-}
-
-#[derive(Deserialize, serde::Serialize)]
-struct Summary {
-    name: String,
-    current: Version,
-    versions: u32,
-    updated_at: i64,
-}
-
-#[derive(Deserialize, serde::Serialize)]
-struct Detail {
-    name: String,
-    current_version: u32,
-    versions: Vec<Version>,
-}
 
 fn when(unix: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
@@ -35,7 +12,7 @@ fn when(unix: i64) -> String {
 
 /// List this tenant's functions
 #[derive(clap::Args, Debug)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -43,9 +20,9 @@ pub struct ListArgs {
     server: ServerArgs,
 }
 
-pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
-    let functions: Vec<Summary> = client.get("/v1/functions")?;
+    let functions: Vec<FunctionSummary> = client.get("/v1/functions")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&functions)?);
         return Ok(ExitCode::SUCCESS);
@@ -64,7 +41,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             "{:<24} {:>8} {:>10}  {:<20}  {}/fn/{tenant}/{}",
             f.name,
             format!("v{}", f.current.number),
-            human_size(f.current.size),
+            ByteCount(f.current.size).to_string(),
             when(f.updated_at),
             client.url,
             f.name
@@ -75,7 +52,8 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 
 /// Show a function and its versions
 #[derive(clap::Args, Debug)]
-pub struct InfoArgs {
+pub(crate) struct InfoArgs {
+    #[arg(value_parser = function_name)]
     name: String,
     /// Print JSON
     #[arg(long)]
@@ -84,9 +62,9 @@ pub struct InfoArgs {
     server: ServerArgs,
 }
 
-pub fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
-    let detail: Detail = client.get(&format!("/v1/functions/{}", args.name))?;
+    let detail: FunctionDetail = client.get(&format!("/v1/functions/{}", args.name))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&detail)?);
         return Ok(ExitCode::SUCCESS);
@@ -105,7 +83,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{mark} v{:<4} {:>10}  {}  sha256:{}",
             v.number,
-            human_size(v.size),
+            ByteCount(v.size).to_string(),
             when(v.created_at),
             v.digest
         );
@@ -115,13 +93,14 @@ pub fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
 
 /// Delete a function and all its versions
 #[derive(clap::Args, Debug)]
-pub struct RmArgs {
+pub(crate) struct RmArgs {
+    #[arg(value_parser = function_name)]
     name: String,
     #[command(flatten)]
     server: ServerArgs,
 }
 
-pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
     client.delete(&format!("/v1/functions/{}", args.name))?;
     println!("deleted {}", args.name);
@@ -130,7 +109,8 @@ pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
 
 /// Serve an earlier version again (default: the one before the current one)
 #[derive(clap::Args, Debug)]
-pub struct RollbackArgs {
+pub(crate) struct RollbackArgs {
+    #[arg(value_parser = function_name)]
     name: String,
     /// The version to serve
     #[arg(value_name = "VERSION")]
@@ -139,14 +119,11 @@ pub struct RollbackArgs {
     server: ServerArgs,
 }
 
-pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
-    let body = match args.to {
-        Some(v) => serde_json::json!({ "version": v }),
-        None => serde_json::json!({}),
-    };
+    let body = RollbackRequest { version: args.to };
     let version: Version =
-        client.post_json(&format!("/v1/functions/{}/rollback", args.name), body)?;
+        client.post_json(&format!("/v1/functions/{}/rollback", args.name), &body)?;
     println!("{} now serves v{}", args.name, version.number);
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 /// Call a function: stdin is the request body, the response body goes to stdout
 #[derive(clap::Args, Debug)]
-pub struct InvokeArgs {
+pub(crate) struct InvokeArgs {
     name: String,
     /// The tenant owning the function [default: this token's tenant]
     #[arg(long)]
@@ -16,7 +16,7 @@ pub struct InvokeArgs {
     server: ServerArgs,
 }
 
-pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
     let tenant = match args.tenant {
         Some(t) => t,

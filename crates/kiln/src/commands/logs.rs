@@ -1,13 +1,15 @@
 //! `kiln logs NAME [--follow]`: the recent invocations of a function and their stderr.
 
+use super::function_name;
 use crate::client::{Client, Role, ServerArgs};
-use serde::Deserialize;
+use kiln_api::{ByteCount, LogEntry};
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Show recent invocations of a function and what they wrote to stderr
 #[derive(clap::Args, Debug)]
-pub struct LogsArgs {
+pub(crate) struct LogsArgs {
+    #[arg(value_parser = function_name)]
     name: String,
     /// How many recent invocations to show
     #[arg(short = 'n', long, default_value_t = 20)]
@@ -19,26 +21,11 @@ pub struct LogsArgs {
     server: ServerArgs,
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    id: i64,
-    version: u32,
-    at: i64,
-    outcome: String,
-    status: u16,
-    wall_us: u64,
-    stderr: String,
-    #[serde(default)]
-    cpu_us: u64,
-    #[serde(default)]
-    peak_memory_bytes: u64,
-}
-
-pub fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.server, Role::Tenant)?;
     let base = format!("/v1/functions/{}/logs", args.name);
     let mut last = None;
-    let mut entries: Vec<Entry> = client.get(&format!("{base}?limit={}", args.lines))?;
+    let mut entries: Vec<LogEntry> = client.get(&format!("{base}?limit={}", args.lines))?;
     loop {
         for e in &entries {
             print(e);
@@ -55,7 +42,7 @@ pub fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print(e: &Entry) {
+fn print(e: &LogEntry) {
     let at = std::time::UNIX_EPOCH + Duration::from_secs(e.at.max(0) as u64);
     let usage = match e.status {
         429 => String::new(), // refused by a quota: nothing ran
@@ -63,7 +50,7 @@ fn print(e: &Entry) {
             " ({:.1} ms, {:.1} ms CPU, {} memory)",
             e.wall_us as f64 / 1000.0,
             e.cpu_us as f64 / 1000.0,
-            crate::human_size(e.peak_memory_bytes)
+            ByteCount(e.peak_memory_bytes)
         ),
     };
     println!(

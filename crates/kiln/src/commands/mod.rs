@@ -1,24 +1,23 @@
 //! One module per subcommand (or family of subcommands).
 
-pub mod admin;
-pub mod compile;
-pub mod deploy;
-pub mod functions;
-pub mod invoke;
-pub mod logs;
-pub mod run;
-pub mod up;
-pub mod usage;
+pub(crate) mod admin;
+pub(crate) mod compile;
+pub(crate) mod deploy;
+pub(crate) mod functions;
+pub(crate) mod invoke;
+pub(crate) mod logs;
+pub(crate) mod run;
+pub(crate) mod up;
+pub(crate) mod usage;
 
-use kiln_runtime::{
-    EngineConfig, Runtime, RuntimeConfig, default_artifact_dir, parse_duration, parse_size,
-};
+use kiln_api::{NameKind, check_name, parse_duration, parse_size};
+use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, default_artifact_dir};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The per-function limits set on the command line (by `run` and `deploy`).
 #[derive(clap::Args, Debug)]
-pub struct LimitArgs {
+pub(crate) struct LimitArgs {
     /// Linear memory limit, e.g. 64MiB [default: 128MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -35,7 +34,7 @@ pub struct LimitArgs {
 
 /// Where compiled artifacts are cached, shared by the subcommands that compile.
 #[derive(clap::Args, Debug)]
-pub struct ArtifactArgs {
+pub(crate) struct ArtifactArgs {
     /// Directory of compiled artifacts [default: $XDG_CACHE_HOME/kiln/artifacts,
     /// else ~/.cache/kiln/artifacts]
     #[arg(long, env = "KILN_ARTIFACTS", value_name = "DIR")]
@@ -44,7 +43,7 @@ pub struct ArtifactArgs {
 
 impl ArtifactArgs {
     /// A runtime for one local invocation: a small instance pool is enough.
-    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+    pub(crate) fn runtime(&self) -> anyhow::Result<Runtime> {
         let dir = self.artifacts.clone().unwrap_or_else(default_artifact_dir);
         let config = RuntimeConfig {
             artifact_dir: dir,
@@ -58,6 +57,14 @@ impl ArtifactArgs {
 }
 
 /// Reads a module file, naming it in the error.
-pub fn read_module(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_module(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+/// A function name given on the command line, checked before it becomes part
+/// of a URL (a value parser: clap names the argument in its error).
+pub(crate) fn function_name(name: &str) -> Result<String, String> {
+    check_name(NameKind::Function, name)
+        .map(|()| name.to_owned())
+        .map_err(|e| e.to_string())
 }

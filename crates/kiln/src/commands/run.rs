@@ -3,7 +3,8 @@
 
 use super::{ArtifactArgs, LimitArgs, read_module};
 use anyhow::Context;
-use kiln_runtime::{ByteCount, Invocation, Limits, LoadSource, Outcome, Request};
+use kiln_api::ByteCount;
+use kiln_runtime::{Invocation, Limits, LoadSource, Outcome, Request};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,19 +13,19 @@ use std::time::Duration;
 /// Exit status of `kiln run` when Kiln stopped the guest, following shell custom.
 mod status {
     /// A trap: like a process killed by SIGABRT.
-    pub const TRAP: u8 = 134;
+    pub(super) const TRAP: u8 = 134;
     /// The wall-time limit: like coreutils' `timeout`.
-    pub const WALL_TIME: u8 = 124;
+    pub(super) const WALL_TIME: u8 = 124;
     /// The memory limit: like a process killed by the OOM killer (SIGKILL).
-    pub const MEMORY: u8 = 137;
+    pub(super) const MEMORY: u8 = 137;
     /// The output limit: like a process killed by SIGPIPE.
-    pub const OUTPUT: u8 = 141;
+    pub(super) const OUTPUT: u8 = 141;
 }
 
 /// Run a WASI module once: stdin is its input, its stdout and stderr pass through,
 /// its exit code becomes kiln's
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The WebAssembly module (a wasm32-wasip1 command)
     file: PathBuf,
     /// Set an environment variable for the guest (repeatable)
@@ -49,7 +50,7 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let defaults = Limits::default();
     let limits = Limits {
         memory_bytes: args.limits.memory.unwrap_or(defaults.memory_bytes),
@@ -70,7 +71,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     argv.extend(args.args);
     let request = Request {
         stdin: stdin.into(),
-        args: argv,
+        args: argv.into(),
         env: args.env,
         limits,
         ..Default::default()

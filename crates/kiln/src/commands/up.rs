@@ -2,7 +2,7 @@
 
 use crate::credentials::{self, Credentials};
 use anyhow::Context;
-use kiln_runtime::{GIB, KIB, parse_duration, parse_size};
+use kiln_api::{GIB, KIB, parse_duration, parse_size};
 use kiln_server::{Server, ServerConfig};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Serve Kiln: the HTTP endpoint of every function, and the control API
 #[derive(clap::Args, Debug)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// Address to listen on
     #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -159,7 +159,7 @@ fn default_data_dir() -> PathBuf {
         .join("kiln")
 }
 
-pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
@@ -191,7 +191,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(args.max_memory);
     config.max_loaded_functions = args.max_loaded_functions;
     if let Some(path) = &args.prices {
-        config.prices = kiln_server::PriceList::read(path)?;
+        config.prices = kiln_server::read_price_list(path)?;
     }
     config.metering = args.metering == Switch::On;
     config.usage_flush_interval = args.usage_flush;

@@ -1,15 +1,16 @@
 //! `kiln usage`: metered units and what they cost; `kiln quota`: a tenant's limits
 //! and its month so far (admins set them).
 
+use super::admin::tenant_name;
+use super::function_name;
 use crate::client::{Client, Role, ServerArgs};
-use crate::human_size;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use kiln_api::{ByteCount, Quota, QuotaStatus, UsageGrouping, UsageLine, UsageReport};
+use serde_json::Value;
 use std::process::ExitCode;
 
 /// Show metered usage and its cost (this tenant's; every tenant's with --all-tenants)
 #[derive(clap::Args, Debug)]
-pub struct UsageArgs {
+pub(crate) struct UsageArgs {
     /// From this time: YYYY-MM-DD, RFC 3339 or Unix seconds [default: start of this month]
     #[arg(long, value_name = "DATE")]
     since: Option<String>,
@@ -17,7 +18,7 @@ pub struct UsageArgs {
     #[arg(long, value_name = "DATE")]
     until: Option<String>,
     /// Only this function
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = function_name)]
     function: Option<String>,
     /// One line per function, hour or day
     #[arg(long, value_enum, default_value = "function")]
@@ -26,7 +27,7 @@ pub struct UsageArgs {
     #[arg(long, conflicts_with = "tenant")]
     all_tenants: bool,
     /// Another tenant (uses the admin token)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = tenant_name)]
     tenant: Option<String>,
     /// Print the server's JSON answer
     #[arg(long, conflicts_with = "csv")]
@@ -38,6 +39,7 @@ pub struct UsageArgs {
     server: ServerArgs,
 }
 
+/// `--by`: a command-line face for [`UsageGrouping`].
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum By {
     Hour,
@@ -45,59 +47,20 @@ enum By {
     Function,
 }
 
-#[derive(Deserialize)]
-struct Report {
-    since: String,
-    until: String,
-    prices: Prices,
-    rows: Vec<Line>,
-    total: Line,
+impl From<By> for UsageGrouping {
+    fn from(by: By) -> UsageGrouping {
+        match by {
+            By::Hour => UsageGrouping::Hour,
+            By::Day => UsageGrouping::Day,
+            By::Function => UsageGrouping::Function,
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct Prices {
-    currency: String,
-}
-
-#[derive(Deserialize)]
-struct Line {
-    tenant: Option<String>,
-    function: Option<String>,
-    period: Option<String>,
-    units: Units,
-    cost: Cost,
-}
-
-#[derive(Deserialize)]
-struct Units {
-    requests: u64,
-    failures: u64,
-    wall_us: u64,
-    cpu_us: u64,
-    instantiation_us: u64,
-    gb_seconds: f64,
-    peak_memory_bytes: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-}
-
-#[derive(Deserialize)]
-struct Cost {
-    requests: f64,
-    cpu: f64,
-    memory: f64,
-    egress: f64,
-    total: f64,
-}
-
-pub fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
     let admin = args.all_tenants || args.tenant.is_some();
     let client = Client::new(&args.server, if admin { Role::Admin } else { Role::Tenant })?;
-    let by = match args.by {
-        By::Hour => "hour",
-        By::Day => "day",
-        By::Function => "function",
-    };
+    let by = UsageGrouping::from(args.by).as_str();
     let mut query = form_query(&[
         ("since", args.since.as_deref()),
         ("until", args.until.as_deref()),
@@ -110,7 +73,7 @@ pub fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let report: Report = serde_json::from_value(answer)?;
+    let report: UsageReport = serde_json::from_value(answer)?;
     if args.csv {
         print_csv(&report);
     } else {
@@ -133,7 +96,7 @@ fn form_query(pairs: &[(&str, Option<&str>)]) -> String {
     query
 }
 
-fn print_table(report: &Report, with_tenant: bool, by: &str) {
+fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
     let currency = &report.prices.currency;
     println!("usage from {} until {}", report.since, report.until);
     let what = if by == "function" {
@@ -156,19 +119,19 @@ fn print_table(report: &Report, with_tenant: bool, by: &str) {
         format!("COST {currency}")
     ));
     println!("{header}");
-    let row = |tenant: &str, label: &str, l: &Line| {
+    let row = |tenant: &str, label: &str, l: &UsageLine| {
         let mut line = String::new();
         if with_tenant {
             line.push_str(&format!("{tenant:<16} "));
         }
         line.push_str(&format!(
             "{label:<20} {:>10} {:>8} {:>12.1} {:>12.6} {:>10} {:>10} {:>12.6}",
-            l.units.requests,
-            l.units.failures,
-            l.units.cpu_us as f64 / 1000.0,
+            l.units.totals.requests,
+            l.units.totals.failures,
+            l.units.totals.cpu_us as f64 / 1000.0,
             l.units.gb_seconds,
-            human_size(l.units.bytes_in),
-            human_size(l.units.bytes_out),
+            ByteCount(l.units.totals.bytes_in).to_string(),
+            ByteCount(l.units.totals.bytes_out).to_string(),
             l.cost.total
         ));
         println!("{line}");
@@ -183,14 +146,14 @@ fn print_table(report: &Report, with_tenant: bool, by: &str) {
     row("", "TOTAL", &report.total);
 }
 
-fn print_csv(report: &Report) {
+fn print_csv(report: &UsageReport) {
     println!(
         "tenant,function,period,requests,failures,wall_us,cpu_us,instantiation_us,gb_seconds,\
          peak_memory_bytes,bytes_in,bytes_out,cost_requests,cost_cpu,cost_memory,cost_egress,\
          cost_total,currency"
     );
-    let csv = |l: &Line, tenant: &str| {
-        let u = &l.units;
+    let csv = |l: &UsageLine, tenant: &str| {
+        let u = &l.units.totals;
         let c = &l.cost;
         println!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
@@ -202,7 +165,7 @@ fn print_csv(report: &Report) {
             u.wall_us,
             u.cpu_us,
             u.instantiation_us,
-            u.gb_seconds,
+            l.units.gb_seconds,
             u.peak_memory_bytes,
             u.bytes_in,
             u.bytes_out,
@@ -231,8 +194,9 @@ fn field(text: &str) -> String {
 
 /// Show a tenant's quota and its usage this month; with flags (admin), change it
 #[derive(clap::Args, Debug)]
-pub struct QuotaArgs {
+pub(crate) struct QuotaArgs {
     /// The tenant (uses the admin token) [default: this tenant]
+    #[arg(value_parser = tenant_name)]
     tenant: Option<String>,
     /// Invocations per calendar month (UTC), or `none`
     #[arg(long, value_name = "N|none", requires = "tenant")]
@@ -270,7 +234,7 @@ impl std::str::FromStr for Limit {
     }
 }
 
-pub fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
     let Some(tenant) = &args.tenant else {
         let client = Client::new(&args.server, Role::Tenant)?;
         print_quota(&client.get("/v1/quota")?);
@@ -278,68 +242,84 @@ pub fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
     };
     let client = Client::new(&args.server, Role::Admin)?;
     let path = format!("/v1/tenants/{tenant}/quota");
-    let mut status: Value = client.get(&path)?;
+    let mut status: QuotaStatus = client.get(&path)?;
     let changes = [
-        ("requests_per_month", &args.requests_per_month, true),
-        ("cost_per_month", &args.cost_per_month, false),
-        ("max_concurrent", &args.max_concurrent, true),
-        ("requests_per_second", &args.requests_per_second, true),
+        &args.requests_per_month,
+        &args.cost_per_month,
+        &args.max_concurrent,
+        &args.requests_per_second,
     ];
-    if changes.iter().any(|(_, change, _)| change.is_some()) {
-        let mut quota = status["quota"].as_object().cloned().unwrap_or_default();
-        for (name, change, whole) in changes {
-            apply(&mut quota, name, change, whole)?;
+    if changes.iter().any(|change| change.is_some()) {
+        let mut quota = status.quota;
+        set_whole(
+            &mut quota.requests_per_month,
+            &args.requests_per_month,
+            "requests-per-month",
+        )?;
+        match &args.cost_per_month {
+            None => {}
+            Some(Limit::None) => quota.cost_per_month = None,
+            Some(Limit::Value(v)) => quota.cost_per_month = Some(*v),
         }
-        status = client.put_json(&path, Value::Object(quota))?;
+        set_whole(
+            &mut quota.max_concurrent,
+            &args.max_concurrent,
+            "max-concurrent",
+        )?;
+        set_whole(
+            &mut quota.requests_per_second,
+            &args.requests_per_second,
+            "requests-per-second",
+        )?;
+        status = client.put_json(&path, &quota)?;
     }
     print_quota(&status);
     Ok(ExitCode::SUCCESS)
 }
 
-fn apply(
-    quota: &mut Map<String, Value>,
-    name: &str,
+/// Applies a whole-number limit given as `--FLAG N|none`.
+fn set_whole<T: TryFrom<u64>>(
+    field: &mut Option<T>,
     change: &Option<Limit>,
-    whole: bool,
+    flag: &str,
 ) -> anyhow::Result<()> {
     match change {
         None => {}
-        Some(Limit::None) => {
-            quota.remove(name);
-        }
-        Some(Limit::Value(v)) if whole => {
-            if v.fract() != 0.0 {
-                anyhow::bail!("--{} must be a whole number", name.replace('_', "-"));
-            }
-            quota.insert(name.into(), json!(*v as u64));
-        }
+        Some(Limit::None) => *field = None,
         Some(Limit::Value(v)) => {
-            quota.insert(name.into(), json!(v));
+            if v.fract() != 0.0 {
+                anyhow::bail!("--{flag} must be a whole number");
+            }
+            let value =
+                T::try_from(*v as u64).map_err(|_| anyhow::anyhow!("--{flag} is too large"))?;
+            *field = Some(value);
         }
     }
     Ok(())
 }
 
-fn print_quota(status: &Value) {
-    let quota = &status["quota"];
-    let limit = |name: &str| match &quota[name] {
-        Value::Null => "unlimited".to_owned(),
-        v => v.to_string(),
-    };
-    let used = &status["used"];
-    let currency = status["currency"].as_str().unwrap_or("");
-    println!("tenant {}", status["tenant"].as_str().unwrap_or(""));
+fn print_quota(status: &QuotaStatus) {
+    let quota: &Quota = &status.quota;
+    let limit = |value: Option<String>| value.unwrap_or_else(|| "unlimited".to_owned());
+    let currency = &status.currency;
+    println!("tenant {}", status.tenant);
     println!(
         "requests per month   {:>14}   used since {}: {}",
-        limit("requests_per_month"),
-        status["month_start"].as_str().unwrap_or(""),
-        used["requests"]
+        limit(quota.requests_per_month.map(|v| v.to_string())),
+        status.month_start,
+        status.used.totals.requests
     );
     println!(
         "cost per month       {:>14}   used: {:.6} {currency}",
-        limit("cost_per_month"),
-        status["cost"]["total"].as_f64().unwrap_or(0.0)
+        limit(quota.cost_per_month.map(|v| v.to_string())),
+        status.cost.total
     );
-    println!("max concurrent       {:>14}", limit("max_concurrent"));
-    println!("requests per second  {:>14}", limit("requests_per_second"));
+    println!(
+        "max concurrent       {:>14}",
+        limit(quota.max_concurrent.map(|v| v.to_string()))
+    );
+    println!(
+        "requests per second  {:>14}",
+        limit(quota.requests_per_second.map(|v| v.to_string()))
+    );
 }

@@ -9,40 +9,40 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
-pub fn guest(name: &str) -> String {
+pub(crate) fn guest(name: &str) -> String {
     kiln_guests::path(name).display().to_string()
 }
 
 /// A home for one server: data, config (credentials) and scratch files.
-pub struct Home {
+pub(crate) struct Home {
     pub dir: tempfile::TempDir,
 }
 
 impl Home {
-    pub fn new() -> Home {
+    pub(crate) fn new() -> Home {
         Home {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    pub fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("config")
     }
 
     /// Starts `kiln up` on this home with extra flags.
-    pub fn start(&self, extra: &[&str]) -> KilnServer {
+    pub(crate) fn start(&self, extra: &[&str]) -> KilnServer {
         self.start_in(&[], extra)
     }
 
     /// Starts `kiln up` as the last arguments of `wrapper` (a command that sets
     /// something up, then execs its arguments, keeping the pid).
-    pub fn start_in(&self, wrapper: &[&str], extra: &[&str]) -> KilnServer {
+    pub(crate) fn start_in(&self, wrapper: &[&str], extra: &[&str]) -> KilnServer {
         let kiln = env!("CARGO_BIN_EXE_kiln");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -95,16 +95,16 @@ impl Home {
     }
 
     /// The credentials `kiln up` wrote on first start.
-    pub fn credentials(&self) -> serde_json::Value {
+    pub(crate) fn credentials(&self) -> serde_json::Value {
         let text = std::fs::read(self.config().join("kiln/credentials.json")).expect("credentials");
         serde_json::from_slice(&text).expect("credentials JSON")
     }
 
-    pub fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         self.credentials()["token"].as_str().unwrap().to_owned()
     }
 
-    pub fn admin_token(&self) -> String {
+    pub(crate) fn admin_token(&self) -> String {
         self.credentials()["admin_token"]
             .as_str()
             .unwrap()
@@ -112,7 +112,7 @@ impl Home {
     }
 }
 
-pub struct KilnServer {
+pub(crate) struct KilnServer {
     child: Option<Child>,
     pub url: String,
     /// `http://ADDR/metrics` when started with `--metrics-listen`.
@@ -122,7 +122,7 @@ pub struct KilnServer {
 
 impl KilnServer {
     /// Runs the `kiln` CLI against this server (credentials from its home).
-    pub fn cli(&self, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(args)
             .env("XDG_CONFIG_HOME", &self.config)
@@ -139,7 +139,7 @@ impl KilnServer {
     }
 
     /// The CLI, which must succeed; returns its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args, &[], b"");
         assert!(
             out.status.success(),
@@ -149,32 +149,32 @@ impl KilnServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    pub fn function_url(&self, tenant: &str, function: &str) -> String {
+    pub(crate) fn function_url(&self, tenant: &str, function: &str) -> String {
         format!("{}/fn/{tenant}/{function}", self.url)
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the server to exit.
-    pub fn stop(mut self) -> ExitStatus {
+    pub(crate) fn stop(mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         self.wait()
     }
 
     /// SIGKILL: the crash case.
-    pub fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.signal(libc::SIGKILL);
         self.wait();
     }
 
-    pub fn signal(&mut self, signal: i32) {
+    pub(crate) fn signal(&mut self, signal: i32) {
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.
         unsafe { libc::kill(self.pid(), signal) };
     }
 
-    pub fn wait(&mut self) -> ExitStatus {
+    pub(crate) fn wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let start = Instant::now();
         loop {
@@ -198,7 +198,7 @@ impl Drop for KilnServer {
 
 /// An HTTP client that reports every status (no errors for 4xx/5xx) and does not
 /// follow redirects: the `curl` of these tests.
-pub fn http() -> ureq::Agent {
+pub(crate) fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -206,19 +206,19 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub headers: ureq::http::HeaderMap,
     pub body: String,
 }
 
 impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
-pub fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+pub(crate) fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
     let mut response = result.expect("HTTP request");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -230,16 +230,16 @@ pub fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> 
     }
 }
 
-pub fn post(url: &str, body: &str) -> Answer {
+pub(crate) fn post(url: &str, body: &str) -> Answer {
     answer(http().post(url).send(body))
 }
 
-pub fn get(url: &str) -> Answer {
+pub(crate) fn get(url: &str) -> Answer {
     answer(http().get(url).call())
 }
 
 /// GET with a bearer token.
-pub fn get_as(url: &str, token: &str) -> Answer {
+pub(crate) fn get_as(url: &str, token: &str) -> Answer {
     answer(
         http()
             .get(url)
@@ -249,7 +249,7 @@ pub fn get_as(url: &str, token: &str) -> Answer {
 }
 
 /// Polls `check` until it returns `Some`, failing at the deadline.
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
@@ -261,7 +261,7 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 /// Files directly in `dir` (none if it does not exist).
-pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

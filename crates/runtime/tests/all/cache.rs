@@ -38,7 +38,7 @@ fn a_new_runtime_loads_the_artifact_without_compiling() {
 #[test]
 fn loading_an_unknown_digest_names_it() {
     let rt = runtime();
-    let digest = kiln_runtime::Digest::of(b"never compiled");
+    let digest = kiln_api::Digest::of(b"never compiled");
     match rt.runtime.load(&digest) {
         Err(LoadError::NotCompiled(d)) => assert_eq!(d, digest),
         other => panic!("expected NotCompiled, got {other:?}"),

@@ -2,7 +2,8 @@
 //! invoke contract as core modules.
 
 use crate::runtime;
-use kiln_runtime::{Limits, MIB, ModuleKind, Outcome, Request};
+use kiln_api::MIB;
+use kiln_runtime::{Limits, ModuleKind, Outcome, Request};
 use std::time::Duration;
 
 fn component(name: &str) -> Vec<u8> {
@@ -12,7 +13,7 @@ fn component(name: &str) -> Vec<u8> {
 fn request(stdin: &[u8], limits: Limits) -> Request {
     Request {
         stdin: stdin.to_vec().into(),
-        args: vec!["echo-env".into(), "first".into()],
+        args: ["echo-env".to_owned(), "first".to_owned()].into(),
         env: vec![("GREETING".into(), "hi".into())],
         limits,
         ..Default::default()

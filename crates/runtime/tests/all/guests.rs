@@ -1,7 +1,7 @@
 //! WAT guests, each doing one thing. Offsets in memory are spelled out in comments.
 
 /// Prints its mutable global, incremented once per run: "1" on a fresh instance.
-pub const COUNTER: &str = r#"
+pub(crate) const COUNTER: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
@@ -16,7 +16,7 @@ pub const COUNTER: &str = r#"
 "#;
 
 /// Copies stdin to stdout. Two pages of memory: a 64 KiB buffer at 1024.
-pub const ECHO: &str = r#"
+pub(crate) const ECHO: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -37,7 +37,7 @@ pub const ECHO: &str = r#"
 "#;
 
 /// Calls `proc_exit` with the given code.
-pub fn exit(code: i32) -> String {
+pub(crate) fn exit(code: i32) -> String {
     format!(
         r#"(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
@@ -46,14 +46,14 @@ pub fn exit(code: i32) -> String {
     )
 }
 
-pub const TRAP: &str =
+pub(crate) const TRAP: &str =
     r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
 
-pub const LOOP: &str =
+pub(crate) const LOOP: &str =
     r#"(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))"#;
 
 /// Grows memory one page at a time, forever.
-pub const MEMORY_BOMB: &str = r#"
+pub(crate) const MEMORY_BOMB: &str = r#"
 (module
   (memory (export "memory") 1)
   (func (export "_start")
@@ -61,11 +61,11 @@ pub const MEMORY_BOMB: &str = r#"
 "#;
 
 /// Asks for 512 pages (32 MiB) before running any code.
-pub const BIG_INITIAL_MEMORY: &str =
+pub(crate) const BIG_INITIAL_MEMORY: &str =
     r#"(module (memory (export "memory") 512) (func (export "_start")))"#;
 
 /// Writes 64 KiB of stdout (or stderr, with fd 2) per call, `times` times (0 = forever).
-pub fn flood(fd: u32, times: u32) -> String {
+pub(crate) fn flood(fd: u32, times: u32) -> String {
     format!(
         r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -82,7 +82,7 @@ pub fn flood(fd: u32, times: u32) -> String {
 }
 
 /// Sleeps through `poll_oneoff` on a relative clock subscription of `nanos`.
-pub fn sleep(nanos: u64) -> String {
+pub(crate) fn sleep(nanos: u64) -> String {
     format!(
         r#"(module
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
@@ -98,7 +98,7 @@ pub fn sleep(nanos: u64) -> String {
 
 /// Calls the WASI functions a plain program relies on besides stdio (random, both
 /// clocks, args and environment sizes) and exits with the sum of their errnos.
-pub const WASI_BASICS: &str = r#"
+pub(crate) const WASI_BASICS: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))

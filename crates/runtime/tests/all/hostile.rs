@@ -3,7 +3,8 @@
 //! stopped with a clear error and leaves the runtime serving the next guest.
 
 use crate::{TestRuntime, guests, runtime, wasm};
-use kiln_runtime::{Digest, Limits, LoadError, Outcome, Request};
+use kiln_api::Digest;
+use kiln_runtime::{Limits, LoadError, Outcome, Request};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 

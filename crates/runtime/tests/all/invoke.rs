@@ -1,11 +1,12 @@
 use crate::{guests, runtime, runtime_with, wasm};
-use kiln_runtime::{EngineConfig, InvokeError, Limits, MIB, Outcome, Request};
+use kiln_api::MIB;
+use kiln_runtime::{EngineConfig, InvokeError, Limits, Outcome, Request};
 use std::time::Duration;
 
 fn request(stdin: &[u8], limits: Limits) -> Request {
     Request {
         stdin: stdin.to_vec().into(),
-        args: vec!["test".into()],
+        args: ["test".to_owned()].into(),
         env: vec![],
         limits,
         ..Default::default()

@@ -2,10 +2,10 @@
 //! largest BIGINT), and the reads behind bills and quota checks.
 
 use super::{big, pg, unsigned};
-use crate::model::TenantId;
-use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
-use crate::{StoreError, StoreResult};
+use crate::error::{StoreError, StoreResult};
+use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use deadpool_postgres::GenericClient;
+use kiln_api::{Quota, TenantId, UsageTotals};
 use tokio_postgres::Row;
 
 /// The summed columns, in [`UsageTotals`] order.
@@ -154,7 +154,7 @@ pub(super) async fn quotas(client: &impl GenericClient) -> StoreResult<Vec<(Tena
             let id: i64 = r.get(0);
             let json: String = r.get(1);
             let quota = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Internal(format!("quota of tenant {id}: {e}")))?;
+                .map_err(|e| StoreError::internal(format!("quota of tenant {id}"), e))?;
             Ok((id, quota))
         })
         .collect()
@@ -165,7 +165,7 @@ pub(super) async fn set_quota(
     tenant: TenantId,
     quota: &Quota,
 ) -> StoreResult<()> {
-    let json = serde_json::to_string(quota).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(quota).map_err(|e| StoreError::internal("quota", e))?;
     let changed = client
         .execute(
             "UPDATE tenants SET quota = $2 WHERE id = $1",

@@ -2,9 +2,9 @@
 //! and quota checks.
 
 use super::internal;
-use crate::StoreResult;
-use crate::model::TenantId;
-use crate::usage::{Quota, UsageDelta, UsageQuery, UsageRow, UsageTotals};
+use crate::error::{StoreError, StoreResult};
+use crate::usage::{UsageDelta, UsageQuery, UsageRow};
+use kiln_api::{Quota, TenantId, UsageTotals};
 use rusqlite::{Connection, params};
 
 /// SQLite integers are i64: a total past it is kept at the largest one.
@@ -134,15 +134,14 @@ pub(super) fn quotas(conn: &mut Connection) -> StoreResult<Vec<(TenantId, Quota)
     for row in rows {
         let (id, json) = row.map_err(internal)?;
         let quota = serde_json::from_str(&json)
-            .map_err(|e| crate::StoreError::Internal(format!("quota of tenant {id}: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("quota of tenant {id}"), e))?;
         quotas.push((id, quota));
     }
     Ok(quotas)
 }
 
 pub(super) fn set_quota(conn: &mut Connection, tenant: TenantId, quota: &Quota) -> StoreResult<()> {
-    let json =
-        serde_json::to_string(quota).map_err(|e| crate::StoreError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(quota).map_err(|e| StoreError::internal("quota", e))?;
     let changed = conn
         .execute(
             "UPDATE tenants SET quota = ?2 WHERE id = ?1",
@@ -150,9 +149,7 @@ pub(super) fn set_quota(conn: &mut Connection, tenant: TenantId, quota: &Quota) 
         )
         .map_err(internal)?;
     match changed {
-        0 => Err(crate::StoreError::NotFound(format!(
-            "no tenant with id {tenant}"
-        ))),
+        0 => Err(StoreError::NotFound(format!("no tenant with id {tenant}"))),
         _ => Ok(()),
     }
 }

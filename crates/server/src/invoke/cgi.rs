@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 /// What the invoke path knows about a request, for [`request_env`].
-pub struct CgiRequest<'a> {
+pub(super) struct CgiRequest<'a> {
     pub method: &'a str,
     /// `/fn/{tenant}/{function}`.
     pub script_name: &'a str,
@@ -32,7 +32,7 @@ fn withheld(name: &HeaderName) -> bool {
 
 /// The CGI meta-variables of a request, RFC 3875 names, `HTTP_*` for headers
 /// (repeated headers joined with `, `; `Authorization` withheld).
-pub fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
+pub(super) fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
     let mut env = vec![
         ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
         (
@@ -85,18 +85,18 @@ pub fn request_env(req: &CgiRequest<'_>) -> Vec<(String, String)> {
 
 /// A CGI response: status, headers, and where the body starts in stdout.
 #[derive(Debug)]
-pub struct CgiResponse {
+pub(super) struct CgiResponse {
     pub status: StatusCode,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body_offset: usize,
 }
 
 /// Most bytes of header section accepted before the blank line.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Why CGI output could not be parsed: the function's fault, reported as 502.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CgiError {
+pub(super) enum CgiError {
     #[error("no blank line ends the CGI headers (within {MAX_HEADER_BYTES} bytes)")]
     Unterminated,
     #[error("malformed CGI header line {0:?}")]
@@ -126,7 +126,7 @@ fn reserved(name: &HeaderName) -> bool {
 /// Parses the header section of a CGI function's stdout. `Status:` sets the status
 /// (200 to 999; default 200, or 302 when only `Location:` is given); every other
 /// header is passed on, repeated ones kept separate, except the [`reserved`] ones.
-pub fn parse_response(stdout: &[u8]) -> Result<CgiResponse, CgiError> {
+pub(super) fn parse_response(stdout: &[u8]) -> Result<CgiResponse, CgiError> {
     let window = &stdout[..stdout.len().min(MAX_HEADER_BYTES)];
     let (head_len, body_offset) = find_blank_line(window).ok_or(CgiError::Unterminated)?;
     let head = &stdout[..head_len];

@@ -1,22 +1,31 @@
-//! The control API under `/v1` (JSON, bearer tokens): functions, logs, tokens,
-//! tenants. Deploying lives in `deploy.rs`. Documented in `docs/api.md`.
+//! The control API under `/v1` (JSON, bearer tokens), documented in
+//! `docs/api.md`: this file has the routes, who-am-I, node status, functions,
+//! logs, tokens and tenants; deploying, usage and metrics have files of their own.
+//! Bodies are `kiln_api`'s wire types; errors are [`ApiError`]s with a code.
 
+mod deploy;
+pub(crate) mod metrics;
+mod usage;
+
+use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::{auth, deploy, metrics, names, usage};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kiln_store::{
-    FunctionDetail, FunctionSummary, LogEntry, Principal, Tenant, TokenInfo, Version,
+use kiln_api::{
+    CreatedTenant, CreatedToken, FunctionDetail, FunctionSummary, LogEntry, NameKind, NewNamed,
+    NodeStatus, RollbackRequest, Tenant, TokenInfo, Version, WhoAmI, check_name,
 };
-use serde::{Deserialize, Serialize};
+use kiln_store::Principal;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub fn routes() -> Router<Arc<AppState>> {
+/// Every `/v1` route, and `/metrics` for admin tokens.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/whoami", get(whoami))
         .route("/v1/status", get(status))
@@ -40,12 +49,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics::admin_metrics))
 }
 
-#[derive(Serialize)]
-struct WhoAmI {
-    admin: bool,
-    tenant: Option<String>,
-}
-
 async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
     Ok(Json(match auth::require(&*state.store, &headers).await? {
         Principal::Admin => WhoAmI {
@@ -59,33 +62,21 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
     }))
 }
 
-#[derive(Serialize)]
-struct Status {
-    in_flight: u64,
-    connections: u64,
-    /// Instance slots in use (invocations past the queue, running).
-    active_instances: u32,
-    compiles: u64,
-    artifact_downloads: u64,
-    /// Functions loaded in memory now, and how the cache of them has fared.
-    loaded_functions: usize,
-    function_cache_hits: u64,
-    function_cache_misses: u64,
-    function_cache_evictions: u64,
-}
-
 /// Live counters of this node (admin only).
-async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Status>> {
+async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<NodeStatus>> {
     auth::admin(&*state.store, &headers).await?;
     let counters = &state.counters;
     let cache = state.functions.stats();
-    Ok(Json(Status {
+    Ok(Json(NodeStatus {
         in_flight: counters.in_flight.load(Ordering::Relaxed),
         connections: counters.connections.load(Ordering::Relaxed),
         active_instances: state.runtime.active_instances(),
-        compiles: counters.compiles.load(Ordering::Relaxed),
-        artifact_downloads: counters.artifact_downloads.load(Ordering::Relaxed),
-        loaded_functions: state.functions.len(),
+        compiles: cache.compiles.load(Ordering::Relaxed),
+        artifact_downloads: cache.downloads.load(Ordering::Relaxed),
+        loaded_functions: state.functions.loaded(),
         function_cache_hits: cache.hits.load(Ordering::Relaxed),
         function_cache_misses: cache.misses.load(Ordering::Relaxed),
         function_cache_evictions: cache.evictions.load(Ordering::Relaxed),
@@ -126,11 +117,6 @@ async fn delete_function(
     state.deployments.forget(&tenant.name, &name);
     tracing::info!(tenant = %tenant.name, function = %name, "deleted");
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, Default)]
-struct RollbackRequest {
-    version: Option<u32>,
 }
 
 async fn rollback(
@@ -195,26 +181,13 @@ async fn list_tokens(
     Ok(Json(state.store.list_tokens(owner).await?))
 }
 
-#[derive(Deserialize)]
-struct NewToken {
-    name: String,
-}
-
-#[derive(Serialize)]
-struct CreatedToken {
-    #[serde(flatten)]
-    info: TokenInfo,
-    /// The secret, shown only in this answer.
-    token: String,
-}
-
 async fn create_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let owner = token_owner(&state, &headers).await?;
-    let request: NewToken = serde_json::from_slice(&body)
+    let request: NewNamed = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
     if request.name.is_empty() || request.name.len() > 100 {
         return Err(ApiError::bad_request(
@@ -246,28 +219,15 @@ async fn list_tenants(
     Ok(Json(state.store.list_tenants().await?))
 }
 
-#[derive(Deserialize)]
-struct NewTenant {
-    name: String,
-}
-
-#[derive(Serialize)]
-struct CreatedTenant {
-    #[serde(flatten)]
-    tenant: Tenant,
-    /// A first token for the tenant, shown only in this answer.
-    token: String,
-}
-
 async fn create_tenant(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<CreatedTenant>)> {
     auth::admin(&*state.store, &headers).await?;
-    let request: NewTenant = serde_json::from_slice(&body)
+    let request: NewNamed = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
-    names::check("tenant", &request.name)?;
+    check_name(NameKind::Tenant, &request.name)?;
     let tenant = state.store.create_tenant(&request.name).await?;
     let (token, hash) = auth::generate().map_err(ApiError::internal)?;
     state

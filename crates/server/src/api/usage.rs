@@ -4,32 +4,26 @@
 
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
-use crate::pricing::{Cost, PriceList};
 use crate::quota::month_start;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use kiln_store::{HOUR, Principal, Quota, TenantId, UsageQuery, UsageTotals, now};
-use serde::{Deserialize, Serialize};
+use kiln_api::{
+    HOUR, PriceList, Quota, QuotaStatus, TenantId, UsageGrouping as By, UsageLine, UsageReport,
+    UsageTotals,
+};
+use kiln_store::{Principal, UsageQuery, now};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 const DAY: i64 = 24 * HOUR;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum By {
-    Hour,
-    Day,
-    #[default]
-    Function,
-}
-
 #[derive(Deserialize)]
-pub struct UsageParams {
+pub(crate) struct UsageParams {
     /// RFC 3339 time, `YYYY-MM-DD`, or seconds since the epoch. Default: the start
     /// of this month (UTC).
     since: Option<String>,
@@ -42,36 +36,8 @@ pub struct UsageParams {
     tenant: Option<String>,
 }
 
-/// Metered units: the stored totals (times in µs, bytes) and memory-time in GB-s.
-#[derive(Serialize)]
-pub struct Units {
-    #[serde(flatten)]
-    totals: UsageTotals,
-    gb_seconds: f64,
-}
-
-#[derive(Serialize)]
-pub struct Line {
-    tenant: Option<String>,
-    function: Option<String>,
-    /// The hour (`2026-11-25T09:00:00Z`) or day (`2026-11-25`) of the line.
-    period: Option<String>,
-    units: Units,
-    cost: Cost,
-}
-
-#[derive(Serialize)]
-pub struct UsageReport {
-    since: String,
-    until: String,
-    by: By,
-    prices: PriceList,
-    rows: Vec<Line>,
-    total: Line,
-}
-
 /// Parses a time the way users write one.
-pub fn parse_time(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(seconds) = text.parse::<i64>() {
         return Ok(seconds);
     }
@@ -105,20 +71,17 @@ fn line(
     period: Option<String>,
     totals: UsageTotals,
     prices: &PriceList,
-) -> Line {
-    Line {
+) -> UsageLine {
+    UsageLine {
         tenant,
         function,
         period,
-        units: Units {
-            totals,
-            gb_seconds: totals.gb_seconds(),
-        },
+        units: totals.into(),
         cost: prices.cost(&totals),
     }
 }
 
-pub async fn usage(
+pub(crate) async fn usage(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(params): Query<UsageParams>,
@@ -126,8 +89,7 @@ pub async fn usage(
     let tenant = match auth::require(&*state.store, &headers).await? {
         Principal::Tenant(t) => {
             if params.tenant.as_ref().is_some_and(|n| *n != t.name) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
+                return Err(ApiError::forbidden(
                     "only an admin token can read another tenant's usage",
                 ));
             }
@@ -203,17 +165,6 @@ async fn tenant_id(state: &AppState, name: &str) -> ApiResult<TenantId> {
         .ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
 }
 
-/// A tenant's limits and where it stands this month.
-#[derive(Serialize)]
-pub struct QuotaStatus {
-    tenant: String,
-    quota: Quota,
-    month_start: String,
-    used: Units,
-    cost: Cost,
-    currency: String,
-}
-
 fn quota_status(state: &AppState, id: TenantId, name: String) -> QuotaStatus {
     let (quota, used) = state.quotas.month_to_date(id);
     let prices = state.quotas.prices();
@@ -222,16 +173,13 @@ fn quota_status(state: &AppState, id: TenantId, name: String) -> QuotaStatus {
         quota,
         month_start: format_time(month_start(now()), By::Hour),
         cost: prices.cost(&used),
-        used: Units {
-            totals: used,
-            gb_seconds: used.gb_seconds(),
-        },
+        used: used.into(),
         currency: prices.currency.clone(),
     }
 }
 
 /// `GET /v1/quota`: the calling tenant's own.
-pub async fn own_quota(
+pub(crate) async fn own_quota(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<QuotaStatus>> {
@@ -240,7 +188,7 @@ pub async fn own_quota(
 }
 
 /// `GET /v1/tenants/{name}/quota` (admin).
-pub async fn tenant_quota(
+pub(crate) async fn tenant_quota(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -252,7 +200,7 @@ pub async fn tenant_quota(
 
 /// `PUT /v1/tenants/{name}/quota` (admin): replaces the tenant's quota; fields
 /// left out are unlimited.
-pub async fn set_tenant_quota(
+pub(crate) async fn set_tenant_quota(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,

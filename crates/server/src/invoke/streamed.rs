@@ -9,22 +9,24 @@
 //! its body is cut with an error (the client sees an incomplete response, never a
 //! clean end), and the log has the outcome.
 
-use crate::cgi::{self, CgiError};
-use crate::drain;
-use crate::invoke::{
-    Call, OUTCOME_HEADER, Target, command_env, invoke_error_response, plain, respond,
-};
+use super::answer::{Answer, mark, plain_output};
+use super::call::Settle;
+use super::cgi::{self, CgiError};
+use super::request::GuestRequest;
+use super::{Executed, Pipeline};
+use crate::body::declared_length;
+use crate::state::CachedDeployment;
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
+use kiln_api::Kind;
 use kiln_runtime::{
-    Finished, Function, GuestFailed, HttpAnswer, HttpRequest, InvokeError, Limits, OutputBody,
-    StreamRequest, Streamed,
+    Function, GuestFailed, HttpAnswer, HttpRequest, InvokeError, OutputBody, StreamRequest,
+    Streamed,
 };
-use kiln_store::Deployment;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -33,15 +35,14 @@ use std::task::{Context, Poll};
 /// `Authorization` when it carried the token of a private function) and the body
 /// as it arrives.
 pub(crate) async fn http(
-    call: Call,
+    pipeline: &Pipeline,
     function: &Function,
-    target: &Target<'_>,
+    guest: &GuestRequest<'_>,
     body: Body,
-    limits: Limits,
-) -> Response {
-    let deployment = call.deployment.clone();
-    let parts = target.parts;
-    let path = match target.path_info.as_str() {
+) -> Executed {
+    let deployment = &pipeline.deployment;
+    let parts = guest.parts;
+    let path = match guest.path_info.as_str() {
         "" => "/",
         path => path,
     };
@@ -64,7 +65,7 @@ pub(crate) async fn http(
         Ok(uri) => uri,
         Err(e) => {
             let error = InvokeError::BadRequest(format!("bad request target: {e}"));
-            return refuse(call, error);
+            return refused(error);
         }
     };
     let mut request = http::Request::new(body);
@@ -75,7 +76,7 @@ pub(crate) async fn http(
     if deployment.config.private {
         request.headers_mut().remove(header::AUTHORIZATION);
     }
-    let answer = call
+    let answer = pipeline
         .state
         .runtime
         .handle_http(
@@ -83,24 +84,38 @@ pub(crate) async fn http(
             HttpRequest {
                 request,
                 env: deployment.config.env.clone(),
-                limits,
+                limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
             },
         )
         .await;
     match answer {
-        Err(error) => refuse(call, error),
+        Err(error) => refused(error),
         Ok(HttpAnswer::Failed(invocation)) => {
-            let response = respond(&deployment, &invocation.outcome, Bytes::new());
-            call.settle(response.status(), &Ok(invocation));
-            response
+            let (response, kind) = match Answer::of_outcome(&invocation.outcome) {
+                Some(failed) => failed.answered(),
+                // A guest that succeeded without a response is reported as
+                // `NoResponse` by the runtime: this is never reached.
+                None => Answer::new(
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    Kind::NoResponse,
+                    "function sent no response",
+                )
+                .answered(),
+            };
+            Executed {
+                response,
+                kind,
+                settle: Settle::Now(Ok(invocation)),
+            }
         }
         Ok(HttpAnswer::Responded { response, finished }) => {
-            let (mut head, body) = response.into_parts();
-            head.headers
-                .insert(OUTCOME_HEADER, HeaderValue::from_static("success"));
-            settle_later(call, head.status, finished);
-            Response::from_parts(head, Body::new(body))
+            let (head, body) = response.into_parts();
+            Executed {
+                response: mark(Response::from_parts(head, Body::new(body)), Kind::Success),
+                kind: Kind::Success,
+                settle: Settle::Later(finished),
+            }
         }
     }
 }
@@ -108,34 +123,31 @@ pub(crate) async fn http(
 /// Serves a request with a command deployed with `stream`: its stdin is the body
 /// as it arrives, its stdout the response as it is written.
 pub(crate) async fn command(
-    call: Call,
+    pipeline: &Pipeline,
     function: &Function,
-    target: &Target<'_>,
+    guest: &GuestRequest<'_>,
     body: Body,
-    limits: Limits,
-) -> Response {
-    let deployment = call.deployment.clone();
-    let declared = drain::declared_length(&target.parts.headers);
-    let (args, env) = command_env(&deployment, target, declared);
-    let started = call
+) -> Executed {
+    let deployment = &pipeline.deployment;
+    let declared = declared_length(&guest.parts.headers);
+    let env = guest.command_env(deployment, declared);
+    let started = pipeline
         .state
         .runtime
         .invoke_streaming(
             function,
             StreamRequest {
                 body,
-                args,
+                args: deployment.args.clone(),
                 env,
-                limits,
+                limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
             },
         )
         .await;
     let Streamed { mut body, finished } = match started {
         Ok(streamed) => streamed,
-        Err(error) => {
-            return refuse(call, error);
-        }
+        Err(error) => return refused(error),
     };
 
     // Wait for the head: the first output, or with `cgi` the end of the headers.
@@ -146,7 +158,7 @@ pub(crate) async fn command(
                 if let Ok(data) = frame.into_data() {
                     head.extend_from_slice(&data);
                 }
-                if !head_incomplete(&deployment, &head) {
+                if !head_incomplete(deployment, &head) {
                     break false;
                 }
             }
@@ -164,20 +176,26 @@ pub(crate) async fn command(
         // guest that is still writing.
         drop(body);
         let result = finished.wait().await;
-        let response = match (&result, parsed) {
-            (_, Some(Err(e))) => plain(
-                StatusCode::BAD_GATEWAY,
-                "cgi",
-                format!("function printed invalid CGI output: {e}"),
-            ),
-            (Ok(invocation), _) => respond(&deployment, &invocation.outcome, Bytes::new()),
-            (Err(error), _) => invoke_error_response(error),
+        let (response, kind) = match (&result, parsed) {
+            (_, Some(Err(e))) => Answer::bad_cgi(e).answered(),
+            (Ok(invocation), _) => match Answer::of_outcome(&invocation.outcome) {
+                Some(failed) => failed.answered(),
+                // Its output ended in an error, yet it succeeded: nothing to send.
+                None => (
+                    mark(plain_output(Bytes::new()), Kind::Success),
+                    Kind::Success,
+                ),
+            },
+            (Err(error), _) => Answer::of_invoke_error(error).answered(),
         };
-        call.settle(response.status(), &result);
-        return response;
+        return Executed {
+            response,
+            kind,
+            settle: Settle::Now(result),
+        };
     }
 
-    let mut response = match parsed {
+    let response = match parsed {
         Some(Ok(cgi)) => {
             let mut response =
                 Response::new(Body::new(Prepend::new(head.slice(cgi.body_offset..), body)));
@@ -201,36 +219,30 @@ pub(crate) async fn command(
             response
         }
     };
-    response
-        .headers_mut()
-        .insert(OUTCOME_HEADER, HeaderValue::from_static("success"));
-    settle_later(call, response.status(), finished);
-    response
+    Executed {
+        response: mark(response, Kind::Success),
+        kind: Kind::Success,
+        settle: Settle::Later(finished),
+    }
 }
 
-/// Answers an invocation that could not run, and settles (logs) it.
-fn refuse(call: Call, error: InvokeError) -> Response {
-    let response = invoke_error_response(&error);
-    call.settle(response.status(), &Err(error));
-    response
+/// The answer to an invocation that could not run; settling logs it.
+fn refused(error: InvokeError) -> Executed {
+    let (response, kind) = Answer::of_invoke_error(&error).answered();
+    Executed {
+        response,
+        kind,
+        settle: Settle::Now(Err(error)),
+    }
 }
 
 /// Whether more output is needed before the response head can be sent.
-fn head_incomplete(deployment: &Deployment, head: &[u8]) -> bool {
+fn head_incomplete(deployment: &CachedDeployment, head: &[u8]) -> bool {
     if !deployment.config.cgi {
         return head.is_empty();
     }
     matches!(cgi::parse_response(head), Err(CgiError::Unterminated))
         && head.len() < cgi::MAX_HEADER_BYTES
-}
-
-/// Settles the call once the guest has ended and its body is done.
-fn settle_later(call: Call, status: StatusCode, finished: Finished) {
-    let tracker = call.state.settling.clone();
-    tracker.spawn(async move {
-        let result = finished.wait().await;
-        call.settle(status, &result);
-    });
 }
 
 /// A body that sends `first` (the output read while waiting for the head), then

@@ -1,5 +1,6 @@
 //! Content addresses: the sha256 of a module's bytes, which names it everywhere
-//! (the artifact cache, and later the blob store and the metadata).
+//! (the artifact cache, the blob store, the metadata and the API, where it is
+//! written as 64 lower-case hex digits).
 
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -68,6 +69,19 @@ impl FromStr for Digest {
     }
 }
 
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +94,10 @@ mod tests {
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(d.to_hex().parse::<Digest>().unwrap(), d);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{d}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"abc\"").is_err());
     }
 
     #[test]

@@ -1,0 +1,253 @@
+//! A function version's configuration, and the one codec that carries it in a
+//! deploy's query string (`POST /v1/functions/{name}/versions?memory=64MiB&cgi`):
+//! the CLI encodes with [`FunctionConfig::to_query`], the server decodes with
+//! [`FunctionConfig::from_query`]. What depends on the server (its memory
+//! ceiling, host patterns, options against the binary's kind) is checked there.
+
+use crate::units::{ParseLimitError, parse_duration, parse_size};
+use serde::{Deserialize, Serialize};
+
+/// How a function version runs: fixed at deploy, immutable afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    /// Environment variables of every invocation (before the CGI ones, which win).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Arguments after the function name.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Linear memory limit in bytes; `None` = the server default.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Wall-time limit in milliseconds; `None` = the server default.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Largest request body in bytes; `None` = the server default.
+    #[serde(default)]
+    pub max_input: Option<u64>,
+    /// Largest response (stdout, or a wasi:http response body) in bytes; `None` =
+    /// the server default.
+    #[serde(default)]
+    pub max_output: Option<u64>,
+    /// The function prints CGI response headers before its body.
+    #[serde(default)]
+    pub cgi: bool,
+    /// Invoking needs a token of the function's tenant.
+    #[serde(default)]
+    pub private: bool,
+    /// Responses carry the invocation's usage (`Kiln-Cpu-Us`, `Kiln-Wall-Us`,
+    /// `Kiln-Peak-Memory`).
+    #[serde(default)]
+    pub receipt: bool,
+    /// A command's stdin is read from the request body as it arrives and its
+    /// stdout sent as it is written (chunked), instead of both whole.
+    #[serde(default)]
+    pub stream: bool,
+    /// Hosts (`HOST[:PORT]`, `*.DOMAIN[:PORT]`) a component may send HTTP requests
+    /// to; empty: none.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+}
+
+/// Longest wall-time limit a deploy may set (the most milliseconds a `u32` holds).
+pub const MAX_TIMEOUT_MS: u64 = u32::MAX as u64;
+
+/// The deploy options, as [`FunctionConfig::from_query`] reads them.
+pub const DEPLOY_OPTIONS: &[&str] = &[
+    "env",
+    "arg",
+    "memory",
+    "timeout",
+    "max_input",
+    "max_output",
+    "cgi",
+    "private",
+    "receipt",
+    "stream",
+    "allow_host",
+];
+
+/// A deploy option that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployOptionError {
+    /// The option exists but its value is wrong.
+    #[error("deploy option {option}: {why}")]
+    Invalid {
+        /// The option's name.
+        option: String,
+        /// What is wrong with its value.
+        why: String,
+    },
+    /// No such option.
+    #[error("unknown deploy option {0:?} (known: {known})", known = DEPLOY_OPTIONS.join(", "))]
+    Unknown(String),
+}
+
+/// Splits `KEY=VALUE` (an environment variable given to `--env` or `env=`).
+///
+/// ```
+/// assert_eq!(kiln_api::parse_env_pair("A=b=c"), Ok(("A".into(), "b=c".into())));
+/// assert!(kiln_api::parse_env_pair("=x").is_err());
+/// ```
+pub fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+fn parse_flag(value: &str) -> Result<bool, String> {
+    match value {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+impl FunctionConfig {
+    /// The query string carrying this configuration, with its `?` (empty when
+    /// everything is default). [`FunctionConfig::from_query`] reads it back.
+    pub fn to_query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &self.env {
+            query.append_pair("env", &format!("{key}={value}"));
+        }
+        for arg in &self.args {
+            query.append_pair("arg", arg);
+        }
+        let numbers = [
+            ("memory", self.memory_bytes, ""),
+            ("timeout", self.timeout_ms, "ms"),
+            ("max_input", self.max_input, ""),
+            ("max_output", self.max_output, ""),
+        ];
+        for (name, value, unit) in numbers {
+            if let Some(value) = value {
+                query.append_pair(name, &format!("{value}{unit}"));
+            }
+        }
+        let flags = [
+            ("cgi", self.cgi),
+            ("private", self.private),
+            ("receipt", self.receipt),
+            ("stream", self.stream),
+        ];
+        for (name, _) in flags.iter().filter(|(_, on)| *on) {
+            query.append_pair(name, "true");
+        }
+        for host in &self.allow_hosts {
+            query.append_pair("allow_host", host);
+        }
+        match query.finish() {
+            query if query.is_empty() => query,
+            query => format!("?{query}"),
+        }
+    }
+
+    /// Reads a deploy's query string (without its `?`): `env=K=V`, `arg=A` and
+    /// `allow_host=HOST[:PORT]` (repeatable), `memory=64MiB`, `timeout=5s`,
+    /// `max_input=64MiB`, `max_output=64MiB`, and the flags `cgi`, `private`,
+    /// `receipt`, `stream`. Host patterns are kept as given, for the server to check.
+    pub fn from_query(query: &str) -> Result<FunctionConfig, DeployOptionError> {
+        let mut config = FunctionConfig::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let invalid = |why: String| DeployOptionError::Invalid {
+                option: key.clone().into_owned(),
+                why,
+            };
+            let size = |value: &str| parse_size(value).map_err(|e| invalid(e.to_string()));
+            match key.as_ref() {
+                "env" => config.env.push(parse_env_pair(&value).map_err(invalid)?),
+                "arg" => config.args.push(value.into_owned()),
+                "memory" => {
+                    let bytes = size(&value)?;
+                    if bytes == 0 {
+                        return Err(invalid("memory limit must be at least 1 byte".into()));
+                    }
+                    config.memory_bytes = Some(bytes);
+                }
+                "timeout" => {
+                    let duration = parse_duration(&value)
+                        .map_err(|e: ParseLimitError| invalid(e.to_string()))?;
+                    let ms = duration.as_millis();
+                    if ms == 0 || ms > u128::from(MAX_TIMEOUT_MS) {
+                        return Err(invalid("timeout must be between 1ms and 49 days".into()));
+                    }
+                    config.timeout_ms = Some(ms as u64);
+                }
+                "max_input" => config.max_input = Some(size(&value)?),
+                "max_output" => config.max_output = Some(size(&value)?),
+                "cgi" => config.cgi = parse_flag(&value).map_err(invalid)?,
+                "private" => config.private = parse_flag(&value).map_err(invalid)?,
+                "receipt" => config.receipt = parse_flag(&value).map_err(invalid)?,
+                "stream" => config.stream = parse_flag(&value).map_err(invalid)?,
+                "allow_host" => config.allow_hosts.push(value.into_owned()),
+                other => return Err(DeployOptionError::Unknown(other.to_owned())),
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_round_trips_through_the_query_string() {
+        let config = FunctionConfig {
+            env: vec![("A".into(), "b c&d=e".into()), ("Z".into(), String::new())],
+            args: vec!["--x".into(), "ünï code".into()],
+            memory_bytes: Some(64 << 20),
+            timeout_ms: Some(1500),
+            max_input: Some(1),
+            max_output: Some(2 << 30),
+            cgi: true,
+            private: true,
+            receipt: true,
+            stream: true,
+            allow_hosts: vec!["*.example.com:443".into(), "localhost".into()],
+        };
+        let query = config.to_query();
+        assert!(query.starts_with('?'), "{query}");
+        assert_eq!(FunctionConfig::from_query(&query[1..]), Ok(config));
+        assert_eq!(FunctionConfig::default().to_query(), "");
+        assert_eq!(
+            FunctionConfig::from_query(""),
+            Ok(FunctionConfig::default())
+        );
+    }
+
+    #[test]
+    fn human_forms_and_bare_flags_are_read() {
+        let config = FunctionConfig::from_query("memory=64MiB&timeout=2s&cgi&stream=false")
+            .expect("valid options");
+        assert_eq!(config.memory_bytes, Some(64 << 20));
+        assert_eq!(config.timeout_ms, Some(2000));
+        assert!(config.cgi && !config.stream);
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        for (query, expected) in [
+            ("memory=lots", "deploy option memory: size \"lots\""),
+            (
+                "memory=0",
+                "deploy option memory: memory limit must be at least 1 byte",
+            ),
+            ("timeout=0ms", "timeout must be between 1ms and 49 days"),
+            ("timeout=50d", "deploy option timeout: duration"),
+            ("timeout=1000h", "timeout must be between 1ms and 49 days"),
+            ("env=novalue", "expected KEY=VALUE"),
+            ("cgi=maybe", "expected true or false"),
+            (
+                "color=blue",
+                "unknown deploy option \"color\" (known: env, arg",
+            ),
+        ] {
+            let err = FunctionConfig::from_query(query).unwrap_err().to_string();
+            assert!(err.contains(expected), "{query}: {err}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The contract between Kiln's CLI, server and store: the nouns they exchange,
+//! defined once. Data and pure parsing only: no I/O, no async, no HTTP stack.
+//!
+//! - [`Digest`]: a module's sha256, the content address of everything compiled.
+//! - [`units`]: sizes and durations as users type them, and [`ByteCount`] to print them.
+//! - [`check_name`]: the alphabet of tenant and function names.
+//! - [`FunctionConfig`] and its deploy-options codec ([`FunctionConfig::to_query`] /
+//!   [`FunctionConfig::from_query`]), used by the CLI and the server alike.
+//! - [`Kind`]: every `Kiln-Outcome` of the invoke path, with [`Kind::ALL`].
+//! - [`usage`]: usage totals, quotas, prices and the usage reports.
+//! - [`wire`]: the JSON bodies of `/v1`, including [`ErrorBody`] and its [`ErrorCode`].
+
+mod digest;
+mod function;
+mod names;
+mod outcome;
+pub mod units;
+pub mod usage;
+pub mod wire;
+
+pub use digest::{Digest, ParseDigestError};
+pub use function::{
+    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_TIMEOUT_MS, parse_env_pair,
+};
+pub use names::{InvalidName, NameKind, check_name};
+pub use outcome::{CPU_HEADER, Kind, OUTCOME_HEADER, PEAK_MEMORY_HEADER, UnknownKind, WALL_HEADER};
+pub use units::{ByteCount, GIB, KIB, MIB, ParseLimitError, parse_duration, parse_size};
+pub use usage::{
+    Cost, HOUR, PriceList, Quota, QuotaStatus, Units, UsageGrouping, UsageLine, UsageReport,
+    UsageTotals, hour_of,
+};
+pub use wire::{
+    BinaryKind, CreatedTenant, CreatedToken, Deployed, ErrorBody, ErrorCode, FunctionDetail,
+    FunctionSummary, LogEntry, NewNamed, NodeStatus, RollbackRequest, Tenant, TenantId, TokenInfo,
+    Version, WhoAmI,
+};

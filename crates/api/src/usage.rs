@@ -1,0 +1,299 @@
+//! Metered usage and what it costs: totals per tenant × function × hour (the
+//! unit bills are made of), a tenant's quota, the price list, and the usage and
+//! quota reports of `/v1/usage` and `/v1/quota`.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds in the aggregation period.
+pub const HOUR: i64 = 3600;
+
+/// The start of the hour `at` (seconds since the Unix epoch) falls in.
+pub fn hour_of(at: i64) -> i64 {
+    at.div_euclid(HOUR) * HOUR
+}
+
+/// Sums of what invocations cost. Adding two totals is how records aggregate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// Invocations that ran (whatever their outcome).
+    pub requests: u64,
+    /// Of which did not end successfully.
+    pub failures: u64,
+    pub wall_us: u64,
+    /// CPU time spent running guests.
+    pub cpu_us: u64,
+    /// Time spent creating instances (metered, never billed).
+    pub instantiation_us: u64,
+    /// Σ peak linear memory (KiB) × wall time (µs): memory-time.
+    pub memory_kib_us: u64,
+    /// The largest peak linear memory of any invocation, in bytes.
+    pub peak_memory_bytes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl UsageTotals {
+    /// Adds `other` in (sums; the peak is a maximum). Saturates instead of wrapping.
+    pub fn add(&mut self, other: &UsageTotals) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.failures = self.failures.saturating_add(other.failures);
+        self.wall_us = self.wall_us.saturating_add(other.wall_us);
+        self.cpu_us = self.cpu_us.saturating_add(other.cpu_us);
+        self.instantiation_us = self.instantiation_us.saturating_add(other.instantiation_us);
+        self.memory_kib_us = self.memory_kib_us.saturating_add(other.memory_kib_us);
+        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+    }
+
+    /// Memory-time in GB-s, counting a GB as 2³⁰ bytes (as AWS Lambda does).
+    pub fn gb_seconds(&self) -> f64 {
+        self.memory_kib_us as f64 / (1u64 << 20) as f64 / 1e6
+    }
+}
+
+/// Prices in `currency`. Every field may be left out of the file for its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PriceList {
+    /// A label for amounts: `USD` by default.
+    pub currency: String,
+    /// Per million invocations. Default 0.15.
+    pub per_million_requests: f64,
+    /// Per million milliseconds of guest CPU time. Default 0.02.
+    pub per_million_cpu_ms: f64,
+    /// Per GB-second of memory-time (GB = 2³⁰ bytes). Default 0.000002.
+    pub per_gb_second: f64,
+    /// Per GB (2³⁰ bytes) of response bytes the guests wrote. Default 0.05.
+    pub per_gb_out: f64,
+}
+
+impl Default for PriceList {
+    fn default() -> PriceList {
+        PriceList {
+            currency: "USD".into(),
+            per_million_requests: 0.15,
+            per_million_cpu_ms: 0.02,
+            per_gb_second: 0.000_002,
+            per_gb_out: 0.05,
+        }
+    }
+}
+
+const GB: f64 = (1u64 << 30) as f64;
+
+impl PriceList {
+    /// Checks that every price is a finite number ≥ 0, naming the first that is not.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, price) in [
+            ("per_million_requests", self.per_million_requests),
+            ("per_million_cpu_ms", self.per_million_cpu_ms),
+            ("per_gb_second", self.per_gb_second),
+            ("per_gb_out", self.per_gb_out),
+        ] {
+            if !price.is_finite() || price < 0.0 {
+                return Err(format!("{name} must be a number ≥ 0, not {price}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// What `totals` cost, per unit and in all. Instantiation is never billed.
+    pub fn cost(&self, totals: &UsageTotals) -> Cost {
+        let requests = totals.requests as f64 / 1e6 * self.per_million_requests;
+        let cpu = totals.cpu_us as f64 / 1e3 / 1e6 * self.per_million_cpu_ms;
+        let memory = totals.gb_seconds() * self.per_gb_second;
+        let egress = totals.bytes_out as f64 / GB * self.per_gb_out;
+        Cost {
+            requests,
+            cpu,
+            memory,
+            egress,
+            total: requests + cpu + memory + egress,
+        }
+    }
+}
+
+/// What a set of totals costs, per unit and in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// For the invocations.
+    pub requests: f64,
+    /// For guest CPU time.
+    pub cpu: f64,
+    /// For memory-time.
+    pub memory: f64,
+    /// For response bytes.
+    pub egress: f64,
+    /// The sum.
+    pub total: f64,
+}
+
+/// A tenant's limits. `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Invocations per calendar month (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_month: Option<u64>,
+    /// Spending per calendar month (UTC), in the price list's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_month: Option<f64>,
+    /// Instances of the tenant's functions running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// Invocations per second, in bursts of at most this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
+}
+
+/// How `/v1/usage` groups its lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGrouping {
+    /// One line per hour.
+    Hour,
+    /// One line per day (UTC).
+    Day,
+    /// One line per function (the default).
+    #[default]
+    Function,
+}
+
+impl UsageGrouping {
+    /// The name in the query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageGrouping::Hour => "hour",
+            UsageGrouping::Day => "day",
+            UsageGrouping::Function => "function",
+        }
+    }
+}
+
+/// Metered units: the stored totals (times in µs, bytes) and memory-time in GB-s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Units {
+    /// The totals as stored.
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+    /// Memory-time in GB-s (derived from `totals.memory_kib_us`).
+    pub gb_seconds: f64,
+}
+
+impl From<UsageTotals> for Units {
+    fn from(totals: UsageTotals) -> Units {
+        Units {
+            totals,
+            gb_seconds: totals.gb_seconds(),
+        }
+    }
+}
+
+/// One line of a usage report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageLine {
+    /// The tenant (`None` on the total).
+    pub tenant: Option<String>,
+    /// The function, when grouped by function or filtered to one.
+    pub function: Option<String>,
+    /// The hour (`2026-11-25T09:00:00Z`) or day (`2026-11-25`) of the line.
+    pub period: Option<String>,
+    /// What was used.
+    pub units: Units,
+    /// What it cost.
+    pub cost: Cost,
+}
+
+/// `GET /v1/usage`: usage in a range of time, grouped, priced, with a total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// Start of the range (RFC 3339).
+    pub since: String,
+    /// End of the range, exclusive (RFC 3339).
+    pub until: String,
+    /// How the lines are grouped.
+    pub by: UsageGrouping,
+    /// The prices the costs were computed with.
+    pub prices: PriceList,
+    /// One line per group.
+    pub rows: Vec<UsageLine>,
+    /// Everything in the range.
+    pub total: UsageLine,
+}
+
+/// `GET /v1/quota`: a tenant's limits and where it stands this month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaStatus {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Its limits.
+    pub quota: Quota,
+    /// Start of the calendar month (UTC, RFC 3339).
+    pub month_start: String,
+    /// Used since then.
+    pub used: Units,
+    /// What that cost.
+    pub cost: Cost,
+    /// The price list's currency.
+    pub currency: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_up_and_keep_the_peak() {
+        let mut a = UsageTotals {
+            requests: 1,
+            peak_memory_bytes: 10,
+            bytes_in: u64::MAX - 1,
+            ..Default::default()
+        };
+        a.add(&UsageTotals {
+            requests: 2,
+            peak_memory_bytes: 5,
+            bytes_in: 5,
+            ..Default::default()
+        });
+        assert_eq!(a.requests, 3);
+        assert_eq!(a.peak_memory_bytes, 10);
+        assert_eq!(a.bytes_in, u64::MAX);
+    }
+
+    #[test]
+    fn hours_and_gb_seconds() {
+        assert_eq!(hour_of(7199), 3600);
+        assert_eq!(hour_of(-1), -3600);
+        let one_gib_second = UsageTotals {
+            memory_kib_us: (1 << 20) * 1_000_000,
+            ..Default::default()
+        };
+        assert_eq!(one_gib_second.gb_seconds(), 1.0);
+    }
+
+    #[test]
+    fn costs_add_up_per_unit() {
+        let prices = PriceList {
+            currency: "EUR".into(),
+            per_million_requests: 1.0,
+            per_million_cpu_ms: 2.0,
+            per_gb_second: 3.0,
+            per_gb_out: 4.0,
+        };
+        let totals = UsageTotals {
+            requests: 500_000,
+            cpu_us: 1_000_000_000,                // 1e6 ms
+            memory_kib_us: (1 << 20) * 2_000_000, // 2 GiB-s
+            bytes_out: 1 << 29,                   // half a GiB
+            instantiation_us: 123_456_789,        // never billed
+            ..Default::default()
+        };
+        let cost = prices.cost(&totals);
+        assert_eq!(
+            (cost.requests, cost.cpu, cost.memory, cost.egress),
+            (0.5, 2.0, 6.0, 2.0)
+        );
+        assert_eq!(cost.total, 10.5);
+    }
+}

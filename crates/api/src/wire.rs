@@ -1,0 +1,278 @@
+//! The JSON bodies of the control API (`/v1`), as the server writes them and the
+//! CLI reads them. `docs/api.md` documents each route with these shapes.
+
+use crate::digest::Digest;
+use crate::function::FunctionConfig;
+use serde::{Deserialize, Serialize};
+
+/// A tenant's id in the metadata store.
+pub type TenantId = i64;
+
+/// An account: functions, tokens, usage and quotas belong to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// The store's id.
+    pub id: TenantId,
+    /// Its name, as in `/fn/{tenant}/...`.
+    pub name: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// An API token, without its secret (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// What `DELETE /v1/tokens/{id}` takes.
+    pub id: i64,
+    /// A label chosen at creation.
+    pub name: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Revoked tokens are listed but authenticate nothing.
+    pub revoked: bool,
+}
+
+/// `POST /v1/tenants` and `POST /v1/tokens`: the name of what to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewNamed {
+    /// The tenant's or token's name.
+    pub name: String,
+}
+
+/// Answer to `POST /v1/tokens`: the token and its secret, shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// What is stored of it.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret.
+    pub token: String,
+}
+
+/// Answer to `POST /v1/tenants`: the tenant and a first token, shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedTenant {
+    /// The new tenant.
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    /// Its first token's secret.
+    pub token: String,
+}
+
+/// `GET /v1/whoami`: who the token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// An admin token.
+    pub admin: bool,
+    /// The tenant of a tenant token.
+    pub tenant: Option<String>,
+}
+
+/// An immutable version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// 1, 2, 3... per function.
+    pub number: u32,
+    /// The module's sha256.
+    pub digest: Digest,
+    /// The module's size in bytes.
+    pub size: u64,
+    /// How it runs.
+    pub config: FunctionConfig,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// One function in `GET /v1/functions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSummary {
+    /// Its name.
+    pub name: String,
+    /// The version it serves.
+    pub current: Version,
+    /// How many versions it has.
+    pub versions: u32,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Last deploy or rollback, seconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// `GET /v1/functions/{name}`: a function and all its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionDetail {
+    /// Its name.
+    pub name: String,
+    /// The number of the version it serves.
+    pub current_version: u32,
+    /// Newest first.
+    pub versions: Vec<Version>,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Last deploy or rollback, seconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// `POST /v1/functions/{name}/rollback`: the version to serve (default: the one
+/// before the current one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// The version number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// What kind of WASI binary a version is, detected at deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BinaryKind {
+    /// A WASI preview 1 core module with `_start`.
+    Module,
+    /// A WASI 0.2 `wasi:cli/command` component.
+    Component,
+    /// A WASI 0.2 `wasi:http/proxy` component.
+    HttpComponent,
+}
+
+/// Answer to a deploy (`POST /v1/functions/{name}/versions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// The function's name.
+    pub function: String,
+    /// The new version's number.
+    pub version: u32,
+    /// The module's sha256.
+    pub digest: Digest,
+    /// The module's size in bytes.
+    pub size: u64,
+    /// Milliseconds spent compiling; `null` when the module was already compiled.
+    pub compile_ms: Option<f64>,
+    /// What kind of binary it is.
+    pub kind: BinaryKind,
+    /// Where it is served.
+    pub url: String,
+}
+
+/// One invocation in `GET /v1/functions/{name}/logs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Increasing; `?after=ID` pages from it.
+    pub id: i64,
+    /// The version that ran.
+    pub version: u32,
+    /// Seconds since the Unix epoch.
+    pub at: i64,
+    /// How it ended, in words (`success`, `exited with code 3`, ...).
+    pub outcome: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// Wall time in µs.
+    pub wall_us: u64,
+    /// What the guest wrote to stderr (up to the stderr limit).
+    pub stderr: String,
+    /// Guest CPU time in µs.
+    #[serde(default)]
+    pub cpu_us: u64,
+    /// Time to create the instance, in µs.
+    #[serde(default)]
+    pub instantiation_us: u64,
+    /// Peak linear memory in bytes.
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
+    /// Request body bytes.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Response body bytes.
+    #[serde(default)]
+    pub bytes_out: u64,
+}
+
+/// `GET /v1/status`: live counters of the node that answers (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Invocations running now.
+    pub in_flight: u64,
+    /// Client connections open now.
+    pub connections: u64,
+    /// Instance slots in use.
+    pub active_instances: u32,
+    /// Modules compiled by this node since it started.
+    pub compiles: u64,
+    /// Compiled artifacts downloaded from the cluster's bucket instead.
+    pub artifact_downloads: u64,
+    /// Functions loaded in memory now.
+    pub loaded_functions: usize,
+    /// Function cache hits since start.
+    pub function_cache_hits: u64,
+    /// Function cache misses since start.
+    pub function_cache_misses: u64,
+    /// Functions evicted from the cache since start.
+    pub function_cache_evictions: u64,
+}
+
+/// Every error of the control API, as a stable code a program can branch on;
+/// the message beside it is for people and may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed (a body, a query, an option).
+    BadRequest,
+    /// A tenant or function name outside the alphabet.
+    InvalidName,
+    /// The uploaded module is not one Kiln can run.
+    InvalidModule,
+    /// No token, or an invalid or revoked one.
+    Unauthorized,
+    /// The token may not do this.
+    Forbidden,
+    /// No such tenant, function, version or token.
+    NotFound,
+    /// It exists already.
+    Conflict,
+    /// The upload is over the maximum module size.
+    TooLarge,
+    /// The client stalled while sending.
+    RequestTimeout,
+    /// Compiling the module took longer than the compile-time limit.
+    CompileLimit,
+    /// Every compiler is busy; try again later.
+    Busy,
+    /// The server's storage is full; nothing was stored.
+    StorageFull,
+    /// A store the server depends on cannot be reached; try again later.
+    Unavailable,
+    /// Kiln itself failed; the server log has the cause.
+    Internal,
+}
+
+/// The body of every control-API error: `{"error": "...", "code": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One line for people.
+    pub error: String,
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_codes_are_kebab_case_on_the_wire() {
+        let json = serde_json::to_string(&BinaryKind::HttpComponent).unwrap();
+        assert_eq!(json, "\"http-component\"");
+        let body = ErrorBody {
+            error: "no".into(),
+            code: ErrorCode::InvalidName,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":"no","code":"invalid-name"}"#
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! How a server is set up: [`ServerConfig`], built from flags by `kiln up` (or by
+//! an embedder), with its defaults, and the credentials a first start creates.
+
+use crate::listen::ConnectionLimits;
+use kiln_api::{MIB, PriceList};
+use kiln_runtime::{EngineConfig, Limits};
+pub use kiln_store::S3Config;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a server is set up. Built from flags by `kiln up`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen for requests (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The data directory: SQLite metadata, modules, compiled artifacts.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://...`) holding the metadata instead of the
+    /// data directory's SQLite file.
+    pub database: Option<String>,
+    /// An S3 bucket holding modules and shared artifacts instead of the data
+    /// directory (whose `artifacts` stay this node's cache).
+    pub s3: Option<S3Config>,
+    /// Base URL for printed function URLs; default `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Largest module a deploy accepts (default 512 MiB).
+    pub max_module_bytes: u64,
+    /// Limits of a function that does not override them.
+    pub default_limits: Limits,
+    /// The sandbox's engine: instance pool and its ceilings.
+    pub engine: EngineConfig,
+    /// Functions kept loaded (artifact mapped, pre-linked) at once; the least
+    /// recently used is evicted past it (default 1024).
+    pub max_loaded_functions: NonZeroUsize,
+    /// What metered units cost (default [`PriceList::default`]).
+    pub prices: PriceList,
+    /// Record usage of every invocation (default on). Off, there is no usage
+    /// and only the concurrency quota applies.
+    pub metering: bool,
+    /// How often metered usage is written to the store: the most a `kill -9` can
+    /// lose (default 1 s).
+    pub usage_flush_interval: Duration,
+    /// A separate address serving `GET /metrics` without a token. When `None`,
+    /// the main listener serves it to admin tokens.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The longest any compile may take, waiting for a compiler slot included:
+    /// a deploy's, a start-up's or a request's (default 60 s).
+    pub compile_timeout: Duration,
+    /// What one client connection may hold of the server.
+    pub connections: ConnectionLimits,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but where to listen and where to keep data.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            listen,
+            data_dir: data_dir.into(),
+            database: None,
+            s3: None,
+            public_url: None,
+            max_module_bytes: 512 * MIB,
+            default_limits: Limits::default(),
+            engine: EngineConfig::default(),
+            max_loaded_functions: NonZeroUsize::new(1024).expect("1024 is not zero"),
+            prices: PriceList::default(),
+            metering: true,
+            usage_flush_interval: Duration::from_secs(1),
+            metrics_listen: None,
+            compile_timeout: Duration::from_secs(60),
+            connections: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// Tokens created on the first start of a data directory. They are stored only as
+/// hashes, so this is the one time they can be shown.
+#[derive(Debug, Clone)]
+pub struct InitialCredentials {
+    /// The admin token (manages tenants).
+    pub admin_token: String,
+    /// The default tenant's name.
+    pub tenant: String,
+    /// A token of the default tenant.
+    pub tenant_token: String,
+}

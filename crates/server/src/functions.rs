@@ -1,0 +1,270 @@
+//! The one owner of "digest → runnable function". Every way a node gets a
+//! compiled, pre-linked function goes through [`Functions`]:
+//!
+//! 1. the cache of loaded functions (LRU, bounded);
+//! 2. the node's artifact cache on disk (a load: an `mmap`, never a compile);
+//! 3. the cluster's bucket, where another node shared the artifact;
+//! 4. a compile of the module's blob, which is then shared.
+//!
+//! Steps 3–4 run once per digest however many requests find it missing
+//! (single-flight, per instance), and every compile (a deploy's, a start-up's, a
+//! request's) waits for one of the same compiler slots and obeys the same time
+//! limit ([`Functions::compile`]).
+
+use crate::state::lock;
+use kiln_api::Digest;
+use kiln_runtime::{Compiled, Function, LoadError, Runtime};
+use kiln_store::{BlobStore, StoreError};
+use lru::LruCache;
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How many functions stay loaded, and how compiles are bounded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FunctionLimits {
+    /// Functions kept loaded at once; the least recently used goes first.
+    pub(crate) loaded: NonZeroUsize,
+    /// Compilations that may run at once.
+    pub(crate) compile_slots: usize,
+    /// The longest a compilation may take, waiting for a slot included.
+    pub(crate) compile_timeout: Duration,
+}
+
+/// Why a function could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum FunctionError {
+    /// No compiler slot came free within the compile-time limit.
+    #[error("every compiler is busy; try again later")]
+    Busy,
+    /// The compilation took longer than the compile-time limit.
+    #[error(
+        "module is too expensive to compile: it took longer than the compile-time limit of {}",
+        humantime::format_duration(*.0)
+    )]
+    TooSlow(Duration),
+    /// Validating, compiling or loading failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The module's blob or the shared artifact could not be read.
+    #[error("cannot fetch the module or its shared artifact")]
+    Store(#[from] StoreError),
+    /// A blocking task died.
+    #[error("a compiler or loader task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What the function owner has done since start (for `/v1/status` and `/metrics`).
+#[derive(Default)]
+pub(crate) struct FunctionStats {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    /// Modules compiled here (deploys of new bytes, and compiles at start-up or
+    /// on the request path of modules with no artifact).
+    pub(crate) compiles: AtomicU64,
+    /// Nanoseconds spent compiling.
+    pub(crate) compile_ns: AtomicU64,
+    /// Artifacts downloaded from the cluster's bucket instead of compiled.
+    pub(crate) downloads: AtomicU64,
+}
+
+/// Digest → loaded function, and everything it takes to get one.
+pub(crate) struct Functions {
+    runtime: Arc<Runtime>,
+    blobs: Arc<dyn BlobStore>,
+    cache: Mutex<LruCache<Digest, Function>>,
+    /// Digests being fetched or compiled now: the requests that find one missing
+    /// at once wait for one fetch instead of each doing its own.
+    fetching: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// A compilation past its time limit keeps its slot until it really ends.
+    compile_slots: Arc<Semaphore>,
+    compile_timeout: Duration,
+    stats: FunctionStats,
+}
+
+/// The bytes to compile: a staged upload on disk, or a blob read into memory.
+enum Source {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+impl Functions {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        blobs: Arc<dyn BlobStore>,
+        limits: FunctionLimits,
+    ) -> Functions {
+        Functions {
+            runtime,
+            blobs,
+            cache: Mutex::new(LruCache::new(limits.loaded)),
+            fetching: Mutex::default(),
+            compile_slots: Arc::new(Semaphore::new(limits.compile_slots)),
+            compile_timeout: limits.compile_timeout,
+            stats: FunctionStats::default(),
+        }
+    }
+
+    /// The function of `digest`, for the invoke path: from the cache, else loaded
+    /// from this node's artifact, else fetched or compiled ([`Functions::ensure_local`]).
+    pub(crate) async fn get(&self, digest: Digest) -> Result<Function, FunctionError> {
+        if let Some(hit) = lock(&self.cache).get(&digest) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.clone());
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        match self.load(digest).await {
+            Err(FunctionError::Load(LoadError::NotCompiled(_))) => {
+                let flight = self.flight(digest);
+                let _fetching = flight.lock().await;
+                self.ensure_local(digest).await?;
+                self.load(digest).await
+            }
+            other => other,
+        }
+    }
+
+    /// Makes sure this node's artifact cache holds `digest`'s artifact: downloaded
+    /// if another node shared it, else compiled from the blob (within the compile
+    /// slots and limit) and shared.
+    pub(crate) async fn ensure_local(&self, digest: Digest) -> Result<(), FunctionError> {
+        if self.runtime.has_artifact(&digest) {
+            return Ok(());
+        }
+        let key = self.runtime.artifact_key(&digest);
+        if let Some(artifact) = self.blobs.shared_artifact(&key).await? {
+            let runtime = self.runtime.clone();
+            tokio::task::spawn_blocking(move || runtime.import_artifact(&digest, &artifact))
+                .await??;
+            self.stats.downloads.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%digest, "downloaded a compiled artifact shared by another node");
+            return Ok(());
+        }
+        tracing::info!(%digest, "compiling a deployed module with no artifact");
+        let wasm = self.blobs.read(&digest).await?;
+        self.compile(digest, Source::Bytes(wasm)).await?;
+        Ok(())
+    }
+
+    /// Start-up: makes sure every deployed module has an artifact here, so that
+    /// the request path only loads. A module that cannot be had now (its compile
+    /// is over the limit, the bucket is down) is logged and left to the request
+    /// path, which tries again and answers 503 meanwhile.
+    pub(crate) async fn ensure_all(&self, digests: Vec<Digest>) {
+        for digest in digests {
+            if let Err(e) = self.ensure_local(digest).await {
+                let cause = crate::error::FailureCause::of(&e);
+                tracing::warn!(%digest, %cause, "no compiled artifact at start-up");
+            }
+        }
+    }
+
+    /// A deploy's compile of its staged upload, within the compile slots and
+    /// limit; a new artifact is shared with the cluster before the deploy
+    /// commits, so that a node that sees the version finds it.
+    pub(crate) async fn compile_upload(
+        &self,
+        digest: Digest,
+        staged: PathBuf,
+    ) -> Result<Compiled, FunctionError> {
+        self.compile(digest, Source::File(staged)).await
+    }
+
+    /// Caches a function loaded elsewhere (a deploy warms the cache this way, so
+    /// that its first request does not load anything).
+    pub(crate) fn insert(&self, function: Function) {
+        let digest = function.digest();
+        let displaced = lock(&self.cache).push(digest, function);
+        // `push` also hands back the entry it replaced for the same digest. The
+        // evicted function is dropped here, outside the lock (unmapping is a syscall).
+        if displaced.is_some_and(|(old, _)| old != digest) {
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Functions loaded now.
+    pub(crate) fn loaded(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    pub(crate) fn stats(&self) -> &FunctionStats {
+        &self.stats
+    }
+
+    /// Maps the artifact and pre-links it, then caches the function.
+    async fn load(&self, digest: Digest) -> Result<Function, FunctionError> {
+        let runtime = self.runtime.clone();
+        let function = tokio::task::spawn_blocking(move || runtime.load(&digest)).await??;
+        self.insert(function.clone());
+        Ok(function)
+    }
+
+    /// The single-flight lock of `digest`.
+    fn flight(&self, digest: Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = lock(&self.fetching);
+        // Entries nobody waits on any more are dropped on the way.
+        map.retain(|_, flight| Arc::strong_count(flight) > 1);
+        map.entry(digest).or_default().clone()
+    }
+
+    /// Validates and compiles, waiting for a compiler slot first (the wait
+    /// counts against the limit); then shares a new artifact.
+    async fn compile(&self, digest: Digest, source: Source) -> Result<Compiled, FunctionError> {
+        let limit = self.compile_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let slot = tokio::time::timeout_at(deadline, self.compile_slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(FunctionError::Busy)?;
+        let runtime = self.runtime.clone();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let job = tokio::task::spawn_blocking({
+            let abandoned = abandoned.clone();
+            move || {
+                let _slot = slot;
+                match source {
+                    Source::File(path) => runtime.compile_file(&path, digest, &abandoned),
+                    Source::Bytes(wasm) => runtime.compile_digested(digest, &wasm, &abandoned),
+                }
+            }
+        });
+        let Ok(joined) = tokio::time::timeout_at(deadline, job).await else {
+            abandoned.store(true, Ordering::Release);
+            return Err(FunctionError::TooSlow(limit));
+        };
+        let compiled = joined??;
+        if let Some(took) = compiled.compile_time {
+            self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+            let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+            self.stats.compile_ns.fetch_add(ns, Ordering::Relaxed);
+            self.share(digest).await;
+        }
+        Ok(compiled)
+    }
+
+    /// Offers this node's artifact of `digest` to the others. A failure costs the
+    /// others a compilation, nothing else: it is logged, not returned.
+    async fn share(&self, digest: Digest) {
+        let runtime = self.runtime.clone();
+        let exported = tokio::task::spawn_blocking(move || runtime.export_artifact(&digest)).await;
+        let shared = match exported {
+            Ok(Ok((key, artifact))) => self
+                .blobs
+                .share_artifact(&key, artifact)
+                .await
+                .map_err(|e| crate::error::FailureCause::of(&e)),
+            Ok(Err(e)) => Err(crate::error::FailureCause::of(&e)),
+            Err(e) => Err(crate::error::FailureCause::of(&e)),
+        };
+        if let Err(cause) = shared {
+            tracing::warn!(%digest, %cause, "cannot share a compiled artifact");
+        }
+    }
+}

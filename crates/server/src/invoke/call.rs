@@ -1,0 +1,119 @@
+//! One admitted call of a deployment, from admission until it is settled:
+//! metered, counted against its tenant's quotas, and logged. Only the pipeline
+//! (`invoke/mod.rs`) settles; executors say what there is to settle ([`Settle`]).
+
+use crate::metering::totals_of;
+use crate::quota::Admission;
+use crate::state::{AppState, CachedDeployment, Counters};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use kiln_api::{CPU_HEADER, PEAK_MEMORY_HEADER, UsageTotals, WALL_HEADER};
+use kiln_runtime::{Finished, Invocation, InvokeError};
+use kiln_store::NewLogEntry;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Counts an invocation as running until dropped (even if the client goes away).
+pub(crate) struct InFlight(Arc<Counters>);
+
+impl InFlight {
+    pub(crate) fn enter(state: &AppState) -> InFlight {
+        state.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(state.counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What an executor leaves to be settled.
+pub(crate) enum Settle {
+    /// The run is over (or never started): its result.
+    Now(Result<Invocation, InvokeError>),
+    /// The response streams: the run ends with its body.
+    Later(Finished),
+}
+
+/// An admitted call, until settled.
+pub(crate) struct Call {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) deployment: Arc<CachedDeployment>,
+    pub(crate) admission: Admission,
+    pub(crate) _in_flight: InFlight,
+}
+
+impl Call {
+    /// Settles the call for `response` (what the client was answered), now or
+    /// once a streamed body has ended, and adds the usage receipt to a response
+    /// settled now when the function asked for one.
+    pub(crate) fn settle(self, settle: Settle, mut response: Response) -> Response {
+        let status = response.status();
+        match settle {
+            Settle::Now(result) => {
+                let receipt = self.deployment.config.receipt && result.is_ok();
+                let usage = self.record(status, &result);
+                if receipt {
+                    let headers = response.headers_mut();
+                    headers.insert(CPU_HEADER, HeaderValue::from(usage.cpu_us));
+                    headers.insert(WALL_HEADER, HeaderValue::from(usage.wall_us));
+                    headers.insert(
+                        PEAK_MEMORY_HEADER,
+                        HeaderValue::from(usage.peak_memory_bytes),
+                    );
+                }
+            }
+            Settle::Later(finished) => {
+                let tracker = self.state.settling.clone();
+                tracker.spawn(async move {
+                    let result = finished.wait().await;
+                    self.record(status, &result);
+                });
+            }
+        }
+        response
+    }
+
+    /// Meters, counts and logs how the call went.
+    fn record(
+        mut self,
+        status: StatusCode,
+        result: &Result<Invocation, InvokeError>,
+    ) -> UsageTotals {
+        let deployment = &self.deployment;
+        let (outcome, usage, stderr) = match result {
+            Ok(inv) => {
+                let usage = totals_of(&inv.stats, inv.outcome.is_success());
+                if let Some(meter) = &self.state.meter {
+                    meter.record(
+                        deployment.tenant_id,
+                        deployment.function_id,
+                        &deployment.function,
+                        &usage,
+                    );
+                }
+                self.admission.ran(usage);
+                let stderr = String::from_utf8_lossy(&inv.stderr).into_owned();
+                (inv.outcome.to_string(), usage, stderr)
+            }
+            Err(e) => (e.to_string(), UsageTotals::default(), String::new()),
+        };
+        self.state.logs.record(NewLogEntry {
+            function_id: deployment.function_id,
+            version: deployment.version,
+            at: kiln_store::now(),
+            outcome,
+            status: status.as_u16(),
+            wall_us: usage.wall_us,
+            stderr,
+            cpu_us: usage.cpu_us,
+            instantiation_us: usage.instantiation_us,
+            peak_memory_bytes: usage.peak_memory_bytes,
+            bytes_in: usage.bytes_in,
+            bytes_out: usage.bytes_out,
+        });
+        usage
+    }
+}
