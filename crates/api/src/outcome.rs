@@ -72,6 +72,9 @@ kinds! {
     BadRequest = "bad-request",
     /// The client stalled while sending the body (408).
     RequestTimeout = "request-timeout",
+    /// The server already had its maximum of connections open (503, before
+    /// any request was read).
+    TooManyConnections = "too-many-connections",
     /// Kiln itself failed; the server log has the cause (500).
     Internal = "internal",
 }

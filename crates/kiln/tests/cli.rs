@@ -263,3 +263,50 @@ fn a_bad_limit_is_a_usage_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn every_command_names_an_invalid_name_as_such_before_reaching_a_server() {
+    let kiln = Kiln::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("Bad Module!.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").expect("write module");
+    let module = module.to_str().expect("utf-8 path");
+    let ok_module = dir.path().join("fine.wasm");
+    std::fs::write(&ok_module, b"\0asm\x01\0\0\0").expect("write module");
+    let ok_module = ok_module.to_str().expect("utf-8 path");
+    // Port 9 on loopback: nothing listens, so any attempt to reach a server
+    // would fail with "cannot reach", which the test rules out.
+    let cases: &[(&[&str], &str)] = &[
+        (&["info", "bad name!"], "invalid function name \"bad name!\""),
+        (&["logs", "bad name!"], "invalid function name \"bad name!\""),
+        (&["rm", "Bad"], "invalid function name \"Bad\""),
+        (&["rollback", "a/b"], "invalid function name \"a/b\""),
+        (
+            &["deploy", ok_module, "--name", "bad name!"],
+            "invalid function name \"bad name!\"",
+        ),
+        (&["deploy", module], "invalid function name \"Bad Module!\""),
+        (
+            &["usage", "--function", "bad name!"],
+            "invalid function name \"bad name!\"",
+        ),
+        (
+            &["usage", "--tenant", "Bad_Tenant"],
+            "invalid tenant name \"Bad_Tenant\"",
+        ),
+        (&["quota", "Bad_T"], "invalid tenant name \"Bad_T\""),
+        (
+            &["tenants", "create", "bad name!"],
+            "invalid tenant name \"bad name!\"",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut argv = args.to_vec();
+        argv.extend(["--url", "http://127.0.0.1:9", "--token", "kiln_x"]);
+        let out = kiln.run(&argv, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{argv:?} succeeded");
+        assert!(err.contains(expected), "{argv:?}: {err}");
+        assert!(!err.contains("cannot reach"), "{argv:?} tried the server: {err}");
+    }
+}

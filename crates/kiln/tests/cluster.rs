@@ -108,6 +108,7 @@ fn served_within(url: &str, expected: (u16, &str), since: Instant, within: Durat
 }
 
 #[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
 fn a_node_on_postgres_deploys_serves_meters_and_keeps_it_all_across_a_restart() {
     let database = postgres_database("kiln_node");
     let home = Home::new();
@@ -159,6 +160,7 @@ fn an_unreachable_database_is_a_clear_error_at_start() {
 }
 
 #[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
 fn a_deploy_rollback_and_delete_on_one_node_is_served_by_the_others_within_a_second() {
     let cluster = Cluster::start(3);
     let url = |i: usize| cluster.node(i).function_url("default", "f");
@@ -211,6 +213,7 @@ fn a_deploy_rollback_and_delete_on_one_node_is_served_by_the_others_within_a_sec
 }
 
 #[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
 fn usage_from_every_node_adds_up_and_a_killed_node_loses_only_its_own_requests() {
     let mut cluster = Cluster::start(3);
     cluster.cli(0, &["deploy", "--name", "f", &guest("hello")]);
@@ -277,6 +280,7 @@ fn logged(cluster: &Cluster, i: usize, count: usize) {
 }
 
 #[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
 fn loaded_functions_keep_serving_while_the_database_and_the_object_store_are_down() {
     // A PostgreSQL and an S3 server of this test's own, to stop and start.
     let pg_port = [("KILN_PG_PORT", "54331")];

@@ -11,7 +11,7 @@
 //! request's) waits for one of the same compiler slots and obeys the same time
 //! limit ([`Functions::compile`]).
 
-use crate::state::lock;
+use crate::sync::lock;
 use kiln_api::Digest;
 use kiln_runtime::{Compiled, Function, LoadError, Runtime};
 use kiln_store::{BlobStore, StoreError};
@@ -266,5 +266,69 @@ impl Functions {
         if let Err(cause) = shared {
             tracing::warn!(%digest, %cause, "cannot share a compiled artifact");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_runtime::{EngineConfig, RuntimeConfig};
+    use kiln_store::LocalBlobs;
+
+    /// A runtime, a blob store holding one module with no artifact, and its digest.
+    async fn setup(dir: &std::path::Path) -> (Arc<Runtime>, Arc<dyn BlobStore>, Digest) {
+        let runtime = Arc::new(
+            Runtime::new(RuntimeConfig {
+                artifact_dir: dir.join("artifacts"),
+                engine: EngineConfig {
+                    max_instances: 4,
+                    ..EngineConfig::default()
+                },
+            })
+            .expect("runtime"),
+        );
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(LocalBlobs::open(&dir.join("modules")).expect("blobs"));
+        let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).expect("wat");
+        let mut staged = blobs.stage().await.expect("stage");
+        staged.write(&wasm).await.expect("write");
+        let digest = staged.finish().await.expect("finish");
+        blobs.commit(staged).await.expect("commit");
+        (runtime, blobs, digest)
+    }
+
+    fn functions(runtime: &Arc<Runtime>, blobs: &Arc<dyn BlobStore>, slots: usize) -> Functions {
+        Functions::new(
+            runtime.clone(),
+            blobs.clone(),
+            FunctionLimits {
+                loaded: NonZeroUsize::MIN,
+                compile_slots: slots,
+                compile_timeout: Duration::from_millis(200),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn request_path_and_start_up_compiles_wait_for_a_compiler_slot_within_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (runtime, blobs, digest) = setup(dir.path()).await;
+
+        // No slot ever frees: the request path gives up at the limit, compiling nothing.
+        let busy = functions(&runtime, &blobs, 0);
+        let refused = busy.get(digest).await.expect_err("no compiler slot");
+        assert!(matches!(refused, FunctionError::Busy), "{refused:?}");
+        busy.ensure_all(vec![digest]).await;
+        assert_eq!(busy.stats().compiles.load(Ordering::Relaxed), 0);
+        assert!(!runtime.has_artifact(&digest), "nothing was compiled");
+
+        // With a slot, the same request compiles once, then loads.
+        let free = functions(&runtime, &blobs, 1);
+        free.get(digest).await.expect("compiled on the request path");
+        free.get(digest).await.expect("cached");
+        let stats = free.stats();
+        assert_eq!(stats.compiles.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.hits.load(Ordering::Relaxed), 1);
+        assert!(runtime.has_artifact(&digest));
     }
 }

@@ -33,6 +33,7 @@ mod metrics;
 mod pricing;
 mod quota;
 mod state;
+mod sync;
 
 pub use config::{InitialCredentials, S3Config, ServerConfig};
 pub use listen::ConnectionLimits;
@@ -45,7 +46,6 @@ use functions::{FunctionLimits, Functions};
 use kiln_runtime::{Runtime, RuntimeConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore};
 use metering::{Flusher, Meter};
-use metrics::Metrics;
 use quota::Quotas;
 use state::{AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, Settings};
 use std::future::Future;
@@ -157,7 +157,7 @@ impl Server {
             counters: Arc::new(Counters::default()),
             meter,
             quotas,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             settling: tokio_util::task::TaskTracker::new(),
         });
         let changes = state.store.watch().await?;
@@ -220,6 +220,7 @@ impl Server {
                 app,
                 connections,
                 Arc::default(),
+                Arc::default(),
                 std::future::pending(),
             ))
         });
@@ -240,8 +241,9 @@ impl Server {
         });
         let settling = state.settling.clone();
         let counters = state.counters.clone();
+        let metrics = state.metrics.clone();
         let app = router(state);
-        listen::serve(listener, app, connections, counters, shutdown).await;
+        listen::serve(listener, app, connections, counters, metrics, shutdown).await;
         if let Some(task) = metrics_server {
             task.abort();
         }

@@ -9,7 +9,9 @@
 //! they have.
 
 use crate::body::StallTimeout;
+use crate::metrics::Metrics;
 use crate::state::Counters;
+use kiln_api::{Kind, OUTCOME_HEADER};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -77,6 +79,7 @@ pub(crate) async fn serve(
     app: Router,
     limits: ConnectionLimits,
     counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -110,6 +113,7 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.observe(Kind::TooManyConnections, Duration::ZERO);
             tokio::spawn(refuse(stream, limits.max_connections));
             continue;
         };
@@ -165,8 +169,9 @@ async fn refuse(mut stream: TcpStream, limit: usize) {
     let body = format!("kiln: too many connections (limit {limit}); try again later\n");
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
-         kiln-outcome: too-many-connections\r\nretry-after: 1\r\nconnection: close\r\n\
+         {OUTCOME_HEADER}: {}\r\nretry-after: 1\r\nconnection: close\r\n\
          content-length: {}\r\n\r\n{body}",
+        Kind::TooManyConnections,
         body.len()
     );
     let goodbye = async {

@@ -66,3 +66,48 @@ impl Metrics {
         (buckets, sum)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Kiln-Outcome` column of the invoke-path table in `docs/api.md`.
+    fn documented_kinds() -> Vec<String> {
+        let doc = include_str!("../../../docs/api.md");
+        let table = doc
+            .split("| what happened | status | `Kiln-Outcome` | body |")
+            .nth(1)
+            .expect("docs/api.md has the invoke-path table");
+        table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| line.split('|').nth(3))
+            .filter_map(|cell| cell.trim().strip_prefix('`')?.strip_suffix('`'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_documented_kind_is_counted_under_its_name() {
+        let documented = documented_kinds();
+        assert!(documented.len() >= 10, "{documented:?}");
+        for name in &documented {
+            let kind: Kind = name.parse().expect("a documented kind is a Kind");
+            let metrics = Metrics::default();
+            metrics.observe(kind, Duration::from_millis(1));
+            let counted: Vec<(String, u64)> = metrics
+                .requests()
+                .filter(|(_, count)| *count > 0)
+                .map(|(kind, count)| (kind.to_string(), count))
+                .collect();
+            assert_eq!(counted, vec![(name.clone(), 1)]);
+        }
+        for kind in Kind::ALL {
+            assert!(
+                documented.iter().any(|name| name == kind.as_str()),
+                "{kind} is missing from docs/api.md"
+            );
+        }
+    }
+}

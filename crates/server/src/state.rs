@@ -7,6 +7,7 @@ use crate::logs::LogSink;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
+use crate::sync::lock;
 use kiln_runtime::{AllowedHosts, Limits, Runtime};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
@@ -51,7 +52,7 @@ pub(crate) struct AppState {
     /// `None` when metering is off (`kiln up --metering off`).
     pub meter: Option<Arc<Meter>>,
     pub quotas: Quotas,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Tasks settling streamed invocations after their response was sent; the
     /// server waits for them before its final usage flush.
     pub settling: tokio_util::task::TaskTracker,
@@ -169,8 +170,4 @@ impl DeploymentCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.pop(&(tenant.to_owned(), function.to_owned()));
     }
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

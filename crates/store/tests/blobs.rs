@@ -50,6 +50,7 @@ macro_rules! contract {
         }
         mod s3 {
             $(#[tokio::test]
+            #[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
             async fn $name() {
                 super::$name(super::Backend::s3()).await
             })*

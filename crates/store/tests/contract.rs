@@ -46,6 +46,7 @@ macro_rules! contract {
         }
         mod postgres {
             $(#[tokio::test]
+            #[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
             async fn $name() {
                 super::$name(super::Backend::postgres()).await
             })*

@@ -2,10 +2,9 @@
 //! answers with its whole stdout (raw, or after its CGI headers with `cgi`).
 
 use super::answer::{Answer, mark, plain_output};
-use super::call::Settle;
+use super::call::{Executed, Pipeline, Settle};
 use super::cgi;
 use super::request::GuestRequest;
-use super::{Executed, Pipeline};
 use crate::body::{drain, stalled};
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -1,13 +1,15 @@
-//! One admitted call of a deployment, from admission until it is settled:
+//! The vocabulary the pipeline and its executors share: what an executor is
+//! given ([`Pipeline`]) and returns ([`Executed`], with what is left to
+//! [`Settle`]), and one admitted [`Call`] of a deployment until it is settled:
 //! metered, counted against its tenant's quotas, and logged. Only the pipeline
-//! (`invoke/mod.rs`) settles; executors say what there is to settle ([`Settle`]).
+//! (`invoke/mod.rs`) settles.
 
 use crate::metering::totals_of;
 use crate::quota::Admission;
 use crate::state::{AppState, CachedDeployment, Counters};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use kiln_api::{CPU_HEADER, PEAK_MEMORY_HEADER, UsageTotals, WALL_HEADER};
+use kiln_api::{CPU_HEADER, Kind, PEAK_MEMORY_HEADER, UsageTotals, WALL_HEADER};
 use kiln_runtime::{Finished, Invocation, InvokeError};
 use kiln_store::NewLogEntry;
 use std::sync::Arc;
@@ -27,6 +29,20 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What an executor did: the response to send, how it came about, and what is
+/// left to settle.
+pub(crate) struct Executed {
+    pub(crate) response: Response,
+    pub(crate) kind: Kind,
+    pub(crate) settle: Settle,
+}
+
+/// What the executors of one request share.
+pub(crate) struct Pipeline {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) deployment: Arc<CachedDeployment>,
 }
 
 /// What an executor leaves to be settled.

@@ -27,7 +27,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use call::{Call, InFlight, Settle};
+use call::{Call, Executed, InFlight, Pipeline};
 use kiln_api::Kind;
 use kiln_runtime::FunctionKind;
 use kiln_store::{NewLogEntry, Principal, StoreError};
@@ -36,20 +36,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// What an executor did: the response to send, how it came about, and what is
-/// left to settle.
-pub(crate) struct Executed {
-    response: Response,
-    kind: Kind,
-    settle: Settle,
-}
-
-/// What the executors of one request share.
-pub(crate) struct Pipeline {
-    state: Arc<AppState>,
-    deployment: Arc<CachedDeployment>,
-}
 
 /// The `/fn` handler.
 pub(crate) async fn invoke(

@@ -10,10 +10,9 @@
 //! clean end), and the log has the outcome.
 
 use super::answer::{Answer, mark, plain_output};
-use super::call::Settle;
+use super::call::{Executed, Pipeline, Settle};
 use super::cgi::{self, CgiError};
 use super::request::GuestRequest;
-use super::{Executed, Pipeline};
 use crate::body::declared_length;
 use crate::state::CachedDeployment;
 use axum::body::Body;
