@@ -238,7 +238,7 @@ mod tests {
             ),
             ("timeout=0ms", "timeout must be between 1ms and 49 days"),
             ("timeout=50d", "deploy option timeout: duration"),
-            ("timeout=1000h", "timeout must be between 1ms and 49 days"),
+            ("timeout=2000h", "timeout must be between 1ms and 49 days"),
             ("env=novalue", "expected KEY=VALUE"),
             ("cgi=maybe", "expected true or false"),
             (

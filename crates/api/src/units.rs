@@ -97,15 +97,13 @@ pub struct ByteCount(pub u64);
 impl fmt::Display for ByteCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        const UNITS: [(u32, &str); 3] = [(30, "GiB"), (20, "MiB"), (10, "KiB")];
-        for (shift, unit) in UNITS {
-            if n >= 1 << shift && n.is_multiple_of(1 << shift) {
-                return write!(f, "{} {unit}", n >> shift);
-            }
-        }
-        for (shift, unit) in UNITS {
+        // The largest unit the count reaches: whole when it is a multiple of it.
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
             if n >= 1 << shift {
-                return write!(f, "{:.1} {unit}", n as f64 / (1u64 << shift) as f64);
+                return match n.is_multiple_of(1 << shift) {
+                    true => write!(f, "{} {unit}", n >> shift),
+                    false => write!(f, "{:.1} {unit}", n as f64 / (1u64 << shift) as f64),
+                };
             }
         }
         write!(f, "{n} bytes")

@@ -71,7 +71,10 @@ fn no_file_is_over_800_lines_without_a_reason() {
     let long: Vec<(String, usize)> = all_files()
         .into_iter()
         .map(|path| {
-            let lines = std::fs::read_to_string(&path).unwrap_or_default().lines().count();
+            let lines = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .count();
             (relative(&path), lines)
         })
         .filter(|(path, lines)| {
@@ -87,7 +90,10 @@ fn no_file_is_over_800_lines_without_a_reason() {
 /// The module a file is, relative to its crate's `src`: `invoke/call` for
 /// `src/invoke/call.rs`, `invoke` for `src/invoke/mod.rs`.
 fn module_of(src: &Path, file: &Path) -> String {
-    let rel = file.strip_prefix(src).expect("under src").with_extension("");
+    let rel = file
+        .strip_prefix(src)
+        .expect("under src")
+        .with_extension("");
     let mut parts: Vec<String> = rel
         .iter()
         .map(|p| p.to_string_lossy().into_owned())

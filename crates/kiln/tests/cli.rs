@@ -277,8 +277,14 @@ fn every_command_names_an_invalid_name_as_such_before_reaching_a_server() {
     // Port 9 on loopback: nothing listens, so any attempt to reach a server
     // would fail with "cannot reach", which the test rules out.
     let cases: &[(&[&str], &str)] = &[
-        (&["info", "bad name!"], "invalid function name \"bad name!\""),
-        (&["logs", "bad name!"], "invalid function name \"bad name!\""),
+        (
+            &["info", "bad name!"],
+            "invalid function name \"bad name!\"",
+        ),
+        (
+            &["logs", "bad name!"],
+            "invalid function name \"bad name!\"",
+        ),
         (&["rm", "Bad"], "invalid function name \"Bad\""),
         (&["rollback", "a/b"], "invalid function name \"a/b\""),
         (
@@ -307,6 +313,9 @@ fn every_command_names_an_invalid_name_as_such_before_reaching_a_server() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{argv:?} succeeded");
         assert!(err.contains(expected), "{argv:?}: {err}");
-        assert!(!err.contains("cannot reach"), "{argv:?} tried the server: {err}");
+        assert!(
+            !err.contains("cannot reach"),
+            "{argv:?} tried the server: {err}"
+        );
     }
 }

@@ -350,7 +350,7 @@ impl Runtime {
             message: format!("{e:#}"),
             cause: e.root_cause().to_string(),
         };
-        // SAFETY (both deserializations): the artifact cache only holds files
+        // Both deserializations below rely on this: the artifact cache only holds files
         // written whole (atomic rename) by `Runtime::compile_digested` through
         // `precompile_module`/`precompile_component`, or by
         // `Runtime::import_artifact` with the output of that same function on
@@ -360,11 +360,13 @@ impl Runtime {
         // again before using it.
         match wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)? {
             Some(Precompiled::Component) => {
+                // SAFETY: a file of the artifact cache, trusted as said above.
                 let component =
                     unsafe { Component::deserialize_file(&self.engine, &path) }.map_err(bad)?;
                 self.link_component(*digest, &component)
             }
             _ => {
+                // SAFETY: a file of the artifact cache, trusted as said above.
                 let module =
                     unsafe { Module::deserialize_file(&self.engine, &path) }.map_err(bad)?;
                 self.link(*digest, &module)

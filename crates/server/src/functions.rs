@@ -288,7 +288,7 @@ mod tests {
             .expect("runtime"),
         );
         let blobs: Arc<dyn BlobStore> =
-            Arc::new(LocalBlobs::open(&dir.join("modules")).expect("blobs"));
+            Arc::new(LocalBlobs::open(dir.join("modules")).expect("blobs"));
         let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).expect("wat");
         let mut staged = blobs.stage().await.expect("stage");
         staged.write(&wasm).await.expect("write");
@@ -324,7 +324,9 @@ mod tests {
 
         // With a slot, the same request compiles once, then loads.
         let free = functions(&runtime, &blobs, 1);
-        free.get(digest).await.expect("compiled on the request path");
+        free.get(digest)
+            .await
+            .expect("compiled on the request path");
         free.get(digest).await.expect("cached");
         let stats = free.stats();
         assert_eq!(stats.compiles.load(Ordering::Relaxed), 1);

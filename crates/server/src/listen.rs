@@ -11,7 +11,6 @@
 use crate::body::StallTimeout;
 use crate::metrics::Metrics;
 use crate::state::Counters;
-use kiln_api::{Kind, OUTCOME_HEADER};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -19,6 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use kiln_api::{Kind, OUTCOME_HEADER};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

@@ -1,7 +1,8 @@
 //! `kiln tenants ...` and `kiln tokens ...`: accounts and their API tokens.
 
+use super::tenant_name;
 use crate::client::{Client, Role, ServerArgs};
-use kiln_api::{CreatedTenant, CreatedToken, NameKind, NewNamed, Tenant, TokenInfo, check_name};
+use kiln_api::{CreatedTenant, CreatedToken, NewNamed, Tenant, TokenInfo};
 use std::process::ExitCode;
 
 /// Manage tenants (needs the admin token)
@@ -18,17 +19,7 @@ enum TenantsCommand {
     /// List tenants
     List,
     /// Create a tenant and print its first token
-    Create {
-        #[arg(value_parser = tenant_name)]
-        name: String,
-    },
-}
-
-/// A tenant name, checked before it goes anywhere.
-pub(crate) fn tenant_name(name: &str) -> Result<String, String> {
-    check_name(NameKind::Tenant, name)
-        .map(|()| name.to_owned())
-        .map_err(|e| e.to_string())
+    Create { name: String },
 }
 
 pub(crate) fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
@@ -41,6 +32,7 @@ pub(crate) fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         TenantsCommand::Create { name } => {
+            tenant_name(&name)?;
             let t: CreatedTenant = client.post_json("/v1/tenants", &NewNamed { name })?;
             eprintln!("created tenant {}; its token (shown once):", t.tenant.name);
             println!("{}", t.token);

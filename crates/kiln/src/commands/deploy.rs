@@ -15,7 +15,7 @@ pub(crate) struct DeployArgs {
     /// The WebAssembly module
     file: PathBuf,
     /// Function name [default: the file name without .wasm]
-    #[arg(long, value_parser = function_name)]
+    #[arg(long)]
     name: Option<String>,
     /// Environment variable for every invocation (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
@@ -52,7 +52,10 @@ pub(crate) struct DeployArgs {
 
 pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let name = match &args.name {
-        Some(name) => name.clone(),
+        Some(name) => {
+            function_name(name)?;
+            name.clone()
+        }
         None => {
             let stem = args
                 .file
@@ -64,7 +67,8 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
                     "{e} (named after the file {}; use --name)",
                     args.file.display()
                 )
-            })?
+            })?;
+            stem
         }
     };
     let file = std::fs::File::open(&args.file)

@@ -53,7 +53,6 @@ pub(crate) fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 /// Show a function and its versions
 #[derive(clap::Args, Debug)]
 pub(crate) struct InfoArgs {
-    #[arg(value_parser = function_name)]
     name: String,
     /// Print JSON
     #[arg(long)]
@@ -63,6 +62,7 @@ pub(crate) struct InfoArgs {
 }
 
 pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    function_name(&args.name)?;
     let client = Client::new(&args.server, Role::Tenant)?;
     let detail: FunctionDetail = client.get(&format!("/v1/functions/{}", args.name))?;
     if args.json {
@@ -94,13 +94,13 @@ pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
 /// Delete a function and all its versions
 #[derive(clap::Args, Debug)]
 pub(crate) struct RmArgs {
-    #[arg(value_parser = function_name)]
     name: String,
     #[command(flatten)]
     server: ServerArgs,
 }
 
 pub(crate) fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
+    function_name(&args.name)?;
     let client = Client::new(&args.server, Role::Tenant)?;
     client.delete(&format!("/v1/functions/{}", args.name))?;
     println!("deleted {}", args.name);
@@ -110,7 +110,6 @@ pub(crate) fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
 /// Serve an earlier version again (default: the one before the current one)
 #[derive(clap::Args, Debug)]
 pub(crate) struct RollbackArgs {
-    #[arg(value_parser = function_name)]
     name: String,
     /// The version to serve
     #[arg(value_name = "VERSION")]
@@ -120,6 +119,7 @@ pub(crate) struct RollbackArgs {
 }
 
 pub(crate) fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    function_name(&args.name)?;
     let client = Client::new(&args.server, Role::Tenant)?;
     let body = RollbackRequest { version: args.to };
     let version: Version =

@@ -9,7 +9,6 @@ use std::time::Duration;
 /// Show recent invocations of a function and what they wrote to stderr
 #[derive(clap::Args, Debug)]
 pub(crate) struct LogsArgs {
-    #[arg(value_parser = function_name)]
     name: String,
     /// How many recent invocations to show
     #[arg(short = 'n', long, default_value_t = 20)]
@@ -22,6 +21,7 @@ pub(crate) struct LogsArgs {
 }
 
 pub(crate) fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    function_name(&args.name)?;
     let client = Client::new(&args.server, Role::Tenant)?;
     let base = format!("/v1/functions/{}/logs", args.name);
     let mut last = None;

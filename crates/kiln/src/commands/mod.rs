@@ -61,10 +61,13 @@ pub(crate) fn read_module(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
-/// A function name given on the command line, checked before it becomes part
-/// of a URL (a value parser: clap names the argument in its error).
-pub(crate) fn function_name(name: &str) -> Result<String, String> {
-    check_name(NameKind::Function, name)
-        .map(|()| name.to_owned())
-        .map_err(|e| e.to_string())
+/// Checks a function name given on the command line before it becomes part of
+/// a URL: a bad one is named as such, not sent to the server.
+pub(crate) fn function_name(name: &str) -> anyhow::Result<()> {
+    Ok(check_name(NameKind::Function, name)?)
+}
+
+/// Checks a tenant name given on the command line, as [`function_name`] does.
+pub(crate) fn tenant_name(name: &str) -> anyhow::Result<()> {
+    Ok(check_name(NameKind::Tenant, name)?)
 }

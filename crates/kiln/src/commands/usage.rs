@@ -1,8 +1,7 @@
 //! `kiln usage`: metered units and what they cost; `kiln quota`: a tenant's limits
 //! and its month so far (admins set them).
 
-use super::admin::tenant_name;
-use super::function_name;
+use super::{function_name, tenant_name};
 use crate::client::{Client, Role, ServerArgs};
 use kiln_api::{ByteCount, Quota, QuotaStatus, UsageGrouping, UsageLine, UsageReport};
 use serde_json::Value;
@@ -18,7 +17,7 @@ pub(crate) struct UsageArgs {
     #[arg(long, value_name = "DATE")]
     until: Option<String>,
     /// Only this function
-    #[arg(long, value_name = "NAME", value_parser = function_name)]
+    #[arg(long, value_name = "NAME")]
     function: Option<String>,
     /// One line per function, hour or day
     #[arg(long, value_enum, default_value = "function")]
@@ -27,7 +26,7 @@ pub(crate) struct UsageArgs {
     #[arg(long, conflicts_with = "tenant")]
     all_tenants: bool,
     /// Another tenant (uses the admin token)
-    #[arg(long, value_name = "NAME", value_parser = tenant_name)]
+    #[arg(long, value_name = "NAME")]
     tenant: Option<String>,
     /// Print the server's JSON answer
     #[arg(long, conflicts_with = "csv")]
@@ -58,6 +57,12 @@ impl From<By> for UsageGrouping {
 }
 
 pub(crate) fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
+    if let Some(function) = &args.function {
+        function_name(function)?;
+    }
+    if let Some(tenant) = &args.tenant {
+        tenant_name(tenant)?;
+    }
     let admin = args.all_tenants || args.tenant.is_some();
     let client = Client::new(&args.server, if admin { Role::Admin } else { Role::Tenant })?;
     let by = UsageGrouping::from(args.by).as_str();
@@ -196,7 +201,6 @@ fn field(text: &str) -> String {
 #[derive(clap::Args, Debug)]
 pub(crate) struct QuotaArgs {
     /// The tenant (uses the admin token) [default: this tenant]
-    #[arg(value_parser = tenant_name)]
     tenant: Option<String>,
     /// Invocations per calendar month (UTC), or `none`
     #[arg(long, value_name = "N|none", requires = "tenant")]
@@ -240,6 +244,7 @@ pub(crate) fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
         print_quota(&client.get("/v1/quota")?);
         return Ok(ExitCode::SUCCESS);
     };
+    tenant_name(tenant)?;
     let client = Client::new(&args.server, Role::Admin)?;
     let path = format!("/v1/tenants/{tenant}/quota");
     let mut status: QuotaStatus = client.get(&path)?;

@@ -1,3 +1,5 @@
+//! The artifact cache: compile once, load many times, survive a restart, refuse damaged files.
+
 use crate::{guests, runtime, wasm};
 use kiln_runtime::{LoadError, LoadSource, Runtime, RuntimeConfig};
 

@@ -1,3 +1,5 @@
+//! Buffered invocations: outcomes, limits, stats and the instance pool, on WAT and example guests.
+
 use crate::{guests, runtime, runtime_with, wasm};
 use kiln_api::MIB;
 use kiln_runtime::{EngineConfig, InvokeError, Limits, Outcome, Request};

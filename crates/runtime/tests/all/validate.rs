@@ -1,3 +1,5 @@
+//! Deploy-time validation: what is refused, with which error, and that nothing is stored for it.
+
 use crate::{guests, runtime, wasm};
 use kiln_runtime::{LoadError, ValidationError};
 
