@@ -8,7 +8,7 @@
 //!
 //! - [`Runtime`] (one per process): engine, linker, artifact cache, epoch thread.
 //! - [`Runtime::compile`] (once per distinct module, at deploy): validate, compile,
-//!   write the artifact to disk keyed by the module's [`Digest`].
+//!   write the artifact to disk keyed by the module's [`Digest`](kiln_api::Digest).
 //! - [`Function`] (once per module per process, from [`Runtime::load`]): the
 //!   artifact mapped from disk and pre-linked.
 //! - [`Runtime::invoke`] (once per request): a fresh instance of a [`Function`],

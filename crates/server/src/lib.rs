@@ -4,7 +4,7 @@
 //! - `invoke/`: `/fn/{tenant}/{function}[/{rest}]`, the invoke pipeline.
 //! - `api/`: `/v1/...`, the control API, documented in `docs/api.md`.
 //!
-//! Around them: [`functions`](crate::functions) owns digest → runnable function
+//! Around them: `functions` owns digest → runnable function
 //! (cache, fetch, compile, share); `state` the shared state and the deployment
 //! cache; `metering`, `quota`, `logs` what invocations cost and leave behind;
 //! `listen` the accept loop and client limits.

@@ -33,7 +33,7 @@ pub(crate) struct UpArgs {
     /// The S3-compatible server's URL [default: AWS]
     #[arg(long, env = "KILN_S3_ENDPOINT", value_name = "URL", requires = "blobs")]
     s3_endpoint: Option<String>,
-    /// Base URL printed for functions [default: http://<listen address>]
+    /// Base URL printed for functions [default: http:// then the listen address]
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
     /// Largest module a deploy accepts
