@@ -7,8 +7,10 @@
 //! freshness check) into `target/guests`, a target directory of its own so that it
 //! never waits on the lock of the build that is running the tests.
 //!
-//! [`services`] starts the throwaway PostgreSQL and S3 server the cluster tests use.
+//! [`services`] starts the throwaway PostgreSQL and S3 server the cluster tests use;
+//! [`kiln_up`] starts a real `kiln up` and reads where it listens.
 
+pub mod kiln_up;
 pub mod services;
 
 use std::path::{Path, PathBuf};

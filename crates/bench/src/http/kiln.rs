@@ -3,11 +3,9 @@
 //! graceful drain) and can be started again on the same data, as an operator would.
 
 use anyhow::{Context, bail};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -151,7 +149,8 @@ impl Drop for Kiln {
 }
 
 fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["up", "--listen", "127.0.0.1:0", "--data"])
         .arg(home.join("data"))
         .args(extra)
@@ -162,26 +161,13 @@ fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child,
         .env(
             "AWS_SECRET_ACCESS_KEY",
             kiln_guests::services::S3_SECRET_ACCESS_KEY,
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(START_DEADLINE)
-        .context("kiln up did not say where it listens")?;
-    let addr = line
-        .strip_prefix("kiln listening on http://")
-        .and_then(|rest| rest.split_whitespace().next())
-        .with_context(|| format!("unexpected first line from kiln up: {line}"))?
+        );
+    let started =
+        kiln_guests::kiln_up::start(command, START_DEADLINE).map_err(anyhow::Error::msg)?;
+    let addr = started
+        .url
+        .strip_prefix("http://")
+        .with_context(|| format!("not an http URL: {}", started.url))?
         .parse()?;
-    Ok((child, addr))
+    Ok((started.child, addr))
 }

@@ -2,13 +2,11 @@
 //! project's throwaway PostgreSQL on loopback, and several nodes sharing it and
 //! an S3 bucket (the project's throwaway S3-compatible server).
 
-mod support;
-
+use crate::support::*;
 use kiln_guests::services::{S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, postgres_database, s3_bucket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// How soon a change made through one node must be served by the others.
 const PROPAGATION: Duration = Duration::from_secs(1);

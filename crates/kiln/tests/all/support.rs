@@ -1,12 +1,9 @@
 //! Test support: a real `kiln up` process on an ephemeral loopback port with its
 //! own data and config directories, the `kiln` CLI pointed at it, and plain HTTP.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
@@ -52,34 +49,16 @@ impl Home {
             }
             None => Command::new(kiln),
         };
-        let mut child = command
+        command
             .args(["up", "--listen", "127.0.0.1:0", "--data"])
             .arg(self.data())
             .args(extra)
             .env("XDG_CONFIG_HOME", self.config())
-            .env("KILN_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kiln up");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(DEADLINE)
-            .expect("kiln up did not say where it listens");
-        let url = line
-            .strip_prefix("kiln listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line from kiln up: {line}"))
-            .to_owned();
+            .env("KILN_LOG", "warn");
+        let kiln_guests::kiln_up::Started { child, url, lines } =
+            kiln_guests::kiln_up::start(command, DEADLINE).unwrap_or_else(|e| panic!("{e}"));
         let metrics_url = extra.contains(&"--metrics-listen").then(|| {
-            let line = rx
+            let line = lines
                 .recv_timeout(DEADLINE)
                 .expect("kiln up did not say where metrics are");
             line.strip_prefix("kiln metrics on ")

@@ -1,12 +1,10 @@
 //! Metering, usage, prices, quotas, receipts and metrics, end to end against a real
 //! `kiln up`: what a tenant is billed must match what it did, exactly.
 
-mod support;
-
+use crate::support::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use support::*;
 
 fn usage(server: &KilnServer, token: &str, query: &str) -> serde_json::Value {
     let answer = get_as(&format!("{}/v1/usage?{query}", server.url), token);

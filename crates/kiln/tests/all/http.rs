@@ -1,13 +1,11 @@
 //! wasi:http components, streamed commands and outbound HTTP, end to end against
 //! a real `kiln up` over real sockets.
 
-mod support;
-
+use crate::support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use support::*;
 
 fn http_guest(name: &str) -> String {
     kiln_guests::http_component(name).display().to_string()

@@ -9,12 +9,10 @@
 //! `KILN_FUZZ_CASES=20000 cargo nextest run -p kiln --test fuzz`. A failure prints
 //! the smallest input proptest could shrink it to.
 
-mod support;
-
+use crate::support::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::sync::atomic::{AtomicU64, Ordering};
-use support::*;
 
 fn runner() -> TestRunner {
     let cases = std::env::var("KILN_FUZZ_CASES")

@@ -4,12 +4,10 @@
 //! half-written module or artifact is loaded, and usage lost is bounded by the
 //! flush interval.
 
-mod support;
-
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A module that prints `marker`, padded with `functions` empty functions so
 /// that compiling it takes a while (kills then land in the compile, too).

@@ -3,10 +3,8 @@
 //! wrote is never seen by the next instance in the same slot, and every route of
 //! the control API refuses a token of another tenant (or of the wrong kind).
 
-mod support;
-
+use crate::support::*;
 use std::net::TcpListener;
-use support::*;
 
 /// Deploys the `escape` guest (a core module or a component) and checks that
 /// every attempt it makes is refused, with nothing reaching a loopback listener

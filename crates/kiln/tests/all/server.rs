@@ -1,10 +1,8 @@
 //! The platform on one machine, as a user meets it: a real `kiln up` on a loopback
 //! port, the `kiln` CLI to deploy, plain HTTP to call.
 
-mod support;
-
+use crate::support::*;
 use std::io::{Read, Write};
-use support::*;
 
 #[test]
 fn deploy_call_redeploy_roll_back_and_delete() {

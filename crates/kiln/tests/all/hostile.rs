@@ -4,11 +4,9 @@
 //! tenant burning every core. Each is cut off with a clear answer while everyone
 //! else keeps being served.
 
-mod support;
-
+use crate::support::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use support::*;
 
 fn connect(server: &KilnServer) -> TcpStream {
     let stream = TcpStream::connect(server.url.trim_start_matches("http://")).expect("connect");

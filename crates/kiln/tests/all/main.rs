@@ -1,0 +1,15 @@
+//! The `kiln` binary as users and operators run it: each module starts real
+//! `kiln up` processes on ephemeral loopback ports (or runs `kiln run`), and
+//! speaks real HTTP and the real CLI to them. One test binary, so that the
+//! server and wasmtime are linked once rather than once per file.
+
+mod cli;
+mod cluster;
+mod crash;
+mod fuzz;
+mod hostile;
+mod http;
+mod isolation;
+mod server;
+mod support;
+mod usage;
