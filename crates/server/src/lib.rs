@@ -34,6 +34,8 @@ mod pricing;
 mod quota;
 mod state;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 pub use config::{InitialCredentials, S3Config, ServerConfig};
 pub use listen::ConnectionLimits;
