@@ -10,6 +10,8 @@
 //! - [`usage`]: usage totals, quotas, prices and the usage reports.
 //! - [`wire`]: the JSON bodies of `/v1`, including [`ErrorBody`] and its [`ErrorCode`].
 
+#![warn(missing_docs)]
+
 mod digest;
 mod function;
 mod names;

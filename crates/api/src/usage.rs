@@ -19,6 +19,7 @@ pub struct UsageTotals {
     pub requests: u64,
     /// Of which did not end successfully.
     pub failures: u64,
+    /// Wall time of the invocations, in µs.
     pub wall_us: u64,
     /// CPU time spent running guests.
     pub cpu_us: u64,
@@ -28,7 +29,9 @@ pub struct UsageTotals {
     pub memory_kib_us: u64,
     /// The largest peak linear memory of any invocation, in bytes.
     pub peak_memory_bytes: u64,
+    /// Request body bytes the guests were given.
     pub bytes_in: u64,
+    /// Response body bytes the guests wrote.
     pub bytes_out: u64,
 }
 

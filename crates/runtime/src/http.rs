@@ -28,6 +28,7 @@ pub struct HttpRequest<B> {
     pub request: http::Request<B>,
     /// Environment variables (the function's configuration).
     pub env: Vec<(String, String)>,
+    /// What the invocation may use.
     pub limits: Limits,
     /// Hosts the component may send requests to.
     pub allowed_hosts: Arc<AllowedHosts>,
@@ -38,7 +39,9 @@ pub enum HttpAnswer {
     /// The component set a response: its head, its streamed body, and the end of
     /// the invocation (resolving once the component ended and the body is done).
     Responded {
+        /// The status and headers the component set, and its body as it writes it.
         response: http::Response<OutputBody>,
+        /// The invocation's end.
         finished: Finished,
     },
     /// The component ended without a response (it failed, or returned without

@@ -29,6 +29,7 @@ pub struct Request {
     pub args: Arc<[String]>,
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
+    /// What the invocation may use.
     pub limits: Limits,
     /// Hosts a command component may send HTTP requests to (none by default).
     pub allowed_hosts: Arc<AllowedHosts>,
@@ -45,20 +46,36 @@ pub enum Outcome {
     Exit(i32),
     /// The guest trapped (`unreachable`, out-of-bounds access, stack overflow, a
     /// Rust panic...). `message` is the trap's one-line description.
-    Trap { message: String },
+    Trap {
+        /// The trap's one-line description.
+        message: String,
+    },
     /// The wall-time limit passed before the guest finished.
-    WallTimeLimit { limit: Duration },
+    WallTimeLimit {
+        /// The limit that passed.
+        limit: Duration,
+    },
     /// The guest asked for more linear memory than its limit.
-    MemoryLimit { limit: u64 },
+    MemoryLimit {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The guest wrote more stdout (or, for a wasi:http component, more response
     /// body) than its limit.
-    OutputLimit { limit: u64 },
+    OutputLimit {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A wasi:http component ended without a response, or answered with a
     /// `wasi:http` error code instead of one. `reason` says which.
-    NoResponse { reason: String },
+    NoResponse {
+        /// What the component did instead.
+        reason: String,
+    },
 }
 
 impl Outcome {
+    /// Whether the guest ended successfully.
     pub fn is_success(&self) -> bool {
         *self == Outcome::Success
     }
@@ -105,6 +122,7 @@ pub struct Stats {
 /// The result of an invocation that ran (whether or not the guest succeeded).
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// How it ended.
     pub outcome: Outcome,
     /// Everything the guest wrote to stdout (up to the output limit).
     pub stdout: Bytes,
@@ -115,6 +133,7 @@ pub struct Invocation {
     /// For failures: the full error, with the guest's backtrace when there is one.
     /// Meant for logs, not for clients.
     pub detail: Option<String>,
+    /// What it cost.
     pub stats: Stats,
 }
 
@@ -122,25 +141,42 @@ pub struct Invocation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvokeError {
+    /// The body is larger than the function's input limit.
     #[error("request body of {size} bytes is over the limit of {}", ByteCount(*.limit))]
-    StdinTooLarge { size: u64, limit: u64 },
+    StdinTooLarge {
+        /// The body's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The function's memory limit is more than an instance slot holds.
     #[error(
         "memory limit of {} is over this server's maximum of {}",
         ByteCount(*.limit),
         ByteCount(*.max)
     )]
-    MemoryLimitTooLarge { limit: u64, max: u64 },
+    MemoryLimitTooLarge {
+        /// The function's memory limit.
+        limit: u64,
+        /// What the engine's instance slots hold.
+        max: u64,
+    },
+    /// Every instance slot stayed busy for the whole wait (the number of slots).
     #[error("no free instance slot: all {0} were in use for the whole wait; retry shortly")]
     AtCapacity(u32),
+    /// A buffered or streamed command invocation of a wasi:http component.
     #[error(
         "this is a wasi:http component: it answers HTTP requests, it does not read stdin \
          (deploy it and send it a request)"
     )]
     NotACommand,
+    /// `handle_http` of something that is not a wasi:http component.
     #[error("this function is not a wasi:http component")]
     NotHttp,
+    /// The request cannot be handed to the guest (e.g. a bad target).
     #[error("the request cannot be given to the function: {0}")]
     BadRequest(String),
+    /// The task running the guest went away before it reported.
     #[error("the invocation was interrupted before it ended")]
     Interrupted,
 }

@@ -8,7 +8,9 @@ use wasmtime::ResourceLimiter;
 #[derive(Debug, thiserror::Error)]
 #[error("linear memory limit of {limit} bytes exceeded (the guest asked for {requested} bytes)")]
 pub struct MemoryLimitExceeded {
+    /// The limit, in bytes.
     pub limit: u64,
+    /// The size the guest asked to grow to.
     pub requested: u64,
 }
 

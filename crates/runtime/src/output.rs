@@ -20,6 +20,7 @@ const WRITE_PERMIT: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 #[error("stdout exceeded the output limit of {limit} bytes")]
 pub struct OutputLimitExceeded {
+    /// The limit, in bytes.
     pub limit: u64,
 }
 

@@ -24,6 +24,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub struct RuntimeConfig {
     /// Where compiled artifacts are kept (a subdirectory per engine configuration).
     pub artifact_dir: PathBuf,
+    /// The engine: instance pool and its ceilings.
     pub engine: EngineConfig,
 }
 
@@ -41,49 +42,66 @@ impl RuntimeConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
-    #[error("cannot configure the WebAssembly engine: {0}")]
-    Engine(String),
-    #[error("cannot open the artifact cache at {path}: {source}")]
+    /// wasmtime refused the configuration (its reason is the source).
+    #[error("cannot configure the WebAssembly engine")]
+    Engine(#[source] BoxError),
+    /// The artifact directory cannot be created or opened.
+    #[error("cannot open the artifact cache at {path}")]
     ArtifactDir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
-    #[error("cannot start the epoch ticker thread: {0}")]
-    Ticker(std::io::Error),
+    /// The thread that ticks epochs could not be started.
+    #[error("cannot start the epoch ticker thread")]
+    Ticker(#[source] std::io::Error),
 }
 
 /// Why a binary could not be compiled or a compiled function loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The binary is not one Kiln can run.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    #[error("compilation failed: {0}")]
-    Compile(String),
+    /// Cranelift could not compile it (the reason is the source).
+    #[error("compilation failed")]
+    Compile(#[source] BoxError),
+    /// The caller stopped waiting; the result was thrown away.
     #[error("compilation was abandoned by its caller")]
     Abandoned,
     /// The module compiled, but an instance of it would not fit in a pooled slot
     /// (a table, or globals and functions, larger than the engine reserves).
     #[error("the module does not fit Kiln's instance limits: {0}")]
     Unfit(String),
+    /// No artifact of this module in the cache.
     #[error("module {0} has no compiled artifact; compile it first")]
     NotCompiled(Digest),
+    /// The artifact is there but the engine refuses it.
     #[error("compiled artifact {path} cannot be loaded: {message}")]
     BadArtifact {
+        /// The artifact file.
         path: PathBuf,
+        /// wasmtime's whole explanation.
         message: String,
         /// The innermost error, without the file it was read from.
         cause: String,
     },
-    #[error("cannot write the compiled artifact to {path}: {source}")]
+    /// The artifact could not be written to the cache.
+    #[error("cannot write the compiled artifact to {path}")]
     WriteArtifact {
+        /// Where it was going.
         path: PathBuf,
+        /// Why it could not.
         source: std::io::Error,
     },
     /// The binary to compile could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     ReadModule {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read or mapped.
         source: std::io::Error,
     },
 }
@@ -91,7 +109,9 @@ pub enum LoadError {
 /// A binary that passed validation and has a compiled artifact on disk.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The module's sha256.
     pub digest: Digest,
+    /// What validation learned of it.
     pub info: ModuleInfo,
     /// Path of the artifact in the cache.
     pub artifact: PathBuf,
@@ -126,19 +146,25 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Builds the engine, reserves the instance pool, opens the artifact cache
+    /// and starts the epoch thread: once per process.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError`] when wasmtime refuses the configuration, the artifact
+    /// directory cannot be opened, or the thread cannot start.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let engine =
-            build_engine(&config.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = build_engine(&config.engine).map_err(|e| RuntimeError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut CoreHost| &mut host.wasi)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let provided = provided_imports(&engine, &linker);
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .and_then(|()| {
                 wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             })
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
             RuntimeError::ArtifactDir {
                 path: config.artifact_dir.clone(),
@@ -236,7 +262,7 @@ impl Runtime {
                 self.engine.precompile_component(wasm)
             }
         }
-        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        .map_err(|e| LoadError::Compile(e.into()))?;
         let compile_time = begin.elapsed();
         if abandoned.load(Ordering::Acquire) {
             return Err(LoadError::Abandoned);

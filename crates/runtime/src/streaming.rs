@@ -40,9 +40,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The input of a streamed command invocation: like [`crate::Request`], with the request
 /// body as a stream instead of bytes.
 pub struct StreamRequest<B> {
+    /// The request body, read as the guest reads stdin.
     pub body: B,
+    /// `argv`: by convention the function name first.
     pub args: Arc<[String]>,
+    /// Environment variables, in order.
     pub env: Vec<(String, String)>,
+    /// What the invocation may use.
     pub limits: Limits,
     /// Hosts a command component may send HTTP requests to.
     pub allowed_hosts: Arc<AllowedHosts>,
@@ -50,7 +54,9 @@ pub struct StreamRequest<B> {
 
 /// A streamed invocation under way: what the guest writes, and its end.
 pub struct Streamed {
+    /// What the guest writes to stdout, as it writes it.
     pub body: OutputBody,
+    /// The invocation's end.
     pub finished: Finished,
 }
 

@@ -79,6 +79,7 @@ fn is_p2(name: &str, interface: &str) -> bool {
 /// What validation learned about an acceptable binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
+    /// What kind of WASI binary it is.
     pub kind: ModuleKind,
     /// Size of the binary in bytes.
     pub size: u64,
@@ -90,28 +91,39 @@ pub struct ModuleInfo {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly binary: {0}")]
     NotWasm(String),
+    /// The binary ends in the middle of its contents.
     #[error(
         "truncated WebAssembly binary: it ends after {size} bytes, in the middle of its contents \
          (was the upload or copy cut short?)"
     )]
-    Truncated { size: u64 },
+    Truncated {
+        /// Where it ends.
+        size: u64,
+    },
+    /// It does not validate (wasmparser's reason).
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
+    /// A kind of binary Kiln does not run (a library component, a 0.3 component...).
     #[error("unsupported kind of WebAssembly binary: {0}")]
     Unsupported(String),
+    /// A core module without `_start`.
     #[error(
         "not a WASI command: the module exports no `_start` function \
          (build a program with a `main`, e.g. for wasm32-wasip1, not a library)"
     )]
     MissingStart,
+    /// `_start` has the wrong signature.
     #[error("`_start` must take no parameters and return nothing, but its type is {0}")]
     BadStartType(String),
+    /// A core module that does not export its memory.
     #[error(
         "the module exports no `memory`: a WASI command must export its linear memory as `memory`"
     )]
     MissingMemory,
+    /// It imports what Kiln does not link (every such import, as `module::name`).
     #[error("the module imports what Kiln does not provide: {}", .0.join(", "))]
     UnknownImports(Vec<String>),
 }

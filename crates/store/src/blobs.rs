@@ -22,6 +22,7 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn commit(&self, staged: StagedBlob) -> StoreResult<Digest>;
     /// The bytes of a stored module.
     async fn read(&self, digest: &Digest) -> StoreResult<Vec<u8>>;
+    /// Whether a module is stored under `digest`.
     async fn contains(&self, digest: &Digest) -> StoreResult<bool>;
 
     /// A compiled artifact another node shared under `key` (see
@@ -72,6 +73,7 @@ impl StagedBlob {
         })
     }
 
+    /// Appends `chunk`, hashing it on the way.
     pub async fn write(&mut self, chunk: &[u8]) -> StoreResult<()> {
         let file = self.file.as_mut().ok_or_else(|| closed(&self.path))?;
         file.write_all(chunk)
@@ -91,6 +93,7 @@ impl StagedBlob {
         Ok(Digest::from_bytes(self.hasher.clone().finalize().into()))
     }
 
+    /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -125,6 +128,7 @@ impl LocalBlobs {
         Ok(LocalBlobs { dir })
     }
 
+    /// Where the module of `digest` lives (whether or not it exists).
     pub fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(format!("{digest}.wasm"))
     }

@@ -9,6 +9,8 @@
 //! and [`LocalBlobs`] (a directory, files written atomically). A cluster of nodes
 //! shares [`PostgresStore`] for metadata and [`S3Blobs`] for modules.
 
+#![warn(missing_docs)]
+
 mod blobs;
 mod error;
 mod metadata;

@@ -21,8 +21,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Whether the store has been bootstrapped (has an admin token).
     async fn has_admin(&self) -> StoreResult<bool>;
 
+    /// Creates a tenant; `Conflict` if the name is taken.
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant>;
+    /// Every tenant, oldest first.
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// The tenant named `name`, if any.
     async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
 
     /// Stores a new token for `tenant` (or an admin token when `None`).
@@ -47,7 +50,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> StoreResult<Version>;
     /// What `/fn/{tenant}/{function}` runs now.
     async fn resolve(&self, tenant: &str, function: &str) -> StoreResult<Option<Deployment>>;
+    /// `tenant`'s functions, each with its current version.
     async fn list_functions(&self, tenant: TenantId) -> StoreResult<Vec<FunctionSummary>>;
+    /// One function of `tenant` and all its versions, if it exists.
     async fn function(&self, tenant: TenantId, name: &str) -> StoreResult<Option<FunctionDetail>>;
     /// Points `function` at `version` (default: the one before the current one).
     async fn rollback(
@@ -82,6 +87,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>>;
     /// Every tenant's quota (tenants without limits included, with `Quota::default()`).
     async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>>;
+    /// Replaces `tenant`'s quota.
     async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()>;
 
     /// Deploys, rollbacks and deletes made by any node sharing this store, as
@@ -96,7 +102,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// `tenant`'s `function` was deployed, rolled back or deleted.
-    Function { tenant: String, function: String },
+    Function {
+        /// The tenant's name.
+        tenant: String,
+        /// The function's name.
+        function: String,
+    },
     /// Changes may have been missed (the watch reconnected): forget everything.
     Everything,
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 /// Where a cluster's objects are.
 #[derive(Debug, Clone)]
 pub struct S3Config {
+    /// The bucket's name.
     pub bucket: String,
     /// The server's URL (`http://127.0.0.1:9000`); `None`: AWS itself.
     pub endpoint: Option<String>,

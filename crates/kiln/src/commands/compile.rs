@@ -24,7 +24,7 @@ pub(crate) fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let name = args.file.display();
     let compiled = runtime
         .compile(&wasm)
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context(name.to_string()))?;
     let size = ByteCount(compiled.info.size);
     match compiled.compile_time {
         Some(time) => println!(

@@ -64,7 +64,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = args.file.display().to_string();
     let (function, source) = runtime
         .load_wasm(&wasm)
-        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context(file.clone()))?;
 
     let stdin = read_stdin(limits.stdin_bytes)?;
     let mut argv = vec![function_name(&args.file)];

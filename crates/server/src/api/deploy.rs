@@ -222,7 +222,9 @@ fn compile_failed(error: FunctionError) -> ApiError {
         ),
         FunctionError::Load(e) => match e {
             LoadError::Invalid(v) => invalid_module(v.to_string()),
-            LoadError::Compile(m) => invalid_module(format!("compilation failed: {m}")),
+            compile @ LoadError::Compile(_) => {
+                invalid_module(crate::error::FailureCause::of(&compile).to_string())
+            }
             unfit @ LoadError::Unfit(_) => invalid_module(unfit.to_string()),
             LoadError::WriteArtifact { ref source, .. } if kiln_store::is_full(source) => {
                 ApiError::storage_full(e)
