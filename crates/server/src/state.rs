@@ -80,7 +80,8 @@ pub(crate) struct DeploymentCache {
 /// that depends only on it, worked out once when it enters the cache rather
 /// than on every request.
 pub(crate) struct CachedDeployment {
-    pub deployment: Deployment,
+    /// The stored row.
+    pub row: Deployment,
     /// The function's limits, its overrides applied to the server's defaults.
     pub limits: Limits,
     /// `argv`: the function's name, then its configured arguments.
@@ -114,16 +115,8 @@ impl CachedDeployment {
             limits,
             args,
             allowed_hosts: Arc::new(AllowedHosts(patterns)),
-            deployment,
+            row: deployment,
         }
-    }
-}
-
-impl std::ops::Deref for CachedDeployment {
-    type Target = Deployment;
-
-    fn deref(&self) -> &Deployment {
-        &self.deployment
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) async fn run(
     let (response, kind) = match &result {
         Ok(invocation) => match Answer::of_outcome(&invocation.outcome) {
             Some(failed) => failed.answered(),
-            None if deployment.config.cgi => cgi_output(invocation.stdout.clone()),
+            None if deployment.row.config.cgi => cgi_output(invocation.stdout.clone()),
             None => (plain_output(invocation.stdout.clone()), Kind::Success),
         },
         Err(error) => Answer::of_invoke_error(error).answered(),

@@ -69,7 +69,7 @@ impl Call {
         let status = response.status();
         match settle {
             Settle::Now(result) => {
-                let receipt = self.deployment.config.receipt && result.is_ok();
+                let receipt = self.deployment.row.config.receipt && result.is_ok();
                 let usage = self.record(status, &result);
                 if receipt {
                     let headers = response.headers_mut();
@@ -104,9 +104,9 @@ impl Call {
                 let usage = totals_of(&inv.stats, inv.outcome.is_success());
                 if let Some(meter) = &self.state.meter {
                     meter.record(
-                        deployment.tenant_id,
-                        deployment.function_id,
-                        &deployment.function,
+                        deployment.row.tenant_id,
+                        deployment.row.function_id,
+                        &deployment.row.function,
                         &usage,
                     );
                 }
@@ -117,8 +117,8 @@ impl Call {
             Err(e) => (e.to_string(), UsageTotals::default(), String::new()),
         };
         self.state.logs.record(NewLogEntry {
-            function_id: deployment.function_id,
-            version: deployment.version,
+            function_id: deployment.row.function_id,
+            version: deployment.row.version,
             at: kiln_store::now(),
             outcome,
             status: status.as_u16(),

@@ -90,20 +90,20 @@ async fn run(
         })?;
 
     // Authorize.
-    if deployment.config.private {
+    if deployment.row.config.private {
         authorize(state, parts, &deployment).await?;
     }
 
     // Admit.
-    let admission = match state.quotas.admit(deployment.tenant_id) {
+    let admission = match state.quotas.admit(deployment.row.tenant_id) {
         Ok(admission) => admission,
         Err(exceeded) => {
             tracing::debug!(%tenant, %function, %exceeded, "refused by quota");
             let retry = matches!(exceeded, crate::quota::QuotaExceeded::Rate { .. });
             let answer = Answer::quota(exceeded.to_string(), retry);
             state.logs.record(NewLogEntry {
-                function_id: deployment.function_id,
-                version: deployment.version,
+                function_id: deployment.row.function_id,
+                version: deployment.row.version,
                 at: kiln_store::now(),
                 outcome: exceeded.to_string(),
                 status: answer.status.as_u16(),
@@ -118,15 +118,19 @@ async fn run(
     }
 
     // Load.
-    let loaded = state.functions.get(deployment.digest).await.map_err(|e| {
-        let cause = crate::error::FailureCause::of(&e);
-        tracing::error!(%tenant, %function, %cause, "cannot load function");
-        Answer::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Unavailable,
-            "this function cannot be loaded right now",
-        )
-    })?;
+    let loaded = state
+        .functions
+        .get(deployment.row.digest)
+        .await
+        .map_err(|e| {
+            let cause = crate::error::FailureCause::of(&e);
+            tracing::error!(%tenant, %function, %cause, "cannot load function");
+            Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Kind::Unavailable,
+                "this function cannot be loaded right now",
+            )
+        })?;
 
     // Execute.
     let guest = GuestRequest {
@@ -153,7 +157,7 @@ async fn run(
             let body = body.take().unwrap_or_default();
             streamed::http(&pipeline, &loaded, &guest, body).await
         }
-        FunctionKind::Command if pipeline.deployment.config.stream => {
+        FunctionKind::Command if pipeline.deployment.row.config.stream => {
             let body = body.take().unwrap_or_default();
             streamed::command(&pipeline, &loaded, &guest, body).await
         }
@@ -189,7 +193,7 @@ async fn authorize(
         })?;
     match principal {
         Some(Principal::Admin) => Ok(()),
-        Some(Principal::Tenant(t)) if t.name == deployment.tenant => Ok(()),
+        Some(Principal::Tenant(t)) if t.name == deployment.row.tenant => Ok(()),
         Some(Principal::Tenant(_)) => Err(Answer::new(
             StatusCode::FORBIDDEN,
             Kind::Forbidden,

@@ -51,7 +51,7 @@ impl GuestRequest<'_> {
             remote_addr: &remote_addr,
             protocol: &protocol,
         });
-        let own = deployment.config.env.iter();
+        let own = deployment.row.config.env.iter();
         let mut env: Vec<(String, String)> = own
             .filter(|(k, _)| !request_env.iter().any(|(r, _)| r == k))
             .cloned()

@@ -72,7 +72,7 @@ pub(crate) async fn http(
     *request.uri_mut() = uri;
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
-    if deployment.config.private {
+    if deployment.row.config.private {
         request.headers_mut().remove(header::AUTHORIZATION);
     }
     let answer = pipeline
@@ -82,7 +82,7 @@ pub(crate) async fn http(
             function,
             HttpRequest {
                 request,
-                env: deployment.config.env.clone(),
+                env: deployment.row.config.env.clone(),
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
             },
@@ -166,7 +166,7 @@ pub(crate) async fn command(
         }
     };
     let head = head.freeze();
-    let parsed = match deployment.config.cgi && !failed {
+    let parsed = match deployment.row.config.cgi && !failed {
         true => Some(cgi::parse_response(&head)),
         false => None,
     };
@@ -237,7 +237,7 @@ fn refused(error: InvokeError) -> Executed {
 
 /// Whether more output is needed before the response head can be sent.
 fn head_incomplete(deployment: &CachedDeployment, head: &[u8]) -> bool {
-    if !deployment.config.cgi {
+    if !deployment.row.config.cgi {
         return head.is_empty();
     }
     matches!(cgi::parse_response(head), Err(CgiError::Unterminated))
