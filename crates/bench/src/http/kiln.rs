@@ -10,8 +10,13 @@ use std::time::Duration;
 
 const START_DEADLINE: Duration = Duration::from_secs(120);
 
-/// The release `kiln` binary, built now if it is missing or stale.
+/// The release `kiln` binary, built now if it is missing or stale; or the one
+/// `KILN_BENCH_BINARY` names (another build, e.g. an earlier commit's, to compare
+/// against this one on the same machine).
 pub(super) fn binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KILN_BENCH_BINARY") {
+        return Ok(PathBuf::from(path));
+    }
     let root = workspace_root();
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "kiln"])
