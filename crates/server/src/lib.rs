@@ -309,13 +309,14 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
     }))
 }
 
-/// Both wings: the control API and the invoke path, with failures logged.
+/// Both wings: the control API, whose failures are logged with their causes by a
+/// layer of its own, and the invoke path, which logs its own (no layer on the
+/// hot path).
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .merge(api::routes())
+        .merge(api::routes().layer(axum::middleware::map_response(error::log_failures)))
         .route("/fn/{tenant}/{function}", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))
-        .layer(axum::middleware::map_response(error::log_failures))
         .with_state(state)
 }
