@@ -147,9 +147,10 @@ pub(super) fn parse_response(stdout: &[u8]) -> Result<CgiResponse, CgiError> {
             let parsed = code
                 .parse::<u16>()
                 .ok()
+                // A final response is 2xx to 5xx: 1xx is never final, and the
+                // `http` crate's 600-999 mean nothing to a client.
+                .filter(|c| (200..600).contains(c))
                 .and_then(|c| StatusCode::from_u16(c).ok())
-                // 1xx is never a final response.
-                .filter(|c| !c.is_informational())
                 .ok_or_else(|| CgiError::BadStatus(value.to_owned()))?;
             status = Some(parsed);
             continue;
@@ -247,6 +248,14 @@ mod tests {
         assert_eq!(
             parse_response(b"Status: teapot\n\n").unwrap_err(),
             CgiError::BadStatus("teapot".into())
+        );
+        assert_eq!(
+            parse_response(b"Status: 999\n\n").unwrap_err(),
+            CgiError::BadStatus("999".into())
+        );
+        assert_eq!(
+            parse_response(b"Status: 600 Odd\n\n").unwrap_err(),
+            CgiError::BadStatus("600 Odd".into())
         );
     }
 
