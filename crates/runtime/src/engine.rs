@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures,
+};
 
 /// Engine-wide settings, fixed for the life of a [`crate::Runtime`].
 #[derive(Debug, Clone)]
@@ -27,6 +29,38 @@ pub struct EngineConfig {
     /// How often the epoch advances: the granularity of wall-time limits and of
     /// yielding a running guest back to the executor. Default 2 ms.
     pub epoch_tick: Duration,
+    /// The per-slot shape of the instance pool: what the largest instance may
+    /// hold. A module over any of these is refused at deploy.
+    pub slot: SlotLimits,
+}
+
+/// What one pooled instance slot holds. Every slot is reserved (as address space,
+/// not memory) at this size, so these bound the largest program Kiln runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotLimits {
+    /// Elements of one table (function pointers, for C and C++ programs one per
+    /// address-taken function and virtual method). Default 1,000,000 (8 MB of
+    /// address space per table): large compilers and synthesis tools need
+    /// several 10,000s.
+    pub table_elements: usize,
+    /// Tables one module may define. Default 4.
+    pub tables_per_module: u32,
+    /// Linear memories one module may define (multi-memory). Default 1.
+    pub memories_per_module: u32,
+    /// Bytes of one core instance's own state (its globals, function and table
+    /// references). Default 4 MiB.
+    pub core_instance_bytes: usize,
+}
+
+impl Default for SlotLimits {
+    fn default() -> SlotLimits {
+        SlotLimits {
+            table_elements: 1_000_000,
+            tables_per_module: 4,
+            memories_per_module: 1,
+            core_instance_bytes: 4 << 20,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -36,6 +70,7 @@ impl Default for EngineConfig {
             instance_wait: Duration::from_secs(5),
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(2),
+            slot: SlotLimits::default(),
         }
     }
 }
@@ -51,7 +86,12 @@ pub(crate) fn build_engine(config: &EngineConfig) -> wasmtime::Result<Engine> {
         .total_memories(config.max_instances)
         .total_tables(config.max_instances)
         .total_stacks(config.max_instances)
+        .total_gc_heaps(config.max_instances)
         .max_memory_size(max_memory)
+        .table_elements(config.slot.table_elements)
+        .max_tables_per_module(config.slot.tables_per_module)
+        .max_memories_per_module(config.slot.memories_per_module)
+        .max_core_instance_size(config.slot.core_instance_bytes)
         // Reset a finished instance's dirty pages in place (found with Linux's
         // PAGEMAP_SCAN where the kernel has it, 6.7+) instead of returning them to the
         // kernel: the next instance in the slot touches warm pages instead of
@@ -61,13 +101,42 @@ pub(crate) fn build_engine(config: &EngineConfig) -> wasmtime::Result<Engine> {
         .table_keep_resident(KEEP_RESIDENT)
         .async_stack_keep_resident(KEEP_RESIDENT);
 
+    // The proposals are wasmtime's defaults (WebAssembly 3.0: exception handling,
+    // GC, tail calls, typed function references, memory64, multi-memory, relaxed
+    // SIMD), except those in [`KEPT_OFF`].
     let mut wasm = Config::new();
+    for (feature, _) in KEPT_OFF {
+        wasm.wasm_features(*feature, false);
+    }
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
         .epoch_interruption(true)
         .parallel_compilation(true);
     Engine::new(&wasm)
 }
+
+/// The WebAssembly proposals Kiln's engine refuses, with the name a refusal
+/// gives them. Threads need shared memories, which cannot live in the pooling
+/// allocator's per-instance slots (wasmtime refuses them there), and Kiln gives
+/// no way to start a thread; the rest are off in stock `wasmtime run` too.
+pub(crate) const KEPT_OFF: &[(WasmFeatures, &str)] = &[
+    (
+        WasmFeatures::THREADS,
+        "threads (shared memory and atomics: a module built for wasm32-wasip1-threads)",
+    ),
+    (
+        WasmFeatures::SHARED_EVERYTHING_THREADS,
+        "shared-everything threads",
+    ),
+    (
+        WasmFeatures::LEGACY_EXCEPTIONS,
+        "legacy exception handling (`try`/`catch`; rebuild with a current toolchain, \
+         which emits the standard `try_table`)",
+    ),
+    (WasmFeatures::STACK_SWITCHING, "stack switching"),
+    (WasmFeatures::CUSTOM_PAGE_SIZES, "custom page sizes"),
+    (WasmFeatures::WIDE_ARITHMETIC, "wide arithmetic"),
+];
 
 /// Advances the engine's epoch every tick until dropped. The thread holds the
 /// engine alive; dropping the ticker stops it within one tick.

@@ -50,7 +50,7 @@ mod streaming;
 mod validate;
 
 pub use artifact::ArtifactCache;
-pub use engine::EngineConfig;
+pub use engine::{EngineConfig, SlotLimits};
 pub use function::{Function, FunctionKind};
 pub use http::{HttpAnswer, HttpRequest};
 pub use invoke::{Invocation, InvokeError, Outcome, Request, Stats};

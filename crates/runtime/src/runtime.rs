@@ -262,7 +262,11 @@ impl Runtime {
                 self.engine.precompile_component(wasm)
             }
         }
-        .map_err(|e| LoadError::Compile(e.into()))?;
+        .map_err(|e| match validate::proposals_off(wasm) {
+            // A component's code is validated as it compiles.
+            Some(proposals) => ValidationError::ProposalOff(proposals).into(),
+            None => LoadError::Compile(e.into()),
+        })?;
         let compile_time = begin.elapsed();
         if abandoned.load(Ordering::Acquire) {
             return Err(LoadError::Abandoned);

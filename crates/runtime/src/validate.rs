@@ -3,8 +3,11 @@
 //! Each way a binary can be unfit gets its own [`ValidationError`] variant with a
 //! message that names the problem and what to do about it.
 
+use crate::engine::KEPT_OFF;
 use std::collections::BTreeSet;
-use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload, TypeRef};
+use wasmparser::{
+    ComponentExternalKind, ExternalKind, Parser, Payload, TypeRef, Validator, WasmFeatures,
+};
 
 const MAGIC: &[u8; 4] = b"\0asm";
 const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
@@ -106,6 +109,12 @@ pub enum ValidationError {
     /// It does not validate (wasmparser's reason).
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
+    /// It is valid, but uses WebAssembly proposals Kiln keeps off (their names).
+    #[error(
+        "the binary uses WebAssembly proposals Kiln does not enable: {}",
+        .0.join("; ")
+    )]
+    ProposalOff(Vec<String>),
     /// A kind of binary Kiln does not run (a library component, a 0.3 component...).
     #[error("unsupported kind of WebAssembly binary: {0}")]
     Unsupported(String),
@@ -123,8 +132,9 @@ pub enum ValidationError {
         "the module exports no `memory`: a WASI command must export its linear memory as `memory`"
     )]
     MissingMemory,
-    /// It imports what Kiln does not link (every such import, as `module::name`).
-    #[error("the module imports what Kiln does not provide: {}", .0.join(", "))]
+    /// It imports what Kiln does not link (every such import, as `module::name`,
+    /// or a component's interface name). Shown grouped by module, with counts.
+    #[error("the module imports what Kiln does not provide: {}", grouped(.0))]
     UnknownImports(Vec<String>),
 }
 
@@ -142,7 +152,12 @@ pub(crate) fn validate(
         return validate_component(wasm);
     }
     if let Err(e) = wasmtime::Module::validate(engine, wasm) {
-        return Err(classify_parse_error(size, &e));
+        return Err(match classify_parse_error(size, &e) {
+            ValidationError::Invalid(cause) => proposals_off(wasm)
+                .map(ValidationError::ProposalOff)
+                .unwrap_or(ValidationError::Invalid(cause)),
+            other => other,
+        });
     }
 
     let mut imports = Vec::new();
@@ -182,9 +197,7 @@ pub(crate) fn validate(
         }
     }
 
-    if !unknown.is_empty() {
-        return Err(ValidationError::UnknownImports(unknown));
-    }
+    // What kind of binary it is comes first: a reactor's imports do not matter.
     if !has_start {
         if has_initialize {
             return Err(ValidationError::Unsupported(
@@ -194,6 +207,9 @@ pub(crate) fn validate(
             ));
         }
         return Err(ValidationError::MissingStart);
+    }
+    if !unknown.is_empty() {
+        return Err(ValidationError::UnknownImports(unknown));
     }
     let uses_wasi = imports
         .iter()
@@ -243,14 +259,6 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
             _ => {}
         }
     }
-    let unknown: Vec<String> = imports
-        .iter()
-        .filter(|i| !provided_p2(i))
-        .cloned()
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ValidationError::UnknownImports(unknown));
-    }
     let kind = if exports
         .iter()
         .any(|e| is_p2(e, "wasi:http/incoming-handler"))
@@ -261,6 +269,14 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
     } else {
         None
     };
+    let unknown: Vec<String> = imports
+        .iter()
+        .filter(|i| !provided_p2(i))
+        .cloned()
+        .collect();
+    if kind.is_some() && !unknown.is_empty() {
+        return Err(ValidationError::UnknownImports(unknown));
+    }
     if let Some(kind) = kind {
         return Ok(ModuleInfo {
             kind,
@@ -269,8 +285,9 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
         });
     }
     Err(ValidationError::Unsupported(format!(
-        "this component exports neither `wasi:cli/run@0.2` (a command, e.g. a wasm32-wasip2 \
-         program with a `main`) nor `wasi:http/incoming-handler@0.2`; it exports [{}]",
+        "this is a library component: it exports neither `wasi:cli/run@0.2` (a command, e.g. \
+         a wasm32-wasip2 program with a `main`) nor `wasi:http/incoming-handler@0.2`; it \
+         exports [{}]",
         exports.join(", ")
     )))
 }
@@ -317,6 +334,60 @@ fn classify_parse_error(size: u64, error: &wasmtime::Error) -> ValidationError {
     // Keep the innermost cause: it names the offset and what was wrong there.
     let cause = chain.last().cloned().unwrap_or(text);
     ValidationError::Invalid(cause)
+}
+
+/// When `wasm` fails the engine's validation but is valid WebAssembly with every
+/// proposal on: the proposals Kiln keeps off that it needs (each one the binary
+/// fails without). `None` when it is invalid whatever is enabled, or when no single
+/// kept-off proposal explains it. Costs a validation per kept-off proposal; only
+/// a refused deploy pays it.
+pub(crate) fn proposals_off(wasm: &[u8]) -> Option<Vec<String>> {
+    let valid_with = |features| {
+        Validator::new_with_features(features)
+            .validate_all(wasm)
+            .is_ok()
+    };
+    let all = WasmFeatures::all();
+    if !valid_with(all) {
+        return None;
+    }
+    let needed: Vec<String> = KEPT_OFF
+        .iter()
+        .filter(|(feature, _)| !valid_with(all.difference(*feature)))
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
+    (!needed.is_empty()).then_some(needed)
+}
+
+/// `env (2: a, b), wasi_snapshot_preview1 (1: sock_teleport)`: imports grouped by
+/// module with counts, at most a few names each, so a refusal stays short.
+fn grouped(imports: &[String]) -> String {
+    const NAMES_SHOWN: usize = 4;
+    let mut modules: Vec<(&str, Vec<&str>)> = Vec::new();
+    for import in imports {
+        let (module, name) = import.split_once("::").unwrap_or((import, ""));
+        match modules.iter_mut().find(|(m, _)| *m == module) {
+            Some((_, names)) => names.push(name),
+            None => modules.push((module, vec![name])),
+        }
+    }
+    let groups: Vec<String> = modules
+        .iter()
+        .map(|(module, names)| {
+            let names: Vec<&str> = names.iter().copied().filter(|n| !n.is_empty()).collect();
+            if names.is_empty() {
+                return (*module).to_owned();
+            }
+            let shown = names[..names.len().min(NAMES_SHOWN)].join(", ");
+            let more = if names.len() > NAMES_SHOWN {
+                ", ..."
+            } else {
+                ""
+            };
+            format!("{module} ({}: {shown}{more})", names.len())
+        })
+        .collect();
+    groups.join(", ")
 }
 
 /// The set of (module, name) pairs a linker defines, for [`validate`].

@@ -46,8 +46,14 @@ pub struct ServerConfig {
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
     /// The longest any compile may take, waiting for a compiler slot included:
-    /// a deploy's, a start-up's or a request's (default 60 s).
+    /// a deploy's, a start-up's or a request's (default 60 s), plus
+    /// `compile_time_per_mib` for each MiB of the module.
     pub compile_timeout: Duration,
+    /// What each MiB of a module adds to its compile-time limit (default 1 s).
+    /// Compile time grows with code size, so a large program gets the time it
+    /// needs, while a small module built to be expensive to compile is still
+    /// stopped near the base limit.
+    pub compile_time_per_mib: Duration,
     /// What one client connection may hold of the server.
     pub connections: ConnectionLimits,
 }
@@ -70,6 +76,7 @@ impl ServerConfig {
             usage_flush_interval: Duration::from_secs(1),
             metrics_listen: None,
             compile_timeout: Duration::from_secs(60),
+            compile_time_per_mib: Duration::from_secs(1),
             connections: ConnectionLimits::default(),
         }
     }

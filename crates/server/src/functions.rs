@@ -31,8 +31,20 @@ pub(crate) struct FunctionLimits {
     pub(crate) loaded: NonZeroUsize,
     /// Compilations that may run at once.
     pub(crate) compile_slots: usize,
-    /// The longest a compilation may take, waiting for a slot included.
+    /// The longest a compilation may take, waiting for a slot included...
     pub(crate) compile_timeout: Duration,
+    /// ...plus this much for each MiB of the module.
+    pub(crate) compile_time_per_mib: Duration,
+}
+
+impl FunctionLimits {
+    /// The compile-time limit of a module of `bytes`: the base limit plus its
+    /// share per whole MiB (a module under 1 MiB gets the base limit).
+    pub(crate) fn compile_limit(&self, bytes: u64) -> Duration {
+        let mib = u32::try_from(bytes / kiln_api::MIB).unwrap_or(u32::MAX);
+        self.compile_timeout
+            .saturating_add(self.compile_time_per_mib.saturating_mul(mib))
+    }
 }
 
 /// Why a function could not be had.
@@ -84,7 +96,7 @@ pub(crate) struct Functions {
     fetching: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// A compilation past its time limit keeps its slot until it really ends.
     compile_slots: Arc<Semaphore>,
-    compile_timeout: Duration,
+    limits: FunctionLimits,
     stats: FunctionStats,
 }
 
@@ -106,7 +118,7 @@ impl Functions {
             cache: Mutex::new(LruCache::new(limits.loaded)),
             fetching: Mutex::default(),
             compile_slots: Arc::new(Semaphore::new(limits.compile_slots)),
-            compile_timeout: limits.compile_timeout,
+            limits,
             stats: FunctionStats::default(),
         }
     }
@@ -216,7 +228,11 @@ impl Functions {
     /// Validates and compiles, waiting for a compiler slot first (the wait
     /// counts against the limit); then shares a new artifact.
     async fn compile(&self, digest: Digest, source: Source) -> Result<Compiled, FunctionError> {
-        let limit = self.compile_timeout;
+        let size = match &source {
+            Source::File(path) => tokio::fs::metadata(path).await.map_or(0, |m| m.len()),
+            Source::Bytes(wasm) => wasm.len() as u64,
+        };
+        let limit = self.limits.compile_limit(size);
         let deadline = tokio::time::Instant::now() + limit;
         let slot = tokio::time::timeout_at(deadline, self.compile_slots.clone().acquire_owned())
             .await
@@ -305,8 +321,29 @@ mod tests {
                 loaded: NonZeroUsize::MIN,
                 compile_slots: slots,
                 compile_timeout: Duration::from_millis(200),
+                compile_time_per_mib: Duration::ZERO,
             },
         )
+    }
+
+    #[test]
+    fn the_compile_limit_grows_with_each_whole_mib() {
+        let limits = FunctionLimits {
+            loaded: NonZeroUsize::MIN,
+            compile_slots: 1,
+            compile_timeout: Duration::from_secs(60),
+            compile_time_per_mib: Duration::from_secs(1),
+        };
+        assert_eq!(limits.compile_limit(0), Duration::from_secs(60));
+        assert_eq!(
+            limits.compile_limit(kiln_api::MIB - 1),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            limits.compile_limit(66 * kiln_api::MIB + 5),
+            Duration::from_secs(126)
+        );
+        assert!(limits.compile_limit(u64::MAX) >= Duration::from_secs(u64::from(u32::MAX)));
     }
 
     #[tokio::test]

@@ -110,6 +110,7 @@ impl Server {
                 loaded: config.max_loaded_functions,
                 compile_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 compile_timeout: config.compile_timeout,
+                compile_time_per_mib: config.compile_time_per_mib,
             },
         );
         // Every deployed module gets an artifact on this node now (a new copy of

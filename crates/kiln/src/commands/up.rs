@@ -85,10 +85,31 @@ pub(crate) struct UpArgs {
     /// Largest request head (request line and headers); larger is a 431
     #[arg(long, value_name = "SIZE", value_parser = parse_max_header_size, default_value = "64KiB")]
     max_header_size: u64,
-    /// Longest a deploy may spend compiling its module; past it the deploy fails
-    /// with a 422 and nothing is stored
+    /// Longest a deploy may spend compiling its module, before what its size adds
+    /// (--compile-time-per-mib); past it the deploy fails with a 422 and nothing
+    /// is stored
     #[arg(long, value_name = "DURATION", value_parser = parse_client_timeout, default_value = "60s")]
     compile_timeout: Duration,
+    /// What each MiB of a module adds to its compile-time limit (a 66 MiB program
+    /// gets 60s + 66s by default)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    compile_time_per_mib: Duration,
+    /// Elements one table of an instance may hold (C and C++ programs need one
+    /// per address-taken function); reserved as address space in every pool slot
+    #[arg(long, value_name = "N", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    max_table_elements: u32,
+    /// Tables one module may define
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_tables: u32,
+    /// Linear memories one module may define (multi-memory)
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    max_memories: u32,
+    /// Bytes of one instance's own state (globals, function references)
+    #[arg(long, value_name = "SIZE", value_parser = parse_instance_size, default_value = "4MiB")]
+    max_instance_size: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +158,15 @@ fn parse_max_header_size(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text).map_err(|e| e.to_string())?;
     if !(8 * KIB..=1024 * KIB).contains(&bytes) {
         return Err("must be between 8KiB and 1MiB".into());
+    }
+    Ok(bytes)
+}
+
+/// An instance state size between 64 KiB and 1 GiB.
+fn parse_instance_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    if !(64 * KIB..=GIB).contains(&bytes) {
+        return Err("must be between 64KiB and 1GiB".into());
     }
     Ok(bytes)
 }
@@ -197,6 +227,14 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.usage_flush_interval = args.usage_flush;
     config.metrics_listen = args.metrics_listen;
     config.compile_timeout = args.compile_timeout;
+    config.compile_time_per_mib = args.compile_time_per_mib;
+    config.engine.slot = kiln_runtime::SlotLimits {
+        table_elements: args.max_table_elements as usize,
+        tables_per_module: args.max_tables,
+        memories_per_module: args.max_memories,
+        core_instance_bytes: usize::try_from(args.max_instance_size)
+            .context("--max-instance-size does not fit this machine")?,
+    };
     config.connections = kiln_server::ConnectionLimits {
         max_connections: args.max_connections as usize,
         header_timeout: args.header_timeout,

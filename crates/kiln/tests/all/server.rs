@@ -298,7 +298,7 @@ fn bad_deploys_are_refused_clearly_and_store_nothing() {
         ),
         (
             vec![write("imports.wasm", &imports)],
-            "the module imports what Kiln does not provide: env::gpu_compute, wasi_snapshot_preview1::sock_teleport (400)",
+            "the module imports what Kiln does not provide: env (1: gpu_compute), wasi_snapshot_preview1 (1: sock_teleport) (400)",
         ),
         (
             vec![guest("hello")],

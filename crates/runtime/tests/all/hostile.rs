@@ -2,9 +2,9 @@
 //! the call stack, instance memory for globals, compiler time). Each one is
 //! stopped with a clear error and leaves the runtime serving the next guest.
 
-use crate::{TestRuntime, guests, runtime, wasm};
+use crate::{TestRuntime, guests, runtime, runtime_with, wasm};
 use kiln_api::Digest;
-use kiln_runtime::{Limits, LoadError, Outcome, Request};
+use kiln_runtime::{EngineConfig, Limits, LoadError, Outcome, Request, SlotLimits};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -55,13 +55,35 @@ const TABLE_BOMB: &str = r#"
     (call $exit (i32.div_u (table.size $t) (i32.const 1000)))))
 "#;
 
+/// A runtime whose pool slots are shaped by `slot`.
+fn runtime_with_slots(slot: SlotLimits) -> TestRuntime {
+    runtime_with(EngineConfig {
+        max_instances: 16,
+        slot,
+        ..EngineConfig::default()
+    })
+}
+
 #[tokio::test]
 async fn a_table_bomb_is_refused_growth_at_the_pool_limit() {
-    let rt = runtime();
+    let rt = runtime_with_slots(SlotLimits {
+        table_elements: 50_000,
+        ..SlotLimits::default()
+    });
     let inv = run_on(&rt, TABLE_BOMB).await;
-    // wasmtime's pooling allocator reserves 20,000 elements per table.
-    assert_eq!(inv.outcome, Outcome::Exit(20));
+    assert_eq!(inv.outcome, Outcome::Exit(50));
     still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn the_default_pool_admits_the_tables_of_large_c_programs() {
+    let rt = runtime();
+    let big = r#"(module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (table $t 150000 funcref)
+        (func (export "_start") (call $exit (i32.div_u (table.size $t) (i32.const 10000)))))"#;
+    assert_eq!(run_on(&rt, big).await.outcome, Outcome::Exit(15));
 }
 
 #[tokio::test]
@@ -83,8 +105,7 @@ async fn unbounded_recursion_traps_on_stack_overflow() {
 
 /// Compiling `text` fails as a module too large for an instance slot, with a
 /// message naming `expected`, and leaves no artifact behind.
-fn refused_as_unfit(text: &str, expected: &str) {
-    let rt = runtime();
+fn refused_as_unfit(rt: TestRuntime, text: &str, expected: &str) {
     match rt.runtime.compile(&wasm(text)) {
         Err(unfit @ LoadError::Unfit(_)) => {
             let message = unfit.to_string();
@@ -102,8 +123,9 @@ fn refused_as_unfit(text: &str, expected: &str) {
 #[test]
 fn a_table_larger_than_a_pool_slot_is_refused_at_compile_time() {
     refused_as_unfit(
-        r#"(module (memory (export "memory") 1) (table 1000000 funcref) (func (export "_start")))"#,
-        "minimum element size of 1000000 which exceeds the limit of 20000",
+        runtime(),
+        r#"(module (memory (export "memory") 1) (table 1000001 funcref) (func (export "_start")))"#,
+        "minimum element size of 1000001 which exceeds the limit of 1000000",
     );
 }
 
@@ -112,8 +134,19 @@ fn globals_past_the_instance_size_limit_are_refused_at_compile_time() {
     let globals: String = (0..200_000)
         .map(|i| format!("(global (mut i64) (i64.const {i}))"))
         .collect();
+    // 200,000 globals need about 3 MiB: over a 1 MiB slot, within the default 4 MiB.
+    let text =
+        format!(r#"(module (memory (export "memory") 1) {globals} (func (export "_start")))"#);
+    runtime()
+        .runtime
+        .compile(&wasm(&text))
+        .expect("fits the default slot");
     refused_as_unfit(
-        &format!(r#"(module (memory (export "memory") 1) {globals} (func (export "_start")))"#),
+        runtime_with_slots(SlotLimits {
+            core_instance_bytes: 1 << 20,
+            ..SlotLimits::default()
+        }),
+        &text,
         "instance allocation for this module requires",
     );
 }

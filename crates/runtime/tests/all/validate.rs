@@ -67,7 +67,7 @@ fn a_malformed_module_is_invalid() {
 fn a_component_that_is_no_command_names_what_it_exports() {
     refused(
         &wasm(r#"(component (instance $i) (export "acme:tools/greet@1.0.0" (instance $i)))"#),
-        "unsupported kind of WebAssembly binary: this component exports neither \
+        "unsupported kind of WebAssembly binary: this is a library component: it exports neither \
          `wasi:cli/run@0.2` (a command, e.g. a wasm32-wasip2 program with a `main`) nor \
          `wasi:http/incoming-handler@0.2`; it exports [acme:tools/greet@1.0.0]",
     );
@@ -81,7 +81,9 @@ fn a_component_importing_what_kiln_lacks_is_refused_naming_each() {
                  (import "wasi:keyvalue/store@0.2.0-draft" (instance))
                  (import "wasi:http/outgoing-handler@0.2.0" (instance))
                  (import "wasi:cli/stdout@0.2.3" (instance))
-                 (import "wasi:cli/stdout@0.3.0" (instance)))"#,
+                 (import "wasi:cli/stdout@0.3.0" (instance))
+                 (instance $run)
+                 (export "wasi:cli/run@0.2.0" (instance $run)))"#,
         ),
         "the module imports what Kiln does not provide: wasi:keyvalue/store@0.2.0-draft, \
          wasi:cli/stdout@0.3.0",
@@ -125,8 +127,85 @@ fn unknown_imports_are_all_named() {
               (memory (export "memory") 1)
               (func (export "_start")))"#,
         ),
-        "the module imports what Kiln does not provide: env::host_magic, \
-         wasi_snapshot_preview1::teleport",
+        "the module imports what Kiln does not provide: env (1: host_magic), \
+         wasi_snapshot_preview1 (1: teleport)",
+    );
+}
+
+#[test]
+fn many_unknown_imports_are_grouped_by_module_with_counts() {
+    let imports: String = (0..40)
+        .map(|i| format!(r#"(import "env" "f{i}" (func))"#))
+        .collect();
+    refused(
+        &wasm(&format!(
+            r#"(module {imports} (import "gpu" "launch" (func))
+                 (memory (export "memory") 1) (func (export "_start")))"#
+        )),
+        "the module imports what Kiln does not provide: env (40: f0, f1, f2, f3, ...), \
+         gpu (1: launch)",
+    );
+}
+
+#[test]
+fn the_kind_of_binary_is_said_before_its_imports() {
+    refused(
+        &wasm(
+            r#"(module (import "env" "host_magic" (func))
+                 (memory (export "memory") 1) (func (export "_initialize")))"#,
+        ),
+        "unsupported kind of WebAssembly binary: this is a WASI reactor (it exports \
+         `_initialize`, not `_start`); Kiln runs commands: build a program with a `main`",
+    );
+}
+
+/// Throws a WebAssembly exception carrying 7 and catches it with `try_table`:
+/// what C++ built with `-fwasm-exceptions` does. Exits with the caught value.
+const EXCEPTIONS: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (tag $oops (param i32))
+  (func $throws (throw $oops (i32.const 7)))
+  (func (export "_start")
+    (call $exit
+      (block $caught (result i32)
+        (try_table (catch $oops $caught) (call $throws))
+        (i32.const 0)))))
+"#;
+
+#[tokio::test]
+async fn exception_handling_modules_run() {
+    let rt = runtime();
+    let (function, _) = rt
+        .runtime
+        .load_wasm(&wasm(EXCEPTIONS))
+        .expect("exceptions are on");
+    let inv = rt
+        .runtime
+        .invoke(&function, kiln_runtime::Request::default())
+        .await
+        .expect("invoke");
+    assert_eq!(inv.outcome, kiln_runtime::Outcome::Exit(7));
+}
+
+#[test]
+fn a_module_needing_a_proposal_kiln_keeps_off_is_refused_naming_it() {
+    refused(
+        &wasm(
+            r#"(module (memory (export "memory") 1 1 shared)
+                 (func (export "_start")))"#,
+        ),
+        "the binary uses WebAssembly proposals Kiln does not enable: threads (shared memory and \
+         atomics: a module built for wasm32-wasip1-threads)",
+    );
+    refused(
+        &wasm(
+            r#"(module (memory (export "memory") 1) (tag $e)
+                 (func (export "_start") try throw $e catch_all end))"#,
+        ),
+        "the binary uses WebAssembly proposals Kiln does not enable: legacy exception handling \
+         (`try`/`catch`; rebuild with a current toolchain, which emits the standard `try_table`)",
     );
 }
 
