@@ -47,7 +47,17 @@ pub struct FunctionConfig {
     /// to; empty: none.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// Exit codes besides 0 that are answers, not failures (an SMT solver's 10
+    /// and 20, `grep`'s 1): the invocation is answered with its output, as if it
+    /// had exited 0, and the exit code rides in `Kiln-Exit-Code`. Sorted, each
+    /// once, each in 1..=125 (the codes WASI can report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ok_exit: Vec<i32>,
 }
+
+/// The largest exit code a WASI program can report (wasmtime refuses 126 and
+/// above, which shells reserve).
+pub const MAX_EXIT_CODE: i32 = 125;
 
 /// Longest wall-time limit a deploy may set (the most milliseconds a `u32` holds).
 pub const MAX_TIMEOUT_MS: u64 = u32::MAX as u64;
@@ -65,6 +75,7 @@ pub const DEPLOY_OPTIONS: &[&str] = &[
     "receipt",
     "stream",
     "allow_host",
+    "ok_exit",
 ];
 
 /// A deploy option that cannot be read.
@@ -106,6 +117,12 @@ fn parse_flag(value: &str) -> Result<bool, String> {
 }
 
 impl FunctionConfig {
+    /// Whether a command that exited with `code` answered (0, or one of
+    /// [`FunctionConfig::ok_exit`]) rather than failed.
+    pub fn exit_is_answer(&self, code: i32) -> bool {
+        code == 0 || self.ok_exit.binary_search(&code).is_ok()
+    }
+
     /// The query string carrying this configuration, with its `?` (empty when
     /// everything is default). [`FunctionConfig::from_query`] reads it back.
     pub fn to_query(&self) -> String {
@@ -139,6 +156,10 @@ impl FunctionConfig {
         for host in &self.allow_hosts {
             query.append_pair("allow_host", host);
         }
+        if !self.ok_exit.is_empty() {
+            let codes: Vec<String> = self.ok_exit.iter().map(i32::to_string).collect();
+            query.append_pair("ok_exit", &codes.join(","));
+        }
         match query.finish() {
             query if query.is_empty() => query,
             query => format!("?{query}"),
@@ -147,8 +168,8 @@ impl FunctionConfig {
 
     /// Reads a deploy's query string (without its `?`): `env=K=V`, `arg=A` and
     /// `allow_host=HOST[:PORT]` (repeatable), `memory=64MiB`, `timeout=5s`,
-    /// `max_input=64MiB`, `max_output=64MiB`, and the flags `cgi`, `private`,
-    /// `receipt`, `stream`. Host patterns are kept as given, for the server to check.
+    /// `max_input=64MiB`, `max_output=64MiB`, `ok_exit=10,20` (repeatable), and
+    /// the flags `cgi`, `private`, `receipt`, `stream`. Host patterns are kept as given, for the server to check.
     pub fn from_query(query: &str) -> Result<FunctionConfig, DeployOptionError> {
         let mut config = FunctionConfig::default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -183,6 +204,26 @@ impl FunctionConfig {
                 "receipt" => config.receipt = parse_flag(&value).map_err(invalid)?,
                 "stream" => config.stream = parse_flag(&value).map_err(invalid)?,
                 "allow_host" => config.allow_hosts.push(value.into_owned()),
+                "ok_exit" => {
+                    for code in value.split(',').map(str::trim) {
+                        let code = code
+                            .parse::<i32>()
+                            .ok()
+                            .filter(|c| (0..=MAX_EXIT_CODE).contains(c))
+                            .ok_or_else(|| {
+                                invalid(format!(
+                                    "expected exit codes from 0 to {MAX_EXIT_CODE} separated by \
+                                     commas, got {code:?}"
+                                ))
+                            })?;
+                        // 0 is always success.
+                        if code != 0 {
+                            config.ok_exit.push(code);
+                        }
+                    }
+                    config.ok_exit.sort_unstable();
+                    config.ok_exit.dedup();
+                }
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
         }
@@ -208,6 +249,7 @@ mod tests {
             receipt: true,
             stream: true,
             allow_hosts: vec!["*.example.com:443".into(), "localhost".into()],
+            ok_exit: vec![1, 10, 20],
         };
         let query = config.to_query();
         assert!(query.starts_with('?'), "{query}");
@@ -226,6 +268,10 @@ mod tests {
         assert_eq!(config.memory_bytes, Some(64 << 20));
         assert_eq!(config.timeout_ms, Some(2000));
         assert!(config.cgi && !config.stream);
+        let codes = FunctionConfig::from_query("ok_exit=20,10,0&ok_exit=10")
+            .expect("exit codes")
+            .ok_exit;
+        assert_eq!(codes, [10, 20]);
     }
 
     #[test]
@@ -241,6 +287,9 @@ mod tests {
             ("timeout=2000h", "timeout must be between 1ms and 49 days"),
             ("env=novalue", "expected KEY=VALUE"),
             ("cgi=maybe", "expected true or false"),
+            ("ok_exit=126", "expected exit codes from 0 to 125"),
+            ("ok_exit=1,x", "got \"x\""),
+            ("ok_exit=-1", "got \"-1\""),
             (
                 "color=blue",
                 "unknown deploy option \"color\" (known: env, arg",

@@ -22,10 +22,14 @@ pub mod wire;
 
 pub use digest::{Digest, ParseDigestError};
 pub use function::{
-    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_TIMEOUT_MS, parse_env_pair,
+    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_EXIT_CODE, MAX_TIMEOUT_MS,
+    parse_env_pair,
 };
 pub use names::{InvalidName, NameKind, check_name};
-pub use outcome::{CPU_HEADER, Kind, OUTCOME_HEADER, PEAK_MEMORY_HEADER, UnknownKind, WALL_HEADER};
+pub use outcome::{
+    CPU_HEADER, EXIT_CODE_HEADER, Kind, OUTCOME_HEADER, PEAK_MEMORY_HEADER, UnknownKind,
+    WALL_HEADER,
+};
 pub use units::{ByteCount, GIB, KIB, MIB, ParseLimitError, parse_duration, parse_size};
 pub use usage::{
     Cost, HOUR, PriceList, Quota, QuotaStatus, Units, UsageGrouping, UsageLine, UsageReport,

@@ -7,6 +7,9 @@ use std::str::FromStr;
 
 /// `Kiln-Outcome`: how the invocation ended, on every `/fn` answer.
 pub const OUTCOME_HEADER: &str = "kiln-outcome";
+/// The exit code of a command that exited with one other than 0 (whether a
+/// failure or, with `ok_exit`, an answer).
+pub const EXIT_CODE_HEADER: &str = "kiln-exit-code";
 /// Usage receipt: guest CPU time in µs, on responses of functions deployed with `receipt`.
 pub const CPU_HEADER: &str = "kiln-cpu-us";
 /// Usage receipt: wall time in µs.

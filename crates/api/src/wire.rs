@@ -188,6 +188,10 @@ pub struct LogEntry {
     /// Response body bytes.
     #[serde(default)]
     pub bytes_out: u64,
+    /// The start of what a failed invocation wrote to stdout (empty for a
+    /// success: its stdout was the answer).
+    #[serde(default)]
+    pub stdout: String,
 }
 
 /// `GET /v1/status`: live counters of the node that answers (admin only).

@@ -107,8 +107,15 @@ impl Invoker {
         let no_response = match answer {
             Ok(Ok(response)) => {
                 let (parts, body) = response.into_parts();
-                let (body, finished) =
-                    split(report, Source::Http(body), &limits, bytes_in, log, denied);
+                let (body, finished) = split(
+                    report,
+                    Source::Http(body),
+                    &limits,
+                    bytes_in,
+                    log,
+                    denied,
+                    Arc::default(),
+                );
                 return Ok(HttpAnswer::Responded {
                     response: http::Response::from_parts(parts, body),
                     finished,
@@ -117,7 +124,15 @@ impl Invoker {
             Ok(Err(code)) => format!("it answered with the wasi:http error {code:?}"),
             Err(_) => "it returned without setting a response".to_owned(),
         };
-        let (body, finished) = split(report, Source::Closed, &limits, bytes_in, log, denied);
+        let (body, finished) = split(
+            report,
+            Source::Closed,
+            &limits,
+            bytes_in,
+            log,
+            denied,
+            Arc::default(),
+        );
         drop(body);
         let mut invocation = finished.wait().await?;
         if invocation.outcome.is_success() {

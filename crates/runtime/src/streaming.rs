@@ -50,6 +50,9 @@ pub struct StreamRequest<B> {
     pub limits: Limits,
     /// Hosts a command component may send HTTP requests to.
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// Exit codes besides 0 after which the body ends cleanly (the function's
+    /// answer), not with an error.
+    pub ok_exit: Arc<[i32]>,
 }
 
 /// A streamed invocation under way: what the guest writes, and its end.
@@ -89,6 +92,7 @@ pub(crate) fn split(
     bytes_in: Arc<AtomicU64>,
     log: CapturedOutput,
     denied: Arc<Mutex<Vec<String>>>,
+    ok_exit: Arc<[i32]>,
 ) -> (OutputBody, Finished) {
     let sent = Arc::new(AtomicU64::new(0));
     let over_limit = Arc::new(AtomicBool::new(false));
@@ -99,6 +103,7 @@ pub(crate) fn split(
         sent: sent.clone(),
         limit: limits.stdout_bytes,
         over_limit: over_limit.clone(),
+        ok_exit,
         state: State::Streaming,
         guest_end: Box::pin(async move {
             match guest_report.wait_for(Option::is_some).await {
@@ -147,6 +152,8 @@ pub struct OutputBody {
     sent: Arc<AtomicU64>,
     limit: u64,
     over_limit: Arc<AtomicBool>,
+    /// Exit codes besides 0 that end the body cleanly.
+    ok_exit: Arc<[i32]>,
     state: State,
     guest_end: Pin<Box<dyn Future<Output = Option<Report>> + Send>>,
     /// Dropped when the body ends or is dropped: [`Finished`] waits for it.
@@ -195,6 +202,10 @@ impl Body for OutputBody {
                     this.done = None;
                     return match report.as_deref() {
                         Some(Ok(ended)) if ended.outcome.is_success() => Poll::Ready(None),
+                        Some(Ok(Ended {
+                            outcome: Outcome::Exit(code),
+                            ..
+                        })) if this.ok_exit.contains(code) => Poll::Ready(None),
                         Some(Ok(ended)) => this.fail(format!("the function {}", ended.outcome)),
                         Some(Err(e)) => this.fail(e.to_string()),
                         None => this.fail("the function was stopped".into()),
@@ -462,6 +473,7 @@ impl Invoker {
     {
         let limits = request.limits;
         let allowed_hosts = request.allowed_hosts;
+        let ok_exit = request.ok_exit;
         let slot = self.admit(&limits).await?;
         let (body, bytes_in) = LimitedBody::new(request.body, limits.stdin_bytes);
         let (stdin_tx, stdin_rx) = mpsc::channel(4);
@@ -493,7 +505,15 @@ impl Invoker {
             reporter.report(ended);
         });
         let source = Source::Stdout(ReaderStream::new(stdout_reader));
-        let (body, finished) = split(report, source, &limits, bytes_in, stderr, Arc::default());
+        let (body, finished) = split(
+            report,
+            source,
+            &limits,
+            bytes_in,
+            stderr,
+            Arc::default(),
+            ok_exit,
+        );
         Ok(Streamed { body, finished })
     }
 

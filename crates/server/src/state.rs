@@ -88,6 +88,8 @@ pub(crate) struct CachedDeployment {
     pub args: Arc<[String]>,
     /// The parsed `allow_hosts` (validated at deploy).
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// `ok_exit`, shared with every streamed invocation.
+    pub ok_exit: Arc<[i32]>,
 }
 
 impl CachedDeployment {
@@ -115,6 +117,7 @@ impl CachedDeployment {
             limits,
             args,
             allowed_hosts: Arc::new(AllowedHosts(patterns)),
+            ok_exit: config.ok_exit.as_slice().into(),
             row: deployment,
         }
     }

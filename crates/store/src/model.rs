@@ -80,4 +80,7 @@ pub struct NewLogEntry {
     pub bytes_in: u64,
     /// Response body bytes.
     pub bytes_out: u64,
+    /// The start of what a failed invocation wrote to stdout (empty for a
+    /// success: its stdout was the answer).
+    pub stdout: String,
 }

@@ -27,7 +27,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 /// Schema migrations, applied in order. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -93,7 +94,11 @@ CREATE TABLE usage (
     PRIMARY KEY (tenant_id, hour, function)
 );
 CREATE INDEX usage_by_hour ON usage (hour);
-"#];
+"#,
+    r#"
+ALTER TABLE logs ADD COLUMN stdout TEXT NOT NULL DEFAULT '';
+"#,
+];
 
 /// Serializes migrations across nodes (`pg_advisory_xact_lock` key).
 const MIGRATION_LOCK: i64 = 0x6b69_6c6e;
@@ -732,6 +737,7 @@ impl MetadataStore for PostgresStore {
         let outs = column(&|e| big(e.bytes_out));
         let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
         let stderrs: Vec<&str> = entries.iter().map(|e| e.stderr.as_str()).collect();
+        let stdouts: Vec<&str> = entries.iter().map(|e| e.stdout.as_str()).collect();
         let touched: Vec<i64> = entries
             .iter()
             .map(|e| e.function_id)
@@ -742,12 +748,12 @@ impl MetadataStore for PostgresStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr,
-               cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out)
+               cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout)
              SELECT e.* FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
                $5::BIGINT[], $6::BIGINT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[],
-               $10::BIGINT[], $11::BIGINT[], $12::BIGINT[])
+               $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[])
                AS e(function_id, version, at, outcome, status, wall_us, stderr, cpu_us,
-                    instantiation_us, peak_memory_bytes, bytes_in, bytes_out)
+                    instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout)
              WHERE EXISTS (SELECT 1 FROM functions f WHERE f.id = e.function_id)",
             &[
                 &function_ids,
@@ -762,6 +768,7 @@ impl MetadataStore for PostgresStore {
                 &peaks,
                 &ins,
                 &outs,
+                &stdouts,
             ],
         )
         .await
@@ -790,7 +797,7 @@ impl MetadataStore for PostgresStore {
             return Ok(None);
         };
         let columns = "id, version, at, outcome, status, wall_us, stderr, \
-                       cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out";
+                       cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout";
         let limit = i64::from(limit);
         let rows = match after {
             Some(after) => client
@@ -833,6 +840,7 @@ impl MetadataStore for PostgresStore {
                     peak_memory_bytes: unsigned(r.get(9)),
                     bytes_in: unsigned(r.get(10)),
                     bytes_out: unsigned(r.get(11)),
+                    stdout: r.get(12),
                 })
                 .collect(),
         ))

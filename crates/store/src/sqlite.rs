@@ -89,6 +89,9 @@ CREATE TABLE usage (
 );
 CREATE INDEX usage_by_hour ON usage (hour);
 "#,
+    r#"
+ALTER TABLE logs ADD COLUMN stdout TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// Metadata in a SQLite file. Cheap to clone; queries run on the blocking pool.
@@ -604,8 +607,8 @@ impl MetadataStore for SqliteStore {
                 let mut insert = tx
                     .prepare_cached(
                         "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr,
-                           cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out)
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+                           cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
                          WHERE EXISTS (SELECT 1 FROM functions WHERE id = ?1)",
                     )
                     .map_err(internal)?;
@@ -631,7 +634,8 @@ impl MetadataStore for SqliteStore {
                             e.instantiation_us,
                             e.peak_memory_bytes,
                             e.bytes_in,
-                            e.bytes_out
+                            e.bytes_out,
+                            e.stdout
                         ])
                         .map_err(internal)?;
                     touched.insert(e.function_id);
@@ -672,10 +676,11 @@ impl MetadataStore for SqliteStore {
                     peak_memory_bytes: r.get(9)?,
                     bytes_in: r.get(10)?,
                     bytes_out: r.get(11)?,
+                    stdout: r.get(12)?,
                 })
             };
             let columns = "id, version, at, outcome, status, wall_us, stderr, \
-                           cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out";
+                           cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout";
             let mut entries: Vec<LogEntry> = match after {
                 Some(after) => {
                     let mut stmt = tx

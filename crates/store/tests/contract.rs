@@ -184,6 +184,7 @@ async fn logs_are_kept_newest_last_and_pruned(backend: Backend) {
         status: 200,
         wall_us: 1,
         stderr: format!("line {i}"),
+        stdout: format!("out {i}"),
         cpu_us: 2,
         peak_memory_bytes: 65536,
         bytes_out: i as u64,
@@ -205,6 +206,7 @@ async fn logs_are_kept_newest_last_and_pruned(backend: Backend) {
     let newest = &last_two[1];
     assert_eq!((newest.cpu_us, newest.peak_memory_bytes), (2, 65536));
     assert_eq!(newest.bytes_out, (LOGS_KEPT + 4) as u64);
+    assert_eq!(newest.stdout, format!("out {}", LOGS_KEPT + 4));
     let after = store
         .logs(a.id, "f", Some(last_two[0].id), 10)
         .await

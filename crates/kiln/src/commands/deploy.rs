@@ -36,6 +36,11 @@ pub(crate) struct DeployArgs {
     /// *.DOMAIN:PORT (repeatable; components only; default: none)
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     allow_hosts: Vec<String>,
+    /// Exit codes that are answers, not failures (e.g. 10,20 for a SAT solver):
+    /// the output is returned as on exit 0, with the code in Kiln-Exit-Code
+    #[arg(long = "ok-exit", value_name = "CODE,...", value_delimiter = ',',
+          value_parser = clap::value_parser!(i32).range(0..=kiln_api::MAX_EXIT_CODE as i64))]
+    ok_exit: Vec<i32>,
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
@@ -89,6 +94,7 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         receipt: args.receipt,
         stream: args.stream,
         allow_hosts: args.allow_hosts.clone(),
+        ok_exit: args.ok_exit.clone(),
     };
     let query = config.to_query();
 

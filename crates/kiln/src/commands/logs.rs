@@ -63,4 +63,10 @@ fn print(e: &LogEntry) {
     for line in e.stderr.lines() {
         println!("    {line}");
     }
+    if !e.stdout.is_empty() {
+        println!("    stdout:");
+        for line in e.stdout.lines() {
+            println!("    | {line}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod fuzz;
 mod hostile;
 mod http;
 mod isolation;
+mod programs;
 mod server;
 mod support;
 mod usage;

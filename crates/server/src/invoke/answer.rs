@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kiln_api::{ByteCount, Kind, OUTCOME_HEADER};
+use kiln_api::{ByteCount, EXIT_CODE_HEADER, FunctionConfig, Kind, OUTCOME_HEADER};
 use kiln_runtime::{InvokeError, Outcome};
 
 /// An answer the pipeline gives instead of the function's output: a refusal
@@ -52,13 +52,15 @@ impl Answer {
         if retry { answer.retry_after() } else { answer }
     }
 
-    /// How a run that did not succeed is answered; `None` for a success.
-    pub(crate) fn of_outcome(outcome: &Outcome) -> Option<Answer> {
+    /// How a run that did not succeed is answered; `None` for a success, which
+    /// for a function deployed with `ok_exit` includes exiting with those codes.
+    pub(crate) fn of_outcome(outcome: &Outcome, config: &FunctionConfig) -> Option<Answer> {
         let failed = |status, kind, message: String| {
             Some(Answer::new(status, kind, format!("function {message}")))
         };
         match outcome {
             Outcome::Success => None,
+            Outcome::Exit(code) if config.exit_is_answer(*code) => None,
             Outcome::Exit(code) => failed(
                 StatusCode::BAD_GATEWAY,
                 Kind::Exit,
@@ -156,6 +158,22 @@ pub(crate) fn plain_output(stdout: bytes::Bytes) -> Response {
     response
 }
 
+/// Whether a run answered (succeeded, or exited with one of its `ok_exit` codes).
+pub(crate) fn answered(outcome: &Outcome, config: &FunctionConfig) -> bool {
+    Answer::of_outcome(outcome, config).is_none()
+}
+
+/// Adds `Kiln-Exit-Code` to the response of a command that exited with a code
+/// other than 0, whether that was its answer or its failure.
+pub(crate) fn mark_exit(mut response: Response, outcome: &Outcome) -> Response {
+    if let Outcome::Exit(code) = outcome {
+        response
+            .headers_mut()
+            .insert(EXIT_CODE_HEADER, HeaderValue::from(*code));
+    }
+    response
+}
+
 /// Marks a response with how it came about.
 pub(crate) fn mark(mut response: Response, kind: Kind) -> Response {
     response
@@ -198,7 +216,8 @@ mod tests {
             ),
         ];
         for (outcome, status, kind) in cases {
-            let answer = Answer::of_outcome(&outcome).expect("a failure");
+            let answer =
+                Answer::of_outcome(&outcome, &FunctionConfig::default()).expect("a failure");
             assert_eq!((answer.status.as_u16(), answer.kind), (status, kind));
             assert!(
                 answer.message.starts_with("function "),

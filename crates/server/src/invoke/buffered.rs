@@ -1,7 +1,7 @@
 //! The buffered executor: a command that reads the whole body as stdin and
 //! answers with its whole stdout (raw, or after its CGI headers with `cgi`).
 
-use super::answer::{Answer, mark, plain_output};
+use super::answer::{Answer, mark, mark_exit, plain_output};
 use super::call::{Executed, Pipeline, Settle};
 use super::cgi;
 use super::request::GuestRequest;
@@ -38,12 +38,16 @@ pub(crate) async fn run(
             },
         )
         .await;
+    let config = &deployment.row.config;
     let (response, kind) = match &result {
-        Ok(invocation) => match Answer::of_outcome(&invocation.outcome) {
-            Some(failed) => failed.answered(),
-            None if deployment.row.config.cgi => cgi_output(invocation.stdout.clone()),
-            None => (plain_output(invocation.stdout.clone()), Kind::Success),
-        },
+        Ok(invocation) => {
+            let (response, kind) = match Answer::of_outcome(&invocation.outcome, config) {
+                Some(failed) => failed.answered(),
+                None if config.cgi => cgi_output(invocation.stdout.clone()),
+                None => (plain_output(invocation.stdout.clone()), Kind::Success),
+            };
+            (mark_exit(response, &invocation.outcome), kind)
+        }
         Err(error) => Answer::of_invoke_error(error).answered(),
     };
     Ok(Executed {

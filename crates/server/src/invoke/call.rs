@@ -4,6 +4,7 @@
 //! metered, counted against its tenant's quotas, and logged. Only the pipeline
 //! (`invoke/mod.rs`) settles.
 
+use super::answer::answered;
 use crate::metering::totals_of;
 use crate::quota::Admission;
 use crate::state::{AppState, CachedDeployment, Counters};
@@ -14,6 +15,9 @@ use kiln_runtime::{Finished, Invocation, InvokeError};
 use kiln_store::NewLogEntry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+/// How much of a failed invocation's stdout its log entry keeps.
+const FAILED_STDOUT_KEPT: usize = 8 << 10;
 
 /// Counts an invocation as running until dropped (even if the client goes away).
 pub(crate) struct InFlight(Arc<Counters>);
@@ -99,9 +103,10 @@ impl Call {
         result: &Result<Invocation, InvokeError>,
     ) -> UsageTotals {
         let deployment = &self.deployment;
-        let (outcome, usage, stderr) = match result {
+        let (outcome, usage, stderr, stdout) = match result {
             Ok(inv) => {
-                let usage = totals_of(&inv.stats, inv.outcome.is_success());
+                let answered = answered(&inv.outcome, &deployment.row.config);
+                let usage = totals_of(&inv.stats, answered);
                 if let Some(meter) = &self.state.meter {
                     meter.record(
                         deployment.row.tenant_id,
@@ -112,9 +117,23 @@ impl Call {
                 }
                 self.admission.ran(usage);
                 let stderr = String::from_utf8_lossy(&inv.stderr).into_owned();
-                (inv.outcome.to_string(), usage, stderr)
+                // A success's stdout was its answer; a failure's is kept to
+                // explain it.
+                let stdout = match answered {
+                    true => String::new(),
+                    false => {
+                        let kept = inv.stdout.len().min(FAILED_STDOUT_KEPT);
+                        String::from_utf8_lossy(&inv.stdout[..kept]).into_owned()
+                    }
+                };
+                (inv.outcome.to_string(), usage, stderr, stdout)
             }
-            Err(e) => (e.to_string(), UsageTotals::default(), String::new()),
+            Err(e) => (
+                e.to_string(),
+                UsageTotals::default(),
+                String::new(),
+                String::new(),
+            ),
         };
         self.state.logs.record(NewLogEntry {
             function_id: deployment.row.function_id,
@@ -129,6 +148,7 @@ impl Call {
             peak_memory_bytes: usage.peak_memory_bytes,
             bytes_in: usage.bytes_in,
             bytes_out: usage.bytes_out,
+            stdout,
         });
         usage
     }

@@ -9,7 +9,7 @@
 //! its body is cut with an error (the client sees an incomplete response, never a
 //! clean end), and the log has the outcome.
 
-use super::answer::{Answer, mark, plain_output};
+use super::answer::{Answer, mark, mark_exit, plain_output};
 use super::call::{Executed, Pipeline, Settle};
 use super::cgi::{self, CgiError};
 use super::request::GuestRequest;
@@ -91,17 +91,18 @@ pub(crate) async fn http(
     match answer {
         Err(error) => refused(error),
         Ok(HttpAnswer::Failed(invocation)) => {
-            let (response, kind) = match Answer::of_outcome(&invocation.outcome) {
-                Some(failed) => failed.answered(),
-                // A guest that succeeded without a response is reported as
-                // `NoResponse` by the runtime: this is never reached.
-                None => Answer::new(
-                    axum::http::StatusCode::BAD_GATEWAY,
-                    Kind::NoResponse,
-                    "function sent no response",
-                )
-                .answered(),
-            };
+            let (response, kind) =
+                match Answer::of_outcome(&invocation.outcome, &deployment.row.config) {
+                    Some(failed) => failed.answered(),
+                    // A guest that succeeded without a response is reported as
+                    // `NoResponse` by the runtime: this is never reached.
+                    None => Answer::new(
+                        axum::http::StatusCode::BAD_GATEWAY,
+                        Kind::NoResponse,
+                        "function sent no response",
+                    )
+                    .answered(),
+                };
             Executed {
                 response,
                 kind,
@@ -141,6 +142,7 @@ pub(crate) async fn command(
                 env,
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
+                ok_exit: deployment.ok_exit.clone(),
             },
         )
         .await;
@@ -177,14 +179,18 @@ pub(crate) async fn command(
         let result = finished.wait().await;
         let (response, kind) = match (&result, parsed) {
             (_, Some(Err(e))) => Answer::bad_cgi(e).answered(),
-            (Ok(invocation), _) => match Answer::of_outcome(&invocation.outcome) {
-                Some(failed) => failed.answered(),
-                // Its output ended in an error, yet it succeeded: nothing to send.
-                None => (
-                    mark(plain_output(Bytes::new()), Kind::Success),
-                    Kind::Success,
-                ),
-            },
+            (Ok(invocation), _) => {
+                let (response, kind) =
+                    match Answer::of_outcome(&invocation.outcome, &deployment.row.config) {
+                        Some(failed) => failed.answered(),
+                        // Its output ended in an error, yet it answered: nothing to send.
+                        None => (
+                            mark(plain_output(Bytes::new()), Kind::Success),
+                            Kind::Success,
+                        ),
+                    };
+                (mark_exit(response, &invocation.outcome), kind)
+            }
             (Err(error), _) => Answer::of_invoke_error(error).answered(),
         };
         return Executed {
