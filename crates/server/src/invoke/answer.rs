@@ -225,7 +225,19 @@ mod tests {
                 answer.message
             );
         }
-        assert_eq!(Answer::of_outcome(&Outcome::Success), None);
+        let none = FunctionConfig::default();
+        assert_eq!(Answer::of_outcome(&Outcome::Success, &none), None);
+        let solver = FunctionConfig {
+            ok_exit: vec![10, 20],
+            ..FunctionConfig::default()
+        };
+        assert_eq!(Answer::of_outcome(&Outcome::Exit(10), &solver), None);
+        assert!(answered(&Outcome::Exit(20), &solver));
+        assert!(!answered(&Outcome::Exit(10), &none));
+        assert_eq!(
+            Answer::of_outcome(&Outcome::Exit(11), &solver).map(|a| a.kind),
+            Some(Kind::Exit)
+        );
     }
 
     #[test]
