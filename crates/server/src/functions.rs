@@ -14,7 +14,7 @@
 use crate::sync::lock;
 use kiln_api::Digest;
 use kiln_runtime::{Compiled, Function, LoadError, Runtime};
-use kiln_store::{BlobStore, StoreError};
+use kiln_store::{BlobKind, BlobStore, LocalBlob, StoreError};
 use lru::LruCache;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -100,10 +100,20 @@ pub(crate) struct Functions {
     stats: FunctionStats,
 }
 
-/// The bytes to compile: a staged upload on disk, or a blob read into memory.
+/// The bytes to compile, always a file (mapped, never read into memory): a
+/// staged upload, or the stored blob (downloaded first from a bucket).
 enum Source {
     File(PathBuf),
-    Bytes(Vec<u8>),
+    Blob(LocalBlob),
+}
+
+impl Source {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Source::File(path) => path,
+            Source::Blob(blob) => blob.path(),
+        }
+    }
 }
 
 impl Functions {
@@ -159,8 +169,8 @@ impl Functions {
             return Ok(());
         }
         tracing::info!(%digest, "compiling a deployed module with no artifact");
-        let wasm = self.blobs.read(&digest).await?;
-        self.compile(digest, Source::Bytes(wasm)).await?;
+        let blob = self.blobs.local(BlobKind::Module, &digest).await?;
+        self.compile(digest, Source::Blob(blob)).await?;
         Ok(())
     }
 
@@ -228,10 +238,9 @@ impl Functions {
     /// Validates and compiles, waiting for a compiler slot first (the wait
     /// counts against the limit); then shares a new artifact.
     async fn compile(&self, digest: Digest, source: Source) -> Result<Compiled, FunctionError> {
-        let size = match &source {
-            Source::File(path) => tokio::fs::metadata(path).await.map_or(0, |m| m.len()),
-            Source::Bytes(wasm) => wasm.len() as u64,
-        };
+        let size = tokio::fs::metadata(source.path())
+            .await
+            .map_or(0, |m| m.len());
         let limit = self.limits.compile_limit(size);
         let deadline = tokio::time::Instant::now() + limit;
         let slot = tokio::time::timeout_at(deadline, self.compile_slots.clone().acquire_owned())
@@ -245,10 +254,7 @@ impl Functions {
             let abandoned = abandoned.clone();
             move || {
                 let _slot = slot;
-                match source {
-                    Source::File(path) => runtime.compile_file(&path, digest, &abandoned),
-                    Source::Bytes(wasm) => runtime.compile_digested(digest, &wasm, &abandoned),
-                }
+                runtime.compile_file(source.path(), digest, &abandoned)
             }
         });
         let Ok(joined) = tokio::time::timeout_at(deadline, job).await else {
@@ -309,7 +315,10 @@ mod tests {
         let mut staged = blobs.stage().await.expect("stage");
         staged.write(&wasm).await.expect("write");
         let digest = staged.finish().await.expect("finish");
-        blobs.commit(staged).await.expect("commit");
+        blobs
+            .commit(BlobKind::Module, staged)
+            .await
+            .expect("commit");
         (runtime, blobs, digest)
     }
 

@@ -1,8 +1,10 @@
-//! Module blobs, content-addressed by sha256.
+//! Blobs, content-addressed by sha256: modules, and the file bundles functions
+//! mount ([`BlobKind`]).
 //!
 //! Uploads are streamed into a [`StagedBlob`] (a temp file hashed as it is written),
 //! validated by the caller, then committed under their digest: fsync, rename, fsync
-//! of the directory — so a blob that metadata refers to is always whole.
+//! of the directory — so a blob that metadata refers to is always whole. Reading
+//! one back gives a local file ([`LocalBlob`]), never the bytes in memory.
 
 use crate::error::{StoreError, StoreResult, is_full};
 use async_trait::async_trait;
@@ -12,18 +14,39 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 
-/// Where module bytes live.
+/// What a blob holds. Each kind has its own names, so a digest of one kind never
+/// finds a blob of the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobKind {
+    /// A WebAssembly binary (`<sha256>.wasm`).
+    Module,
+    /// A file tree a function mounts, as a tar archive (`<sha256>.tar`).
+    Bundle,
+}
+
+impl BlobKind {
+    /// The file extension of this kind's blobs.
+    pub fn extension(self) -> &'static str {
+        match self {
+            BlobKind::Module => "wasm",
+            BlobKind::Bundle => "tar",
+        }
+    }
+}
+
+/// Where modules and bundles live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// A fresh staging file to stream an upload into.
     async fn stage(&self) -> StoreResult<StagedBlob>;
     /// Makes a finished staged blob durable under its digest. Idempotent: committing
     /// bytes that are already stored keeps the stored copy.
-    async fn commit(&self, staged: StagedBlob) -> StoreResult<Digest>;
-    /// The bytes of a stored module.
-    async fn read(&self, digest: &Digest) -> StoreResult<Vec<u8>>;
-    /// Whether a module is stored under `digest`.
-    async fn contains(&self, digest: &Digest) -> StoreResult<bool>;
+    async fn commit(&self, kind: BlobKind, staged: StagedBlob) -> StoreResult<Digest>;
+    /// A stored blob as a local file: the store's own, or a download that is
+    /// deleted when the [`LocalBlob`] is dropped.
+    async fn local(&self, kind: BlobKind, digest: &Digest) -> StoreResult<LocalBlob>;
+    /// Whether a blob of `kind` is stored under `digest`.
+    async fn contains(&self, kind: BlobKind, digest: &Digest) -> StoreResult<bool>;
 
     /// A compiled artifact another node shared under `key` (see
     /// `ArtifactCache::key`), if this store shares artifacts and has it.
@@ -36,6 +59,43 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn share_artifact(&self, key: &str, artifact: Vec<u8>) -> StoreResult<()> {
         let _ = (key, artifact);
         Ok(())
+    }
+}
+
+/// A stored blob on this machine's disk, to read from [`LocalBlob::path`].
+pub struct LocalBlob {
+    path: PathBuf,
+    /// A download: removed with this value.
+    _download: Option<StagedBlob>,
+}
+
+impl LocalBlob {
+    /// The file (read-only to the caller).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The blob read into memory, for the small ones (tests, artifacts).
+    pub async fn read(&self) -> StoreResult<Vec<u8>> {
+        tokio::fs::read(&self.path)
+            .await
+            .map_err(|e| io_error(&self.path, e))
+    }
+
+    /// A blob that lives at `path` in the store itself.
+    pub(crate) fn stored(path: PathBuf) -> LocalBlob {
+        LocalBlob {
+            path,
+            _download: None,
+        }
+    }
+
+    /// A blob downloaded into a staging file.
+    pub(crate) fn downloaded(staged: StagedBlob) -> LocalBlob {
+        LocalBlob {
+            path: staged.path.clone(),
+            _download: Some(staged),
+        }
     }
 }
 
@@ -112,7 +172,8 @@ impl Drop for StagedBlob {
     }
 }
 
-/// Blobs in a local directory: `<dir>/<sha256>.wasm`, staging in `<dir>/.staging`.
+/// Blobs in a local directory: `<dir>/<sha256>.wasm` and `<dir>/<sha256>.tar`,
+/// staging in `<dir>/.staging`.
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
     dir: PathBuf,
@@ -128,9 +189,9 @@ impl LocalBlobs {
         Ok(LocalBlobs { dir })
     }
 
-    /// Where the module of `digest` lives (whether or not it exists).
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{digest}.wasm"))
+    /// Where the blob of `digest` lives (whether or not it exists).
+    pub fn path(&self, kind: BlobKind, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{digest}.{}", kind.extension()))
     }
 }
 
@@ -140,9 +201,9 @@ impl BlobStore for LocalBlobs {
         StagedBlob::create_in(&self.dir.join(".staging")).await
     }
 
-    async fn commit(&self, mut staged: StagedBlob) -> StoreResult<Digest> {
+    async fn commit(&self, kind: BlobKind, mut staged: StagedBlob) -> StoreResult<Digest> {
         let digest = staged.finish().await?;
-        let target = self.path(&digest);
+        let target = self.path(kind, &digest);
         let source = std::mem::take(&mut staged.path);
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -160,19 +221,22 @@ impl BlobStore for LocalBlobs {
         Ok(digest)
     }
 
-    async fn read(&self, digest: &Digest) -> StoreResult<Vec<u8>> {
-        let path = self.path(digest);
-        tokio::fs::read(&path).await.map_err(|e| io_error(&path, e))
+    async fn local(&self, kind: BlobKind, digest: &Digest) -> StoreResult<LocalBlob> {
+        let path = self.path(kind, digest);
+        match tokio::fs::metadata(&path).await {
+            Ok(_) => Ok(LocalBlob::stored(path)),
+            Err(e) => Err(io_error(&path, e)),
+        }
     }
 
-    async fn contains(&self, digest: &Digest) -> StoreResult<bool> {
-        Ok(tokio::fs::try_exists(self.path(digest))
+    async fn contains(&self, kind: BlobKind, digest: &Digest) -> StoreResult<bool> {
+        Ok(tokio::fs::try_exists(self.path(kind, digest))
             .await
             .unwrap_or(false))
     }
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     let context = path.display().to_string();
     if is_full(&e) {
         StoreError::full(context, e)
@@ -197,10 +261,11 @@ mod tests {
         staged.write(b"hello ").await.unwrap();
         staged.write(b"world").await.unwrap();
         assert_eq!(staged.size(), 11);
-        let digest = blobs.commit(staged).await.unwrap();
+        let digest = blobs.commit(BlobKind::Module, staged).await.unwrap();
         assert_eq!(digest, Digest::of(b"hello world"));
-        assert_eq!(blobs.read(&digest).await.unwrap(), b"hello world");
-        assert!(blobs.contains(&digest).await.unwrap());
+        let local = blobs.local(BlobKind::Module, &digest).await.unwrap();
+        assert_eq!(local.read().await.unwrap(), b"hello world");
+        assert!(blobs.contains(BlobKind::Module, &digest).await.unwrap());
         let staging = std::fs::read_dir(dir.path().join(".staging"))
             .unwrap()
             .count();
@@ -218,6 +283,7 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(staging, 0);
-        assert!(!blobs.contains(&Digest::of(b"partial")).await.unwrap());
+        let partial = Digest::of(b"partial");
+        assert!(!blobs.contains(BlobKind::Module, &partial).await.unwrap());
     }
 }

@@ -20,11 +20,11 @@ mod s3;
 mod sqlite;
 mod usage;
 
-pub use blobs::{BlobStore, LocalBlobs, StagedBlob};
+pub use blobs::{BlobKind, BlobStore, LocalBlob, LocalBlobs, StagedBlob};
 pub use error::{BoxError, StoreError, StoreResult, is_full};
 pub use metadata::{Change, LOGS_KEPT, MetadataStore};
 pub use model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 pub use postgres::PostgresStore;
-pub use s3::{S3Blobs, S3Config};
+pub use s3::{PART_BYTES, S3Blobs, S3Config};
 pub use sqlite::SqliteStore;
 pub use usage::{UsageDelta, UsageQuery, UsageRow};

@@ -1,21 +1,29 @@
-//! Module blobs in an S3-compatible object store, shared by every node of a
-//! cluster: `modules/<sha256>.wasm` in one bucket, through the `object_store`
-//! crate. Uploads are staged in a local directory first (hashed as they arrive,
-//! like [`LocalBlobs`](crate::LocalBlobs)), validated by the caller, then put
-//! whole under their digest: an object exists only once it is complete, so
-//! metadata never refers to a partial module. Compiled artifacts are shared in
+//! Blobs in an S3-compatible object store, shared by every node of a cluster:
+//! `modules/<sha256>.wasm` and `bundles/<sha256>.tar` in one bucket, through the
+//! `object_store` crate. Uploads are staged in a local directory first (hashed
+//! as they arrive, like [`LocalBlobs`](crate::LocalBlobs)), validated by the
+//! caller, then streamed from the staging file to the bucket (multipart past
+//! [`PART_BYTES`]): an object exists only once it is complete, so metadata never
+//! refers to a partial one, and no blob is ever held whole in memory. Compiled artifacts are shared in
 //! the same bucket, under `artifacts/<engine key>/<sha256>.cwasm`: the first node
 //! to compile a module puts its artifact there and the others download it. The
 //! bucket must be writable by Kiln nodes only: artifacts are native code.
 
-use crate::{BlobStore, StagedBlob, StoreError, StoreResult};
+use crate::blobs::io_error;
+use crate::{BlobKind, BlobStore, LocalBlob, StagedBlob, StoreError, StoreResult};
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use kiln_api::Digest;
 use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// Blobs up to this size are put in one request; larger ones in parts of it.
+pub const PART_BYTES: usize = 8 << 20;
 
 /// Where a cluster's objects are.
 #[derive(Debug, Clone)]
@@ -69,8 +77,12 @@ impl S3Blobs {
         })
     }
 
-    fn key(digest: &Digest) -> ObjectPath {
-        ObjectPath::from(format!("modules/{digest}.wasm"))
+    fn key(kind: BlobKind, digest: &Digest) -> ObjectPath {
+        let folder = match kind {
+            BlobKind::Module => "modules",
+            BlobKind::Bundle => "bundles",
+        };
+        ObjectPath::from(format!("{folder}/{digest}.{}", kind.extension()))
     }
 }
 
@@ -89,29 +101,49 @@ impl BlobStore for S3Blobs {
         StagedBlob::create_in(&self.staging).await
     }
 
-    async fn commit(&self, mut staged: StagedBlob) -> StoreResult<Digest> {
+    async fn commit(&self, kind: BlobKind, mut staged: StagedBlob) -> StoreResult<Digest> {
         let digest = staged.finish().await?;
-        let key = Self::key(&digest);
-        if self.contains(&digest).await? {
+        if self.contains(kind, &digest).await? {
             return Ok(digest);
         }
-        let bytes = tokio::fs::read(staged.path())
+        let mut file = tokio::fs::File::open(staged.path())
             .await
-            .map_err(|e| StoreError::internal(staged.path().display().to_string(), e))?;
-        self.store
-            .put(&key, PutPayload::from(bytes))
-            .await
-            .map_err(s3)?;
+            .map_err(|e| io_error(staged.path(), e))?;
+        let mut upload =
+            BufWriter::with_capacity(self.store.clone(), Self::key(kind, &digest), PART_BYTES);
+        let copied = tokio::io::copy(&mut file, &mut upload).await;
+        match copied {
+            Ok(_) => upload
+                .shutdown()
+                .await
+                .map_err(|e| StoreError::unavailable("S3", e))?,
+            Err(e) => {
+                // Nothing is left behind: an aborted multipart upload is no object.
+                let _ = upload.abort().await;
+                return Err(StoreError::unavailable("S3", e));
+            }
+        }
         Ok(digest)
     }
 
-    async fn read(&self, digest: &Digest) -> StoreResult<Vec<u8>> {
-        let got = self.store.get(&Self::key(digest)).await.map_err(s3)?;
-        Ok(got.bytes().await.map_err(s3)?.to_vec())
+    async fn local(&self, kind: BlobKind, digest: &Digest) -> StoreResult<LocalBlob> {
+        let got = self.store.get(&Self::key(kind, digest)).await.map_err(s3)?;
+        let mut staged = self.stage().await?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            staged.write(&chunk.map_err(s3)?).await?;
+        }
+        if staged.finish().await? != *digest {
+            return Err(StoreError::inconsistent(format!(
+                "S3 object {} does not hash to its name",
+                Self::key(kind, digest)
+            )));
+        }
+        Ok(LocalBlob::downloaded(staged))
     }
 
-    async fn contains(&self, digest: &Digest) -> StoreResult<bool> {
-        match self.store.head(&Self::key(digest)).await {
+    async fn contains(&self, kind: BlobKind, digest: &Digest) -> StoreResult<bool> {
+        match self.store.head(&Self::key(kind, digest)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(s3(e)),

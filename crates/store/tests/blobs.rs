@@ -60,6 +60,7 @@ macro_rules! contract {
 
 contract!(
     a_committed_blob_is_read_back_under_its_digest,
+    a_blob_over_one_part_is_stored_whole,
     an_abandoned_upload_leaves_nothing,
     committing_the_same_bytes_twice_keeps_one_blob,
 );
@@ -76,34 +77,59 @@ async fn a_committed_blob_is_read_back_under_its_digest(backend: Backend) {
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let blobs = backend.open();
     let digest = blobs
-        .commit(stage(&*blobs, &bytes).await)
+        .commit(BlobKind::Module, stage(&*blobs, &bytes).await)
         .await
         .expect("commit");
     assert_eq!(digest, Digest::of(&bytes));
-    assert!(blobs.contains(&digest).await.unwrap());
+    assert!(blobs.contains(BlobKind::Module, &digest).await.unwrap());
+    // Kinds do not mix: the module is no bundle.
+    assert!(!blobs.contains(BlobKind::Bundle, &digest).await.unwrap());
     // Another opening (another node, or after a restart) sees it.
     let again = backend.open();
-    assert_eq!(again.read(&digest).await.unwrap(), bytes);
-    assert!(!again.contains(&Digest::of(b"never stored")).await.unwrap());
-    assert!(again.read(&Digest::of(b"never stored")).await.is_err());
+    let local = again.local(BlobKind::Module, &digest).await.unwrap();
+    assert_eq!(local.read().await.unwrap(), bytes);
+    let never = Digest::of(b"never stored");
+    assert!(!again.contains(BlobKind::Module, &never).await.unwrap());
+    assert!(again.local(BlobKind::Module, &never).await.is_err());
+}
+
+/// Larger than one part: an S3 store uploads it in parts.
+async fn a_blob_over_one_part_is_stored_whole(backend: Backend) {
+    let bytes: Vec<u8> = (0..(kiln_store::PART_BYTES as u32 * 2 + 12345))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let blobs = backend.open();
+    let digest = blobs
+        .commit(BlobKind::Bundle, stage(&*blobs, &bytes).await)
+        .await
+        .expect("commit");
+    let local = backend
+        .open()
+        .local(BlobKind::Bundle, &digest)
+        .await
+        .expect("local copy");
+    assert_eq!(Digest::of(&local.read().await.unwrap()), digest);
 }
 
 async fn an_abandoned_upload_leaves_nothing(backend: Backend) {
     let blobs = backend.open();
     let staged = stage(&*blobs, b"half an upload").await;
     drop(staged);
-    assert!(
-        !blobs
-            .contains(&Digest::of(b"half an upload"))
-            .await
-            .unwrap()
-    );
+    let half = Digest::of(b"half an upload");
+    assert!(!blobs.contains(BlobKind::Module, &half).await.unwrap());
 }
 
 async fn committing_the_same_bytes_twice_keeps_one_blob(backend: Backend) {
     let blobs = backend.open();
-    let first = blobs.commit(stage(&*blobs, b"same").await).await.unwrap();
-    let second = blobs.commit(stage(&*blobs, b"same").await).await.unwrap();
+    let first = blobs
+        .commit(BlobKind::Module, stage(&*blobs, b"same").await)
+        .await
+        .unwrap();
+    let second = blobs
+        .commit(BlobKind::Module, stage(&*blobs, b"same").await)
+        .await
+        .unwrap();
     assert_eq!(first, second);
-    assert_eq!(blobs.read(&first).await.unwrap(), b"same");
+    let local = blobs.local(BlobKind::Module, &first).await.unwrap();
+    assert_eq!(local.read().await.unwrap(), b"same");
 }

@@ -22,7 +22,7 @@ use kiln_api::{
     BinaryKind, ByteCount, Deployed, ErrorCode, FunctionConfig, GIB, MIB, NameKind, check_name,
 };
 use kiln_runtime::{Compiled, HostPattern, LoadError, ModuleKind};
-use kiln_store::NewVersion;
+use kiln_store::{BlobKind, NewVersion};
 use std::sync::Arc;
 
 pub(crate) async fn deploy(
@@ -96,7 +96,7 @@ async fn deploy_from(
         .await
         .map_err(compile_failed)?;
     check_config_fits(&config, compiled.info.kind)?;
-    state.blobs.commit(staged).await?;
+    state.blobs.commit(BlobKind::Module, staged).await?;
     let version = state
         .store
         .deploy(
