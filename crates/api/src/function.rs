@@ -4,6 +4,7 @@
 //! [`FunctionConfig::from_query`]. What depends on the server (its memory
 //! ceiling, host patterns, options against the binary's kind) is checked there.
 
+use crate::files::{Mount, Scratch, check_mounts};
 use crate::units::{ParseLimitError, parse_duration, parse_size};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,12 @@ pub struct FunctionConfig {
     /// once, each in 1..=125 (the codes WASI can report).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ok_exit: Vec<i32>,
+    /// Bundles mounted into every invocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// A writable directory private to each invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<Scratch>,
 }
 
 /// The largest exit code a WASI program can report (wasmtime refuses 126 and
@@ -76,6 +83,8 @@ pub const DEPLOY_OPTIONS: &[&str] = &[
     "stream",
     "allow_host",
     "ok_exit",
+    "mount",
+    "tmp",
 ];
 
 /// A deploy option that cannot be read.
@@ -160,6 +169,12 @@ impl FunctionConfig {
             let codes: Vec<String> = self.ok_exit.iter().map(i32::to_string).collect();
             query.append_pair("ok_exit", &codes.join(","));
         }
+        for mount in &self.mounts {
+            query.append_pair("mount", &mount.to_string());
+        }
+        if let Some(tmp) = &self.tmp {
+            query.append_pair("tmp", &tmp.to_string());
+        }
         match query.finish() {
             query if query.is_empty() => query,
             query => format!("?{query}"),
@@ -224,9 +239,19 @@ impl FunctionConfig {
                     config.ok_exit.sort_unstable();
                     config.ok_exit.dedup();
                 }
+                "mount" => config
+                    .mounts
+                    .push(Mount::parse(&value).map_err(|e| invalid(e.to_string()))?),
+                "tmp" => config.tmp = Some(Scratch::parse(&value).map_err(|e| invalid(e.to_string()))?),
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
         }
+        check_mounts(&config.mounts, config.tmp.as_ref()).map_err(|e| {
+            DeployOptionError::Invalid {
+                option: "mount".into(),
+                why: e.to_string(),
+            }
+        })?;
         Ok(config)
     }
 }
@@ -250,6 +275,11 @@ mod tests {
             stream: true,
             allow_hosts: vec!["*.example.com:443".into(), "localhost".into()],
             ok_exit: vec![1, 10, 20],
+            mounts: vec![
+                Mount::parse(&format!("{}:/assets", crate::Digest::of(b"a"))).expect("mount"),
+                Mount::parse(&format!("{}:data:copy", crate::Digest::of(b"b"))).expect("mount"),
+            ],
+            tmp: Some(Scratch::parse("64MiB:/scratch").expect("scratch")),
         };
         let query = config.to_query();
         assert!(query.starts_with('?'), "{query}");

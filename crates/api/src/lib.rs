@@ -6,6 +6,7 @@
 //! - [`check_name`]: the alphabet of tenant and function names.
 //! - [`FunctionConfig`] and its deploy-options codec ([`FunctionConfig::to_query`] /
 //!   [`FunctionConfig::from_query`]), used by the CLI and the server alike.
+//! - [`Mount`] and [`Scratch`]: the file trees and scratch directory a function sees.
 //! - [`Kind`]: every `Kiln-Outcome` of the invoke path, with [`Kind::ALL`].
 //! - [`usage`]: usage totals, quotas, prices and the usage reports.
 //! - [`wire`]: the JSON bodies of `/v1`, including [`ErrorBody`] and its [`ErrorCode`].
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod digest;
+mod files;
 mod function;
 mod names;
 mod outcome;
@@ -21,6 +23,10 @@ pub mod usage;
 pub mod wire;
 
 pub use digest::{Digest, ParseDigestError};
+pub use files::{
+    BadFilesOption, BundleInfo, DEFAULT_SCRATCH_PATH, MAX_GUEST_PATH, MAX_MOUNTS, Mount,
+    MountMode, Scratch, check_guest_path, check_mounts,
+};
 pub use function::{
     DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_EXIT_CODE, MAX_TIMEOUT_MS,
     parse_env_pair,

@@ -6,7 +6,7 @@ use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
-    Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
     UsageTotals, Version,
 };
 
@@ -85,6 +85,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn usage(&self, query: UsageQuery) -> StoreResult<Vec<UsageRow>>;
     /// Every tenant's totals from `since` (seconds) on: what quotas count against.
     async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>>;
+    /// Records that `tenant` uploaded `bundle` (again: a no-op). A tenant may
+    /// mount only the bundles it uploaded, and learns only of those that a
+    /// bundle is stored: whether another tenant uploaded the same tree is not
+    /// its business.
+    async fn add_bundle(&self, tenant: TenantId, bundle: &BundleInfo) -> StoreResult<()>;
+    /// The bundle `digest`, if `tenant` uploaded it.
+    async fn bundle(&self, tenant: TenantId, digest: &Digest) -> StoreResult<Option<BundleInfo>>;
+
     /// Every tenant's quota (tenants without limits included, with `Quota::default()`).
     async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>>;
     /// Replaces `tenant`'s quota.

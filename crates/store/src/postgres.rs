@@ -18,7 +18,7 @@ use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use kiln_api::{
-    Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
     UsageTotals, Version,
 };
 use std::time::Duration;
@@ -97,6 +97,15 @@ CREATE INDEX usage_by_hour ON usage (hour);
 "#,
     r#"
 ALTER TABLE logs ADD COLUMN stdout TEXT NOT NULL DEFAULT '';
+CREATE TABLE bundles (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    files BIGINT NOT NULL,
+    file_bytes BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, digest)
+);
 "#,
 ];
 
@@ -872,6 +881,43 @@ impl MetadataStore for PostgresStore {
     async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()> {
         let client = self.client().await?;
         usage::set_quota(&client, tenant, &quota).await
+    }
+
+    async fn add_bundle(&self, tenant: TenantId, bundle: &BundleInfo) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO bundles (tenant_id, digest, size, files, file_bytes, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    &tenant,
+                    &bundle.digest.to_hex(),
+                    &big(bundle.size),
+                    &big(bundle.files),
+                    &big(bundle.file_bytes),
+                    &now(),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn bundle(&self, tenant: TenantId, digest: &Digest) -> StoreResult<Option<BundleInfo>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT size, files, file_bytes FROM bundles WHERE tenant_id = $1 AND digest = $2",
+                &[&tenant, &digest.to_hex()],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| BundleInfo {
+            digest: *digest,
+            size: unsigned(r.get(0)),
+            files: unsigned(r.get(1)),
+            file_bytes: unsigned(r.get(2)),
+        }))
     }
 
     async fn watch(&self) -> StoreResult<Option<mpsc::UnboundedReceiver<Change>>> {

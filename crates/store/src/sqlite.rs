@@ -10,7 +10,7 @@ use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, no
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
-    Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
     UsageTotals, Version,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -91,6 +91,15 @@ CREATE INDEX usage_by_hour ON usage (hour);
 "#,
     r#"
 ALTER TABLE logs ADD COLUMN stdout TEXT NOT NULL DEFAULT '';
+CREATE TABLE bundles (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    file_bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, digest)
+);
 "#,
 ];
 
@@ -738,5 +747,47 @@ impl MetadataStore for SqliteStore {
     async fn set_quota(&self, tenant: TenantId, quota: Quota) -> StoreResult<()> {
         self.with(move |conn| usage::set_quota(conn, tenant, &quota))
             .await
+    }
+
+    async fn add_bundle(&self, tenant: TenantId, bundle: &BundleInfo) -> StoreResult<()> {
+        let bundle = bundle.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO bundles (tenant_id, digest, size, files, file_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![
+                    tenant,
+                    bundle.digest.to_hex(),
+                    bundle.size,
+                    bundle.files,
+                    bundle.file_bytes,
+                    now()
+                ],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bundle(&self, tenant: TenantId, digest: &Digest) -> StoreResult<Option<BundleInfo>> {
+        let digest = *digest;
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT size, files, file_bytes FROM bundles WHERE tenant_id = ?1 AND digest = ?2",
+                params![tenant, digest.to_hex()],
+                |r| {
+                    Ok(BundleInfo {
+                        digest,
+                        size: r.get(0)?,
+                        files: r.get(1)?,
+                        file_bytes: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(internal)
+        })
+        .await
     }
 }

@@ -64,6 +64,7 @@ contract!(
     data_survives_reopening,
     usage_adds_up_per_tenant_function_and_hour_and_survives_reopening,
     quotas_are_stored_per_tenant,
+    bundles_are_known_only_to_the_tenants_that_uploaded_them,
 );
 
 fn version(bytes: &[u8]) -> NewVersion {
@@ -324,4 +325,23 @@ async fn concurrent_deploys_of_one_function_get_distinct_versions(backend: Backe
     assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
     let detail = store.function(acme.id, "f").await.unwrap().unwrap();
     assert_eq!(detail.versions.len(), 8);
+}
+
+async fn bundles_are_known_only_to_the_tenants_that_uploaded_them(backend: Backend) {
+    let store = backend.open().await;
+    let a = store.create_tenant("a").await.unwrap();
+    let b = store.create_tenant("b").await.unwrap();
+    let bundle = kiln_api::BundleInfo {
+        digest: Digest::of(b"tree"),
+        size: 10240,
+        files: 3,
+        file_bytes: 1234,
+    };
+    store.add_bundle(a.id, &bundle).await.unwrap();
+    store.add_bundle(a.id, &bundle).await.unwrap();
+    assert_eq!(store.bundle(a.id, &bundle.digest).await.unwrap(), Some(bundle.clone()));
+    assert_eq!(store.bundle(b.id, &bundle.digest).await.unwrap(), None);
+    drop(store);
+    let reopened = backend.open().await;
+    assert_eq!(reopened.bundle(a.id, &bundle.digest).await.unwrap(), Some(bundle));
 }
