@@ -128,7 +128,9 @@ impl Scratch {
         let (size, guest) = text.split_once(':').unwrap_or((text, DEFAULT_SCRATCH_PATH));
         let bytes = parse_size(size).map_err(|e| BadFilesOption(e.to_string()))?;
         if bytes == 0 {
-            return Err(BadFilesOption("a scratch directory needs at least 1 byte".into()));
+            return Err(BadFilesOption(
+                "a scratch directory needs at least 1 byte".into(),
+            ));
         }
         check_guest_path(guest)?;
         Ok(Scratch {

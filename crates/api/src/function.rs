@@ -242,7 +242,9 @@ impl FunctionConfig {
                 "mount" => config
                     .mounts
                     .push(Mount::parse(&value).map_err(|e| invalid(e.to_string()))?),
-                "tmp" => config.tmp = Some(Scratch::parse(&value).map_err(|e| invalid(e.to_string()))?),
+                "tmp" => {
+                    config.tmp = Some(Scratch::parse(&value).map_err(|e| invalid(e.to_string()))?)
+                }
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
         }

@@ -24,8 +24,8 @@ pub mod wire;
 
 pub use digest::{Digest, ParseDigestError};
 pub use files::{
-    BadFilesOption, BundleInfo, DEFAULT_SCRATCH_PATH, MAX_GUEST_PATH, MAX_MOUNTS, Mount,
-    MountMode, Scratch, check_guest_path, check_mounts,
+    BadFilesOption, BundleInfo, DEFAULT_SCRATCH_PATH, MAX_GUEST_PATH, MAX_MOUNTS, Mount, MountMode,
+    Scratch, check_guest_path, check_mounts,
 };
 pub use function::{
     DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_EXIT_CODE, MAX_TIMEOUT_MS,

@@ -53,6 +53,8 @@ kinds! {
     Memory = "memory",
     /// The guest wrote past its output limit (509).
     Output = "output",
+    /// The guest's scratch directory went past its bytes or files limit (507).
+    Scratch = "scratch",
     /// A CGI function printed malformed headers (502).
     Cgi = "cgi",
     /// A wasi:http component ended without a response (502).

@@ -229,6 +229,8 @@ pub enum ErrorCode {
     InvalidName,
     /// The uploaded module is not one Kiln can run.
     InvalidModule,
+    /// The uploaded file bundle is refused (a link, a `..` path, a device...).
+    InvalidBundle,
     /// No token, or an invalid or revoked one.
     Unauthorized,
     /// The token may not do this.
@@ -237,7 +239,7 @@ pub enum ErrorCode {
     NotFound,
     /// It exists already.
     Conflict,
-    /// The upload is over the maximum module size.
+    /// The upload is over the maximum module or bundle size.
     TooLarge,
     /// The client stalled while sending.
     RequestTimeout,

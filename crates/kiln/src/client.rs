@@ -77,6 +77,19 @@ impl Client {
         json(self.check(req.call())?)
     }
 
+    /// [`Client::get`], with `None` for a 404.
+    pub(crate) fn get_if_found<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let req = self.authorized(self.agent.get(format!("{}{path}", self.url)));
+        let response = req.call().map_err(|e| self.unreachable(e))?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        json(self.check(Ok(response))?).map(Some)
+    }
+
     pub(crate) fn delete(&self, path: &str) -> anyhow::Result<()> {
         let req = self.authorized(self.agent.delete(format!("{}{path}", self.url)));
         self.check(req.call()).map(drop)
@@ -110,6 +123,21 @@ impl Client {
             self.agent
                 .post(format!("{}{path}", self.url))
                 .header("Content-Type", "application/wasm"),
+        );
+        json(self.check(req.send(ureq::SendBody::from_owned_reader(body)))?)
+    }
+
+    /// PUTs a streamed body (a bundle upload).
+    pub(crate) fn put_reader<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl std::io::Read + 'static,
+    ) -> anyhow::Result<T> {
+        let req = self.authorized(
+            self.agent
+                .put(format!("{}{path}", self.url))
+                .header("Content-Type", content_type),
         );
         json(self.check(req.send(ureq::SendBody::from_owned_reader(body)))?)
     }

@@ -18,6 +18,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub(crate) struct Host<W> {
     pub(crate) wasi: W,
     pub(crate) limiter: GuestLimiter,
+    /// The invocation's own directory (scratch, copies): removed when the
+    /// store, and with it the instance, is gone.
+    pub(crate) dir: Option<std::sync::Arc<crate::files::InvocationDir>>,
 }
 
 /// A core module's host state: WASI preview 1.

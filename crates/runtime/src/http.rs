@@ -7,6 +7,7 @@
 //! while the component writes it ([`crate::streaming`]).
 
 use crate::Finished;
+use crate::files::Files;
 use crate::function::{ComponentCtx, Entry, Function, run_http};
 use crate::invoke::{Invocation, InvokeError, Invoker, Outcome, drive};
 use crate::limits::Limits;
@@ -32,6 +33,8 @@ pub struct HttpRequest<B> {
     pub limits: Limits,
     /// Hosts the component may send requests to.
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// Directories the component sees.
+    pub files: Arc<Files>,
 }
 
 /// How a wasi:http invocation answered.
@@ -70,9 +73,10 @@ impl Invoker {
         wasi.stdout(log.clone())
             .stderr(log.clone())
             .envs(&request.env);
+        let dir = self.scratch.prepare(&request.files, &mut wasi).await?;
         let outbound = OutboundHooks::new(request.allowed_hosts);
         let denied = outbound.denied();
-        let mut store = self.store(ComponentCtx::new(wasi.build(), outbound), &limits);
+        let mut store = self.store(ComponentCtx::new(wasi.build(), outbound), &limits, dir);
 
         let (parts, body) = request.request.into_parts();
         let (body, bytes_in) = LimitedBody::new(body, limits.stdin_bytes);

@@ -2,6 +2,7 @@
 //! end under [`Limits`], and reported as an [`Invocation`].
 
 use crate::cpu_time::MeasureCpu;
+use crate::files::{Files, InvocationDir, ScratchLimitExceeded, ScratchRoot};
 use crate::function::{
     ComponentCtx, Entry, Function, Host, run_command as run_command_component, run_core,
 };
@@ -33,6 +34,8 @@ pub struct Request {
     pub limits: Limits,
     /// Hosts a command component may send HTTP requests to (none by default).
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// Directories the guest sees (none by default).
+    pub files: Arc<Files>,
 }
 
 /// How an invocation ended. Each way of failing is its own variant so that callers
@@ -72,6 +75,9 @@ pub enum Outcome {
         /// What the component did instead.
         reason: String,
     },
+    /// The guest's scratch directory (with its writable copies) went past a
+    /// bound.
+    ScratchLimit(ScratchLimitExceeded),
 }
 
 impl Outcome {
@@ -97,6 +103,7 @@ impl fmt::Display for Outcome {
                 write!(f, "stopped: output limit of {} exceeded", ByteCount(*limit))
             }
             Outcome::NoResponse { reason } => write!(f, "sent no response: {reason}"),
+            Outcome::ScratchLimit(exceeded) => write!(f, "stopped: {exceeded}"),
         }
     }
 }
@@ -179,6 +186,22 @@ pub enum InvokeError {
     /// The task running the guest went away before it reported.
     #[error("the invocation was interrupted before it ended")]
     Interrupted,
+    /// The invocation's files could not be prepared (a mount missing on this
+    /// node, a copy that failed).
+    #[error("{0}")]
+    Files(String),
+    /// Scratch directories already hold the server's whole scratch budget.
+    #[error(
+        "no room for a scratch directory of {}: this server's {} are in use; retry shortly",
+        ByteCount(*.bytes),
+        ByteCount(*.total)
+    )]
+    ScratchBusy {
+        /// What this invocation needs.
+        bytes: u64,
+        /// The server-wide budget.
+        total: u64,
+    },
 }
 
 /// Raised by the epoch callback when the deadline has passed.
@@ -194,6 +217,8 @@ pub(crate) struct Invoker {
     /// instead of failing the moment the pool is full.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) instance_wait: Duration,
+    /// Where invocations make their own directories.
+    pub(crate) scratch: Arc<ScratchRoot>,
 }
 
 /// An instance slot, held until the store using it is dropped.
@@ -216,20 +241,31 @@ impl Invoker {
     }
 
     /// A store for one instance: `wasi` as its host state, the memory limiter, and
-    /// the wall-time deadline enforced at every epoch tick.
-    pub(crate) fn store<W: Send>(&self, wasi: W, limits: &Limits) -> Store<Host<W>> {
+    /// the wall-time deadline (and the bounds of the invocation's own directory)
+    /// enforced at every epoch tick.
+    pub(crate) fn store<W: Send>(
+        &self,
+        wasi: W,
+        limits: &Limits,
+        dir: Option<Arc<InvocationDir>>,
+    ) -> Store<Host<W>> {
         let host = Host {
             wasi,
             limiter: GuestLimiter::new(limits.memory_bytes),
+            dir,
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
         let deadline = Instant::now() + limits.wall_time;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |store| {
             if Instant::now() >= deadline {
-                Err(wasmtime::Error::new(WallTimeExceeded))
-            } else {
+                return Err(wasmtime::Error::new(WallTimeExceeded));
+            }
+            if let Some(dir) = &store.data().dir {
+                dir.check_on_tick().map_err(wasmtime::Error::new)?;
+            }
+            {
                 // Hand the thread back to the executor once per tick so that a busy
                 // guest never monopolises it. tokio's own yield lets the tasks
                 // already queued run first and, unlike a plain self-wake, does not
@@ -268,7 +304,8 @@ impl Invoker {
             .stderr(stderr.clone())
             .args(&request.args)
             .envs(&request.env);
-        let ran = run_command(self, function, wasi, &limits, request.allowed_hosts).await?;
+        let dir = self.scratch.prepare(&request.files, &mut wasi).await?;
+        let ran = run_command(self, function, wasi, &limits, request.allowed_hosts, dir).await?;
         let (stdout, _) = stdout.take();
         let (stderr, stderr_truncated) = stderr.take();
         let mut ended = ran.end(self.max_instances, &limits)?;
@@ -293,10 +330,11 @@ pub(crate) async fn run_command(
     mut wasi: WasiCtxBuilder,
     limits: &Limits,
     allowed_hosts: Arc<AllowedHosts>,
+    dir: Option<Arc<InvocationDir>>,
 ) -> Result<Ran, InvokeError> {
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
-            let store = invoker.store(wasi.build_p1(), limits);
+            let store = invoker.store(wasi.build_p1(), limits, dir);
             // The entry future owns its (reference-counted) copies of what it runs.
             let (pre, start) = (pre.clone(), *start);
             drive(store, limits, move |store, instantiation| {
@@ -306,7 +344,7 @@ pub(crate) async fn run_command(
         }
         Entry::Command(pre) => {
             let wasi = ComponentCtx::new(wasi.build(), OutboundHooks::new(allowed_hosts));
-            let store = invoker.store(wasi, limits);
+            let store = invoker.store(wasi, limits, dir);
             let pre = pre.clone();
             drive(store, limits, move |store, instantiation| {
                 Box::pin(async move { run_command_component(&pre, store, instantiation).await })
@@ -374,13 +412,26 @@ pub(crate) async fn drive<W: Send>(
     let deadline = started + limits.wall_time;
     let mut cpu = Duration::ZERO;
     let mut instantiation = Duration::ZERO;
-    let result = {
+    let mut result = {
         let run = pin!(enter(&mut store, &mut instantiation));
         let measured = MeasureCpu::new(run, &mut cpu);
         tokio::time::timeout_at(deadline.into(), measured)
             .await
             .ok()
     };
+    // A guest that ended between two checks of its directory is checked once more.
+    let ended_cleanly = match &result {
+        Some(Ok(())) => true,
+        Some(Err(e)) => e.is::<I32Exit>(),
+        None => false,
+    };
+    if ended_cleanly && let Some(dir) = &store.data().dir {
+        let dir = dir.clone();
+        let checked = tokio::task::spawn_blocking(move || dir.check()).await;
+        if let Ok(Err(exceeded)) = checked {
+            result = Some(Err(wasmtime::Error::new(exceeded)));
+        }
+    }
     let wall = started.elapsed();
     let peak_memory_bytes = store.data().limiter.peak_memory();
     drop(store);
@@ -413,6 +464,8 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> (Outcome, Option<String>
         Outcome::MemoryLimit {
             limit: limits.memory_bytes,
         }
+    } else if let Some(exceeded) = error.downcast_ref::<ScratchLimitExceeded>() {
+        Outcome::ScratchLimit(exceeded.clone())
     } else if error.is::<OutputLimitExceeded>() {
         Outcome::OutputLimit {
             limit: limits.stdout_bytes,

@@ -38,6 +38,7 @@
 mod artifact;
 mod cpu_time;
 mod engine;
+mod files;
 mod function;
 mod http;
 mod invoke;
@@ -51,6 +52,7 @@ mod validate;
 
 pub use artifact::ArtifactCache;
 pub use engine::{EngineConfig, SlotLimits};
+pub use files::{Files, HostMount, ScratchConfig, ScratchLimitExceeded, ScratchLimits};
 pub use function::{Function, FunctionKind};
 pub use http::{HttpAnswer, HttpRequest};
 pub use invoke::{Invocation, InvokeError, Outcome, Request, Stats};

@@ -3,6 +3,7 @@
 
 use crate::artifact::ArtifactCache;
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
+use crate::files::{ScratchConfig, ScratchRoot};
 use crate::function::{ComponentHost, CoreHost, Entry, Function, Host};
 use crate::http::{HttpAnswer, HttpRequest};
 use crate::invoke::{Invocation, InvokeError, Invoker, Request};
@@ -26,14 +27,23 @@ pub struct RuntimeConfig {
     pub artifact_dir: PathBuf,
     /// The engine: instance pool and its ceilings.
     pub engine: EngineConfig,
+    /// Where invocations get their scratch directories and writable copies.
+    pub scratch: ScratchConfig,
 }
 
 impl RuntimeConfig {
-    /// Default engine settings, artifacts under `artifact_dir`.
+    /// Default engine settings, artifacts under `artifact_dir`, scratch
+    /// directories beside it (in `scratch`).
     pub fn new(artifact_dir: impl Into<PathBuf>) -> RuntimeConfig {
+        let artifact_dir: PathBuf = artifact_dir.into();
+        let scratch = artifact_dir
+            .parent()
+            .unwrap_or(&artifact_dir)
+            .join("scratch");
         RuntimeConfig {
-            artifact_dir: artifact_dir.into(),
+            artifact_dir,
             engine: EngineConfig::default(),
+            scratch: ScratchConfig::new(scratch),
         }
     }
 }
@@ -56,6 +66,14 @@ pub enum RuntimeError {
     /// The thread that ticks epochs could not be started.
     #[error("cannot start the epoch ticker thread")]
     Ticker(#[source] std::io::Error),
+    /// The scratch root cannot be created or cleaned.
+    #[error("cannot open the scratch directory {path}")]
+    ScratchDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Why a binary could not be compiled or a compiled function loaded.
@@ -171,6 +189,12 @@ impl Runtime {
                 source,
             }
         })?;
+        let scratch = ScratchRoot::open(config.scratch.clone()).map_err(|source| {
+            RuntimeError::ScratchDir {
+                path: config.scratch.dir.clone(),
+                source,
+            }
+        })?;
         let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick)
             .map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
@@ -182,6 +206,7 @@ impl Runtime {
                     config.engine.max_instances as usize,
                 )),
                 instance_wait: config.engine.instance_wait,
+                scratch: std::sync::Arc::new(scratch),
             },
             engine,
             linker,
@@ -519,6 +544,7 @@ fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> Pro
     let host = Host {
         wasi: WasiCtxBuilder::new().build_p1(),
         limiter: GuestLimiter::new(0),
+        dir: None,
     };
     let mut store = Store::new(engine, host);
     linker

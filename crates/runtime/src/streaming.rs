@@ -8,6 +8,7 @@
 //! and the guest is bounded, so a slow client slows the guest down (it waits in
 //! its writes) instead of making Kiln buffer without bound.
 
+use crate::files::Files;
 use crate::function::Function;
 use crate::invoke::{Ended, Invocation, InvokeError, Invoker, Outcome, run_command};
 use crate::limits::Limits;
@@ -53,6 +54,8 @@ pub struct StreamRequest<B> {
     /// Exit codes besides 0 after which the body ends cleanly (the function's
     /// answer), not with an error.
     pub ok_exit: Arc<[i32]>,
+    /// Directories the guest sees.
+    pub files: Arc<Files>,
 }
 
 /// A streamed invocation under way: what the guest writes, and its end.
@@ -491,13 +494,14 @@ impl Invoker {
         .stderr(stderr.clone())
         .args(&request.args)
         .envs(&request.env);
+        let dir = self.scratch.prepare(&request.files, &mut wasi).await?;
 
         let (report, reporter) = report_channel();
         let invoker = self.detached();
         let function = function.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let ran = run_command(&invoker, &function, wasi, &limits, allowed_hosts).await;
+            let ran = run_command(&invoker, &function, wasi, &limits, allowed_hosts, dir).await;
             let ended = match ran {
                 Ok(ran) => ran.end(invoker.max_instances, &limits),
                 Err(e) => Err(e),
@@ -525,6 +529,7 @@ impl Invoker {
             max_instances: self.max_instances,
             slots: self.slots.clone(),
             instance_wait: self.instance_wait,
+            scratch: self.scratch.clone(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! How a server is set up: [`ServerConfig`], built from flags by `kiln up` (or by
 //! an embedder), with its defaults, and the credentials a first start creates.
 
+pub use crate::bundles::BundleLimits;
 use crate::listen::ConnectionLimits;
 use kiln_api::{MIB, PriceList};
 use kiln_runtime::{EngineConfig, Limits};
@@ -56,6 +57,14 @@ pub struct ServerConfig {
     pub compile_time_per_mib: Duration,
     /// What one client connection may hold of the server.
     pub connections: ConnectionLimits,
+    /// What one uploaded file bundle may hold.
+    pub bundle_limits: BundleLimits,
+    /// Bytes every invocation's scratch directory and writable copies may hold
+    /// together on this node (default 4 GiB): what guests can take of its disk.
+    pub scratch_total_bytes: u64,
+    /// Entries (files, directories) one invocation's scratch directory may
+    /// hold (default 10,000).
+    pub scratch_files: u64,
 }
 
 impl ServerConfig {
@@ -78,6 +87,9 @@ impl ServerConfig {
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),
             connections: ConnectionLimits::default(),
+            bundle_limits: BundleLimits::default(),
+            scratch_total_bytes: 4 << 30,
+            scratch_files: 10_000,
         }
     }
 }

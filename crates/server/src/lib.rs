@@ -5,7 +5,7 @@
 //! - `api/`: `/v1/...`, the control API, documented in `docs/api.md`.
 //!
 //! Around them: `functions` owns digest → runnable function
-//! (cache, fetch, compile, share); `state` the shared state and the deployment
+//! (cache, fetch, compile, share); `bundles` the file trees functions mount; `state` the shared state and the deployment
 //! cache; `metering`, `quota`, `logs` what invocations cost and leave behind;
 //! `listen` the accept loop and client limits.
 //!
@@ -22,6 +22,7 @@
 mod api;
 mod auth;
 mod body;
+mod bundles;
 mod config;
 mod error;
 mod functions;
@@ -37,15 +38,16 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use config::{InitialCredentials, S3Config, ServerConfig};
+pub use config::{BundleLimits, InitialCredentials, S3Config, ServerConfig};
 pub use listen::ConnectionLimits;
 pub use pricing::read_price_list;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{any, get};
+use bundles::Bundles;
 use functions::{FunctionLimits, Functions};
-use kiln_runtime::{Runtime, RuntimeConfig};
+use kiln_runtime::{Runtime, RuntimeConfig, ScratchConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore};
 use metering::{Flusher, Meter};
 use quota::Quotas;
@@ -100,7 +102,13 @@ impl Server {
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             artifact_dir: data.join("artifacts"),
             engine: config.engine.clone(),
+            scratch: ScratchConfig {
+                total_bytes: config.scratch_total_bytes,
+                ..ScratchConfig::new(data.join("scratch"))
+            },
         })?);
+        let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)
+            .with_context(|| format!("cannot open {}", data.join("bundles").display()))?;
 
         let initial = bootstrap(&*store).await?;
         let functions = Functions::new(
@@ -154,7 +162,12 @@ impl Server {
                 max_module_bytes: config.max_module_bytes,
                 metrics_on_main: metrics_listener.is_none(),
             },
-            deployments: DeploymentCache::new(DEPLOYMENT_CACHE_ENTRIES, config.default_limits),
+            deployments: DeploymentCache::new(
+                DEPLOYMENT_CACHE_ENTRIES,
+                config.default_limits,
+                config.scratch_files,
+            ),
+            bundles,
             functions,
             logs,
             counters: Arc::new(Counters::default()),

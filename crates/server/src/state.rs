@@ -2,17 +2,19 @@
 //! counters, and the cache of deployments that keeps the invoke path off the
 //! database (compiled functions have their own owner, [`crate::functions`]).
 
+use crate::bundles::Bundles;
 use crate::functions::Functions;
 use crate::logs::LogSink;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
 use crate::sync::lock;
-use kiln_runtime::{AllowedHosts, Limits, Runtime};
+use kiln_api::MountMode;
+use kiln_runtime::{AllowedHosts, Files, HostMount, Limits, Runtime, ScratchLimits};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +49,8 @@ pub(crate) struct AppState {
     pub deployments: DeploymentCache,
     /// Digest → runnable function: cache, fetch, compile, share.
     pub functions: Functions,
+    /// The file bundles unpacked on this node.
+    pub bundles: Bundles,
     pub logs: LogSink,
     pub counters: Arc<Counters>,
     /// `None` when metering is off (`kiln up --metering off`).
@@ -71,6 +75,8 @@ pub(crate) struct DeploymentCache {
     map: Mutex<LruCache<(String, String), Arc<CachedDeployment>>>,
     /// The limits of a function that does not override them.
     default_limits: Limits,
+    /// Entries a scratch directory may hold.
+    scratch_files: u64,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
     /// row, then the change forgot the entry) must not cache what it read.
     generation: AtomicU64,
@@ -90,10 +96,19 @@ pub(crate) struct CachedDeployment {
     pub allowed_hosts: Arc<AllowedHosts>,
     /// `ok_exit`, shared with every streamed invocation.
     pub ok_exit: Arc<[i32]>,
+    /// The directories its invocations see (mounts at this node's bundle paths).
+    pub files: Arc<Files>,
+    /// Its bundles are unpacked on this node (checked on its first request).
+    pub files_ready: AtomicBool,
 }
 
 impl CachedDeployment {
-    pub(crate) fn new(deployment: Deployment, defaults: &Limits) -> CachedDeployment {
+    pub(crate) fn new(
+        deployment: Deployment,
+        defaults: &Limits,
+        bundles: &Bundles,
+        scratch_files: u64,
+    ) -> CachedDeployment {
         let config = &deployment.config;
         let patterns = config
             .allow_hosts
@@ -118,16 +133,38 @@ impl CachedDeployment {
             args,
             allowed_hosts: Arc::new(AllowedHosts(patterns)),
             ok_exit: config.ok_exit.as_slice().into(),
+            files: Arc::new(Files {
+                mounts: config
+                    .mounts
+                    .iter()
+                    .map(|mount| HostMount {
+                        host: bundles.path(&mount.bundle),
+                        guest: mount.guest.clone(),
+                        copy: mount.mode == MountMode::Copy,
+                    })
+                    .collect(),
+                scratch: config.tmp.as_ref().map(|tmp| ScratchLimits {
+                    bytes: tmp.bytes,
+                    entries: scratch_files,
+                    guest: tmp.guest.clone(),
+                }),
+            }),
+            files_ready: AtomicBool::new(config.mounts.is_empty()),
             row: deployment,
         }
     }
 }
 
 impl DeploymentCache {
-    pub(crate) fn new(capacity: NonZeroUsize, default_limits: Limits) -> DeploymentCache {
+    pub(crate) fn new(
+        capacity: NonZeroUsize,
+        default_limits: Limits,
+        scratch_files: u64,
+    ) -> DeploymentCache {
         DeploymentCache {
             map: Mutex::new(LruCache::new(capacity)),
             default_limits,
+            scratch_files,
             generation: AtomicU64::new(0),
         }
     }
@@ -135,6 +172,7 @@ impl DeploymentCache {
     pub(crate) async fn get(
         &self,
         store: &dyn MetadataStore,
+        bundles: &Bundles,
         tenant: &str,
         function: &str,
     ) -> StoreResult<Option<Arc<CachedDeployment>>> {
@@ -146,7 +184,12 @@ impl DeploymentCache {
         let Some(found) = store.resolve(tenant, function).await? else {
             return Ok(None);
         };
-        let found = Arc::new(CachedDeployment::new(found, &self.default_limits));
+        let found = Arc::new(CachedDeployment::new(
+            found,
+            &self.default_limits,
+            bundles,
+            self.scratch_files,
+        ));
         let mut map = lock(&self.map);
         if self.generation.load(Ordering::Acquire) == generation {
             map.put(key, found.clone());

@@ -6,8 +6,8 @@ use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
-    UsageTotals, Version,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId,
+    TokenInfo, UsageTotals, Version,
 };
 
 /// Metadata: who may do what, what is deployed, what happened.

@@ -18,8 +18,8 @@ use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
-    UsageTotals, Version,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId,
+    TokenInfo, UsageTotals, Version,
 };
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -10,8 +10,8 @@ use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, no
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId, TokenInfo,
-    UsageTotals, Version,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId,
+    TokenInfo, UsageTotals, Version,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;

@@ -339,9 +339,15 @@ async fn bundles_are_known_only_to_the_tenants_that_uploaded_them(backend: Backe
     };
     store.add_bundle(a.id, &bundle).await.unwrap();
     store.add_bundle(a.id, &bundle).await.unwrap();
-    assert_eq!(store.bundle(a.id, &bundle.digest).await.unwrap(), Some(bundle.clone()));
+    assert_eq!(
+        store.bundle(a.id, &bundle.digest).await.unwrap(),
+        Some(bundle.clone())
+    );
     assert_eq!(store.bundle(b.id, &bundle.digest).await.unwrap(), None);
     drop(store);
     let reopened = backend.open().await;
-    assert_eq!(reopened.bundle(a.id, &bundle.digest).await.unwrap(), Some(bundle));
+    assert_eq!(
+        reopened.bundle(a.id, &bundle.digest).await.unwrap(),
+        Some(bundle)
+    );
 }

@@ -1,10 +1,11 @@
 //! `kiln deploy FILE.wasm`: upload a module as a new version of a function and
 //! print its URL.
 
+use super::bundle::{DirOption, parse_dir_option, upload_dirs};
 use super::{LimitArgs, function_name};
 use crate::client::{Client, Role, ServerArgs};
 use anyhow::Context;
-use kiln_api::{BinaryKind, ByteCount, Deployed, FunctionConfig, parse_env_pair};
+use kiln_api::{BinaryKind, ByteCount, Deployed, FunctionConfig, Scratch, parse_env_pair};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,15 @@ pub(crate) struct DeployArgs {
     #[arg(long = "ok-exit", value_name = "CODE,...", value_delimiter = ',',
           value_parser = clap::value_parser!(i32).range(0..=kiln_api::MAX_EXIT_CODE as i64))]
     ok_exit: Vec<i32>,
+    /// A directory the function sees, read-only: HOST[:GUEST] (GUEST defaults
+    /// to /NAME), or HOST:GUEST:copy for a private writable copy per invocation
+    /// (repeatable). Uploaded once; a redeploy of unchanged files uploads nothing
+    #[arg(long = "dir", value_name = "HOST[:GUEST][:copy]", value_parser = parse_dir_option)]
+    dirs: Vec<DirOption>,
+    /// A writable scratch directory private to each invocation, of at most SIZE
+    /// (e.g. 64MiB), at /tmp or at GUEST; emptied when the invocation ends
+    #[arg(long, value_name = "SIZE[:GUEST]", value_parser = parse_tmp)]
+    tmp: Option<Scratch>,
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
@@ -95,10 +105,16 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         stream: args.stream,
         allow_hosts: args.allow_hosts.clone(),
         ok_exit: args.ok_exit.clone(),
+        mounts: Vec::new(),
+        tmp: args.tmp.clone(),
+    };
+    let client = Client::new(&args.server, Role::Tenant)?;
+    let config = FunctionConfig {
+        mounts: upload_dirs(&client, &args.dirs)?,
+        ..config
     };
     let query = config.to_query();
 
-    let client = Client::new(&args.server, Role::Tenant)?;
     let show_progress = std::io::stderr().is_terminal() && size > 4 << 20;
     let body = Progress {
         inner: file,
@@ -132,6 +148,10 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         deployed.url
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_tmp(text: &str) -> Result<Scratch, String> {
+    Scratch::parse(text).map_err(|e| e.to_string())
 }
 
 /// Counts uploaded bytes and, on a terminal, shows how far the upload is.

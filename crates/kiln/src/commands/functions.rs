@@ -2,7 +2,7 @@
 
 use super::function_name;
 use crate::client::{Client, Role, ServerArgs};
-use kiln_api::{ByteCount, FunctionDetail, FunctionSummary, RollbackRequest, Version};
+use kiln_api::{ByteCount, FunctionDetail, FunctionSummary, MountMode, RollbackRequest, Version};
 use std::process::ExitCode;
 
 fn when(unix: i64) -> String {
@@ -87,6 +87,23 @@ pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
             when(v.created_at),
             v.digest
         );
+        for mount in &v.config.mounts {
+            let how = match mount.mode {
+                MountMode::ReadOnly => "read-only",
+                MountMode::Copy => "writable copy",
+            };
+            println!(
+                "         {}  <- bundle sha256:{} ({how})",
+                mount.guest, mount.bundle
+            );
+        }
+        if let Some(tmp) = &v.config.tmp {
+            println!(
+                "         {}  <- scratch, {} per invocation",
+                tmp.guest,
+                ByteCount(tmp.bytes)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand (or family of subcommands).
 
 pub(crate) mod admin;
+pub(crate) mod bundle;
 pub(crate) mod compile;
 pub(crate) mod deploy;
 pub(crate) mod functions;
@@ -46,11 +47,11 @@ impl ArtifactArgs {
     pub(crate) fn runtime(&self) -> anyhow::Result<Runtime> {
         let dir = self.artifacts.clone().unwrap_or_else(default_artifact_dir);
         let config = RuntimeConfig {
-            artifact_dir: dir,
             engine: EngineConfig {
                 max_instances: 4,
                 ..EngineConfig::default()
             },
+            ..RuntimeConfig::new(dir)
         };
         Ok(Runtime::new(config)?)
     }

@@ -110,6 +110,21 @@ pub(crate) struct UpArgs {
     /// Bytes of one instance's own state (globals, function references)
     #[arg(long, value_name = "SIZE", value_parser = parse_instance_size, default_value = "4MiB")]
     max_instance_size: u64,
+    /// Largest file bundle (the tar archive of a `kiln deploy --dir`)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1GiB")]
+    max_bundle_size: u64,
+    /// Most files and directories in one bundle
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_bundle_files: u64,
+    /// Bytes all invocations' scratch directories (and writable copies) may
+    /// hold at once on this machine; past it, an invocation waits, then gets a 503
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4GiB")]
+    scratch_total: u64,
+    /// Most files and directories one invocation's scratch directory may hold
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    scratch_files: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +243,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.metrics_listen = args.metrics_listen;
     config.compile_timeout = args.compile_timeout;
     config.compile_time_per_mib = args.compile_time_per_mib;
+    config.bundle_limits = kiln_server::BundleLimits {
+        max_bytes: args.max_bundle_size,
+        max_files: args.max_bundle_files,
+    };
+    config.scratch_total_bytes = args.scratch_total;
+    config.scratch_files = args.scratch_files;
     config.engine.slot = kiln_runtime::SlotLimits {
         table_elements: args.max_table_elements as usize,
         tables_per_module: args.max_tables,

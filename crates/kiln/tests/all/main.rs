@@ -6,6 +6,7 @@
 mod cli;
 mod cluster;
 mod crash;
+mod files;
 mod fuzz;
 mod hostile;
 mod http;

@@ -8,8 +8,9 @@
 //! that the first request after a deploy loads nothing. A deploy
 //! that answers 201 is durable; one that fails leaves nothing behind.
 
+use super::{bundles, upload};
 use crate::auth;
-use crate::body::{declared_length, drain, stalled, worth_draining};
+use crate::body::{declared_length, drain, worth_draining};
 use crate::error::{ApiError, ApiResult};
 use crate::functions::FunctionError;
 use crate::state::AppState;
@@ -17,7 +18,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use futures_util::StreamExt;
 use kiln_api::{
     BinaryKind, ByteCount, Deployed, ErrorCode, FunctionConfig, GIB, MIB, NameKind, check_name,
 };
@@ -51,40 +51,11 @@ async fn deploy_from(
     check_name(NameKind::Function, &name)?;
     let config = parse_config(query.as_deref().unwrap_or(""), state)?;
     let max = state.settings.max_module_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::TooLarge,
-            format!(
-                "module is over the maximum module size of {}",
-                ByteCount(max)
-            ),
-        )
-    };
     if declared_length(headers).is_some_and(|len| len > max) {
-        return Err(too_large());
+        return Err(upload::too_large("module", max));
     }
-
-    let mut staged = state.blobs.stage().await?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| match stalled(&e) {
-            Some(stall) => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                ErrorCode::RequestTimeout,
-                stall.to_string(),
-            ),
-            None => ApiError::bad_request(format!("upload interrupted: {e}")),
-        })?;
-        if staged.size() + chunk.len() as u64 > max {
-            return Err(too_large());
-        }
-        staged.write(&chunk).await?;
-    }
-    if staged.size() == 0 {
-        return Err(ApiError::bad_request(
-            "empty upload: send the WebAssembly module as the request body",
-        ));
-    }
+    bundles::mounts_ready(state, tenant.id, &config).await?;
+    let mut staged = upload::stage(state, stream, "module", max).await?;
     let digest = staged.finish().await?;
     let size = staged.size();
 

@@ -3,8 +3,10 @@
 //! logs, tokens and tenants; deploying, usage and metrics have files of their own.
 //! Bodies are `kiln_api`'s wire types; errors are [`ApiError`]s with a code.
 
+mod bundles;
 mod deploy;
 pub(crate) mod metrics;
+mod upload;
 mod usage;
 
 use crate::auth;
@@ -35,6 +37,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             get(function).delete(delete_function),
         )
         .route("/v1/functions/{name}/versions", post(deploy::deploy))
+        .route(
+            "/v1/bundles/{digest}",
+            get(bundles::bundle).put(bundles::upload),
+        )
         .route("/v1/functions/{name}/rollback", post(rollback))
         .route("/v1/functions/{name}/logs", get(logs))
         .route("/v1/tokens", get(list_tokens).post(create_token))

@@ -92,6 +92,11 @@ impl Answer {
                 Kind::NoResponse,
                 format!("sent no response: {reason}"),
             ),
+            Outcome::ScratchLimit(exceeded) => failed(
+                StatusCode::INSUFFICIENT_STORAGE,
+                Kind::Scratch,
+                format!("stopped: {exceeded}"),
+            ),
             other => failed(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Kind::Trap,
@@ -107,7 +112,7 @@ impl Answer {
             InvokeError::StdinTooLarge { .. } => {
                 Answer::new(StatusCode::PAYLOAD_TOO_LARGE, Kind::TooLarge, message)
             }
-            InvokeError::AtCapacity(_) => {
+            InvokeError::AtCapacity(_) | InvokeError::ScratchBusy { .. } => {
                 Answer::new(StatusCode::SERVICE_UNAVAILABLE, Kind::Capacity, message).retry_after()
             }
             InvokeError::BadRequest(_) => {

@@ -35,6 +35,7 @@ pub(crate) async fn run(
                 env,
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
+                files: deployment.files.clone(),
             },
         )
         .await;

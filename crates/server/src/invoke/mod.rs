@@ -35,6 +35,7 @@ use request::GuestRequest;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// The `/fn` handler.
@@ -78,7 +79,7 @@ async fn run(
     // Resolve.
     let deployment = state
         .deployments
-        .get(&*state.store, tenant, function)
+        .get(&*state.store, &state.bundles, tenant, function)
         .await
         .map_err(|e| store_failed(&e))?
         .ok_or_else(|| {
@@ -131,6 +132,25 @@ async fn run(
                 "this function cannot be loaded right now",
             )
         })?;
+    // Its files: unpacked on this node once, before its first request here.
+    if !deployment.files_ready.load(Ordering::Acquire) {
+        for mount in &deployment.row.config.mounts {
+            state
+                .bundles
+                .ensure(mount.bundle, None)
+                .await
+                .map_err(|e| {
+                    let cause = crate::error::FailureCause::of(&e);
+                    tracing::error!(%tenant, %function, %cause, "cannot make a bundle ready");
+                    Answer::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Kind::Unavailable,
+                        "this function's files cannot be had right now",
+                    )
+                })?;
+        }
+        deployment.files_ready.store(true, Ordering::Release);
+    }
 
     // Execute.
     let guest = GuestRequest {

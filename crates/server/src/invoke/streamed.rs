@@ -85,6 +85,7 @@ pub(crate) async fn http(
                 env: deployment.row.config.env.clone(),
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
+                files: deployment.files.clone(),
             },
         )
         .await;
@@ -143,6 +144,7 @@ pub(crate) async fn command(
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
                 ok_exit: deployment.ok_exit.clone(),
+                files: deployment.files.clone(),
             },
         )
         .await;
