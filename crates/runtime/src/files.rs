@@ -277,7 +277,11 @@ impl InvocationDir {
 
     /// [`InvocationDir::check`] at every [`TICKS_PER_CHECK`]th call (an epoch tick).
     pub(crate) fn check_on_tick(&self) -> Result<(), ScratchLimitExceeded> {
-        if self.ticks.fetch_add(1, Ordering::Relaxed) % TICKS_PER_CHECK != 0 {
+        if !self
+            .ticks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(TICKS_PER_CHECK)
+        {
             return Ok(());
         }
         self.check()

@@ -164,11 +164,11 @@ fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
             dirs.push(target);
             continue;
         }
-        if let Some(parent) = target.parent() {
-            if !parent.exists() {
-                std::fs::create_dir_all(parent)?;
-                dirs.push(parent.to_owned());
-            }
+        if let Some(parent) = target.parent()
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent)?;
+            dirs.push(parent.to_owned());
         }
         let mut file = std::fs::File::create_new(&target)?;
         std::io::copy(&mut entry, &mut file)?;

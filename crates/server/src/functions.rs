@@ -104,7 +104,7 @@ pub(crate) struct Functions {
 /// staged upload, or the stored blob (downloaded first from a bucket).
 enum Source {
     File(PathBuf),
-    Blob(LocalBlob),
+    Blob(Box<LocalBlob>),
 }
 
 impl Source {
@@ -170,7 +170,7 @@ impl Functions {
         }
         tracing::info!(%digest, "compiling a deployed module with no artifact");
         let blob = self.blobs.local(BlobKind::Module, &digest).await?;
-        self.compile(digest, Source::Blob(blob)).await?;
+        self.compile(digest, Source::Blob(Box::new(blob))).await?;
         Ok(())
     }
 
@@ -301,11 +301,11 @@ mod tests {
     async fn setup(dir: &std::path::Path) -> (Arc<Runtime>, Arc<dyn BlobStore>, Digest) {
         let runtime = Arc::new(
             Runtime::new(RuntimeConfig {
-                artifact_dir: dir.join("artifacts"),
                 engine: EngineConfig {
                     max_instances: 4,
                     ..EngineConfig::default()
                 },
+                ..RuntimeConfig::new(dir.join("artifacts"))
             })
             .expect("runtime"),
         );

@@ -29,6 +29,7 @@ fn request(
         env: vec![],
         limits,
         allowed_hosts: Default::default(),
+        files: Default::default(),
     }
 }
 

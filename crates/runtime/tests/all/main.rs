@@ -9,7 +9,7 @@ mod http;
 mod invoke;
 mod validate;
 
-use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig};
+use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, ScratchConfig};
 
 /// A runtime with its own artifact directory, removed when the test ends.
 pub struct TestRuntime {
@@ -29,6 +29,7 @@ pub fn runtime_with(engine: EngineConfig) -> TestRuntime {
     let runtime = Runtime::new(RuntimeConfig {
         artifact_dir: dir.path().to_owned(),
         engine,
+        scratch: ScratchConfig::new(dir.path().join("scratch")),
     })
     .expect("runtime");
     TestRuntime { runtime, dir }
