@@ -11,7 +11,6 @@
 //! it writes in that time; the host disk is protected by a server-wide budget
 //! that every invocation reserves its bound from before it starts.
 
-use crate::invoke::InvokeError;
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +83,22 @@ impl ScratchConfig {
     }
 }
 
+/// Why an invocation's files could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FilesError {
+    /// The scratch budget stayed taken for the whole wait.
+    #[error("the scratch budget is taken")]
+    Busy {
+        /// What the invocation needs.
+        bytes: u64,
+        /// The whole budget.
+        total: u64,
+    },
+    /// A directory could not be made, copied or opened.
+    #[error("{0}")]
+    Prepare(String),
+}
+
 /// Invocation directories are reserved in units of this many bytes.
 const UNIT: u64 = 1 << 10;
 
@@ -127,7 +142,7 @@ impl ScratchRoot {
         &self,
         files: &Files,
         wasi: &mut WasiCtxBuilder,
-    ) -> Result<Option<Arc<InvocationDir>>, InvokeError> {
+    ) -> Result<Option<Arc<InvocationDir>>, FilesError> {
         let own = match &files.scratch {
             Some(limits) => Some(limits.clone()),
             // Copies without a scratch directory are bounded by the copies' own size.
@@ -143,7 +158,7 @@ impl ScratchRoot {
             None => None,
         };
         let unavailable = |path: &Path, e: std::io::Error| {
-            InvokeError::Files(format!("cannot open {}: {e}", path.display()))
+            FilesError::Prepare(format!("cannot open {}: {e}", path.display()))
         };
         for (i, mount) in files.mounts.iter().enumerate() {
             let (host, perms) = match (&dir, mount.copy) {
@@ -165,7 +180,7 @@ impl ScratchRoot {
         &self,
         limits: ScratchLimits,
         files: &Files,
-    ) -> Result<InvocationDir, InvokeError> {
+    ) -> Result<InvocationDir, FilesError> {
         let bounded = limits.bytes != u64::MAX;
         let permit = if bounded {
             let units = u32::try_from(limits.bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
@@ -173,7 +188,7 @@ impl ScratchRoot {
             match tokio::time::timeout(self.config.wait, acquire).await {
                 Ok(Ok(permit)) => Some(permit),
                 _ => {
-                    return Err(InvokeError::ScratchBusy {
+                    return Err(FilesError::Busy {
                         bytes: limits.bytes,
                         total: self.config.total_bytes,
                     });
@@ -210,13 +225,13 @@ impl ScratchRoot {
             Ok(())
         })
         .await
-        .map_err(|e| InvokeError::Files(e.to_string()))?;
+        .map_err(|e| FilesError::Prepare(e.to_string()))?;
         made.map_err(|e| {
-            InvokeError::Files(format!("cannot prepare the invocation's files: {e}"))
+            FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"))
         })?;
         // The copies count against the bounds from the start.
         if let Err(over) = dir.check() {
-            return Err(InvokeError::Files(format!(
+            return Err(FilesError::Prepare(format!(
                 "the function's writable copies alone are over its scratch limit: {over}"
             )));
         }

@@ -2,7 +2,7 @@
 //! end under [`Limits`], and reported as an [`Invocation`].
 
 use crate::cpu_time::MeasureCpu;
-use crate::files::{Files, InvocationDir, ScratchLimitExceeded, ScratchRoot};
+use crate::files::{Files, FilesError, InvocationDir, ScratchLimitExceeded, ScratchRoot};
 use crate::function::{
     ComponentCtx, Entry, Function, Host, run_command as run_command_component, run_core,
 };
@@ -202,6 +202,15 @@ pub enum InvokeError {
         /// The server-wide budget.
         total: u64,
     },
+}
+
+impl From<FilesError> for InvokeError {
+    fn from(error: FilesError) -> InvokeError {
+        match error {
+            FilesError::Busy { bytes, total } => InvokeError::ScratchBusy { bytes, total },
+            FilesError::Prepare(message) => InvokeError::Files(message),
+        }
+    }
 }
 
 /// Raised by the epoch callback when the deadline has passed.

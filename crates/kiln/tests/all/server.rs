@@ -280,13 +280,13 @@ fn bad_deploys_are_refused_clearly_and_store_nothing() {
     )
     .unwrap();
     let huge_table = wat::parse_str(
-        r#"(module (memory (export "memory") 1) (table 1000000 funcref) (func (export "_start")))"#,
+        r#"(module (memory (export "memory") 1) (table 2000000 funcref) (func (export "_start")))"#,
     )
     .unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![write("table.wasm", &huge_table)],
-            "the module does not fit Kiln's instance limits: table index 0 has a minimum element size of 1000000 which exceeds the limit of 20000 (400)",
+            "the module does not fit Kiln's instance limits: table index 0 has a minimum element size of 2000000 which exceeds the limit of 1000000 (400)",
         ),
         (
             vec![write("notes.wasm", b"just text")],
