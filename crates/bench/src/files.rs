@@ -19,6 +19,10 @@ pub(crate) struct FilesArgs {
     /// Invocations per contender per round
     #[arg(long, default_value_t = 2_000)]
     per_round: usize,
+    /// Where scratch directories and copies are made [default: a temporary
+    /// directory under $TMPDIR]; e.g. /dev/shm to measure a tmpfs
+    #[arg(long, value_name = "DIR")]
+    scratch_dir: Option<std::path::PathBuf>,
 }
 
 const INPUT: &[u8] = b"world";
@@ -33,9 +37,13 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         std::fs::write(tree.join(format!("file{i}.txt")), vec![b'x'; 4096])?;
         std::fs::write(tree.join(format!("sub/file{i}.txt")), vec![b'y'; 4096])?;
     }
-    let runtime = Runtime::new(RuntimeConfig::new(
-        dir.path().join("kiln").join("artifacts"),
-    ))?;
+    let mut config = RuntimeConfig::new(dir.path().join("kiln").join("artifacts"));
+    let scratch_root = match &args.scratch_dir {
+        Some(base) => tempfile::tempdir_in(base)?,
+        None => tempfile::tempdir()?,
+    };
+    config.scratch.dir = scratch_root.path().to_owned();
+    let runtime = Runtime::new(config)?;
     let compiled = runtime.compile(&wasm)?;
     let function = runtime.load(&compiled.digest)?;
     let mount = |copy| HostMount {
@@ -108,11 +116,13 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
     })?;
 
     println!(
-        "guest: {} ({} bytes), Runtime::invoke one at a time, {} rounds x {} per contender\n",
+        "guest: {} ({} bytes), Runtime::invoke one at a time, {} rounds x {} per contender, \
+         scratch under {}\n",
         path.display(),
         wasm.len(),
         args.rounds,
-        args.per_round
+        args.per_round,
+        scratch_root.path().display()
     );
     println!("| files | median | p99 | over no files (median) | spread of round medians |");
     println!("|---|---:|---:|---:|---:|");

@@ -214,7 +214,7 @@ impl ScratchRoot {
             .collect();
         let root = dir.path.clone();
         let scratch = files.scratch.is_some();
-        let made = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let make = move || -> std::io::Result<()> {
             std::fs::create_dir(&root)?;
             if scratch {
                 std::fs::create_dir(root.join("scratch"))?;
@@ -223,17 +223,24 @@ impl ScratchRoot {
                 copy_tree(&host, &root.join(format!("copy-{i}")))?;
             }
             Ok(())
-        })
-        .await
-        .map_err(|e| FilesError::Prepare(e.to_string()))?;
-        made.map_err(|e| {
-            FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"))
-        })?;
-        // The copies count against the bounds from the start.
-        if let Err(over) = dir.check() {
-            return Err(FilesError::Prepare(format!(
-                "the function's writable copies alone are over its scratch limit: {over}"
-            )));
+        };
+        let prepare_failed =
+            |e| FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"));
+        if files.mounts.iter().any(|m| m.copy) {
+            // Copying a tree is real work: off the executor.
+            tokio::task::spawn_blocking(make)
+                .await
+                .map_err(|e| FilesError::Prepare(e.to_string()))?
+                .map_err(prepare_failed)?;
+            // The copies count against the bounds from the start.
+            if let Err(over) = dir.check() {
+                return Err(FilesError::Prepare(format!(
+                    "the function's writable copies alone are over its scratch limit: {over}"
+                )));
+            }
+        } else {
+            // Two `mkdir`s cost less than a trip to the blocking pool.
+            make().map_err(prepare_failed)?;
         }
         Ok(dir)
     }

@@ -434,12 +434,13 @@ pub(crate) async fn drive<W: Send>(
         Some(Err(e)) => e.is::<I32Exit>(),
         None => false,
     };
-    if ended_cleanly && let Some(dir) = &store.data().dir {
-        let dir = dir.clone();
-        let checked = tokio::task::spawn_blocking(move || dir.check()).await;
-        if let Ok(Err(exceeded)) = checked {
-            result = Some(Err(wasmtime::Error::new(exceeded)));
-        }
+    // A walk of a scratch directory is a few `stat`s: done here, like the ones
+    // at epoch ticks.
+    if ended_cleanly
+        && let Some(dir) = &store.data().dir
+        && let Err(exceeded) = dir.check()
+    {
+        result = Some(Err(wasmtime::Error::new(exceeded)));
     }
     let wall = started.elapsed();
     let peak_memory_bytes = store.data().limiter.peak_memory();

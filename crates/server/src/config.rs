@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Entries (files, directories) one invocation's scratch directory may
     /// hold (default 10,000).
     pub scratch_files: u64,
+    /// Where invocations' scratch directories and writable copies are made
+    /// (default: `scratch` in the data directory). A tmpfs makes them cheaper:
+    /// creating and removing a directory is a metadata write on a disk.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -90,6 +94,7 @@ impl ServerConfig {
             bundle_limits: BundleLimits::default(),
             scratch_total_bytes: 4 << 30,
             scratch_files: 10_000,
+            scratch_dir: None,
         }
     }
 }

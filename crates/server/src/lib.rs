@@ -104,7 +104,12 @@ impl Server {
             engine: config.engine.clone(),
             scratch: ScratchConfig {
                 total_bytes: config.scratch_total_bytes,
-                ..ScratchConfig::new(data.join("scratch"))
+                ..ScratchConfig::new(
+                    config
+                        .scratch_dir
+                        .clone()
+                        .unwrap_or_else(|| data.join("scratch")),
+                )
             },
         })?);
         let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)

@@ -121,6 +121,11 @@ pub(crate) struct UpArgs {
     /// hold at once on this machine; past it, an invocation waits, then gets a 503
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4GiB")]
     scratch_total: u64,
+    /// Where invocations' scratch directories and writable copies are made
+    /// [default: scratch in the data directory]; a tmpfs (e.g. under /dev/shm)
+    /// makes them much cheaper than a disk
+    #[arg(long, value_name = "DIR")]
+    scratch_dir: Option<PathBuf>,
     /// Most files and directories one invocation's scratch directory may hold
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -249,6 +254,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     config.scratch_total_bytes = args.scratch_total;
     config.scratch_files = args.scratch_files;
+    config.scratch_dir = args.scratch_dir;
     config.engine.slot = kiln_runtime::SlotLimits {
         table_elements: args.max_table_elements as usize,
         tables_per_module: args.max_tables,

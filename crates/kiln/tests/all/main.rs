@@ -12,6 +12,7 @@ mod hostile;
 mod http;
 mod isolation;
 mod programs;
+mod realworld;
 mod server;
 mod support;
 mod usage;
