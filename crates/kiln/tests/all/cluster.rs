@@ -334,3 +334,43 @@ fn loaded_functions_keep_serving_while_the_database_and_the_object_store_are_dow
     });
     server.ok(&["deploy", "--name", "other", &guest("exit3")]);
 }
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn a_function_with_files_deployed_on_one_node_is_served_with_them_by_another() {
+    let cluster = Cluster::start(2);
+    let tree = cluster.homes[0].dir.path().join("site");
+    std::fs::create_dir_all(tree.join("css")).expect("mkdir");
+    std::fs::write(tree.join("index.html"), "<h1>kiln</h1>").expect("write");
+    std::fs::write(tree.join("css/site.css"), "h1 {}").expect("write");
+    let dir = format!("{}:/site", tree.display());
+    cluster.cli(0, &["deploy", "--dir", &dir, "--tmp", "1MiB", &guest("fs")]);
+
+    // Node B has neither the archive nor its tree: it fetches the archive from
+    // the bucket on the function's first request, and unpacks it.
+    let unpacked = cluster.homes[1].data().join("bundles");
+    let trees = || std::fs::read_dir(&unpacked).map_or(0, |d| d.count());
+    assert_eq!(trees(), 0);
+    let answer = post(
+        &cluster.node(1).function_url("default", "fs"),
+        "cat /site/index.html\ncat /site/css/site.css\nwrite /tmp/x y\ncat /tmp/x",
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        "cat /site/index.html -> <h1>kiln</h1>\ncat /site/css/site.css -> h1 {}\n\
+         write /tmp/x y -> ok\ncat /tmp/x -> y\n"
+    );
+    assert_eq!(trees(), 1);
+
+    // The tenant's bundle is known cluster-wide: a deploy through B uploads nothing.
+    let first = cluster.node(0);
+    let out = first.cli(
+        &["deploy", "--name", "fs2", "--dir", &dir, &guest("fs")],
+        &[("KILN_URL", &cluster.node(1).url)],
+        b"",
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("unchanged, not uploaded"), "{said}");
+}
