@@ -83,7 +83,7 @@ pub(super) fn run(
 }
 
 /// `wasm` with a custom section naming `round` appended.
-fn with_round_section(wasm: &[u8], round: usize) -> Vec<u8> {
+pub(super) fn with_round_section(wasm: &[u8], round: usize) -> Vec<u8> {
     let name = "kiln-bench-round";
     let mut content = Vec::new();
     name.encode(&mut content);

@@ -13,6 +13,7 @@ mod modules;
 mod neighbours;
 pub(crate) mod peer;
 mod proxy;
+mod real;
 mod report;
 mod warm;
 mod wrk;
@@ -46,6 +47,10 @@ pub(crate) struct SuiteArgs {
     /// Size of the generated big module, in MiB
     #[arg(long, default_value_t = 20)]
     big_mib: usize,
+    /// Real programs for the `real` scenario (repeatable) [default: CPython and
+    /// yosys from the real-program cache, scripts/realworld/fetch]
+    #[arg(long, value_name = "FILE.wasm")]
+    real: Vec<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +63,7 @@ enum Scenario {
     Density,
     Big,
     Cluster,
+    Real,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -65,7 +71,12 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
     // The wasmtime CLI is the peer of the warm and big-module scenarios.
     let wasmtime = if wants_any(
         &args.only,
-        &[Scenario::Warm, Scenario::WasiHttp, Scenario::Big],
+        &[
+            Scenario::Warm,
+            Scenario::WasiHttp,
+            Scenario::Big,
+            Scenario::Real,
+        ],
     ) {
         peer::wasmtime_cli()?
     } else {
@@ -156,6 +167,14 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
         eprintln!("big module: {} MiB", args.big_mib);
         let (_home, mut kiln) = fresh(&[])?;
         big::run(&mut kiln, &wasmtime, args.big_mib << 20, &mut report)?;
+    }
+    if wants(Scenario::Real) {
+        let programs = match args.real.is_empty() {
+            true => real::default_programs(),
+            false => args.real.clone(),
+        };
+        let (_home, kiln) = fresh(&[])?;
+        real::run(&kiln, &wasmtime, &programs, &mut report)?;
     }
     if wants(Scenario::Cluster) {
         eprintln!(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 pub(super) struct Row {
-    pub scenario: &'static str,
+    pub scenario: String,
     pub metric: String,
     pub value: String,
     /// The target and whether it was met, when the figure has one.
@@ -18,12 +18,12 @@ pub(super) struct Report {
 impl Report {
     pub(super) fn add(
         &mut self,
-        scenario: &'static str,
+        scenario: impl Into<String>,
         metric: impl Into<String>,
         value: impl Into<String>,
     ) {
         self.rows.push(Row {
-            scenario,
+            scenario: scenario.into(),
             metric: metric.into(),
             value: value.into(),
             target: None,
@@ -32,14 +32,14 @@ impl Report {
 
     pub(super) fn target(
         &mut self,
-        scenario: &'static str,
+        scenario: impl Into<String>,
         metric: impl Into<String>,
         value: impl Into<String>,
         target: impl Into<String>,
         met: bool,
     ) {
         self.rows.push(Row {
-            scenario,
+            scenario: scenario.into(),
             metric: metric.into(),
             value: value.into(),
             target: Some((target.into(), met)),

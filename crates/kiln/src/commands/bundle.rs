@@ -7,11 +7,12 @@
 //! when that is inside the directory, and refused otherwise; sockets, devices
 //! and FIFOs are refused: the server accepts only directories and files.
 
+use super::progress::{Counted, Progress};
 use crate::client::Client;
 use anyhow::{Context, bail};
 use kiln_api::{BundleInfo, ByteCount, Digest, Mount, MountMode, check_guest_path};
 use sha2::{Digest as _, Sha256};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// A `--dir` option: which directory, where the guest sees it, how.
@@ -189,10 +190,16 @@ pub(crate) fn upload_dirs(client: &Client, dirs: &[DirOption]) -> anyhow::Result
                 info
             }
             None => {
-                let reader = std::fs::File::open(packed.file.path())?;
-                let info: BundleInfo = client
-                    .put_reader(&path, "application/x-tar", reader)
-                    .with_context(|| format!("cannot upload {}", dir.host.display()))?;
+                let (reader, sent) = Counted::new(std::fs::File::open(packed.file.path())?);
+                let progress = std::io::stderr()
+                    .is_terminal()
+                    .then(|| Progress::start(sent, packed.size, "unpacking"));
+                let uploaded = client.put_reader(&path, "application/x-tar", reader);
+                if let Some(progress) = progress {
+                    progress.stop();
+                }
+                let info: BundleInfo =
+                    uploaded.with_context(|| format!("cannot upload {}", dir.host.display()))?;
                 eprintln!(
                     "{}: uploaded {} ({info})",
                     dir.host.display(),

@@ -2,11 +2,12 @@
 //! print its URL.
 
 use super::bundle::{DirOption, parse_dir_option, upload_dirs};
+use super::progress::{Counted, Progress};
 use super::{LimitArgs, function_name};
 use crate::client::{Client, Role, ServerArgs};
 use anyhow::Context;
 use kiln_api::{BinaryKind, ByteCount, Deployed, FunctionConfig, Scratch, parse_env_pair};
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -115,18 +116,17 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let query = config.to_query();
 
-    let show_progress = std::io::stderr().is_terminal() && size > 4 << 20;
-    let body = Progress {
-        inner: file,
-        sent: 0,
-        total: size,
-        show: show_progress,
-    };
-    let deployed: Deployed =
-        client.post_reader(&format!("/v1/functions/{name}/versions{query}"), body)?;
-    if show_progress {
-        eprintln!();
+    let (body, sent) = Counted::new(file);
+    // On a terminal, a deploy that takes more than a second says how it goes.
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| Progress::start(sent, size, "compiling"));
+    let deployed: anyhow::Result<Deployed> =
+        client.post_reader(&format!("/v1/functions/{name}/versions{query}"), body);
+    if let Some(progress) = progress {
+        progress.stop();
     }
+    let deployed = deployed?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&deployed)?);
         return Ok(ExitCode::SUCCESS);
@@ -152,26 +152,4 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
 
 fn parse_tmp(text: &str) -> Result<Scratch, String> {
     Scratch::parse(text).map_err(|e| e.to_string())
-}
-
-/// Counts uploaded bytes and, on a terminal, shows how far the upload is.
-struct Progress<R> {
-    inner: R,
-    sent: u64,
-    total: u64,
-    show: bool,
-}
-
-impl<R: Read> Read for Progress<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let before = self.sent * 100 / self.total.max(1);
-        self.sent += n as u64;
-        let after = self.sent * 100 / self.total.max(1);
-        if self.show && after != before {
-            let note = if after == 100 { ", compiling..." } else { "" };
-            eprint!("\ruploading {after:3}% of {}{note}", ByteCount(self.total));
-        }
-        Ok(n)
-    }
 }

@@ -7,6 +7,7 @@ pub(crate) mod deploy;
 pub(crate) mod functions;
 pub(crate) mod invoke;
 pub(crate) mod logs;
+pub(crate) mod progress;
 pub(crate) mod run;
 pub(crate) mod up;
 pub(crate) mod usage;
