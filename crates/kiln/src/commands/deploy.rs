@@ -43,8 +43,8 @@ pub(crate) struct DeployArgs {
     #[arg(long = "ok-exit", value_name = "CODE,...", value_delimiter = ',',
           value_parser = clap::value_parser!(i32).range(0..=kiln_api::MAX_EXIT_CODE as i64))]
     ok_exit: Vec<i32>,
-    /// A directory the function sees, read-only: HOST[:GUEST] (GUEST defaults
-    /// to /NAME), or HOST:GUEST:copy for a private writable copy per invocation
+    /// A directory the function sees, read-only: `HOST:GUEST`, or just `HOST`
+    /// (seen at /NAME), or `HOST:GUEST:copy` for a private writable copy per invocation
     /// (repeatable). Uploaded once; a redeploy of unchanged files uploads nothing
     #[arg(long = "dir", value_name = "HOST[:GUEST][:copy]", value_parser = parse_dir_option)]
     dirs: Vec<DirOption>,
