@@ -172,9 +172,10 @@ pub fn check_mounts(mounts: &[Mount], scratch: Option<&Scratch>) -> Result<(), B
 
 impl fmt::Display for BundleInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let noun = if self.files == 1 { "file" } else { "files" };
         write!(
             f,
-            "{} files, {} ({})",
+            "{} {noun}, {} ({})",
             self.files,
             ByteCount(self.file_bytes),
             &self.digest.to_hex()[..12]

@@ -189,7 +189,23 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
     let server = home.start(&[]);
     let root = assets(&home);
     let dir = format!("{}:data:copy", root.display());
-    server.ok(&["deploy", "--dir", &dir, &guest("fs")]);
+    // Copies are made in the scratch directory: one must be there, large enough.
+    let fs = guest("fs");
+    for tmp in [None, Some("16")] {
+        let mut args = vec!["deploy", "--dir", &dir];
+        if let Some(tmp) = tmp {
+            args.extend_from_slice(&["--tmp", tmp]);
+        }
+        args.push(&fs);
+        let refused = server.cli(&args, &[], b"");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{tmp:?}");
+        assert!(
+            said.contains("deploy with a tmp larger than that"),
+            "{said}"
+        );
+    }
+    server.ok(&["deploy", "--dir", &dir, "--tmp", "1MiB", &fs]);
     let url = server.function_url("default", "fs");
     let out = probe(
         &url,

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use kiln_api::{BundleInfo, Digest, ErrorCode, FunctionConfig, TenantId};
+use kiln_api::{BundleInfo, ByteCount, Digest, ErrorCode, FunctionConfig, MountMode, TenantId};
 use kiln_store::BlobKind;
 use std::sync::Arc;
 
@@ -117,19 +117,38 @@ fn not_ready(error: EnsureError) -> ApiError {
 
 /// A deploy's mounts: each a bundle this tenant uploaded, unpacked on this
 /// node before the deploy answers (so that its first request finds it).
+/// Writable copies are made in the invocation's scratch directory, so they
+/// need one (`tmp`) that holds them all.
 pub(crate) async fn mounts_ready(
     state: &AppState,
     tenant: TenantId,
     config: &FunctionConfig,
 ) -> ApiResult<()> {
+    let mut copied = 0u64;
     for mount in &config.mounts {
-        if state.store.bundle(tenant, &mount.bundle).await?.is_none() {
+        let Some(bundle) = state.store.bundle(tenant, &mount.bundle).await? else {
             return Err(ApiError::bad_request(format!(
                 "deploy option mount: no bundle {} (upload it first: PUT /v1/bundles/{{digest}}, \
                  which `kiln deploy --dir` does)",
                 mount.bundle
             )));
+        };
+        if mount.mode == MountMode::Copy {
+            copied = copied.saturating_add(bundle.file_bytes);
         }
+    }
+    if copied > 0 {
+        let room = config.tmp.as_ref().map_or(0, |tmp| tmp.bytes);
+        if copied >= room {
+            return Err(ApiError::bad_request(format!(
+                "deploy option mount: writable copies are made in the invocation's scratch \
+                 directory, and theirs hold {}: deploy with a tmp larger than that (tmp=SIZE, \
+                 kiln deploy --tmp SIZE)",
+                ByteCount(copied)
+            )));
+        }
+    }
+    for mount in &config.mounts {
         state
             .bundles
             .ensure(mount.bundle, None)
