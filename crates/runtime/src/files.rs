@@ -5,8 +5,9 @@
 //! removed when the invocation ends (and at start-up, after a crash).
 //!
 //! wasmtime-wasi has no hook on writes, so the bounds are checked by walking
-//! the invocation's directory: at every few epoch ticks while the guest runs,
-//! and once more when it ends. A guest past a bound is stopped with
+//! the invocation's directory: at every few epoch ticks while the guest runs
+//! (less often when the walk is expensive: it may take a twentieth of the
+//! guest's time at most), and once more when it ends. A guest past a bound is stopped with
 //! [`crate::Outcome::ScratchLimit`]. Between two checks it can overshoot by what
 //! it writes in that time; the host disk is protected by a server-wide budget
 //! that every invocation reserves its bound from before it starts.
@@ -102,8 +103,13 @@ pub(crate) enum FilesError {
 /// Invocation directories are reserved in units of this many bytes.
 const UNIT: u64 = 1 << 10;
 
-/// Epoch ticks between two checks of an invocation directory's size.
+/// Epoch ticks between two checks of an invocation directory's size, at least.
 const TICKS_PER_CHECK: u32 = 5;
+
+/// A walk may take at most this share of a guest's time: after a walk that took
+/// T, the next waits at least `WALK_SHARE` × T (a guest with thousands of files
+/// is checked less often rather than slowed down).
+const WALK_SHARE: u32 = 20;
 
 /// The scratch root of a runtime.
 pub(crate) struct ScratchRoot {
@@ -203,6 +209,7 @@ impl ScratchRoot {
             path,
             limits,
             ticks: AtomicU32::new(0),
+            skip: AtomicU32::new(0),
             _permit: permit,
         };
         let copies: Vec<(usize, PathBuf)> = files
@@ -251,6 +258,8 @@ pub(crate) struct InvocationDir {
     path: PathBuf,
     limits: ScratchLimits,
     ticks: AtomicU32,
+    /// Ticks still to skip before the next walk (set from the last walk's cost).
+    skip: AtomicU32,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -297,16 +306,24 @@ impl InvocationDir {
         Ok(())
     }
 
-    /// [`InvocationDir::check`] at every [`TICKS_PER_CHECK`]th call (an epoch tick).
-    pub(crate) fn check_on_tick(&self) -> Result<(), ScratchLimitExceeded> {
-        if !self
-            .ticks
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(TICKS_PER_CHECK)
-        {
+    /// [`InvocationDir::check`] at every [`TICKS_PER_CHECK`]th call (an epoch
+    /// tick), or less often when walking the directory is expensive.
+    pub(crate) fn check_on_tick(
+        &self,
+        tick: std::time::Duration,
+    ) -> Result<(), ScratchLimitExceeded> {
+        let ticks = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if ticks < TICKS_PER_CHECK.max(self.skip.load(Ordering::Relaxed)) {
             return Ok(());
         }
-        self.check()
+        self.ticks.store(0, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let checked = self.check();
+        let cost = started.elapsed() * WALK_SHARE;
+        let skip = cost.as_nanos() / tick.as_nanos().max(1);
+        self.skip
+            .store(u32::try_from(skip).unwrap_or(u32::MAX), Ordering::Relaxed);
+        checked
     }
 }
 

@@ -228,6 +228,8 @@ pub(crate) struct Invoker {
     pub(crate) instance_wait: Duration,
     /// Where invocations make their own directories.
     pub(crate) scratch: Arc<ScratchRoot>,
+    /// How often the epoch advances (the epoch callback runs at that pace).
+    pub(crate) epoch_tick: Duration,
 }
 
 /// An instance slot, held until the store using it is dropped.
@@ -266,13 +268,14 @@ impl Invoker {
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
         let deadline = Instant::now() + limits.wall_time;
+        let tick = self.epoch_tick;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |store| {
             if Instant::now() >= deadline {
                 return Err(wasmtime::Error::new(WallTimeExceeded));
             }
             if let Some(dir) = &store.data().dir {
-                dir.check_on_tick().map_err(wasmtime::Error::new)?;
+                dir.check_on_tick(tick).map_err(wasmtime::Error::new)?;
             }
             {
                 // Hand the thread back to the executor once per tick so that a busy

@@ -207,6 +207,7 @@ impl Runtime {
                 )),
                 instance_wait: config.engine.instance_wait,
                 scratch: std::sync::Arc::new(scratch),
+                epoch_tick: config.engine.epoch_tick,
             },
             engine,
             linker,

@@ -530,6 +530,7 @@ impl Invoker {
             slots: self.slots.clone(),
             instance_wait: self.instance_wait,
             scratch: self.scratch.clone(),
+            epoch_tick: self.epoch_tick,
         }
     }
 }
