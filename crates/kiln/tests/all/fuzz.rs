@@ -193,23 +193,12 @@ fn mutated_and_random_modules_are_refused_clearly_or_deployed() {
     still_healthy(&server, &home);
 }
 
-/// Deploy options: known keys with random or tricky values, and unknown keys.
+/// Deploy options: every known key (`kiln_api::DEPLOY_OPTIONS`) with random or
+/// tricky values, and unknown keys.
 fn deploy_query() -> impl Strategy<Value = String> {
-    let key = prop::sample::select(vec![
-        "env",
-        "arg",
-        "memory",
-        "timeout",
-        "max_input",
-        "max_output",
-        "cgi",
-        "stream",
-        "allow_host",
-        "private",
-        "receipt",
-        "bogus",
-        "",
-    ]);
+    let mut keys = kiln_api::DEPLOY_OPTIONS.to_vec();
+    keys.extend(["bogus", ""]);
+    let key = prop::sample::select(keys);
     let value = prop_oneof![
         prop::sample::select(vec![
             "",
@@ -232,6 +221,12 @@ fn deploy_query() -> impl Strategy<Value = String> {
             "0.0.0.0",
             "\u{0}",
             "%ff",
+            "10,20",
+            "0,126",
+            "64MiB:/tmp",
+            "1KiB:../up",
+            "0000000000000000000000000000000000000000000000000000000000000000:/data",
+            "0000000000000000000000000000000000000000000000000000000000000000:/d:copy",
         ])
         .prop_map(String::from),
         "\\PC{0,24}",
