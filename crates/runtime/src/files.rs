@@ -121,15 +121,16 @@ pub(crate) struct ScratchRoot {
 impl ScratchRoot {
     /// Opens the root, removing what invocations of processes that are gone
     /// left there (a `kill -9` skips every cleanup). Directories are named
-    /// `<pid>-<n>`, so runtimes of live processes sharing the root keep theirs.
+    /// `<pid>-<n>`: runtimes of live processes sharing the root keep theirs, and
+    /// nothing else in the root is touched (it may be a shared tmpfs).
     pub(crate) fn open(config: ScratchConfig) -> std::io::Result<ScratchRoot> {
         std::fs::create_dir_all(&config.dir)?;
-        let own = std::process::id().to_string();
+        let own = std::process::id();
         for entry in std::fs::read_dir(&config.dir)?.flatten() {
-            let name = entry.file_name();
-            let pid = name.to_string_lossy();
-            let pid = pid.split('-').next().unwrap_or("");
-            let alive = pid != own && Path::new("/proc").join(pid).exists() && !pid.is_empty();
+            let Some(pid) = invocation_dir_pid(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let alive = pid != own && Path::new("/proc").join(pid.to_string()).exists();
             if !alive {
                 remove_tree(&entry.path())?;
             }
@@ -342,6 +343,14 @@ impl Drop for InvocationDir {
     }
 }
 
+/// The pid in the name of an invocation directory (`<pid>-<n>`), or `None` for
+/// a name that is not one.
+fn invocation_dir_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 /// Removes a tree a guest may have left read-only (a copy it chmod-ed).
 fn remove_tree(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
@@ -395,4 +404,30 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_invocation_directories_of_dead_processes_are_removed_at_start() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let own = std::process::id();
+        let dead = format!("{}-0", u32::MAX - 1);
+        for name in [dead.as_str(), "1-0", "someone-else", "42", "notes.txt-x"] {
+            std::fs::create_dir(root.path().join(name)).expect("mkdir");
+        }
+        std::fs::create_dir(root.path().join(format!("{own}-3"))).expect("mkdir");
+        ScratchRoot::open(ScratchConfig::new(root.path())).expect("open");
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .expect("read_dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // pid 1 is alive; this process's own leftovers and a dead pid's go;
+        // names that are not invocation directories stay.
+        assert_eq!(left, ["1-0", "42", "notes.txt-x", "someone-else"]);
+    }
 }
