@@ -25,25 +25,13 @@ pub(super) fn run(
     min_bytes: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
     let base = big(min_bytes);
     let size_mib = base.len() as f64 / (1 << 20) as f64;
-    let agent = client::agent();
-    let (mut requests, mut compiles, mut peers) = (vec![], vec![], vec![]);
-    for round in 0..ROUNDS {
-        // Each round's module differs only in a custom section: new bytes (so Kiln
-        // compiles again), the same code.
-        let wasm = with_round_section(&base, round);
-        let name = format!("big{round}");
-        let deployed = client::deploy(&agent, kiln.addr, &kiln.token, &name, &wasm)?;
-        requests.push(deployed.elapsed);
-        compiles.push(deployed.compile.unwrap_or_default());
-        let wasm_path = dir.path().join(format!("{name}.wasm"));
-        std::fs::write(&wasm_path, &wasm)?;
-        drop(wasm);
-        let cwasm = dir.path().join(format!("{name}.cwasm"));
-        peers.push(peer::compile(wasmtime, &wasm_path, &cwasm, PEER_FLAGS)?);
-    }
+    let Rounds {
+        requests,
+        compiles,
+        peers,
+    } = deploy_against_compile(kiln, wasmtime, &base, "big", ROUNDS, PEER_FLAGS)?;
     drop(base);
 
     kiln.restart()?;
@@ -82,8 +70,54 @@ pub(super) fn run(
     Ok(())
 }
 
+/// Times of the rounds of [`deploy_against_compile`].
+pub(super) struct Rounds {
+    /// Each deploy, the whole request.
+    pub requests: Vec<Duration>,
+    /// Of which the server compiled.
+    pub compiles: Vec<Duration>,
+    /// Each `wasmtime compile` of the same bytes.
+    pub peers: Vec<Duration>,
+}
+
+/// Deploys `base` `rounds` times as functions `{prefix}0`, `{prefix}1`...,
+/// each followed by `wasmtime compile` (with `peer_flags`) of the same bytes.
+/// Each round's module differs only in a custom section: new bytes (so Kiln
+/// compiles again), the same code.
+pub(super) fn deploy_against_compile(
+    kiln: &Kiln,
+    wasmtime: &Path,
+    base: &[u8],
+    prefix: &str,
+    rounds: usize,
+    peer_flags: &[&str],
+) -> anyhow::Result<Rounds> {
+    let dir = tempfile::tempdir()?;
+    let agent = client::agent();
+    let mut times = Rounds {
+        requests: vec![],
+        compiles: vec![],
+        peers: vec![],
+    };
+    for round in 0..rounds {
+        let wasm = with_round_section(base, round);
+        let name = format!("{prefix}{round}");
+        let deployed = client::deploy(&agent, kiln.addr, &kiln.token, &name, &wasm)?;
+        times.requests.push(deployed.elapsed);
+        times.compiles.push(deployed.compile.unwrap_or_default());
+        let wasm_path = dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&wasm_path, &wasm)?;
+        drop(wasm);
+        let cwasm = dir.path().join(format!("{name}.cwasm"));
+        times
+            .peers
+            .push(peer::compile(wasmtime, &wasm_path, &cwasm, peer_flags)?);
+    }
+    Ok(times)
+}
+
 /// `wasm` with a custom section naming `round` appended.
-pub(super) fn with_round_section(wasm: &[u8], round: usize) -> Vec<u8> {
+fn with_round_section(wasm: &[u8], round: usize) -> Vec<u8> {
     let name = "kiln-bench-round";
     let mut content = Vec::new();
     name.encode(&mut content);

@@ -4,10 +4,8 @@
 //! interleaved, medians compared. The files come from `--real`, by default
 //! from the real-program cache (`scripts/realworld/fetch`).
 
-use super::big::with_round_section;
-use super::client;
+use super::big::{Rounds, deploy_against_compile};
 use super::kiln::Kiln;
-use super::peer;
 use super::report::{Report, latency};
 use crate::stats::Summary;
 use std::path::{Path, PathBuf};
@@ -38,8 +36,6 @@ pub(super) fn run(
     programs: &[PathBuf],
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let agent = client::agent();
     for (p, path) in programs.iter().enumerate() {
         let base = std::fs::read(path).map_err(|e| {
             anyhow::anyhow!("{}: {e} (run scripts/realworld/fetch)", path.display())
@@ -49,20 +45,18 @@ pub(super) fn run(
             .map_or("program".into(), |s| s.to_string_lossy().into_owned());
         let size_mib = base.len() as f64 / (1 << 20) as f64;
         eprintln!("real: {name} ({size_mib:.1} MiB), {ROUNDS} rounds");
-        let (mut requests, mut compiles, mut peers) = (vec![], vec![], vec![]);
-        for round in 0..ROUNDS {
-            // New bytes each round (a custom section), so that Kiln compiles again.
-            let wasm = with_round_section(&base, round);
-            let function = format!("real{p}-{round}");
-            let deployed = client::deploy(&agent, kiln.addr, &kiln.token, &function, &wasm)?;
-            requests.push(deployed.elapsed);
-            compiles.push(deployed.compile.unwrap_or_default());
-            let wasm_path = dir.path().join(format!("{function}.wasm"));
-            std::fs::write(&wasm_path, &wasm)?;
-            drop(wasm);
-            let cwasm = dir.path().join(format!("{function}.cwasm"));
-            peers.push(peer::compile(wasmtime, &wasm_path, &cwasm, PEER_FLAGS)?);
-        }
+        let Rounds {
+            requests,
+            compiles,
+            peers,
+        } = deploy_against_compile(
+            kiln,
+            wasmtime,
+            &base,
+            &format!("real{p}-"),
+            ROUNDS,
+            PEER_FLAGS,
+        )?;
         let median = |samples: &[Duration]| Summary::of(samples.to_vec()).median;
         let spread = |samples: &[Duration]| {
             let (low, high) = (
