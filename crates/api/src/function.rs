@@ -5,6 +5,7 @@
 //! ceiling, host patterns, options against the binary's kind) is checked there.
 
 use crate::files::{Mount, Scratch, check_mounts};
+use crate::script::{APP_DIR, Script};
 use crate::units::{ParseLimitError, parse_duration, parse_size};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,10 @@ pub struct FunctionConfig {
     /// A writable directory private to each invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp: Option<Scratch>,
+    /// The function is code in a language Kiln provides a runtime for, mounted
+    /// at `/app`; its module is the runtime's deploy-time snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<Script>,
 }
 
 /// The largest exit code a WASI program can report (wasmtime refuses 126 and
@@ -85,6 +90,7 @@ pub const DEPLOY_OPTIONS: &[&str] = &[
     "ok_exit",
     "mount",
     "tmp",
+    "script",
 ];
 
 /// A deploy option that cannot be read.
@@ -175,6 +181,9 @@ impl FunctionConfig {
         if let Some(tmp) = &self.tmp {
             query.append_pair("tmp", &tmp.to_string());
         }
+        if let Some(script) = &self.script {
+            query.append_pair("script", &script.to_string());
+        }
         match query.finish() {
             query if query.is_empty() => query,
             query => format!("?{query}"),
@@ -245,6 +254,7 @@ impl FunctionConfig {
                 "tmp" => {
                     config.tmp = Some(Scratch::parse(&value).map_err(|e| invalid(e.to_string()))?)
                 }
+                "script" => config.script = Some(Script::parse(&value).map_err(invalid)?),
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
         }
@@ -254,6 +264,14 @@ impl FunctionConfig {
                 why: e.to_string(),
             }
         })?;
+        if config.script.is_some() && !config.mounts.iter().any(|m| m.guest == APP_DIR) {
+            return Err(DeployOptionError::Invalid {
+                option: "script".into(),
+                why: format!(
+                    "a script's code is a bundle mounted at {APP_DIR} (mount=DIGEST:{APP_DIR})"
+                ),
+            });
+        }
         Ok(config)
     }
 }
@@ -282,6 +300,7 @@ mod tests {
                 Mount::parse(&format!("{}:data:copy", crate::Digest::of(b"b"))).expect("mount"),
             ],
             tmp: Some(Scratch::parse("64MiB:/scratch").expect("scratch")),
+            script: None,
         };
         let query = config.to_query();
         assert!(query.starts_with('?'), "{query}");

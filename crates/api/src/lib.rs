@@ -18,6 +18,7 @@ mod files;
 mod function;
 mod names;
 mod outcome;
+mod script;
 pub mod units;
 pub mod usage;
 pub mod wire;
@@ -36,6 +37,7 @@ pub use outcome::{
     CPU_HEADER, EXIT_CODE_HEADER, Kind, OUTCOME_HEADER, PEAK_MEMORY_HEADER, UnknownKind,
     WALL_HEADER,
 };
+pub use script::{APP_DIR, Language, Script};
 pub use units::{ByteCount, GIB, KIB, MIB, ParseLimitError, parse_duration, parse_size};
 pub use usage::{
     Cost, HOUR, PriceList, Quota, QuotaStatus, Units, UsageGrouping, UsageLine, UsageReport,

@@ -231,6 +231,11 @@ pub enum ErrorCode {
     InvalidModule,
     /// The uploaded file bundle is refused (a link, a `..` path, a device...).
     InvalidBundle,
+    /// A script's code failed when its runtime loaded it at deploy (a syntax
+    /// error, an exception at top level); the message carries the interpreter's.
+    ScriptFailed,
+    /// The server has no runtime for the script's language.
+    NoRuntime,
     /// No token, or an invalid or revoked one.
     Unauthorized,
     /// The token may not do this.

@@ -78,7 +78,10 @@ impl Default for EngineConfig {
 /// Bytes of each pooled memory, table and stack kept mapped between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
-pub(crate) fn build_engine(config: &EngineConfig) -> wasmtime::Result<Engine> {
+pub(crate) fn build_engine(
+    config: &EngineConfig,
+    compile_cache: Option<crate::compile_cache::DiskCacheStore>,
+) -> wasmtime::Result<Engine> {
     let max_memory = usize::try_from(config.max_memory_bytes)
         .map_err(|_| wasmtime::format_err!("max_memory_bytes does not fit in usize"))?;
     let mut pool = PoolingAllocationConfig::new();
@@ -112,6 +115,9 @@ pub(crate) fn build_engine(config: &EngineConfig) -> wasmtime::Result<Engine> {
         .memory_init_cow(true)
         .epoch_interruption(true)
         .parallel_compilation(true);
+    if let Some(cache) = compile_cache {
+        wasm.enable_incremental_compilation(Arc::new(cache))?;
+    }
     Engine::new(&wasm)
 }
 

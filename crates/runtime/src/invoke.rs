@@ -216,7 +216,7 @@ impl From<FilesError> for InvokeError {
 /// Raised by the epoch callback when the deadline has passed.
 #[derive(Debug, thiserror::Error)]
 #[error("wall-time limit exceeded")]
-struct WallTimeExceeded;
+pub(crate) struct WallTimeExceeded;
 
 pub(crate) struct Invoker {
     pub(crate) engine: wasmtime::Engine,

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod artifact;
+mod compile_cache;
 mod cpu_time;
 mod engine;
 mod files;
@@ -47,6 +48,7 @@ mod limits;
 mod outbound;
 mod output;
 mod runtime;
+mod snapshot;
 mod streaming;
 mod validate;
 
@@ -63,5 +65,6 @@ pub use output::OutputLimitExceeded;
 pub use runtime::{
     Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,
 };
+pub use snapshot::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE};
 pub use streaming::{BoxError, Finished, GuestFailed, OutputBody, StreamRequest, Streamed};
 pub use validate::{ModuleInfo, ModuleKind, ValidationError};

@@ -2,12 +2,14 @@
 //! caller does with them: compile a binary, load a compiled function, invoke it.
 
 use crate::artifact::ArtifactCache;
+use crate::compile_cache::DiskCacheStore;
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
 use crate::files::{ScratchConfig, ScratchRoot};
 use crate::function::{ComponentHost, CoreHost, Entry, Function, Host};
 use crate::http::{HttpAnswer, HttpRequest};
 use crate::invoke::{Invocation, InvokeError, Invoker, Request};
 use crate::limiter::GuestLimiter;
+use crate::snapshot::{InstrumentedCache, Snapshot, SnapshotError, SnapshotHost, SnapshotInit};
 use crate::streaming::{BoxError, StreamRequest, Streamed};
 use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
 use kiln_api::Digest;
@@ -29,6 +31,10 @@ pub struct RuntimeConfig {
     pub engine: EngineConfig,
     /// Where invocations get their scratch directories and writable copies.
     pub scratch: ScratchConfig,
+    /// Where compiled functions are cached one by one (wasmtime's incremental
+    /// compilation cache), so that binaries sharing code compile it once; `None`
+    /// compiles every binary whole.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -36,14 +42,12 @@ impl RuntimeConfig {
     /// directories beside it (in `scratch`).
     pub fn new(artifact_dir: impl Into<PathBuf>) -> RuntimeConfig {
         let artifact_dir: PathBuf = artifact_dir.into();
-        let scratch = artifact_dir
-            .parent()
-            .unwrap_or(&artifact_dir)
-            .join("scratch");
+        let beside = artifact_dir.parent().unwrap_or(&artifact_dir).to_owned();
         RuntimeConfig {
             artifact_dir,
             engine: EngineConfig::default(),
-            scratch: ScratchConfig::new(scratch),
+            scratch: ScratchConfig::new(beside.join("scratch")),
+            compile_cache: Some(beside.join("compile-cache")),
         }
     }
 }
@@ -160,6 +164,8 @@ pub struct Runtime {
     provided: ProvidedImports,
     artifacts: ArtifactCache,
     invoker: Invoker,
+    /// Instrumented copies of binaries snapshotted at deploy, compiled once.
+    instrumented: InstrumentedCache,
     _ticker: EpochTicker,
 }
 
@@ -172,7 +178,17 @@ impl Runtime {
     /// [`RuntimeError`] when wasmtime refuses the configuration, the artifact
     /// directory cannot be opened, or the thread cannot start.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let engine = build_engine(&config.engine).map_err(|e| RuntimeError::Engine(e.into()))?;
+        let compile_cache = match &config.compile_cache {
+            Some(dir) => Some(DiskCacheStore::open(dir.clone()).map_err(|source| {
+                RuntimeError::ArtifactDir {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        let engine = build_engine(&config.engine, compile_cache)
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut CoreHost| &mut host.wasi)
             .map_err(|e| RuntimeError::Engine(e.into()))?;
@@ -214,6 +230,7 @@ impl Runtime {
             component_linker,
             provided,
             artifacts,
+            instrumented: InstrumentedCache::default(),
             _ticker: ticker,
         })
     }
@@ -234,6 +251,34 @@ impl Runtime {
     /// The artifact cache this runtime reads and writes.
     pub fn artifacts(&self) -> &ArtifactCache {
         &self.artifacts
+    }
+
+    /// Runs the initializer of `wasm` (a core module or a component) once, in a
+    /// sandbox with this runtime's imports and `init`'s limits, and returns the
+    /// binary wasmtime-wizer writes from the state it left: the deploy-time
+    /// snapshot of a language runtime, or of any binary with an initializer.
+    ///
+    /// Compiles an instrumented copy of `wasm` and runs guest code: call it on a
+    /// blocking thread (e.g. `Handle::block_on` inside `spawn_blocking`).
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError`]: the binary has no such initializer, or it failed (with
+    /// what it wrote to stderr), or no instance slot came free.
+    pub async fn snapshot(
+        &self,
+        wasm: &[u8],
+        init: &SnapshotInit,
+    ) -> Result<Snapshot, SnapshotError> {
+        SnapshotHost {
+            engine: &self.engine,
+            invoker: &self.invoker,
+            instrumented: &self.instrumented,
+            linker: &self.linker,
+            component_linker: &self.component_linker,
+        }
+        .take(wasm, init)
+        .await
     }
 
     /// Checks that `wasm` is a function Kiln can run, without compiling it.

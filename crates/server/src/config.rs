@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// (default: `scratch` in the data directory). A tmpfs makes them cheaper:
     /// creating and removing a directory is a metadata write on a disk.
     pub scratch_dir: Option<PathBuf>,
+    /// Where the language runtimes are (`python.wasm`, `js.wasm`, built by
+    /// `scripts/runtimes`); `None`: script functions cannot be deployed.
+    pub runtimes: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -95,6 +98,7 @@ impl ServerConfig {
             scratch_total_bytes: 4 << 30,
             scratch_files: 10_000,
             scratch_dir: None,
+            runtimes: None,
         }
     }
 }

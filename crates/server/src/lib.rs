@@ -33,6 +33,7 @@ mod metering;
 mod metrics;
 mod pricing;
 mod quota;
+mod scripts;
 mod state;
 mod sync;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use kiln_runtime::{Runtime, RuntimeConfig, ScratchConfig};
 use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore};
 use metering::{Flusher, Meter};
 use quota::Quotas;
+use scripts::LanguageRuntimes;
 use state::{AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, Settings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -111,6 +113,7 @@ impl Server {
                         .unwrap_or_else(|| data.join("scratch")),
                 )
             },
+            compile_cache: Some(data.join("compile-cache")),
         })?);
         let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)
             .with_context(|| format!("cannot open {}", data.join("bundles").display()))?;
@@ -158,6 +161,7 @@ impl Server {
             }
             false => (None, None),
         };
+        let languages = LanguageRuntimes::new(config.runtimes.clone());
         let state = Arc::new(AppState {
             store,
             blobs,
@@ -171,8 +175,10 @@ impl Server {
                 DEPLOYMENT_CACHE_ENTRIES,
                 config.default_limits,
                 config.scratch_files,
+                languages.mounts(),
             ),
             bundles,
+            languages,
             functions,
             logs,
             counters: Arc::new(Counters::default()),

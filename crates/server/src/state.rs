@@ -8,6 +8,7 @@ use crate::logs::LogSink;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
+use crate::scripts::LanguageRuntimes;
 use crate::sync::lock;
 use kiln_api::MountMode;
 use kiln_runtime::{AllowedHosts, Files, HostMount, Limits, Runtime, ScratchLimits};
@@ -51,6 +52,8 @@ pub(crate) struct AppState {
     pub functions: Functions,
     /// The file bundles unpacked on this node.
     pub bundles: Bundles,
+    /// The runtimes script functions are snapshotted from at deploy.
+    pub languages: LanguageRuntimes,
     pub logs: LogSink,
     pub counters: Arc<Counters>,
     /// `None` when metering is off (`kiln up --metering off`).
@@ -77,6 +80,9 @@ pub(crate) struct DeploymentCache {
     default_limits: Limits,
     /// Entries a scratch directory may hold.
     scratch_files: u64,
+    /// What each language's functions see besides their own code (Python's
+    /// standard library at `/python`).
+    language_mounts: LanguageMounts,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
     /// row, then the change forgot the entry) must not cache what it read.
     generation: AtomicU64,
@@ -102,29 +108,45 @@ pub(crate) struct CachedDeployment {
     pub files_ready: AtomicBool,
 }
 
+/// Host directories mounted read-only into every function of a language.
+pub(crate) type LanguageMounts = std::collections::HashMap<kiln_api::Language, Vec<HostMount>>;
+
+/// The limits of a function configured with `config` on a server whose defaults
+/// are `defaults`.
+pub(crate) fn limits_of(config: &kiln_api::FunctionConfig, defaults: &Limits) -> Limits {
+    Limits {
+        memory_bytes: config.memory_bytes.unwrap_or(defaults.memory_bytes),
+        wall_time: config
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.wall_time),
+        stdin_bytes: config.max_input.unwrap_or(defaults.stdin_bytes),
+        stdout_bytes: config.max_output.unwrap_or(defaults.stdout_bytes),
+        ..*defaults
+    }
+}
+
 impl CachedDeployment {
     pub(crate) fn new(
         deployment: Deployment,
         defaults: &Limits,
         bundles: &Bundles,
         scratch_files: u64,
+        language_mounts: &LanguageMounts,
     ) -> CachedDeployment {
         let config = &deployment.config;
+        let runtime_mounts = config
+            .script
+            .as_ref()
+            .and_then(|script| language_mounts.get(&script.language))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let patterns = config
             .allow_hosts
             .iter()
             .filter_map(|host| host.parse().ok())
             .collect();
-        let limits = Limits {
-            memory_bytes: config.memory_bytes.unwrap_or(defaults.memory_bytes),
-            wall_time: config
-                .timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(defaults.wall_time),
-            stdin_bytes: config.max_input.unwrap_or(defaults.stdin_bytes),
-            stdout_bytes: config.max_output.unwrap_or(defaults.stdout_bytes),
-            ..*defaults
-        };
+        let limits = limits_of(config, defaults);
         let args = std::iter::once(deployment.function.clone())
             .chain(config.args.iter().cloned())
             .collect();
@@ -142,6 +164,7 @@ impl CachedDeployment {
                         guest: mount.guest.clone(),
                         copy: mount.mode == MountMode::Copy,
                     })
+                    .chain(runtime_mounts.iter().cloned())
                     .collect(),
                 scratch: config.tmp.as_ref().map(|tmp| ScratchLimits {
                     bytes: tmp.bytes,
@@ -160,11 +183,13 @@ impl DeploymentCache {
         capacity: NonZeroUsize,
         default_limits: Limits,
         scratch_files: u64,
+        language_mounts: LanguageMounts,
     ) -> DeploymentCache {
         DeploymentCache {
             map: Mutex::new(LruCache::new(capacity)),
             default_limits,
             scratch_files,
+            language_mounts,
             generation: AtomicU64::new(0),
         }
     }
@@ -189,12 +214,18 @@ impl DeploymentCache {
             &self.default_limits,
             bundles,
             self.scratch_files,
+            &self.language_mounts,
         ));
         let mut map = lock(&self.map);
         if self.generation.load(Ordering::Acquire) == generation {
             map.put(key, found.clone());
         }
         Ok(Some(found))
+    }
+
+    /// The limits of a function that does not override them.
+    pub(crate) fn default_limits(&self) -> &Limits {
+        &self.default_limits
     }
 
     /// Drops every entry (changes may have been missed).

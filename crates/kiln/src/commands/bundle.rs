@@ -23,6 +23,17 @@ pub(crate) struct DirOption {
     mode: MountMode,
 }
 
+impl DirOption {
+    /// `host` seen read-only at `guest`.
+    pub(crate) fn read_only(host: PathBuf, guest: &str) -> DirOption {
+        DirOption {
+            host,
+            guest: guest.to_owned(),
+            mode: MountMode::ReadOnly,
+        }
+    }
+}
+
 /// Reads `HOST[:GUEST][:copy|:ro]`. Without GUEST, the guest sees the
 /// directory at `/` and its name (`./fonts` at `/fonts`).
 pub(crate) fn parse_dir_option(text: &str) -> Result<DirOption, String> {

@@ -1,21 +1,31 @@
 //! `kiln deploy FILE.wasm`: upload a module as a new version of a function and
-//! print its URL.
+//! print its URL. `kiln deploy app.py` / `app.js` (or a directory holding one):
+//! upload the code as a bundle mounted at `/app`, for the server to run on its
+//! language runtime and snapshot.
 
 use super::bundle::{DirOption, parse_dir_option, upload_dirs};
 use super::progress::{Counted, Progress};
 use super::{LimitArgs, function_name};
 use crate::client::{Client, Role, ServerArgs};
-use anyhow::Context;
-use kiln_api::{BinaryKind, ByteCount, Deployed, FunctionConfig, Scratch, parse_env_pair};
+use anyhow::{Context, anyhow, bail};
+use kiln_api::{
+    APP_DIR, BinaryKind, ByteCount, Deployed, FunctionConfig, Language, Scratch, Script,
+    parse_env_pair,
+};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Deploy a module as a new version of a function; prints its URL
+/// Deploy a module (or Python or JavaScript code) as a new version of a function;
+/// prints its URL
 #[derive(clap::Args, Debug)]
 pub(crate) struct DeployArgs {
-    /// The WebAssembly module
+    /// The WebAssembly module; or a .py, .js or .mjs file, or a directory of
+    /// code with its entry file (app.py, main.py, index.js, app.js...)
     file: PathBuf,
+    /// The entry file of a directory of code, relative to it
+    #[arg(long, value_name = "FILE")]
+    entry: Option<String>,
     /// Function name [default: the file name without .wasm]
     #[arg(long)]
     name: Option<String>,
@@ -87,9 +97,7 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
             stem
         }
     };
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let size = file.metadata()?.len();
+    let source = Source::of(&args.file, args.entry.as_deref())?;
     let config = FunctionConfig {
         env: args.env.clone(),
         args: args.args.clone(),
@@ -108,15 +116,34 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         ok_exit: args.ok_exit.clone(),
         mounts: Vec::new(),
         tmp: args.tmp.clone(),
+        script: None,
     };
     let client = Client::new(&args.server, Role::Tenant)?;
+    let mut dirs = args.dirs.clone();
+    let (file, size, script) = match &source {
+        Source::Binary(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let size = file.metadata()?.len();
+            (Some(file), size, None)
+        }
+        Source::Script { dir, script, .. } => {
+            dirs.push(DirOption::read_only(dir.clone(), APP_DIR));
+            (None, 0, Some(script.clone()))
+        }
+    };
     let config = FunctionConfig {
-        mounts: upload_dirs(&client, &args.dirs)?,
+        mounts: upload_dirs(&client, &dirs)?,
+        script,
         ..config
     };
     let query = config.to_query();
 
-    let (body, sent) = Counted::new(file);
+    let body: Box<dyn std::io::Read + Send> = match file {
+        Some(file) => Box::new(file),
+        None => Box::new(std::io::empty()),
+    };
+    let (body, sent) = Counted::new(body);
     // On a terminal, a deploy that takes more than a second says how it goes.
     let progress = std::io::stderr()
         .is_terminal()
@@ -135,9 +162,13 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Some(ms) => format!("compiled in {ms:.0} ms"),
         None => "already compiled".into(),
     };
-    let kind = match deployed.kind {
-        BinaryKind::Component => "component, ",
-        BinaryKind::HttpComponent => "wasi:http component, ",
+    let kind = match (&source, deployed.kind) {
+        (Source::Script { script, .. }, _) => match script.language {
+            Language::Python => "python, snapshot ",
+            Language::Js => "javascript, snapshot ",
+        },
+        (_, BinaryKind::Component) => "component, ",
+        (_, BinaryKind::HttpComponent) => "wasi:http component, ",
         _ => "",
     };
     println!(
@@ -148,6 +179,69 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         deployed.url
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `kiln deploy` was given.
+enum Source {
+    /// A WebAssembly binary, uploaded as the module.
+    Binary(PathBuf),
+    /// Code for a language runtime: the directory uploaded as the bundle at `/app`.
+    Script {
+        dir: PathBuf,
+        script: Script,
+        /// A single file is deployed from a directory of its own, removed after.
+        _copy: Option<tempfile::TempDir>,
+    },
+}
+
+impl Source {
+    fn of(path: &Path, entry: Option<&str>) -> anyhow::Result<Source> {
+        if path.is_dir() {
+            let entry = match entry {
+                Some(entry) => entry.to_owned(),
+                None => Language::ALL
+                    .iter()
+                    .flat_map(|l| l.default_entries())
+                    .find(|name| path.join(name).is_file())
+                    .map(|name| (*name).to_owned())
+                    .with_context(|| {
+                        format!(
+                            "{} has no app.py, main.py, index.js or app.js: name the entry \
+                             file with --entry",
+                            path.display()
+                        )
+                    })?,
+            };
+            let language = Language::of_file(&entry)
+                .with_context(|| format!("{entry}: not a .py, .js or .mjs file"))?;
+            if !path.join(&entry).is_file() {
+                bail!("{} has no file {entry}", path.display());
+            }
+            let script = Script::parse(&format!("{language}:{entry}")).map_err(|e| anyhow!(e))?;
+            return Ok(Source::Script {
+                dir: path.to_owned(),
+                script,
+                _copy: None,
+            });
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(language) = name.as_deref().and_then(Language::of_file) else {
+            if entry.is_some() {
+                bail!("--entry is for a directory of Python or JavaScript code");
+            }
+            return Ok(Source::Binary(path.to_owned()));
+        };
+        let name = name.unwrap_or_default();
+        let copy = tempfile::tempdir()?;
+        std::fs::copy(path, copy.path().join(&name))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let script = Script::parse(&format!("{language}:{name}")).map_err(|e| anyhow!(e))?;
+        Ok(Source::Script {
+            dir: copy.path().to_owned(),
+            script,
+            _copy: Some(copy),
+        })
+    }
 }
 
 fn parse_tmp(text: &str) -> Result<Scratch, String> {

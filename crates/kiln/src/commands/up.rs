@@ -126,6 +126,11 @@ pub(crate) struct UpArgs {
     /// makes them much cheaper than a disk
     #[arg(long, value_name = "DIR")]
     scratch_dir: Option<PathBuf>,
+    /// Where the language runtimes are (python.wasm, js.wasm and python/, built by
+    /// scripts/runtimes into target/runtimes): `kiln deploy app.py` and `app.js`
+    /// need them
+    #[arg(long, value_name = "DIR", env = "KILN_RUNTIMES")]
+    runtimes: Option<PathBuf>,
     /// Most files and directories one invocation's scratch directory may hold
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -255,6 +260,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.scratch_total_bytes = args.scratch_total;
     config.scratch_files = args.scratch_files;
     config.scratch_dir = args.scratch_dir;
+    config.runtimes = args.runtimes;
     config.engine.slot = kiln_runtime::SlotLimits {
         table_elements: args.max_table_elements as usize,
         tables_per_module: args.max_tables,

@@ -13,13 +13,15 @@ use crate::auth;
 use crate::body::{declared_length, drain, worth_draining};
 use crate::error::{ApiError, ApiResult};
 use crate::functions::FunctionError;
+use crate::scripts;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use kiln_api::{
-    BinaryKind, ByteCount, Deployed, ErrorCode, FunctionConfig, GIB, MIB, NameKind, check_name,
+    APP_DIR, BinaryKind, ByteCount, Deployed, ErrorCode, FunctionConfig, GIB, MIB, NameKind,
+    check_name,
 };
 use kiln_runtime::{Compiled, HostPattern, LoadError, ModuleKind};
 use kiln_store::{BlobKind, NewVersion};
@@ -49,13 +51,31 @@ async fn deploy_from(
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     let tenant = auth::tenant(&*state.store, headers).await?;
     check_name(NameKind::Function, &name)?;
-    let config = parse_config(query.as_deref().unwrap_or(""), state)?;
+    let mut config = parse_config(query.as_deref().unwrap_or(""), state)?;
     let max = state.settings.max_module_bytes;
     if declared_length(headers).is_some_and(|len| len > max) {
         return Err(upload::too_large("module", max));
     }
     bundles::mounts_ready(state, tenant.id, &config).await?;
-    let mut staged = upload::stage(state, stream, "module", max).await?;
+    let mut staged = match config.script.clone() {
+        Some(script) => {
+            if declared_length(headers).is_some_and(|len| len > 0) {
+                return Err(ApiError::bad_request(format!(
+                    "a script's deploy has no body: its code is the bundle mounted at {APP_DIR}"
+                )));
+            }
+            let app = config
+                .mounts
+                .iter()
+                .find(|m| m.guest == APP_DIR)
+                .map(|m| state.bundles.path(&m.bundle))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("a script needs a mount at {APP_DIR}"))
+                })?;
+            scripts::snapshot(state, &script, &mut config, app).await?
+        }
+        None => upload::stage(state, stream, "module", max).await?,
+    };
     let digest = staged.finish().await?;
     let size = staged.size();
 

@@ -1,0 +1,177 @@
+//! Script functions at deploy (`kiln deploy app.py`, `app.js`): the language's
+//! runtime is run once on the user's code, mounted at `/app`, and the snapshot
+//! it leaves is what gets deployed, exactly like an uploaded module (stored,
+//! compiled, shared with the cluster). A request starts a fresh instance of
+//! that snapshot: the interpreter and the user's imports are already loaded.
+//!
+//! The runtimes are files this server is given (`kiln up --runtimes DIR`, built
+//! by `scripts/runtimes`): `python.wasm`, a componentize-py component, and
+//! `js.wasm`, Kiln's QuickJS core module. Each is read once and kept.
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, LanguageMounts, limits_of};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use kiln_api::{APP_DIR, ErrorCode, FunctionConfig, Language, Script};
+use kiln_runtime::{HostMount, SnapshotError, SnapshotInit, WIZER_INITIALIZE};
+use kiln_store::StagedBlob;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The initializer a language's runtime exports.
+fn init_func(language: Language) -> &'static str {
+    match language {
+        // componentize-py world `kiln:python/runtime`:
+        // `export init: func() -> result<string, string>`.
+        Language::Python => "init",
+        Language::Js => WIZER_INITIALIZE,
+    }
+}
+
+/// Most lines of an initializer's stderr quoted in a failed deploy's answer
+/// (the whole of it is a traceback's tail, where the error is).
+const QUOTED_LINES: usize = 12;
+
+/// The language runtimes this server has, read on first use and kept.
+pub(crate) struct LanguageRuntimes {
+    dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<Language, Arc<[u8]>>>,
+}
+
+impl LanguageRuntimes {
+    /// The runtimes in `dir` (`python.wasm`, `js.wasm`); `None`: no runtimes.
+    pub(crate) fn new(dir: Option<PathBuf>) -> LanguageRuntimes {
+        LanguageRuntimes {
+            dir,
+            loaded: Mutex::default(),
+        }
+    }
+
+    /// The file of `language`'s runtime.
+    fn path(&self, language: Language) -> Option<PathBuf> {
+        let path = self.dir.as_ref()?.join(format!("{}.wasm", language.name()));
+        path.is_file().then_some(path)
+    }
+
+    /// What every function of each language sees besides its code: Python's
+    /// standard library, `python/` beside the runtime, at `/python` (where
+    /// componentize-py's CPython looks for it).
+    pub(crate) fn mounts(&self) -> LanguageMounts {
+        let mut mounts = LanguageMounts::new();
+        if let Some(dir) = &self.dir {
+            let stdlib = dir.join("python");
+            if stdlib.is_dir() {
+                mounts.insert(
+                    Language::Python,
+                    vec![HostMount {
+                        host: stdlib,
+                        guest: "/python".into(),
+                        copy: false,
+                    }],
+                );
+            }
+        }
+        mounts
+    }
+
+    /// The bytes of `language`'s runtime (read once).
+    async fn wasm(&self, language: Language) -> ApiResult<Arc<[u8]>> {
+        if let Some(wasm) = crate::sync::lock(&self.loaded).get(&language) {
+            return Ok(wasm.clone());
+        }
+        let Some(path) = self.path(language) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::NoRuntime,
+                format!(
+                    "this server has no {language} runtime: build the runtimes with \
+                     scripts/runtimes and start kiln up with --runtimes DIR"
+                ),
+            ));
+        };
+        let wasm: Arc<[u8]> = tokio::fs::read(&path)
+            .await
+            .map_err(ApiError::internal)?
+            .into();
+        crate::sync::lock(&self.loaded).insert(language, wasm.clone());
+        Ok(wasm)
+    }
+}
+
+/// Runs `script`'s runtime on its code (the bundle mounted at `/app`, unpacked
+/// at `app`) and stages the snapshot as the version's module. A runtime that
+/// finds a handler (a `fetch` export, a `handle` function) says so, and the
+/// function then answers in CGI form: `config.cgi` is set.
+pub(crate) async fn snapshot(
+    state: &AppState,
+    script: &Script,
+    config: &mut FunctionConfig,
+    app: PathBuf,
+) -> ApiResult<StagedBlob> {
+    let wasm = state.languages.wasm(script.language).await?;
+    let mut env = config.env.clone();
+    env.push(("KILN_ENTRY".into(), script.guest_entry()));
+    let init = SnapshotInit {
+        init_func: init_func(script.language).to_owned(),
+        env,
+        dirs: std::iter::once((app, APP_DIR.to_owned()))
+            .chain(
+                state
+                    .languages
+                    .mounts()
+                    .remove(&script.language)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mount| (mount.host, mount.guest)),
+            )
+            .collect(),
+        limits: limits_of(config, state.deployments.default_limits()),
+    };
+    let runtime = state.runtime.clone();
+    let handle = tokio::runtime::Handle::current();
+    let taken = tokio::task::spawn_blocking(move || {
+        handle.block_on(async move { runtime.snapshot(&wasm, &init).await })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let snapshot = taken.map_err(|e| failed(script, e))?;
+    // The runtime's answer: a component returns it, a core module prints it last.
+    let printed = String::from_utf8_lossy(&snapshot.stdout);
+    let style = snapshot.answer.as_deref().or(printed.lines().last());
+    if style == Some("handler") {
+        config.cgi = true;
+    }
+    let mut staged = state.blobs.stage().await?;
+    staged.write(&snapshot.wasm).await?;
+    Ok(staged)
+}
+
+/// A failed initializer as the deploy's answer: the interpreter's own message.
+fn failed(script: &Script, error: SnapshotError) -> ApiError {
+    match error {
+        SnapshotError::Failed { reason, stderr, .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ScriptFailed,
+            format!(
+                "{} failed when it was loaded at deploy ({reason}){}",
+                script.entry,
+                quoted(&stderr)
+            ),
+        ),
+        SnapshotError::AtCapacity => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            "every instance slot is busy; try the deploy again later",
+        ),
+        other => ApiError::internal(other),
+    }
+}
+
+/// The last lines of `stderr`, indented under the message ("" if empty).
+fn quoted(stderr: &Bytes) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(QUOTED_LINES)..];
+    tail.iter().map(|line| format!("\n  {line}")).collect()
+}
