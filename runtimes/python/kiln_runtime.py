@@ -7,8 +7,10 @@ component that Kiln initializes once, at deploy, and snapshots.
   every request. Any other module is a *script* (the CGI style): it is compiled
   now and runs once per request with the body on stdin. It answers ``handler``
   or ``script``, or an error with the traceback, and the deploy fails with it.
-  What the code prints meanwhile is kept, not written: a WASI stream opened
-  before the snapshot would be dangling in every request. The server then
+  It touches no WASI descriptor meanwhile, since one opened before the snapshot
+  would be dangling in every request: what the code prints is kept, not
+  written, and modules are read through ``kiln:runtime/loader`` (the host reads
+  /app and /python for it) instead of the filesystem. The server then
   snapshots the instance.
 - ``run`` (``wasi:cli/run``, once per request, in a fresh instance of the
   snapshot) finds everything loaded.
@@ -16,6 +18,8 @@ component that Kiln initializes once, at deploy, and snapshots.
 
 import ast
 import builtins
+import importlib.abc
+import importlib.machinery
 import io
 import os
 import random
@@ -27,7 +31,7 @@ import kiln
 import wit_world
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import environment
+from wit_world.imports import environment, loader
 
 # Modules most functions use, imported while the runtime is built so that they
 # are in every snapshot; anything else of the standard library is imported from
@@ -63,6 +67,54 @@ def _defines_handle(tree):
     return False
 
 
+class _SourceLoader(importlib.abc.Loader):
+    """A Python module whose source was read through the loader interface."""
+
+    def __init__(self, path, source):
+        self.path = path
+        self.source = source
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__file__ = self.path
+        exec(compile(self.source, self.path, "exec"), module.__dict__)
+
+    def get_source(self, name):
+        return self.source.decode("utf-8", errors="replace")
+
+
+class _DeployFinder:
+    """Finds modules under ``roots`` through ``kiln:runtime/loader``: the import
+    system while the code is loaded at deploy, when the filesystem is off limits."""
+
+    def __init__(self, roots):
+        self.roots = roots
+
+    def find_spec(self, name, path=None, target=None):
+        leaf = name.rpartition(".")[2]
+        for base in path if path is not None else self.roots:
+            stem = f"{base}/{leaf}"
+            source = loader.read_file(f"{stem}/__init__.py")
+            if source is not None:
+                spec = importlib.machinery.ModuleSpec(
+                    name, _SourceLoader(f"{stem}/__init__.py", source),
+                    origin=f"{stem}/__init__.py", is_package=True,
+                )
+                spec.submodule_search_locations = [stem]
+                spec.has_location = True
+                return spec
+            source = loader.read_file(f"{stem}.py")
+            if source is not None:
+                spec = importlib.machinery.ModuleSpec(
+                    name, _SourceLoader(f"{stem}.py", source), origin=f"{stem}.py"
+                )
+                spec.has_location = True
+                return spec
+        return None
+
+
 def _fail(status=1):
     sys.stdout.flush()
     sys.stderr.flush()
@@ -76,12 +128,21 @@ class WitWorld(wit_world.WitWorld):
         _entry = os.environ.get("KILN_ENTRY", "")
         real = sys.stdin, sys.stdout, sys.stderr
         sys.stdin, sys.stdout, sys.stderr = io.StringIO(), io.StringIO(), io.StringIO()
+        app = os.path.dirname(_entry)
+        stdlib = [p for p in sys.path if p.startswith("/python/lib/python3") and p.count("/") == 3]
+        finders = sys.meta_path
+        sys.meta_path = [
+            importlib.machinery.BuiltinImporter,
+            importlib.machinery.FrozenImporter,
+            _DeployFinder([app, *stdlib]),
+        ]
         try:
-            with open(_entry, "rb") as file:
-                source = file.read()
+            source = loader.read_file(_entry)
+            if source is None:
+                raise FileNotFoundError(f"no file {_entry}")
             tree = ast.parse(source, filename=_entry)
             code = compile(tree, _entry, "exec")
-            sys.path.insert(0, os.path.dirname(_entry))
+            sys.path.insert(0, app)
             if _defines_handle(tree):
                 name = os.path.splitext(os.path.basename(_entry))[0]
                 module = types.ModuleType(name)
@@ -98,6 +159,9 @@ class WitWorld(wit_world.WitWorld):
             raise Err(traceback.format_exc())
         finally:
             sys.stdin, sys.stdout, sys.stderr = real
+            sys.meta_path = finders
+            # Imports in requests go through the filesystem, opened afresh there.
+            sys.path_importer_cache.clear()
 
 
 def _request():

@@ -78,6 +78,33 @@ fn built_from(
     wasm
 }
 
+/// The language runtimes (`js.wasm`, `python.wasm`, `python/`), built once per
+/// process by `scripts/runtimes` into `target/runtimes` (fast when nothing
+/// changed): the directory to give `kiln up --runtimes`. Panics with the
+/// script's output if the build fails.
+pub fn runtimes() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = repo_root();
+        let out = root.join("target").join("runtimes");
+        let output = Command::new(root.join("scripts").join("runtimes"))
+            .arg(&out)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .output()
+            .map_err(|e| format!("cannot run scripts/runtimes: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(out)
+    });
+    match built {
+        Ok(dir) => dir.clone(),
+        Err(message) => panic!("cannot build the language runtimes:\n{message}"),
+    }
+}
+
 /// Builds every example for `target`; returns the directory holding the `.wasm` files.
 pub fn build(target: &str) -> Result<PathBuf, String> {
     build_workspace(".", target)

@@ -34,6 +34,9 @@ pub(crate) struct ComponentCtx {
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: OutboundHooks,
+    /// What `kiln:runtime/loader` reads (host directory, guest path): a deploy-time
+    /// snapshot's mounts; empty in a request.
+    pub(crate) loader: Vec<(std::path::PathBuf, String)>,
 }
 
 impl ComponentCtx {
@@ -43,6 +46,7 @@ impl ComponentCtx {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound,
+            loader: Vec::new(),
         }
     }
 }

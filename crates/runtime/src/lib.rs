@@ -45,6 +45,7 @@ mod http;
 mod invoke;
 mod limiter;
 mod limits;
+mod loader;
 mod outbound;
 mod output;
 mod runtime;
@@ -65,6 +66,6 @@ pub use output::OutputLimitExceeded;
 pub use runtime::{
     Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,
 };
-pub use snapshot::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE};
+pub use snapshot::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, has_initializer};
 pub use streaming::{BoxError, Finished, GuestFailed, OutputBody, StreamRequest, Streamed};
 pub use validate::{ModuleInfo, ModuleKind, ValidationError};

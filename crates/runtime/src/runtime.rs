@@ -198,6 +198,7 @@ impl Runtime {
             .and_then(|()| {
                 wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             })
+            .and_then(|()| crate::loader::add_to_linker(&mut component_linker))
             .map_err(|e| RuntimeError::Engine(e.into()))?;
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
             RuntimeError::ArtifactDir {

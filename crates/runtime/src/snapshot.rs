@@ -19,13 +19,35 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wasmtime::Linker;
 use wasmtime::component::{Component, Linker as ComponentLinker, Val};
-use wasmtime::{Linker, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// The conventional initializer of a core module (what wizer calls by default).
 pub const WIZER_INITIALIZE: &str = "wizer-initialize";
+
+/// Whether `wasm` is a core module exporting [`WIZER_INITIALIZE`]: a binary
+/// that asks to be initialized at deploy (as Javy's and wizer's users build
+/// them). Reads the export section only.
+pub fn has_initializer(wasm: &[u8]) -> bool {
+    if !wasmparser::Parser::is_core_wasm(wasm) {
+        return false;
+    }
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::ExportSection(exports)) => {
+                return exports.into_iter().flatten().any(|export| {
+                    export.name == WIZER_INITIALIZE && export.kind == wasmparser::ExternalKind::Func
+                });
+            }
+            Ok(wasmparser::Payload::CodeSectionStart { .. }) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    false
+}
 
 /// What a snapshot runs the initializer with.
 #[derive(Debug, Clone)]
@@ -165,22 +187,15 @@ impl SnapshotHost<'_> {
                     SnapshotError::Unsupported(format!("cannot open {}: {e}", host.display()))
                 })?;
         }
-        let mut wizer = wasmtime_wizer::Wizer::new();
-        wizer.init_func(init.init_func.clone());
         let result = if wasmparser::Parser::is_component(wasm) {
-            // wizer 48 drops a component's initializer from the core module but
-            // not from the component's exports: keep it (it is never called again).
-            wizer.keep_init_func(true);
-            let ctx = ComponentCtx::new(
+            let mut ctx = ComponentCtx::new(
                 wasi.build(),
                 OutboundHooks::new(Arc::new(AllowedHosts(Vec::new()))),
             );
-            let store = self.invoker.store(ctx, &init.limits, None);
-            self.take_component(&wizer, wasm, store, &init.init_func)
-                .await
+            ctx.loader = init.dirs.clone();
+            self.take_component(wasm, ctx, init).await
         } else {
-            let store = self.invoker.store(wasi.build_p1(), &init.limits, None);
-            self.take_module(&wizer, wasm, store, &init.init_func).await
+            self.take_module(wasm, wasi.build_p1(), init).await
         };
         let (stdout, _) = stdout.take();
         let (stderr, _) = stderr.take();
@@ -203,11 +218,13 @@ impl SnapshotHost<'_> {
 
     async fn take_module(
         &self,
-        wizer: &wasmtime_wizer::Wizer,
         wasm: &[u8],
-        mut store: Store<CoreHost>,
-        init_func: &str,
+        wasi: WasiP1Ctx,
+        init: &SnapshotInit,
     ) -> wasmtime::Result<Taken> {
+        let init_func = init.init_func.as_str();
+        let mut wizer = wasmtime_wizer::Wizer::new();
+        wizer.init_func(init_func);
         let (cx, instrumented) = wizer.instrument(wasm)?;
         let Compiled::Module(module) =
             self.instrumented
@@ -215,6 +232,9 @@ impl SnapshotHost<'_> {
         else {
             wasmtime::bail!("a core module compiled as a component");
         };
+        // The store (and with it the wall-time limit) starts once the code is
+        // compiled: the limit is the initializer's, as a request's is its own.
+        let mut store = self.invoker.store(wasi, &init.limits, None);
         let instance = self.linker.instantiate_async(&mut store, &module).await?;
         if let Some(initialize) = instance.get_func(&mut store, "_initialize") {
             initialize
@@ -245,11 +265,16 @@ impl SnapshotHost<'_> {
     /// (what the Python runtime answers: its style, or the traceback).
     async fn take_component(
         &self,
-        wizer: &wasmtime_wizer::Wizer,
         wasm: &[u8],
-        mut store: Store<ComponentHost>,
-        init_func: &str,
+        ctx: ComponentCtx,
+        init: &SnapshotInit,
     ) -> wasmtime::Result<Taken> {
+        let init_func = init.init_func.as_str();
+        let mut wizer = wasmtime_wizer::Wizer::new();
+        wizer.init_func(init_func);
+        // wizer 48 drops a component's initializer from the core module but not
+        // from the component's exports: keep it (it is never called again).
+        wizer.keep_init_func(true);
         let (cx, instrumented) = wizer.instrument_component(wasm)?;
         let Compiled::Component(component) =
             self.instrumented
@@ -257,6 +282,7 @@ impl SnapshotHost<'_> {
         else {
             wasmtime::bail!("a component compiled as a core module");
         };
+        let mut store = self.invoker.store(ctx, &init.limits, None);
         let instance = self
             .component_linker
             .instantiate_async(&mut store, &component)

@@ -282,7 +282,7 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
     };
     let unknown: Vec<String> = imports
         .iter()
-        .filter(|i| !provided_p2(i))
+        .filter(|i| !provided_p2(i) && i.as_str() != crate::loader::INTERFACE)
         .cloned()
         .collect();
     if kind.is_some() && !unknown.is_empty() {

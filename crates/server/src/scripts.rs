@@ -4,6 +4,9 @@
 //! compiled, shared with the cluster). A request starts a fresh instance of
 //! that snapshot: the interpreter and the user's imports are already loaded.
 //!
+//! An uploaded core module that exports `wizer-initialize` gets the same
+//! treatment ([`initialize_module`]): its initializer runs once, at deploy.
+//!
 //! The runtimes are files this server is given (`kiln up --runtimes DIR`, built
 //! by `scripts/runtimes`): `python.wasm`, a componentize-py component, and
 //! `js.wasm`, Kiln's QuickJS core module. Each is read once and kept.
@@ -13,7 +16,9 @@ use crate::state::{AppState, LanguageMounts, limits_of};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use kiln_api::{APP_DIR, ErrorCode, FunctionConfig, Language, Script};
-use kiln_runtime::{HostMount, SnapshotError, SnapshotInit, WIZER_INITIALIZE};
+use kiln_runtime::{
+    HostMount, Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, has_initializer,
+};
 use kiln_store::StagedBlob;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,50 +117,95 @@ pub(crate) async fn snapshot(
     let wasm = state.languages.wasm(script.language).await?;
     let mut env = config.env.clone();
     env.push(("KILN_ENTRY".into(), script.guest_entry()));
+    let dirs = std::iter::once((app, APP_DIR.to_owned()))
+        .chain(
+            state
+                .languages
+                .mounts()
+                .remove(&script.language)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mount| (mount.host, mount.guest)),
+        )
+        .collect();
     let init = SnapshotInit {
         init_func: init_func(script.language).to_owned(),
         env,
-        dirs: std::iter::once((app, APP_DIR.to_owned()))
-            .chain(
-                state
-                    .languages
-                    .mounts()
-                    .remove(&script.language)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|mount| (mount.host, mount.guest)),
-            )
-            .collect(),
+        dirs,
         limits: limits_of(config, state.deployments.default_limits()),
     };
-    let runtime = state.runtime.clone();
-    let handle = tokio::runtime::Handle::current();
-    let taken = tokio::task::spawn_blocking(move || {
-        handle.block_on(async move { runtime.snapshot(&wasm, &init).await })
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let snapshot = taken.map_err(|e| failed(script, e))?;
+    let snapshot = take(state, wasm, init)
+        .await?
+        .map_err(|e| failed(&script.entry, e))?;
     // The runtime's answer: a component returns it, a core module prints it last.
     let printed = String::from_utf8_lossy(&snapshot.stdout);
     let style = snapshot.answer.as_deref().or(printed.lines().last());
     if style == Some("handler") {
         config.cgi = true;
     }
+    stage(state, &snapshot.wasm).await
+}
+
+/// An uploaded core module that exports `wizer-initialize` is initialized
+/// here, once, with the function's environment and mounts, and the snapshot is
+/// deployed in its place; `None` for any other module.
+pub(crate) async fn initialize_module(
+    state: &AppState,
+    config: &FunctionConfig,
+    module: &std::path::Path,
+) -> ApiResult<Option<StagedBlob>> {
+    let wasm: Arc<[u8]> = tokio::fs::read(module)
+        .await
+        .map_err(ApiError::internal)?
+        .into();
+    if !has_initializer(&wasm) {
+        return Ok(None);
+    }
+    let init = SnapshotInit {
+        init_func: WIZER_INITIALIZE.to_owned(),
+        env: config.env.clone(),
+        dirs: config
+            .mounts
+            .iter()
+            .map(|m| (state.bundles.path(&m.bundle), m.guest.clone()))
+            .collect(),
+        limits: limits_of(config, state.deployments.default_limits()),
+    };
+    let snapshot = take(state, wasm, init)
+        .await?
+        .map_err(|e| failed(WIZER_INITIALIZE, e))?;
+    stage(state, &snapshot.wasm).await.map(Some)
+}
+
+/// Takes a snapshot on a blocking thread (it compiles and runs guest code).
+async fn take(
+    state: &AppState,
+    wasm: Arc<[u8]>,
+    init: SnapshotInit,
+) -> ApiResult<Result<Snapshot, SnapshotError>> {
+    let runtime = state.runtime.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(async move { runtime.snapshot(&wasm, &init).await })
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+async fn stage(state: &AppState, wasm: &[u8]) -> ApiResult<StagedBlob> {
     let mut staged = state.blobs.stage().await?;
-    staged.write(&snapshot.wasm).await?;
+    staged.write(wasm).await?;
     Ok(staged)
 }
 
 /// A failed initializer as the deploy's answer: the interpreter's own message.
-fn failed(script: &Script, error: SnapshotError) -> ApiError {
+fn failed(what: &str, error: SnapshotError) -> ApiError {
     match error {
         SnapshotError::Failed { reason, stderr, .. } => ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::ScriptFailed,
             format!(
-                "{} failed when it was loaded at deploy ({reason}){}",
-                script.entry,
+                "{what} failed when it was loaded at deploy ({reason}){}",
                 quoted(&stderr)
             ),
         ),
@@ -163,6 +213,11 @@ fn failed(script: &Script, error: SnapshotError) -> ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Busy,
             "every instance slot is busy; try the deploy again later",
+        ),
+        SnapshotError::Unsupported(why) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidModule,
+            format!("cannot initialize this module at deploy: {why}"),
         ),
         other => ApiError::internal(other),
     }

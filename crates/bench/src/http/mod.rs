@@ -15,6 +15,7 @@ pub(crate) mod peer;
 mod proxy;
 mod real;
 mod report;
+mod scripts;
 mod warm;
 mod wrk;
 
@@ -64,6 +65,7 @@ enum Scenario {
     Big,
     Cluster,
     Real,
+    Scripts,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -175,6 +177,22 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
         };
         let (_home, kiln) = fresh(&[])?;
         real::run(&kiln, &wasmtime, &programs, &mut report)?;
+    }
+    if wants(Scenario::Scripts) {
+        eprintln!("scripts: Python and JavaScript hellos, then their peers");
+        let runtimes = kiln_guests::runtimes().display().to_string();
+        let (_home, mut kiln) = fresh(&["--runtimes", &runtimes])?;
+        let cpython = real::default_programs()
+            .into_iter()
+            .next()
+            .context("no CPython in the real-program cache")?;
+        scripts::run(
+            &mut kiln,
+            &binary,
+            &cpython,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
     }
     if wants(Scenario::Cluster) {
         eprintln!(

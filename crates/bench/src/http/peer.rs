@@ -78,12 +78,22 @@ pub(crate) struct CgiPeer {
 }
 
 impl CgiPeer {
+    /// `wasmtime run` of `cwasm` per request.
     pub(crate) fn start(cli: &Path, cwasm: &Path) -> anyhow::Result<CgiPeer> {
+        CgiPeer::command(&[
+            cli.as_os_str(),
+            "run".as_ref(),
+            "--allow-precompiled".as_ref(),
+            cwasm.as_os_str(),
+        ])
+    }
+
+    /// `command` (a program and its arguments) run per request.
+    pub(crate) fn command(command: &[&std::ffi::OsStr]) -> anyhow::Result<CgiPeer> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("cgi-peer")
-            .arg("--wasmtime")
-            .arg(cli)
-            .arg(cwasm)
+            .arg("--")
+            .args(command)
             .stdout(Stdio::piped())
             .spawn()
             .context("starting the cgi-peer server")?;
@@ -107,23 +117,23 @@ impl Drop for CgiPeer {
 
 #[derive(clap::Args)]
 pub(crate) struct CgiPeerArgs {
-    /// The wasmtime CLI to run per request
-    #[arg(long)]
-    wasmtime: PathBuf,
-    /// The precompiled module (`wasmtime compile` output)
-    cwasm: PathBuf,
+    /// The command run per request (e.g. `wasmtime run --allow-precompiled
+    /// hello.cwasm`, `node hello.js`): the body on its stdin, its stdout answered
+    #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 struct Program {
-    wasmtime: PathBuf,
-    cwasm: PathBuf,
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
 }
 
-/// `kiln-bench cgi-peer`: serve every request with a new `wasmtime run` process.
+/// `kiln-bench cgi-peer`: serve every request with a new process.
 pub(crate) fn serve(args: CgiPeerArgs) -> anyhow::Result<()> {
+    let (program, rest) = args.command.split_first().context("no command")?;
     let program = Arc::new(Program {
-        wasmtime: args.wasmtime,
-        cwasm: args.cwasm,
+        program: program.clone(),
+        args: rest.to_vec(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -140,10 +150,8 @@ pub(crate) fn serve(args: CgiPeerArgs) -> anyhow::Result<()> {
 }
 
 async fn run_process(State(program): State<Arc<Program>>, body: Bytes) -> (StatusCode, Vec<u8>) {
-    let spawned = tokio::process::Command::new(&program.wasmtime)
-        .arg("run")
-        .arg("--allow-precompiled")
-        .arg(&program.cwasm)
+    let spawned = tokio::process::Command::new(&program.program)
+        .args(&program.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -13,6 +13,8 @@ mod http;
 mod isolation;
 mod programs;
 mod realworld;
+mod scripts;
 mod server;
 mod support;
+mod toolchains;
 mod usage;

@@ -76,7 +76,13 @@ async fn deploy_from(
         }
         None => upload::stage(state, stream, "module", max).await?,
     };
-    let digest = staged.finish().await?;
+    let mut digest = staged.finish().await?;
+    if config.script.is_none()
+        && let Some(initialized) = scripts::initialize_module(state, &config, staged.path()).await?
+    {
+        staged = initialized;
+        digest = staged.finish().await?;
+    }
     let size = staged.size();
 
     // A new artifact is shared before the version exists, so that a node that

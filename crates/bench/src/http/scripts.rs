@@ -1,0 +1,208 @@
+//! Python and JavaScript on the runtimes Kiln provides: the same hello written
+//! as a Python handler and a JavaScript `fetch` handler, deployed with the CLI
+//! (`kiln deploy hello.py`), then measured: deploy time once the runtime is
+//! compiled on the node, disk per function, first request after the deploy and
+//! after a restart, and wrk at 32 connections with the server's CPU time per
+//! request. Peers in the same run: the same Python program on a user-supplied
+//! CPython module on Kiln (the real-program lane's CPython 3.12, booting per
+//! request), and the same JavaScript on Node.js as a process per request.
+
+use super::client::expect;
+use super::kiln::Kiln;
+use super::peer::CgiPeer;
+use super::report::{Report, bytes, latency};
+use super::wrk;
+use anyhow::{Context, bail};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Deploys of each program after the first (which compiles the runtime).
+const REDEPLOYS: usize = 3;
+/// Connections of the load runs.
+const CONNECTIONS: u32 = 32;
+
+const PYTHON: &str =
+    "def handle(request):\n    return f\"Hello, {request.text() or 'world'}!\\n\"\n";
+const JAVASCRIPT: &str = "export default {\n  async fetch(request) {\n    \
+    return new Response(`Hello, ${(await request.text()) || \"world\"}!\\n`);\n  },\n};\n";
+const PYTHON_CGI: &str = "import sys; print('Hello, ' + (sys.stdin.read() or 'world') + '!')";
+const NODE_CGI: &str = "let b='';process.stdin.on('data',d=>b+=d);\
+    process.stdin.on('end',()=>process.stdout.write(`Hello, ${b||'world'}!\\n`));";
+
+pub(super) fn run(
+    kiln: &mut Kiln,
+    binary: &Path,
+    cpython: &Path,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (name, file, source, language) in [
+        ("py", "hello.py", PYTHON, "Python"),
+        ("js", "hello.js", JAVASCRIPT, "JavaScript"),
+    ] {
+        let scenario = format!("{language} hello (runtime Kiln provides)");
+        let path = dir.path().join(file);
+        let mut deploys = Vec::new();
+        let mut first_requests = Vec::new();
+        let mut size = 0;
+        for round in 0..=REDEPLOYS {
+            // A new comment each round: new code, a new snapshot, a new compile.
+            let comment = if name == "py" { "#" } else { "//" };
+            std::fs::write(&path, format!("{source}{comment} round {round}\n"))?;
+            let begin = Instant::now();
+            let deployed =
+                cli_deploy(kiln, binary, &["--name", name, &path.display().to_string()])?;
+            let elapsed = begin.elapsed();
+            size = deployed["size"].as_u64().unwrap_or_default();
+            let first = expect(
+                kiln.addr,
+                &format!("/fn/default/{name}"),
+                b"world",
+                b"Hello, world!\n",
+            )?;
+            eprintln!("{language}: deploy {round} in {elapsed:?}, first request {first:?}");
+            if round == 0 {
+                report.add(
+                    &scenario,
+                    "first deploy on the node (compiles the runtime)",
+                    latency(elapsed),
+                );
+            } else {
+                deploys.push(elapsed);
+                first_requests.push(first);
+            }
+        }
+        report.add(
+            &scenario,
+            format!("deploy, runtime compiled (median of {REDEPLOYS})"),
+            latency(median(&mut deploys)),
+        );
+        report.add(
+            &scenario,
+            "snapshot (module) per function",
+            bytes(size as f64),
+        );
+        report.add(
+            &scenario,
+            "first request after its deploy (median)",
+            latency(median(&mut first_requests)),
+        );
+        load(
+            kiln,
+            &scenario,
+            &format!("/fn/default/{name}"),
+            duration,
+            report,
+        )?;
+    }
+
+    kiln.restart()?;
+    for (name, language) in [("py", "Python"), ("js", "JavaScript")] {
+        let first = expect(
+            kiln.addr,
+            &format!("/fn/default/{name}"),
+            b"world",
+            b"Hello, world!\n",
+        )?;
+        report.add(
+            &format!("{language} hello (runtime Kiln provides)"),
+            "first request after a restart",
+            latency(first),
+        );
+    }
+
+    // Peer: the same Python as a user-supplied CPython module, booting per request.
+    let scenario = "Python hello, user-supplied CPython 3.12 module (peer)";
+    cli_deploy(
+        kiln,
+        binary,
+        &[
+            "--name",
+            "cpython",
+            "--arg",
+            "-c",
+            "--arg",
+            PYTHON_CGI,
+            &cpython.display().to_string(),
+        ],
+    )?;
+    expect(
+        kiln.addr,
+        "/fn/default/cpython",
+        b"world",
+        b"Hello, world!\n",
+    )?;
+    load(kiln, scenario, "/fn/default/cpython", duration, report)?;
+
+    // Peer: the same JavaScript on Node.js, a process per request.
+    let node = CgiPeer::command(&["node".as_ref(), "-e".as_ref(), NODE_CGI.as_ref()])?;
+    expect(node.addr, "/", b"world", b"Hello, world!\n")?;
+    let load_node = wrk::run(
+        &format!("http://{}/", node.addr),
+        "world",
+        CONNECTIONS,
+        duration,
+    )?;
+    let scenario = "JavaScript hello, Node.js process per request (peer)";
+    report.add(
+        scenario,
+        format!("{CONNECTIONS} connections: req/s"),
+        format!("{:.0}", load_node.requests_per_sec),
+    );
+    report.add(scenario, "p50", latency(load_node.p50));
+    report.add(scenario, "p99", latency(load_node.p99));
+    Ok(())
+}
+
+/// wrk at [`CONNECTIONS`] against `path`, with the server's CPU per request.
+fn load(
+    kiln: &Kiln,
+    scenario: &str,
+    path: &str,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let cpu_before = kiln.cpu_time()?;
+    let run = wrk::run(&kiln.url(path), "world", CONNECTIONS, duration)?;
+    let cpu = kiln.cpu_time()?.saturating_sub(cpu_before);
+    let per_request = cpu.checked_div(u32::try_from(run.requests.max(1)).unwrap_or(u32::MAX));
+    report.add(
+        scenario,
+        format!("{CONNECTIONS} connections: req/s"),
+        format!("{:.0}", run.requests_per_sec),
+    );
+    report.add(scenario, "p50", latency(run.p50));
+    report.add(scenario, "p99", latency(run.p99));
+    report.add(
+        scenario,
+        "server CPU per request",
+        latency(per_request.unwrap_or_default()),
+    );
+    Ok(())
+}
+
+/// `kiln deploy --json ARGS` against `kiln`; the server's answer.
+fn cli_deploy(kiln: &Kiln, binary: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let output = Command::new(binary)
+        .arg("deploy")
+        .arg("--json")
+        .args(args)
+        .env("KILN_URL", format!("http://{}", kiln.addr))
+        .env("KILN_TOKEN", &kiln.token)
+        .output()
+        .context("running kiln deploy")?;
+    if !output.status.success() {
+        bail!(
+            "kiln deploy {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
