@@ -72,6 +72,9 @@ pub struct ServerConfig {
     /// Where the language runtimes are (`python.wasm`, `js.wasm`, built by
     /// `scripts/runtimes`); `None`: script functions cannot be deployed.
     pub runtimes: Option<PathBuf>,
+    /// Where compiled functions are cached one by one (wasmtime's incremental
+    /// compilation cache); `None`: `compile-cache` in the data directory.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -99,6 +102,7 @@ impl ServerConfig {
             scratch_files: 10_000,
             scratch_dir: None,
             runtimes: None,
+            compile_cache: None,
         }
     }
 }

@@ -113,7 +113,12 @@ impl Server {
                         .unwrap_or_else(|| data.join("scratch")),
                 )
             },
-            compile_cache: Some(data.join("compile-cache")),
+            compile_cache: Some(
+                config
+                    .compile_cache
+                    .clone()
+                    .unwrap_or_else(|| data.join("compile-cache")),
+            ),
         })?);
         let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)
             .with_context(|| format!("cannot open {}", data.join("bundles").display()))?;

@@ -21,16 +21,25 @@ pub(crate) struct DirOption {
     host: PathBuf,
     guest: String,
     mode: MountMode,
+    /// What messages call it, when not its path (a temporary copy).
+    label: Option<String>,
 }
 
 impl DirOption {
-    /// `host` seen read-only at `guest`.
-    pub(crate) fn read_only(host: PathBuf, guest: &str) -> DirOption {
+    /// `host` seen read-only at `guest`, called `label` in messages.
+    pub(crate) fn read_only(host: PathBuf, guest: &str, label: String) -> DirOption {
         DirOption {
             host,
             guest: guest.to_owned(),
             mode: MountMode::ReadOnly,
+            label: Some(label),
         }
+    }
+
+    fn shown(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.host.display().to_string())
     }
 }
 
@@ -57,7 +66,12 @@ pub(crate) fn parse_dir_option(text: &str) -> Result<DirOption, String> {
         return Err(format!("expected HOST[:GUEST][:copy], got {text:?}"));
     }
     check_guest_path(&guest).map_err(|e| e.to_string())?;
-    Ok(DirOption { host, guest, mode })
+    Ok(DirOption {
+        host,
+        guest,
+        mode,
+        label: None,
+    })
 }
 
 /// A directory packed into a temporary tar file.
@@ -197,7 +211,7 @@ pub(crate) fn upload_dirs(client: &Client, dirs: &[DirOption]) -> anyhow::Result
         let path = format!("/v1/bundles/{}", packed.digest);
         let info: BundleInfo = match client.get_if_found(&path)? {
             Some(info) => {
-                eprintln!("{}: unchanged, not uploaded ({info})", dir.host.display());
+                eprintln!("{}: unchanged, not uploaded ({info})", dir.shown());
                 info
             }
             None => {
@@ -210,10 +224,10 @@ pub(crate) fn upload_dirs(client: &Client, dirs: &[DirOption]) -> anyhow::Result
                     progress.stop();
                 }
                 let info: BundleInfo =
-                    uploaded.with_context(|| format!("cannot upload {}", dir.host.display()))?;
+                    uploaded.with_context(|| format!("cannot upload {}", dir.shown()))?;
                 eprintln!(
                     "{}: uploaded {} ({info})",
-                    dir.host.display(),
+                    dir.shown(),
                     ByteCount(packed.size)
                 );
                 info

@@ -128,7 +128,11 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
             (Some(file), size, None)
         }
         Source::Script { dir, script, .. } => {
-            dirs.push(DirOption::read_only(dir.clone(), APP_DIR));
+            dirs.push(DirOption::read_only(
+                dir.clone(),
+                APP_DIR,
+                args.file.display().to_string(),
+            ));
             (None, 0, Some(script.clone()))
         }
     };

@@ -87,6 +87,13 @@ pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
             when(v.created_at),
             v.digest
         );
+        if let Some(script) = &v.config.script {
+            println!(
+                "         {} code, entry {}: the runtime's snapshot, taken at deploy",
+                script.language,
+                script.guest_entry()
+            );
+        }
         for mount in &v.config.mounts {
             let how = match mount.mode {
                 MountMode::ReadOnly => "read-only",

@@ -131,6 +131,11 @@ pub(crate) struct UpArgs {
     /// need them
     #[arg(long, value_name = "DIR", env = "KILN_RUNTIMES")]
     runtimes: Option<PathBuf>,
+    /// Where compiled functions are cached one by one, so that binaries sharing
+    /// code (every snapshot of a language runtime) compile it once [default:
+    /// compile-cache in the data directory]; servers of one machine may share it
+    #[arg(long, value_name = "DIR")]
+    compile_cache: Option<PathBuf>,
     /// Most files and directories one invocation's scratch directory may hold
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -261,6 +266,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.scratch_files = args.scratch_files;
     config.scratch_dir = args.scratch_dir;
     config.runtimes = args.runtimes;
+    config.compile_cache = args.compile_cache;
     config.engine.slot = kiln_runtime::SlotLimits {
         table_elements: args.max_table_elements as usize,
         tables_per_module: args.max_tables,

@@ -30,6 +30,8 @@ impl Cluster {
             format!("s3://{bucket}"),
             "--s3-endpoint".to_owned(),
             endpoint,
+            "--runtimes".to_owned(),
+            kiln_guests::runtimes().display().to_string(),
         ];
         let mut cluster = Cluster {
             homes: Vec::new(),
@@ -373,4 +375,47 @@ fn a_function_with_files_deployed_on_one_node_is_served_with_them_by_another() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("unchanged, not uploaded"), "{said}");
+}
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn python_and_javascript_deployed_through_one_node_are_served_by_another() {
+    let cluster = Cluster::start(2);
+    let code = cluster.homes[0].dir.path().join("code");
+    std::fs::create_dir_all(&code).expect("mkdir");
+    std::fs::write(
+        code.join("app.py"),
+        "import statistics\n\ndef handle(request):\n    \
+         return f'median {statistics.median([5, 1, 3])} for {request.text()}'\n",
+    )
+    .expect("write");
+    std::fs::write(
+        code.join("app.js"),
+        "export default { async fetch(r) { return new Response(`js for ${await r.text()}`); } };\n",
+    )
+    .expect("write");
+    cluster.cli(
+        0,
+        &[
+            "deploy",
+            "--name",
+            "py",
+            &code.join("app.py").display().to_string(),
+        ],
+    );
+    cluster.cli(
+        0,
+        &[
+            "deploy",
+            "--name",
+            "js",
+            &code.join("app.js").display().to_string(),
+        ],
+    );
+    // Node B never saw the deploys: it downloads each snapshot's artifact from the
+    // bucket and unpacks the code's bundle, then answers from the snapshot.
+    let py = post(&cluster.node(1).function_url("default", "py"), "b");
+    assert_eq!((py.status, py.body.as_str()), (200, "median 3 for b"));
+    let js = post(&cluster.node(1).function_url("default", "js"), "b");
+    assert_eq!((js.status, js.body.as_str()), (200, "js for b"));
 }

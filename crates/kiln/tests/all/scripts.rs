@@ -7,10 +7,17 @@
 use crate::support::*;
 use std::path::PathBuf;
 
-/// A server that has the language runtimes.
+/// A server that has the language runtimes. Every test's server shares one
+/// compile cache: the runtimes' code is compiled once per test run, as it is
+/// once per node in production.
 fn serve(home: &Home) -> KilnServer {
     let runtimes = kiln_guests::runtimes().display().to_string();
-    home.start(&["--runtimes", &runtimes])
+    let cache = kiln_guests::repo_root()
+        .join("target")
+        .join("test-compile-cache")
+        .display()
+        .to_string();
+    home.start(&["--runtimes", &runtimes, "--compile-cache", &cache])
 }
 
 /// Writes `source` to `name` in a fresh directory of `home`; returns its path.
