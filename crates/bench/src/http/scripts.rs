@@ -107,7 +107,7 @@ pub(super) fn run(
             b"Hello, world!\n",
         )?;
         report.add(
-            &format!("{language} hello (runtime Kiln provides)"),
+            format!("{language} hello (runtime Kiln provides)"),
             "first request after a restart",
             latency(first),
         );

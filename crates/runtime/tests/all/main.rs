@@ -30,6 +30,7 @@ pub fn runtime_with(engine: EngineConfig) -> TestRuntime {
         artifact_dir: dir.path().to_owned(),
         engine,
         scratch: ScratchConfig::new(dir.path().join("scratch")),
+        compile_cache: Some(dir.path().join("compile-cache")),
     })
     .expect("runtime");
     TestRuntime { runtime, dir }
