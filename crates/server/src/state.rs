@@ -4,11 +4,11 @@
 
 use crate::bundles::Bundles;
 use crate::functions::Functions;
+use crate::languages::{LanguageMounts, LanguageRuntimes};
 use crate::logs::LogSink;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
-use crate::scripts::LanguageRuntimes;
 use crate::sync::lock;
 use kiln_api::MountMode;
 use kiln_runtime::{AllowedHosts, Files, HostMount, Limits, Runtime, ScratchLimits};
@@ -107,9 +107,6 @@ pub(crate) struct CachedDeployment {
     /// Its bundles are unpacked on this node (checked on its first request).
     pub files_ready: AtomicBool,
 }
-
-/// Host directories mounted read-only into every function of a language.
-pub(crate) type LanguageMounts = std::collections::HashMap<kiln_api::Language, Vec<HostMount>>;
 
 /// The limits of a function configured with `config` on a server whose defaults
 /// are `defaults`.

@@ -404,3 +404,85 @@ fn a_module_exporting_wizer_initialize_is_initialized_once_at_deploy() {
         large.body
     );
 }
+
+/// `examples/<language>/<file>`.
+fn example(path: &str) -> String {
+    kiln_guests::repo_root()
+        .join("examples")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+/// Compiles a C example with Debian's clang and wasi-libc (what
+/// `scripts/runtimes` installs), as the README says.
+fn c_example(home: &Home, name: &str) -> String {
+    let out = home.dir.path().join(format!("{name}.wasm"));
+    let built = std::process::Command::new("clang-14")
+        .args(["--target=wasm32-wasi", "-O2", "-o"])
+        .arg(&out)
+        .arg(example(&format!("c/{name}.c")))
+        .output()
+        .expect("run clang-14");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out.display().to_string()
+}
+
+#[test]
+fn the_examples_of_every_language_deploy_and_answer() {
+    let home = Home::new();
+    let server = serve(&home);
+    let url = |name: &str| server.function_url("default", name);
+
+    deploy(&server, &["--name", "rust-hello", &guest("hello")]);
+    deploy(&server, &["--name", "c-hello", &c_example(&home, "hello")]);
+    deploy(
+        &server,
+        &["--name", "py-hello", &example("python/hello.py")],
+    );
+    deploy(&server, &["--name", "js-hello", &example("js/hello.js")]);
+    for name in ["rust-hello", "c-hello", "py-hello", "js-hello"] {
+        let hello = post(&url(name), "Kiln");
+        assert_eq!(
+            (hello.status, hello.body.as_str()),
+            (200, "Hello, Kiln!\n"),
+            "{name}"
+        );
+    }
+
+    deploy(
+        &server,
+        &["--cgi", "--name", "c-sum", &c_example(&home, "sum")],
+    );
+    let sum = post(&url("c-sum"), "[1, 2, 39]");
+    assert_eq!(
+        (sum.status, sum.body.as_str()),
+        (200, "{\"count\": 3, \"sum\": 42}\n")
+    );
+    assert_eq!(post(&url("c-sum"), "nope").status, 400);
+
+    deploy(
+        &server,
+        &["--name", "py-todos", &example("python/todos.py")],
+    );
+    deploy(&server, &["--name", "js-todos", &example("js/todos.js")]);
+    for name in ["py-todos", "js-todos"] {
+        let open = get(&format!("{}?done=false", url(name)));
+        assert_eq!(open.status, 200, "{name}: {}", open.body);
+        let json: serde_json::Value = serde_json::from_str(&open.body).expect("json");
+        assert_eq!(json["count"], 1, "{name}: {}", open.body);
+        assert_eq!(json["todos"][0]["title"], "deploy it", "{name}");
+        let created = post(&url(name), r#"{"title": "ship it"}"#);
+        assert_eq!(created.status, 201, "{name}: {}", created.body);
+        let json: serde_json::Value = serde_json::from_str(&created.body).expect("json");
+        assert_eq!(
+            (json["id"].clone(), json["title"].clone()),
+            (3.into(), "ship it".into())
+        );
+        assert_eq!(post(&url(name), "not json").status, 400, "{name}");
+    }
+}

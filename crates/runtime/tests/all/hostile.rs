@@ -30,6 +30,11 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
         let path = entry.path();
+        // The incremental compilation cache keeps each function compiled, not
+        // artifacts: a refused module's functions may stay there, unloadable.
+        if path.ends_with("compile-cache") {
+            continue;
+        }
         if path.is_dir() {
             found.extend(files_under(&path));
         } else {

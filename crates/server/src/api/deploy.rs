@@ -8,12 +8,11 @@
 //! that the first request after a deploy loads nothing. A deploy
 //! that answers 201 is durable; one that fails leaves nothing behind.
 
-use super::{bundles, upload};
+use super::{bundles, snapshot, upload};
 use crate::auth;
 use crate::body::{declared_length, drain, worth_draining};
 use crate::error::{ApiError, ApiResult};
 use crate::functions::FunctionError;
-use crate::scripts;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -72,13 +71,14 @@ async fn deploy_from(
                 .ok_or_else(|| {
                     ApiError::bad_request(format!("a script needs a mount at {APP_DIR}"))
                 })?;
-            scripts::snapshot(state, &script, &mut config, app).await?
+            snapshot::snapshot(state, &script, &mut config, app).await?
         }
         None => upload::stage(state, stream, "module", max).await?,
     };
     let mut digest = staged.finish().await?;
     if config.script.is_none()
-        && let Some(initialized) = scripts::initialize_module(state, &config, staged.path()).await?
+        && let Some(initialized) =
+            snapshot::initialize_module(state, &config, staged.path()).await?
     {
         staged = initialized;
         digest = staged.finish().await?;

@@ -6,6 +6,7 @@
 mod bundles;
 mod deploy;
 pub(crate) mod metrics;
+mod snapshot;
 mod upload;
 mod usage;
 

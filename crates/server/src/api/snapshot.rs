@@ -1,108 +1,25 @@
-//! Script functions at deploy (`kiln deploy app.py`, `app.js`): the language's
-//! runtime is run once on the user's code, mounted at `/app`, and the snapshot
-//! it leaves is what gets deployed, exactly like an uploaded module (stored,
-//! compiled, shared with the cluster). A request starts a fresh instance of
-//! that snapshot: the interpreter and the user's imports are already loaded.
-//!
-//! An uploaded core module that exports `wizer-initialize` gets the same
-//! treatment ([`initialize_module`]): its initializer runs once, at deploy.
-//!
-//! The runtimes are files this server is given (`kiln up --runtimes DIR`, built
-//! by `scripts/runtimes`): `python.wasm`, a componentize-py component, and
-//! `js.wasm`, Kiln's QuickJS core module. Each is read once and kept.
+//! Snapshots at deploy. A script function (`kiln deploy app.py`, `app.js`):
+//! the language's runtime is run once on the user's code, mounted at `/app`,
+//! and the snapshot it leaves is what gets deployed, exactly like an uploaded
+//! module (stored, compiled, shared with the cluster). A request starts a fresh
+//! instance of that snapshot: the interpreter and the user's imports are
+//! already loaded. An uploaded core module that exports `wizer-initialize`
+//! gets the same treatment ([`initialize_module`]).
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, LanguageMounts, limits_of};
+use crate::languages::init_func;
+use crate::state::{AppState, limits_of};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use kiln_api::{APP_DIR, ErrorCode, FunctionConfig, Language, Script};
-use kiln_runtime::{
-    HostMount, Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, has_initializer,
-};
+use kiln_api::{APP_DIR, ErrorCode, FunctionConfig, Script};
+use kiln_runtime::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, has_initializer};
 use kiln_store::StagedBlob;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-/// The initializer a language's runtime exports.
-fn init_func(language: Language) -> &'static str {
-    match language {
-        // componentize-py world `kiln:python/runtime`:
-        // `export init: func() -> result<string, string>`.
-        Language::Python => "init",
-        Language::Js => WIZER_INITIALIZE,
-    }
-}
+use std::sync::Arc;
 
 /// Most lines of an initializer's stderr quoted in a failed deploy's answer
 /// (the whole of it is a traceback's tail, where the error is).
 const QUOTED_LINES: usize = 12;
-
-/// The language runtimes this server has, read on first use and kept.
-pub(crate) struct LanguageRuntimes {
-    dir: Option<PathBuf>,
-    loaded: Mutex<HashMap<Language, Arc<[u8]>>>,
-}
-
-impl LanguageRuntimes {
-    /// The runtimes in `dir` (`python.wasm`, `js.wasm`); `None`: no runtimes.
-    pub(crate) fn new(dir: Option<PathBuf>) -> LanguageRuntimes {
-        LanguageRuntimes {
-            dir,
-            loaded: Mutex::default(),
-        }
-    }
-
-    /// The file of `language`'s runtime.
-    fn path(&self, language: Language) -> Option<PathBuf> {
-        let path = self.dir.as_ref()?.join(format!("{}.wasm", language.name()));
-        path.is_file().then_some(path)
-    }
-
-    /// What every function of each language sees besides its code: Python's
-    /// standard library, `python/` beside the runtime, at `/python` (where
-    /// componentize-py's CPython looks for it).
-    pub(crate) fn mounts(&self) -> LanguageMounts {
-        let mut mounts = LanguageMounts::new();
-        if let Some(dir) = &self.dir {
-            let stdlib = dir.join("python");
-            if stdlib.is_dir() {
-                mounts.insert(
-                    Language::Python,
-                    vec![HostMount {
-                        host: stdlib,
-                        guest: "/python".into(),
-                        copy: false,
-                    }],
-                );
-            }
-        }
-        mounts
-    }
-
-    /// The bytes of `language`'s runtime (read once).
-    async fn wasm(&self, language: Language) -> ApiResult<Arc<[u8]>> {
-        if let Some(wasm) = crate::sync::lock(&self.loaded).get(&language) {
-            return Ok(wasm.clone());
-        }
-        let Some(path) = self.path(language) else {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::NoRuntime,
-                format!(
-                    "this server has no {language} runtime: build the runtimes with \
-                     scripts/runtimes and start kiln up with --runtimes DIR"
-                ),
-            ));
-        };
-        let wasm: Arc<[u8]> = tokio::fs::read(&path)
-            .await
-            .map_err(ApiError::internal)?
-            .into();
-        crate::sync::lock(&self.loaded).insert(language, wasm.clone());
-        Ok(wasm)
-    }
-}
 
 /// Runs `script`'s runtime on its code (the bundle mounted at `/app`, unpacked
 /// at `app`) and stages the snapshot as the version's module. A runtime that
