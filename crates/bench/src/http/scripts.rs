@@ -145,15 +145,23 @@ pub(super) fn run(
         CONNECTIONS,
         duration,
     )?;
-    let scenario = "JavaScript hello, Node.js process per request (peer)";
+    rows(
+        report,
+        "JavaScript hello, Node.js process per request (peer)",
+        &load_node,
+    );
+    Ok(())
+}
+
+/// A load run's throughput and latencies.
+fn rows(report: &mut Report, scenario: &str, run: &wrk::Load) {
     report.add(
         scenario,
         format!("{CONNECTIONS} connections: req/s"),
-        format!("{:.0}", load_node.requests_per_sec),
+        format!("{:.0}", run.requests_per_sec),
     );
-    report.add(scenario, "p50", latency(load_node.p50));
-    report.add(scenario, "p99", latency(load_node.p99));
-    Ok(())
+    report.add(scenario, "p50", latency(run.p50));
+    report.add(scenario, "p99", latency(run.p99));
 }
 
 /// wrk at [`CONNECTIONS`] against `path`, with the server's CPU per request.
@@ -168,13 +176,7 @@ fn load(
     let run = wrk::run(&kiln.url(path), "world", CONNECTIONS, duration)?;
     let cpu = kiln.cpu_time()?.saturating_sub(cpu_before);
     let per_request = cpu.checked_div(u32::try_from(run.requests.max(1)).unwrap_or(u32::MAX));
-    report.add(
-        scenario,
-        format!("{CONNECTIONS} connections: req/s"),
-        format!("{:.0}", run.requests_per_sec),
-    );
-    report.add(scenario, "p50", latency(run.p50));
-    report.add(scenario, "p99", latency(run.p99));
+    rows(report, scenario, &run);
     report.add(
         scenario,
         "server CPU per request",
