@@ -66,6 +66,8 @@ pub use output::OutputLimitExceeded;
 pub use runtime::{
     Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,
 };
-pub use snapshot::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, has_initializer};
+pub use snapshot::{
+    Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, file_has_initializer, has_initializer,
+};
 pub use streaming::{BoxError, Finished, GuestFailed, OutputBody, StreamRequest, Streamed};
 pub use validate::{ModuleInfo, ModuleKind, ValidationError};

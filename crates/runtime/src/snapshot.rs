@@ -49,6 +49,22 @@ pub fn has_initializer(wasm: &[u8]) -> bool {
     false
 }
 
+/// [`has_initializer`] of a file (an upload staged on disk), mapped rather
+/// than read: a module of hundreds of MiB is not copied into memory to learn
+/// that it asks for nothing.
+///
+/// # Errors
+///
+/// When the file cannot be opened or mapped.
+pub fn file_has_initializer(path: &std::path::Path) -> std::io::Result<bool> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: the caller hands a private staging file that nothing writes to any
+    // more (as `Runtime::compile_file` does); if it is removed meanwhile, the
+    // mapping stays valid.
+    let wasm = unsafe { memmap2::Mmap::map(&file) }?;
+    Ok(has_initializer(&wasm))
+}
+
 /// What a snapshot runs the initializer with.
 #[derive(Debug, Clone)]
 pub struct SnapshotInit {

@@ -12,7 +12,7 @@ use crate::state::{AppState, limits_of};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use kiln_api::{APP_DIR, ErrorCode, FunctionConfig, Script};
-use kiln_runtime::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, has_initializer};
+use kiln_runtime::{Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, file_has_initializer};
 use kiln_store::StagedBlob;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,13 +71,19 @@ pub(crate) async fn initialize_module(
     config: &FunctionConfig,
     module: &std::path::Path,
 ) -> ApiResult<Option<StagedBlob>> {
+    let path = module.to_owned();
+    let asks = tokio::task::spawn_blocking(move || file_has_initializer(&path))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if !asks {
+        return Ok(None);
+    }
+    // Only a module that asks to be initialized is read whole: wizer rewrites it.
     let wasm: Arc<[u8]> = tokio::fs::read(module)
         .await
         .map_err(ApiError::internal)?
         .into();
-    if !has_initializer(&wasm) {
-        return Ok(None);
-    }
     let init = SnapshotInit {
         init_func: WIZER_INITIALIZE.to_owned(),
         env: config.env.clone(),
