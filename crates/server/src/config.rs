@@ -73,7 +73,10 @@ pub struct ServerConfig {
     /// `scripts/runtimes`); `None`: script functions cannot be deployed.
     pub runtimes: Option<PathBuf>,
     /// Where compiled functions are cached one by one (wasmtime's incremental
-    /// compilation cache); `None`: `compile-cache` in the data directory.
+    /// compilation cache); `None`: `compile-cache` in the data directory when
+    /// the server has language runtimes, else no such cache (it costs a file
+    /// write per function of every compile, and pays off only when binaries
+    /// share code).
     pub compile_cache: Option<PathBuf>,
 }
 

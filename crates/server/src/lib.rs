@@ -113,12 +113,13 @@ impl Server {
                         .unwrap_or_else(|| data.join("scratch")),
                 )
             },
-            compile_cache: Some(
-                config
-                    .compile_cache
-                    .clone()
-                    .unwrap_or_else(|| data.join("compile-cache")),
-            ),
+            // Worth its disk writes where binaries share code: a server with
+            // language runtimes (every snapshot holds the interpreter), or one
+            // told where to keep it.
+            compile_cache: config
+                .compile_cache
+                .clone()
+                .or_else(|| config.runtimes.as_ref().map(|_| data.join("compile-cache"))),
         })?);
         let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)
             .with_context(|| format!("cannot open {}", data.join("bundles").display()))?;

@@ -133,7 +133,8 @@ pub(crate) struct UpArgs {
     runtimes: Option<PathBuf>,
     /// Where compiled functions are cached one by one, so that binaries sharing
     /// code (every snapshot of a language runtime) compile it once [default:
-    /// compile-cache in the data directory]; servers of one machine may share it
+    /// compile-cache in the data directory with --runtimes, else none]; servers
+    /// of one machine may share it
     #[arg(long, value_name = "DIR")]
     compile_cache: Option<PathBuf>,
     /// Most files and directories one invocation's scratch directory may hold
