@@ -27,6 +27,13 @@ fn built(name: &str) -> String {
     dir.join(name).display().to_string()
 }
 
+/// A server whose compile-time limit leaves room for a debug build compiling
+/// 13–18 MiB components while the lane's other tests compile beside it (the
+/// limit is not what these tests check: `hostile::` tests do).
+fn serve(home: &Home) -> KilnServer {
+    home.start(&["--compile-timeout", "10m"])
+}
+
 fn deploy(server: &KilnServer, args: &[&str]) {
     let out = server.cli(&[&["deploy"], args].concat(), &[], b"");
     assert!(
@@ -40,7 +47,7 @@ fn deploy(server: &KilnServer, args: &[&str]) {
 #[ignore = "real-program lane: scripts/test --realworld"]
 fn componentize_py_command_and_http_components_serve_unchanged() {
     let home = Home::new();
-    let server = home.start(&[]);
+    let server = serve(&home);
     deploy(&server, &["--name", "pycli", &built("py-cli.wasm")]);
     deploy(&server, &["--name", "pyhttp", &built("py-http.wasm")]);
     let cli = post(&server.function_url("default", "pycli"), "Kiln");
@@ -59,7 +66,7 @@ fn componentize_py_command_and_http_components_serve_unchanged() {
 #[ignore = "real-program lane: scripts/test --realworld"]
 fn a_componentize_js_http_component_serves_unchanged() {
     let home = Home::new();
-    let server = home.start(&[]);
+    let server = serve(&home);
     deploy(&server, &["--name", "jshttp", &built("js-http.wasm")]);
     let url = server.function_url("default", "jshttp");
     let http = get(&format!("{url}/x"));
