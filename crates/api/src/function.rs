@@ -5,6 +5,7 @@
 //! ceiling, host patterns, options against the binary's kind) is checked there.
 
 use crate::files::{Mount, Scratch, check_mounts};
+use crate::kv::check_bucket;
 use crate::script::{APP_DIR, Script};
 use crate::units::{ParseLimitError, parse_duration, parse_size};
 use serde::{Deserialize, Serialize};
@@ -65,7 +66,14 @@ pub struct FunctionConfig {
     /// at `/app`; its module is the runtime's deploy-time snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<Script>,
+    /// Key-value buckets of the function's tenant it may open, sorted, each
+    /// once (at most [`MAX_BUCKETS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
 }
+
+/// Most buckets one deployment may be granted.
+pub const MAX_BUCKETS: usize = 16;
 
 /// The largest exit code a WASI program can report (wasmtime refuses 126 and
 /// above, which shells reserve).
@@ -91,6 +99,7 @@ pub const DEPLOY_OPTIONS: &[&str] = &[
     "mount",
     "tmp",
     "script",
+    "kv",
 ];
 
 /// A deploy option that cannot be read.
@@ -184,6 +193,9 @@ impl FunctionConfig {
         if let Some(script) = &self.script {
             query.append_pair("script", &script.to_string());
         }
+        for bucket in &self.kv {
+            query.append_pair("kv", bucket);
+        }
         match query.finish() {
             query if query.is_empty() => query,
             query => format!("?{query}"),
@@ -255,8 +267,20 @@ impl FunctionConfig {
                     config.tmp = Some(Scratch::parse(&value).map_err(|e| invalid(e.to_string()))?)
                 }
                 "script" => config.script = Some(Script::parse(&value).map_err(invalid)?),
+                "kv" => {
+                    check_bucket(&value).map_err(|e| invalid(e.to_string()))?;
+                    config.kv.push(value.into_owned());
+                }
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
+        }
+        config.kv.sort_unstable();
+        config.kv.dedup();
+        if config.kv.len() > MAX_BUCKETS {
+            return Err(DeployOptionError::Invalid {
+                option: "kv".into(),
+                why: format!("at most {MAX_BUCKETS} buckets per function"),
+            });
         }
         check_mounts(&config.mounts, config.tmp.as_ref()).map_err(|e| {
             DeployOptionError::Invalid {
@@ -301,6 +325,7 @@ mod tests {
             ],
             tmp: Some(Scratch::parse("64MiB:/scratch").expect("scratch")),
             script: None,
+            kv: vec!["cache".into(), "sessions".into()],
         };
         let query = config.to_query();
         assert!(query.starts_with('?'), "{query}");
@@ -310,6 +335,17 @@ mod tests {
             FunctionConfig::from_query(""),
             Ok(FunctionConfig::default())
         );
+    }
+
+    #[test]
+    fn buckets_are_checked_sorted_and_bounded() {
+        let config = FunctionConfig::from_query("kv=sessions&kv=cache&kv=sessions").expect("kv");
+        assert_eq!(config.kv, ["cache", "sessions"]);
+        let err = FunctionConfig::from_query("kv=Other%2Fbucket").unwrap_err();
+        assert!(err.to_string().contains("invalid bucket name"), "{err}");
+        let many: Vec<String> = (0..=MAX_BUCKETS).map(|i| format!("kv=b{i}")).collect();
+        let err = FunctionConfig::from_query(&many.join("&")).unwrap_err();
+        assert!(err.to_string().contains("at most 16 buckets"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`FunctionConfig`] and its deploy-options codec ([`FunctionConfig::to_query`] /
 //!   [`FunctionConfig::from_query`]), used by the CLI and the server alike.
 //! - [`Mount`] and [`Scratch`]: the file trees and scratch directory a function sees.
+//! - [`KvLimits`], [`check_bucket`] and the `/v1/kv` bodies: key-value state.
 //! - [`Kind`]: every `Kiln-Outcome` of the invoke path, with [`Kind::ALL`].
 //! - [`usage`]: usage totals, quotas, prices and the usage reports.
 //! - [`wire`]: the JSON bodies of `/v1`, including [`ErrorBody`] and its [`ErrorCode`].
@@ -16,6 +17,7 @@
 mod digest;
 mod files;
 mod function;
+mod kv;
 mod names;
 mod outcome;
 mod script;
@@ -29,8 +31,12 @@ pub use files::{
     Scratch, check_guest_path, check_mounts,
 };
 pub use function::{
-    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_EXIT_CODE, MAX_TIMEOUT_MS,
+    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_BUCKETS, MAX_EXIT_CODE, MAX_TIMEOUT_MS,
     parse_env_pair,
+};
+pub use kv::{
+    BadKv, KvBucket, KvCaps, KvKeys, KvLimits, KvOverview, KvUsage, KvWrite, check_bucket,
+    stored_bytes,
 };
 pub use names::{InvalidName, NameKind, check_name};
 pub use outcome::{

@@ -13,6 +13,8 @@ pub enum NameKind {
     Tenant,
     /// A function of a tenant.
     Function,
+    /// A key-value bucket of a tenant.
+    Bucket,
 }
 
 impl fmt::Display for NameKind {
@@ -20,6 +22,7 @@ impl fmt::Display for NameKind {
         f.write_str(match self {
             NameKind::Tenant => "tenant",
             NameKind::Function => "function",
+            NameKind::Bucket => "bucket",
         })
     }
 }

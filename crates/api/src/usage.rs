@@ -147,6 +147,12 @@ pub struct Quota {
     /// Invocations per second, in bursts of at most this many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<u32>,
+    /// Keys in all the tenant's key-value buckets (default: the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_keys: Option<u64>,
+    /// Bytes of keys and values in all its buckets (default: the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bytes: Option<u64>,
 }
 
 /// How `/v1/usage` groups its lines.

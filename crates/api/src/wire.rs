@@ -254,6 +254,9 @@ pub enum ErrorCode {
     Busy,
     /// The server's storage is full; nothing was stored.
     StorageFull,
+    /// The write would take the tenant past its storage quota; nothing was
+    /// changed.
+    QuotaExceeded,
     /// A store the server depends on cannot be reached; try again later.
     Unavailable,
     /// Kiln itself failed; the server log has the cause.

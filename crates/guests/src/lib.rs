@@ -55,6 +55,46 @@ pub fn http_component(name: &str) -> PathBuf {
     built_from(&BUILT, "http", COMPONENT_TARGET, &name.replace('-', "_"))
 }
 
+/// The key-value counters of `examples/kv/`: `"counter"`, a core module
+/// importing `kiln_kv` (built for `wasm32-wasip1`), and `"counter-component"`,
+/// a component importing `wasi:keyvalue` (built for `wasm32-wasip2`).
+pub fn kv_example(name: &str) -> PathBuf {
+    static CORE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static COMPONENT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let (cell, target) = match name {
+        "counter-component" => (&COMPONENT, COMPONENT_TARGET),
+        _ => (&CORE, TARGET),
+    };
+    let dir = match cell.get_or_init(|| build_package("kv", target, Some(name))) {
+        Ok(dir) => dir,
+        Err(message) => panic!("cannot build the key-value examples:\n{message}"),
+    };
+    dir.join(format!("{name}.wasm"))
+}
+
+/// Compiles `examples/c/<name>.c` with Debian's clang 14 and wasi-libc into
+/// `out_dir`, as the README says. Panics with clang's output if it fails.
+pub fn c_example(name: &str, out_dir: &Path) -> PathBuf {
+    let out = out_dir.join(format!("{name}.wasm"));
+    let source = repo_root()
+        .join("examples")
+        .join("c")
+        .join(format!("{name}.c"));
+    let built = Command::new("clang-14")
+        .args(["--target=wasm32-wasi", "-O2", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run clang-14 (scripts/runtimes installs it): {e}"));
+    assert!(
+        built.status.success(),
+        "clang-14 failed on {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
+}
+
 fn built(cell: &OnceLock<Result<PathBuf, String>>, target: &str, name: &str) -> PathBuf {
     built_from(cell, ".", target, name)
 }
@@ -112,12 +152,22 @@ pub fn build(target: &str) -> Result<PathBuf, String> {
 
 /// Builds the examples workspace `examples/<workspace>` for `target`.
 fn build_workspace(workspace: &str, target: &str) -> Result<PathBuf, String> {
+    build_package(workspace, target, None)
+}
+
+/// Builds `package` of the examples workspace `examples/<workspace>` (all of
+/// them when `None`) for `target`.
+fn build_package(workspace: &str, target: &str, package: Option<&str>) -> Result<PathBuf, String> {
     let root = repo_root();
     let target_dir = root.join("target").join("guests");
     let attempt = || {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--target", target])
+        let mut command = Command::new(cargo);
+        command.args(["build", "--release", "--quiet", "--target", target]);
+        if let Some(package) = package {
+            command.args(["--package", package]);
+        }
+        command
             .arg("--manifest-path")
             .arg(root.join("examples").join(workspace).join("Cargo.toml"))
             .arg("--target-dir")

@@ -142,6 +142,33 @@ impl Client {
         json(self.check(req.send(ureq::SendBody::from_owned_reader(body)))?)
     }
 
+    /// The raw body at `path`, or `None` for a 404 (a key-value value).
+    pub(crate) fn get_bytes(&self, path: &str, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        let req = self.authorized(self.agent.get(format!("{}{path}", self.url)));
+        let response = req.call().map_err(|e| self.unreachable(e))?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        let mut response = self.check(Ok(response))?;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .context("cannot read the server's answer")?;
+        Ok(Some(bytes))
+    }
+
+    /// PUTs raw bytes (a key-value value); the answer has no body.
+    pub(crate) fn put_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<()> {
+        let req = self.authorized(
+            self.agent
+                .put(format!("{}{path}", self.url))
+                .header("Content-Type", "application/octet-stream"),
+        );
+        self.check(req.send(body)).map(drop)
+    }
+
     /// POSTs `body` to an arbitrary path and returns the raw response (for invoke).
     pub(crate) fn post_raw(&self, path: &str, body: &[u8]) -> anyhow::Result<Response<Body>> {
         let req = self.authorized(self.agent.post(format!("{}{path}", self.url)));

@@ -34,6 +34,7 @@ enum Command {
     Tokens(admin::TokensArgs),
     Usage(usage::UsageArgs),
     Quota(usage::QuotaArgs),
+    Kv(kv::KvArgs),
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
 }
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Command::Tokens(args) => admin::tokens(args),
         Command::Usage(args) => usage::usage(args),
         Command::Quota(args) => usage::quota(args),
+        Command::Kv(args) => kv::run(args),
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(args),
     };

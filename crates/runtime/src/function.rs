@@ -21,6 +21,10 @@ pub(crate) struct Host<W> {
     /// The invocation's own directory (scratch, copies): removed when the
     /// store, and with it the instance, is gone.
     pub(crate) dir: Option<std::sync::Arc<crate::files::InvocationDir>>,
+    /// The key-value buckets the invocation may reach.
+    pub(crate) kv: crate::kv::KvGrant,
+    /// A core module's open buckets ([`crate::kv_core`]).
+    pub(crate) kv_core: crate::kv::CoreKv,
 }
 
 /// A core module's host state: WASI preview 1.

@@ -35,6 +35,8 @@ pub struct HttpRequest<B> {
     pub allowed_hosts: Arc<AllowedHosts>,
     /// Directories the component sees.
     pub files: Arc<Files>,
+    /// Key-value buckets the component may open.
+    pub kv: crate::kv::KvGrant,
 }
 
 /// How a wasi:http invocation answered.
@@ -76,7 +78,12 @@ impl Invoker {
         let dir = self.scratch.prepare(&request.files, &mut wasi).await?;
         let outbound = OutboundHooks::new(request.allowed_hosts);
         let denied = outbound.denied();
-        let mut store = self.store(ComponentCtx::new(wasi.build(), outbound), &limits, dir);
+        let mut store = self.store(
+            ComponentCtx::new(wasi.build(), outbound),
+            &limits,
+            dir,
+            request.kv,
+        );
 
         let (parts, body) = request.request.into_parts();
         let (body, bytes_in) = LimitedBody::new(body, limits.stdin_bytes);

@@ -6,6 +6,7 @@ use crate::files::{Files, FilesError, InvocationDir, ScratchLimitExceeded, Scrat
 use crate::function::{
     ComponentCtx, Entry, Function, Host, run_command as run_command_component, run_core,
 };
+use crate::kv::KvGrant;
 use crate::limiter::{GuestLimiter, MemoryLimitExceeded};
 use crate::limits::Limits;
 use crate::outbound::{AllowedHosts, OutboundHooks};
@@ -36,6 +37,8 @@ pub struct Request {
     pub allowed_hosts: Arc<AllowedHosts>,
     /// Directories the guest sees (none by default).
     pub files: Arc<Files>,
+    /// Key-value buckets the guest may open (none by default).
+    pub kv: KvGrant,
 }
 
 /// How an invocation ended. Each way of failing is its own variant so that callers
@@ -259,11 +262,14 @@ impl Invoker {
         wasi: W,
         limits: &Limits,
         dir: Option<Arc<InvocationDir>>,
+        kv: KvGrant,
     ) -> Store<Host<W>> {
         let host = Host {
             wasi,
             limiter: GuestLimiter::new(limits.memory_bytes),
             dir,
+            kv,
+            kv_core: Default::default(),
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
@@ -317,7 +323,15 @@ impl Invoker {
             .args(&request.args)
             .envs(&request.env);
         let dir = self.scratch.prepare(&request.files, &mut wasi).await?;
-        let ran = run_command(self, function, wasi, &limits, request.allowed_hosts, dir).await?;
+        let ran = run_command(
+            self,
+            function,
+            wasi,
+            &limits,
+            (request.allowed_hosts, request.kv),
+            dir,
+        )
+        .await?;
         let (stdout, _) = stdout.take();
         let (stderr, stderr_truncated) = stderr.take();
         let mut ended = ran.end(self.max_instances, &limits)?;
@@ -341,12 +355,12 @@ pub(crate) async fn run_command(
     function: &Function,
     mut wasi: WasiCtxBuilder,
     limits: &Limits,
-    allowed_hosts: Arc<AllowedHosts>,
+    (allowed_hosts, kv): (Arc<AllowedHosts>, KvGrant),
     dir: Option<Arc<InvocationDir>>,
 ) -> Result<Ran, InvokeError> {
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
-            let store = invoker.store(wasi.build_p1(), limits, dir);
+            let store = invoker.store(wasi.build_p1(), limits, dir, kv);
             // The entry future owns its (reference-counted) copies of what it runs.
             let (pre, start) = (pre.clone(), *start);
             drive(store, limits, move |store, instantiation| {
@@ -356,7 +370,7 @@ pub(crate) async fn run_command(
         }
         Entry::Command(pre) => {
             let wasi = ComponentCtx::new(wasi.build(), OutboundHooks::new(allowed_hosts));
-            let store = invoker.store(wasi, limits, dir);
+            let store = invoker.store(wasi, limits, dir, kv);
             let pre = pre.clone();
             drive(store, limits, move |store, instantiation| {
                 Box::pin(async move { run_command_component(&pre, store, instantiation).await })

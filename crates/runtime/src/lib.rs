@@ -43,6 +43,9 @@ mod files;
 mod function;
 mod http;
 mod invoke;
+mod kv;
+mod kv_component;
+mod kv_core;
 mod limiter;
 mod limits;
 mod loader;
@@ -59,6 +62,8 @@ pub use files::{Files, HostMount, ScratchConfig, ScratchLimitExceeded, ScratchLi
 pub use function::{Function, FunctionKind};
 pub use http::{HttpAnswer, HttpRequest};
 pub use invoke::{Invocation, InvokeError, Outcome, Request, Stats};
+pub use kv::{KeyValue, KvError, KvGrant};
+pub use kv_core::MODULE as KV_CORE_MODULE;
 pub use limiter::MemoryLimitExceeded;
 pub use limits::Limits;
 pub use outbound::{AllowedHosts, HostPattern, ParseHostError};

@@ -191,6 +191,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut CoreHost| &mut host.wasi)
+            .and_then(|()| crate::kv_core::add_to_linker(&mut linker))
             .map_err(|e| RuntimeError::Engine(e.into()))?;
         let provided = provided_imports(&engine, &linker);
         let mut component_linker = wasmtime::component::Linker::new(&engine);
@@ -199,6 +200,7 @@ impl Runtime {
                 wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             })
             .and_then(|()| crate::loader::add_to_linker(&mut component_linker))
+            .and_then(|()| crate::kv_component::add_to_linker(&mut component_linker))
             .map_err(|e| RuntimeError::Engine(e.into()))?;
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
             RuntimeError::ArtifactDir {
@@ -592,6 +594,8 @@ fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> Pro
         wasi: WasiCtxBuilder::new().build_p1(),
         limiter: GuestLimiter::new(0),
         dir: None,
+        kv: None,
+        kv_core: Default::default(),
     };
     let mut store = Store::new(engine, host);
     linker

@@ -56,6 +56,8 @@ pub struct StreamRequest<B> {
     pub ok_exit: Arc<[i32]>,
     /// Directories the guest sees.
     pub files: Arc<Files>,
+    /// Key-value buckets the guest may open.
+    pub kv: crate::kv::KvGrant,
 }
 
 /// A streamed invocation under way: what the guest writes, and its end.
@@ -476,6 +478,7 @@ impl Invoker {
     {
         let limits = request.limits;
         let allowed_hosts = request.allowed_hosts;
+        let kv = request.kv;
         let ok_exit = request.ok_exit;
         let slot = self.admit(&limits).await?;
         let (body, bytes_in) = LimitedBody::new(request.body, limits.stdin_bytes);
@@ -501,7 +504,8 @@ impl Invoker {
         let function = function.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let ran = run_command(&invoker, &function, wasi, &limits, allowed_hosts, dir).await;
+            let ran =
+                run_command(&invoker, &function, wasi, &limits, (allowed_hosts, kv), dir).await;
             let ended = match ran {
                 Ok(ran) => ran.end(invoker.max_instances, &limits),
                 Err(e) => Err(e),

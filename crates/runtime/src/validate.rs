@@ -282,7 +282,11 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
     };
     let unknown: Vec<String> = imports
         .iter()
-        .filter(|i| !provided_p2(i) && i.as_str() != crate::loader::INTERFACE)
+        .filter(|i| {
+            !provided_p2(i)
+                && i.as_str() != crate::loader::INTERFACE
+                && !crate::kv_component::INTERFACES.contains(&i.as_str())
+        })
         .cloned()
         .collect();
     if kind.is_some() && !unknown.is_empty() {

@@ -3,7 +3,7 @@
 
 pub use crate::bundles::BundleLimits;
 use crate::listen::ConnectionLimits;
-use kiln_api::{MIB, PriceList};
+use kiln_api::{KvCaps, KvLimits, MIB, PriceList};
 use kiln_runtime::{EngineConfig, Limits};
 pub use kiln_store::S3Config;
 use std::net::SocketAddr;
@@ -78,6 +78,12 @@ pub struct ServerConfig {
     /// write per function of every compile, and pays off only when binaries
     /// share code).
     pub compile_cache: Option<PathBuf>,
+    /// The longest key, the largest value and a listing's page of the
+    /// key-value store (default [`KvLimits::default`]: 1 KiB, 1 MiB, 1000).
+    pub kv_limits: KvLimits,
+    /// What a tenant may store in its buckets when its quota does not say
+    /// (default [`KvCaps::default`]: a million keys, 1 GiB).
+    pub kv_caps: KvCaps,
 }
 
 impl ServerConfig {
@@ -106,6 +112,8 @@ impl ServerConfig {
             scratch_dir: None,
             runtimes: None,
             compile_cache: None,
+            kv_limits: KvLimits::default(),
+            kv_caps: KvCaps::default(),
         }
     }
 }

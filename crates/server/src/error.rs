@@ -88,6 +88,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
             StoreError::NotFound(m) => ApiError::not_found(m),
+            StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::QuotaExceeded(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::QuotaExceeded, m)
+            }
             full @ StoreError::Full { .. } => ApiError::storage_full(full),
             unavailable @ StoreError::Unavailable { .. } => ApiError {
                 cause: Some(unavailable.into()),

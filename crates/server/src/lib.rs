@@ -27,6 +27,7 @@ mod config;
 mod error;
 mod functions;
 mod invoke;
+mod kv;
 mod languages;
 mod listen;
 mod logs;
@@ -49,7 +50,10 @@ use axum::routing::{any, get};
 use bundles::Bundles;
 use functions::{FunctionLimits, Functions};
 use kiln_runtime::{Runtime, RuntimeConfig, ScratchConfig};
-use kiln_store::{BlobStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore};
+use kiln_store::{
+    BlobStore, KvStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore,
+};
+use kv::KvService;
 use languages::LanguageRuntimes;
 use metering::{Flusher, Meter};
 use quota::Quotas;
@@ -86,16 +90,23 @@ impl Server {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
-        let store: Arc<dyn MetadataStore> = match &config.database {
-            Some(url) => Arc::new(
-                PostgresStore::connect(url)
-                    .await
-                    .context("cannot open the PostgreSQL metadata store")?,
-            ),
-            None => Arc::new(
-                SqliteStore::open(&data.join("kiln.db"))
-                    .with_context(|| format!("cannot open {}", data.join("kiln.db").display()))?,
-            ),
+        // One store holds the metadata and the functions' key-value buckets.
+        let (store, kv_store): (Arc<dyn MetadataStore>, Arc<dyn KvStore>) = match &config.database {
+            Some(url) => {
+                let store = Arc::new(
+                    PostgresStore::connect(url)
+                        .await
+                        .context("cannot open the PostgreSQL metadata store")?,
+                );
+                (store.clone(), store)
+            }
+            None => {
+                let store =
+                    Arc::new(SqliteStore::open(&data.join("kiln.db")).with_context(|| {
+                        format!("cannot open {}", data.join("kiln.db").display())
+                    })?);
+                (store.clone(), store)
+            }
         };
         let blobs: Arc<dyn BlobStore> = match &config.s3 {
             Some(s3) => Arc::new(S3Blobs::open(s3, data.join("staging"))?),
@@ -142,6 +153,12 @@ impl Server {
             .ensure_all(store.referenced_digests().await?)
             .await;
         let quotas = Quotas::load(&*store, config.prices.clone(), config.metering).await?;
+        let kv = Arc::new(KvService::new(
+            kv_store,
+            config.kv_limits,
+            config.kv_caps,
+            quotas.book(),
+        ));
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -182,6 +199,7 @@ impl Server {
                 config.default_limits,
                 config.scratch_files,
                 languages.mounts(),
+                kv.clone(),
             ),
             bundles,
             languages,
@@ -190,6 +208,7 @@ impl Server {
             counters: Arc::new(Counters::default()),
             meter,
             quotas,
+            kv,
             metrics: Arc::default(),
             settling: tokio_util::task::TaskTracker::new(),
         });

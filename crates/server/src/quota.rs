@@ -186,6 +186,12 @@ impl Quotas {
         entry.bucket = None;
     }
 
+    /// A handle on every tenant's quota as it is now (for the key-value
+    /// store's caps).
+    pub(crate) fn book(&self) -> QuotaBook {
+        QuotaBook(self.book.clone())
+    }
+
     /// The tenant's quota and its usage this month.
     pub(crate) fn month_to_date(&self, tenant: TenantId) -> (Quota, UsageTotals) {
         let mut book = self.lock();
@@ -195,6 +201,19 @@ impl Quotas {
 }
 
 type Book = Arc<Mutex<HashMap<TenantId, TenantBook>>>;
+
+/// Reads tenants' quotas as [`Quotas::set`] leaves them.
+#[derive(Clone)]
+pub(crate) struct QuotaBook(Book);
+
+impl QuotaBook {
+    pub(crate) fn quota(&self, tenant: TenantId) -> Quota {
+        lock(&self.0)
+            .get(&tenant)
+            .map(|entry| entry.quota)
+            .unwrap_or_default()
+    }
+}
 
 fn lock(book: &Book) -> MutexGuard<'_, HashMap<TenantId, TenantBook>> {
     book.lock().unwrap_or_else(|p| p.into_inner())

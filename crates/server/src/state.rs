@@ -4,6 +4,7 @@
 
 use crate::bundles::Bundles;
 use crate::functions::Functions;
+use crate::kv::KvService;
 use crate::languages::{LanguageMounts, LanguageRuntimes};
 use crate::logs::LogSink;
 use crate::metering::Meter;
@@ -11,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::quota::Quotas;
 use crate::sync::lock;
 use kiln_api::MountMode;
-use kiln_runtime::{AllowedHosts, Files, HostMount, Limits, Runtime, ScratchLimits};
+use kiln_runtime::{AllowedHosts, Files, HostMount, KvGrant, Limits, Runtime, ScratchLimits};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -59,6 +60,8 @@ pub(crate) struct AppState {
     /// `None` when metering is off (`kiln up --metering off`).
     pub meter: Option<Arc<Meter>>,
     pub quotas: Quotas,
+    /// The functions' key-value buckets.
+    pub kv: Arc<KvService>,
     pub metrics: Arc<Metrics>,
     /// Tasks settling streamed invocations after their response was sent; the
     /// server waits for them before its final usage flush.
@@ -83,6 +86,8 @@ pub(crate) struct DeploymentCache {
     /// What each language's functions see besides their own code (Python's
     /// standard library at `/python`).
     language_mounts: LanguageMounts,
+    /// What grants of key-value buckets are made from.
+    kv: Arc<KvService>,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
     /// row, then the change forgot the entry) must not cache what it read.
     generation: AtomicU64,
@@ -106,6 +111,8 @@ pub(crate) struct CachedDeployment {
     pub files: Arc<Files>,
     /// Its bundles are unpacked on this node (checked on its first request).
     pub files_ready: AtomicBool,
+    /// The key-value buckets its invocations may open.
+    pub kv: KvGrant,
 }
 
 /// The limits of a function configured with `config` on a server whose defaults
@@ -130,6 +137,7 @@ impl CachedDeployment {
         bundles: &Bundles,
         scratch_files: u64,
         language_mounts: &LanguageMounts,
+        kv: &Arc<KvService>,
     ) -> CachedDeployment {
         let config = &deployment.config;
         let runtime_mounts = config
@@ -170,6 +178,7 @@ impl CachedDeployment {
                 }),
             }),
             files_ready: AtomicBool::new(config.mounts.is_empty()),
+            kv: kv.grant(deployment.tenant_id, &config.kv),
             row: deployment,
         }
     }
@@ -181,12 +190,14 @@ impl DeploymentCache {
         default_limits: Limits,
         scratch_files: u64,
         language_mounts: LanguageMounts,
+        kv: Arc<KvService>,
     ) -> DeploymentCache {
         DeploymentCache {
             map: Mutex::new(LruCache::new(capacity)),
             default_limits,
             scratch_files,
             language_mounts,
+            kv,
             generation: AtomicU64::new(0),
         }
     }
@@ -212,6 +223,7 @@ impl DeploymentCache {
             bundles,
             self.scratch_files,
             &self.language_mounts,
+            &self.kv,
         ));
         let mut map = lock(&self.map);
         if self.generation.load(Ordering::Acquire) == generation {

@@ -15,6 +15,13 @@ pub enum StoreError {
     /// No such thing.
     #[error("{0}")]
     NotFound(String),
+    /// The request cannot be applied to what is stored (incrementing a value
+    /// that is not a number).
+    #[error("{0}")]
+    Invalid(String),
+    /// It would take the tenant past a storage quota; nothing was changed.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The store failed.
     #[error("storage failure: {context}")]
     Internal {

@@ -3,6 +3,7 @@
 //!
 //! - [`MetadataStore`]: tenants, hashed API tokens, functions, their immutable
 //!   versions with a current-version pointer, and recent invocation logs.
+//! - [`KvStore`]: tenants' key-value buckets, beside the metadata.
 //! - [`BlobStore`]: module bytes, content-addressed by sha256.
 //!
 //! The embedded default is [`SqliteStore`] (one SQLite file, WAL, synchronous commits)
@@ -13,6 +14,7 @@
 
 mod blobs;
 mod error;
+mod kv;
 mod metadata;
 mod model;
 mod postgres;
@@ -22,6 +24,7 @@ mod usage;
 
 pub use blobs::{BlobKind, BlobStore, LocalBlob, LocalBlobs, StagedBlob};
 pub use error::{BoxError, StoreError, StoreResult, is_full};
+pub use kv::{KvStore, KvWrite};
 pub use metadata::{Change, LOGS_KEPT, MetadataStore};
 pub use model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 pub use postgres::PostgresStore;

@@ -9,6 +9,7 @@
 //!
 //! [`watch`]: MetadataStore::watch
 
+mod kv;
 mod usage;
 
 use crate::error::{StoreError, StoreResult, check_schema};
@@ -105,6 +106,22 @@ CREATE TABLE bundles (
     file_bytes BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, digest)
+);
+"#,
+    r#"
+CREATE TABLE kv (
+    id BIGSERIAL PRIMARY KEY,
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BYTEA NOT NULL,
+    UNIQUE (tenant_id, bucket, key)
+);
+CREATE INDEX kv_in_order ON kv (tenant_id, bucket, id);
+CREATE TABLE kv_usage (
+    tenant_id BIGINT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    keys BIGINT NOT NULL,
+    bytes BIGINT NOT NULL
 );
 "#,
 ];

@@ -2,9 +2,11 @@
 //! commits (a transaction that returned is on disk), schema migrations by
 //! `PRAGMA user_version`.
 
+mod kv;
+mod schema;
 mod usage;
 
-use crate::error::{StoreError, StoreResult, check_schema};
+use crate::error::{StoreError, StoreResult};
 use crate::metadata::{LOGS_KEPT, MetadataStore};
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
@@ -17,96 +19,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Schema migrations, applied in order; `user_version` counts those applied.
-/// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE tenants (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE tokens (
-    id INTEGER PRIMARY KEY,
-    tenant_id INTEGER REFERENCES tenants(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    hash BLOB NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE TABLE functions (
-    id INTEGER PRIMARY KEY,
-    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    current_version INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    UNIQUE (tenant_id, name)
-);
-CREATE TABLE versions (
-    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
-    number INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (function_id, number)
-);
-CREATE TABLE logs (
-    id INTEGER PRIMARY KEY,
-    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
-    version INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    wall_us INTEGER NOT NULL,
-    stderr TEXT NOT NULL
-);
-CREATE INDEX logs_by_function ON logs (function_id, id);
-"#,
-    r#"
-ALTER TABLE logs ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE logs ADD COLUMN instantiation_us INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE logs ADD COLUMN peak_memory_bytes INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE logs ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE logs ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
--- Keyed by the function's name, not its id: usage outlives a deleted function.
-CREATE TABLE usage (
-    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    hour INTEGER NOT NULL,
-    function TEXT NOT NULL,
-    requests INTEGER NOT NULL,
-    failures INTEGER NOT NULL,
-    wall_us INTEGER NOT NULL,
-    cpu_us INTEGER NOT NULL,
-    instantiation_us INTEGER NOT NULL,
-    memory_kib_us INTEGER NOT NULL,
-    peak_memory_bytes INTEGER NOT NULL,
-    bytes_in INTEGER NOT NULL,
-    bytes_out INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, hour, function)
-);
-CREATE INDEX usage_by_hour ON usage (hour);
-"#,
-    r#"
-ALTER TABLE logs ADD COLUMN stdout TEXT NOT NULL DEFAULT '';
-CREATE TABLE bundles (
-    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    digest TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    files INTEGER NOT NULL,
-    file_bytes INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, digest)
-);
-"#,
-];
-
 /// Metadata in a SQLite file. Cheap to clone; queries run on the blocking pool.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The key-value writer thread's queue ([`kv`]).
+    kv_writer: std::sync::mpsc::Sender<kv::Job>,
 }
 
 impl SqliteStore {
@@ -120,9 +38,10 @@ impl SqliteStore {
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(internal)?;
-        migrate(&mut conn)?;
+        schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            kv_writer: kv::start_writer(path)?,
         })
     }
 
@@ -138,21 +57,6 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::internal("SQLite worker", e))?
     }
-}
-
-fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let applied: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(internal)?;
-    check_schema(applied, MIGRATIONS.len())?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction().map_err(internal)?;
-        tx.execute_batch(sql).map_err(internal)?;
-        tx.pragma_update(None, "user_version", i + 1)
-            .map_err(internal)?;
-        tx.commit().map_err(internal)?;
-    }
-    Ok(())
 }
 
 fn internal(e: rusqlite::Error) -> StoreError {

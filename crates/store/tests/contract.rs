@@ -33,6 +33,22 @@ impl Backend {
             ),
         }
     }
+
+    /// The store's metadata and key-value sides, one store behind both.
+    async fn open_kv(&self) -> (Box<dyn MetadataStore>, std::sync::Arc<dyn KvStore>) {
+        match self {
+            Backend::Sqlite(dir) => {
+                let store = SqliteStore::open(&dir.path().join("kiln.db")).expect("open SQLite");
+                (Box::new(store.clone()), std::sync::Arc::new(store))
+            }
+            Backend::Postgres(url) => {
+                let store = PostgresStore::connect(url)
+                    .await
+                    .expect("connect PostgresStore");
+                (Box::new(store.clone()), std::sync::Arc::new(store))
+            }
+        }
+    }
 }
 
 /// Each contract test, once per store.
@@ -65,6 +81,11 @@ contract!(
     usage_adds_up_per_tenant_function_and_hour_and_survives_reopening,
     quotas_are_stored_per_tenant,
     bundles_are_known_only_to_the_tenants_that_uploaded_them,
+    kv_values_are_per_tenant_and_bucket_and_survive_reopening,
+    kv_increments_from_many_handles_add_up_exactly,
+    kv_batches_and_refused_writes_are_all_or_nothing,
+    kv_listing_pages_see_each_lasting_key_once,
+    kv_quota_counts_keys_and_bytes_and_deleting_frees_them,
 );
 
 fn version(bytes: &[u8]) -> NewVersion {
@@ -300,6 +321,8 @@ async fn quotas_are_stored_per_tenant(backend: Backend) {
         cost_per_month: Some(2.5),
         max_concurrent: Some(3),
         requests_per_second: Some(50),
+        kv_keys: Some(7),
+        kv_bytes: Some(1 << 20),
     };
     store.set_quota(acme.id, quota).await.unwrap();
     let quotas = store.quotas().await.unwrap();
@@ -350,4 +373,299 @@ async fn bundles_are_known_only_to_the_tenants_that_uploaded_them(backend: Backe
         reopened.bundle(a.id, &bundle.digest).await.unwrap(),
         Some(bundle)
     );
+}
+
+fn set(key: &str, value: &[u8]) -> KvWrite {
+    KvWrite::Set {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+const CAPS: kiln_api::KvCaps = kiln_api::KvCaps {
+    keys: 1000,
+    bytes: 1 << 20,
+};
+
+async fn kv_values_are_per_tenant_and_bucket_and_survive_reopening(backend: Backend) {
+    let (a, b) = {
+        let (store, kv) = backend.open_kv().await;
+        let a = store.create_tenant("a").await.unwrap().id;
+        let b = store.create_tenant("b").await.unwrap().id;
+        kv.kv_write(a, "cache", vec![set("k", b"a's value")], CAPS)
+            .await
+            .unwrap();
+        kv.kv_write(b, "cache", vec![set("k", &[0, 255, 1])], CAPS)
+            .await
+            .unwrap();
+        kv.kv_write(a, "other", vec![set("k2", b"")], CAPS)
+            .await
+            .unwrap();
+        (a, b)
+    };
+    let (_, kv) = backend.open_kv().await;
+    assert_eq!(
+        kv.kv_get(a, "cache", "k").await.unwrap().as_deref(),
+        Some(&b"a's value"[..])
+    );
+    assert_eq!(
+        kv.kv_get(b, "cache", "k").await.unwrap().as_deref(),
+        Some(&[0, 255, 1][..])
+    );
+    assert_eq!(kv.kv_get(b, "other", "k2").await.unwrap(), None);
+    assert_eq!(
+        kv.kv_get(a, "other", "k2").await.unwrap().as_deref(),
+        Some(&b""[..])
+    );
+    assert!(kv.kv_exists(a, "other", "k2").await.unwrap());
+    assert!(!kv.kv_exists(a, "cache", "k2").await.unwrap());
+    let many = kv
+        .kv_get_many(a, "cache", vec!["k".into(), "absent".into(), "k".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        many,
+        vec![
+            Some(b"a's value".to_vec()),
+            None,
+            Some(b"a's value".to_vec())
+        ]
+    );
+    let buckets = kv.kv_buckets(a).await.unwrap();
+    assert_eq!(
+        buckets,
+        vec![
+            kiln_api::KvBucket {
+                name: "cache".into(),
+                keys: 1,
+                bytes: 10
+            },
+            kiln_api::KvBucket {
+                name: "other".into(),
+                keys: 1,
+                bytes: 2
+            },
+        ]
+    );
+    assert_eq!(
+        kv.kv_usage(a).await.unwrap(),
+        kiln_api::KvUsage { keys: 2, bytes: 12 }
+    );
+    assert_eq!(
+        kv.kv_usage(b).await.unwrap(),
+        kiln_api::KvUsage { keys: 1, bytes: 4 }
+    );
+}
+
+async fn kv_increments_from_many_handles_add_up_exactly(backend: Backend) {
+    let (store, _) = backend.open_kv().await;
+    let a = store.create_tenant("a").await.unwrap().id;
+    // Several handles on one store: several nodes of a cluster, or several
+    // processes on one SQLite file.
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        handles.push(backend.open_kv().await.1);
+    }
+    let tasks: Vec<_> = (0..150)
+        .map(|i| {
+            let kv = handles[i % handles.len()].clone();
+            tokio::spawn(async move { kv.kv_increment(a, "c", "hits", 1, CAPS).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap().unwrap());
+    }
+    seen.sort_unstable();
+    // Each increment saw a distinct total: none was lost or doubled.
+    assert_eq!(seen, (1..=150).collect::<Vec<u64>>());
+    assert_eq!(
+        handles[0].kv_get(a, "c", "hits").await.unwrap().as_deref(),
+        Some(&b"150"[..])
+    );
+    assert_eq!(
+        handles[1]
+            .kv_increment(a, "c", "hits", 50, CAPS)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        handles[1].kv_usage(a).await.unwrap(),
+        kiln_api::KvUsage { keys: 1, bytes: 7 }
+    );
+}
+
+async fn kv_batches_and_refused_writes_are_all_or_nothing(backend: Backend) {
+    let (store, kv) = backend.open_kv().await;
+    let a = store.create_tenant("a").await.unwrap().id;
+    kv.kv_write(
+        a,
+        "b",
+        vec![
+            set("x", b"1"),
+            set("y", b"2"),
+            KvWrite::Delete { key: "x".into() },
+        ],
+        CAPS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(kv.kv_get(a, "b", "x").await.unwrap(), None);
+    assert_eq!(
+        kv.kv_get(a, "b", "y").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+
+    // The third write crosses the key cap: none of the three stays.
+    let two_keys = kiln_api::KvCaps {
+        keys: 2,
+        bytes: 1 << 20,
+    };
+    let err = kv
+        .kv_write(
+            a,
+            "b",
+            vec![set("y", b"changed"), set("z", b"3"), set("w", b"4")],
+            two_keys,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::QuotaExceeded(_)), "{err}");
+    assert!(err.to_string().contains("2 keys"), "{err}");
+    assert_eq!(
+        kv.kv_get(a, "b", "y").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(kv.kv_get(a, "b", "z").await.unwrap(), None);
+    assert_eq!(
+        kv.kv_usage(a).await.unwrap(),
+        kiln_api::KvUsage { keys: 1, bytes: 2 }
+    );
+
+    // A value that is not a number is not incremented, and stays as it was.
+    kv.kv_write(a, "b", vec![set("word", b"ten")], CAPS)
+        .await
+        .unwrap();
+    let err = kv.kv_increment(a, "b", "word", 1, CAPS).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(
+        kv.kv_get(a, "b", "word").await.unwrap().as_deref(),
+        Some(&b"ten"[..])
+    );
+    kv.kv_write(
+        a,
+        "b",
+        vec![set("big", u64::MAX.to_string().as_bytes())],
+        CAPS,
+    )
+    .await
+    .unwrap();
+    let err = kv.kv_increment(a, "b", "big", 1, CAPS).await.unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
+}
+
+async fn kv_listing_pages_see_each_lasting_key_once(backend: Backend) {
+    let (store, kv) = backend.open_kv().await;
+    let a = store.create_tenant("a").await.unwrap().id;
+    let b = store.create_tenant("b").await.unwrap().id;
+    let writes = (0..25).map(|i| set(&format!("key-{i:02}"), b"v")).collect();
+    kv.kv_write(a, "b", writes, CAPS).await.unwrap();
+    kv.kv_write(b, "b", vec![set("theirs", b"v")], CAPS)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = kv.kv_list(a, "b", cursor, 10).await.unwrap();
+        assert!(page.keys.len() <= 10);
+        seen.extend(page.keys);
+        pages += 1;
+        if pages == 1 {
+            // Changes between pages: an overwrite keeps its place, a key set
+            // now comes last, a deleted key is gone.
+            kv.kv_write(
+                a,
+                "b",
+                vec![
+                    set("key-03", b"new"),
+                    set("late", b"v"),
+                    KvWrite::Delete {
+                        key: "key-20".into(),
+                    },
+                ],
+                CAPS,
+            )
+            .await
+            .unwrap();
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected: Vec<String> = (0..25)
+        .filter(|i| *i != 20)
+        .map(|i| format!("key-{i:02}"))
+        .collect();
+    expected.push("late".into());
+    assert_eq!(seen, expected);
+    let empty = kv.kv_list(a, "nothing", None, 10).await.unwrap();
+    assert_eq!(empty, kiln_api::KvKeys::default());
+}
+
+async fn kv_quota_counts_keys_and_bytes_and_deleting_frees_them(backend: Backend) {
+    let (store, kv) = backend.open_kv().await;
+    let a = store.create_tenant("a").await.unwrap().id;
+    let caps = kiln_api::KvCaps {
+        keys: 10,
+        bytes: 100,
+    };
+    kv.kv_write(a, "b", vec![set("k", &[7; 50])], caps)
+        .await
+        .unwrap();
+    // Overwriting counts the difference: 1 + 99 = 100 bytes fits exactly...
+    kv.kv_write(a, "b", vec![set("k", &[7; 99])], caps)
+        .await
+        .unwrap();
+    // ...one more byte does not, anywhere in the tenant.
+    let err = kv
+        .kv_write(a, "other", vec![set("j", b"")], caps)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::QuotaExceeded(_)), "{err}");
+    assert!(err.to_string().contains("allows 100 bytes"), "{err}");
+    assert_eq!(
+        kv.kv_usage(a).await.unwrap(),
+        kiln_api::KvUsage {
+            keys: 1,
+            bytes: 100
+        }
+    );
+    // Shrinking is allowed even past a cap lowered since.
+    let lowered = kiln_api::KvCaps {
+        keys: 10,
+        bytes: 10,
+    };
+    kv.kv_write(a, "b", vec![set("k", &[7; 20])], lowered)
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.kv_usage(a).await.unwrap(),
+        kiln_api::KvUsage { keys: 1, bytes: 21 }
+    );
+    kv.kv_write(a, "b", vec![set("k2", b"x")], caps)
+        .await
+        .unwrap();
+    assert!(kv.kv_delete_bucket(a, "b").await.unwrap());
+    assert!(!kv.kv_delete_bucket(a, "b").await.unwrap());
+    assert_eq!(kv.kv_usage(a).await.unwrap(), kiln_api::KvUsage::default());
+    assert_eq!(kv.kv_buckets(a).await.unwrap(), vec![]);
+    // A deleted bucket is an empty one: it can be written again.
+    kv.kv_write(a, "b", vec![set("k", b"v")], caps)
+        .await
+        .unwrap();
+    assert_eq!(kv.kv_usage(a).await.unwrap().keys, 1);
 }

@@ -62,6 +62,10 @@ pub(crate) struct DeployArgs {
     /// (e.g. 64MiB), at /tmp or at GUEST; emptied when the invocation ends
     #[arg(long, value_name = "SIZE[:GUEST]", value_parser = parse_tmp)]
     tmp: Option<Scratch>,
+    /// A key-value bucket of this tenant the function may open (repeatable):
+    /// `wasi:keyvalue` for components, the `kiln_kv` host module for core modules
+    #[arg(long = "kv", value_name = "BUCKET")]
+    kv: Vec<String>,
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
@@ -117,6 +121,7 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         mounts: Vec::new(),
         tmp: args.tmp.clone(),
         script: None,
+        kv: args.kv.clone(),
     };
     let client = Client::new(&args.server, Role::Tenant)?;
     let mut dirs = args.dirs.clone();

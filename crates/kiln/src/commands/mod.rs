@@ -6,6 +6,7 @@ pub(crate) mod compile;
 pub(crate) mod deploy;
 pub(crate) mod functions;
 pub(crate) mod invoke;
+pub(crate) mod kv;
 pub(crate) mod logs;
 pub(crate) mod progress;
 pub(crate) mod run;

@@ -141,6 +141,18 @@ pub(crate) struct UpArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     scratch_files: u64,
+    /// Longest key of the key-value store, in bytes
+    #[arg(long, value_name = "SIZE", default_value = "1KiB", value_parser = parse_size)]
+    kv_max_key: u64,
+    /// Largest value of the key-value store
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    kv_max_value: u64,
+    /// Keys a tenant may store in all its buckets, unless its quota says
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    kv_keys: u64,
+    /// Bytes of keys and values a tenant may store, unless its quota says
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    kv_bytes: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +277,15 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     config.scratch_total_bytes = args.scratch_total;
     config.scratch_files = args.scratch_files;
+    config.kv_limits = kiln_api::KvLimits {
+        max_key_bytes: args.kv_max_key,
+        max_value_bytes: args.kv_max_value,
+        ..kiln_api::KvLimits::default()
+    };
+    config.kv_caps = kiln_api::KvCaps {
+        keys: args.kv_keys,
+        bytes: args.kv_bytes,
+    };
     config.scratch_dir = args.scratch_dir;
     config.runtimes = args.runtimes;
     config.compile_cache = args.compile_cache;

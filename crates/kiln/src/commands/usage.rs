@@ -214,8 +214,38 @@ pub(crate) struct QuotaArgs {
     /// Invocations per second (in bursts of at most this many), or `none`
     #[arg(long, value_name = "N|none", requires = "tenant")]
     requests_per_second: Option<Limit>,
+    /// Keys in all the tenant's key-value buckets, or `default` (the server's)
+    #[arg(long, value_name = "N|default", requires = "tenant", value_parser = parse_kv_limit)]
+    kv_keys: Option<KvLimit>,
+    /// Bytes of keys and values in all its buckets (e.g. 100MiB), or `default`
+    #[arg(long, value_name = "SIZE|default", requires = "tenant", value_parser = parse_kv_size)]
+    kv_bytes: Option<KvLimit>,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// A key-value cap given on the command line: a number, or `default` for the
+/// server's.
+#[derive(Clone, Copy, Debug)]
+struct KvLimit(Option<u64>);
+
+fn parse_kv_limit(text: &str) -> Result<KvLimit, String> {
+    match text {
+        "default" => Ok(KvLimit(None)),
+        _ => text
+            .parse()
+            .map(|n| KvLimit(Some(n)))
+            .map_err(|_| format!("expected a number of keys or `default`, got {text:?}")),
+    }
+}
+
+fn parse_kv_size(text: &str) -> Result<KvLimit, String> {
+    match text {
+        "default" => Ok(KvLimit(None)),
+        _ => kiln_api::parse_size(text)
+            .map(|n| KvLimit(Some(n)))
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// A limit given on the command line: a number, or `none` to lift it.
@@ -254,8 +284,15 @@ pub(crate) fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
         &args.max_concurrent,
         &args.requests_per_second,
     ];
-    if changes.iter().any(|change| change.is_some()) {
+    let kv_changes = args.kv_keys.is_some() || args.kv_bytes.is_some();
+    if changes.iter().any(|change| change.is_some()) || kv_changes {
         let mut quota = status.quota;
+        if let Some(KvLimit(keys)) = args.kv_keys {
+            quota.kv_keys = keys;
+        }
+        if let Some(KvLimit(bytes)) = args.kv_bytes {
+            quota.kv_bytes = bytes;
+        }
         set_whole(
             &mut quota.requests_per_month,
             &args.requests_per_month,
@@ -326,5 +363,14 @@ fn print_quota(status: &QuotaStatus) {
     println!(
         "requests per second  {:>14}",
         limit(quota.requests_per_second.map(|v| v.to_string()))
+    );
+    let default = |value: Option<String>| value.unwrap_or_else(|| "server default".to_owned());
+    println!(
+        "key-value keys       {:>14}",
+        default(quota.kv_keys.map(|v| v.to_string()))
+    );
+    println!(
+        "key-value bytes      {:>14}",
+        default(quota.kv_bytes.map(|v| kiln_api::ByteCount(v).to_string()))
     );
 }

@@ -419,3 +419,90 @@ fn python_and_javascript_deployed_through_one_node_are_served_by_another() {
     let js = post(&cluster.node(1).function_url("default", "js"), "b");
     assert_eq!((js.status, js.body.as_str()), (200, "js for b"));
 }
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn a_counter_incremented_through_three_nodes_counts_exactly_and_reads_the_same_everywhere() {
+    let cluster = Cluster::start(3);
+    let component = kiln_guests::kv_example("counter-component");
+    let c = kiln_guests::c_example("counter", cluster.homes[0].dir.path());
+    cluster.cli(
+        0,
+        &[
+            "deploy",
+            "--name",
+            "component",
+            "--kv",
+            "counter",
+            &component.display().to_string(),
+        ],
+    );
+    cluster.cli(
+        0,
+        &[
+            "deploy",
+            "--name",
+            "c",
+            "--kv",
+            "counter",
+            &c.display().to_string(),
+        ],
+    );
+    // 3 nodes × 2 functions × 2 threads × 10 requests, all on one key.
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let function = if i % 2 == 0 { "component" } else { "c" };
+            let url = cluster.node(i % 3).function_url("default", function);
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        let got = post(&url, "");
+                        assert_eq!(got.status, 200, "{url}: {}", got.body);
+                        got.body.trim().parse::<u64>().expect("a count")
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut counts: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client thread"))
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=120).collect::<Vec<u64>>());
+    // Read-your-writes on every node, at once.
+    for i in 0..3 {
+        assert_eq!(cluster.cli(i, &["kv", "get", "counter", "hits"]), "120");
+    }
+    cluster.cli(2, &["kv", "set", "counter", "hits", "1000"]);
+    let next = post(&cluster.node(0).function_url("default", "c"), "");
+    assert_eq!(next.body.trim(), "1001");
+}
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn key_value_calls_fail_with_a_typed_error_while_the_database_is_down_and_recover() {
+    let pg_port = [("KILN_PG_PORT", "54332")];
+    let services = kiln_guests::services::service;
+    let database = services("postgres", &pg_port, &["database", "kiln_kv_outage"]);
+    let home = Home::new();
+    let server = home.start(&["--database", &database]);
+    let counter = kiln_guests::kv_example("counter").display().to_string();
+    server.ok(&["deploy", "--kv", "counter", &counter]);
+    let url = server.function_url("default", "counter");
+    assert_eq!(post(&url, "").body.trim(), "1");
+
+    services("postgres", &pg_port, &["stop"]);
+    // The guest is told the store is unavailable (code -4) and fails; the
+    // request ends instead of hanging.
+    let down = post(&url, "");
+    assert_eq!(down.status, 502, "{}", down.body);
+    assert_eq!(down.header("kiln-exit-code"), Some("1"));
+
+    services("postgres", &pg_port, &[]);
+    let after = eventually("the counter after the outage", || {
+        let got = post(&url, "");
+        (got.status == 200).then_some(got.body)
+    });
+    assert_eq!(after.trim(), "2");
+}

@@ -11,6 +11,7 @@ mod fuzz;
 mod hostile;
 mod http;
 mod isolation;
+mod kv;
 mod programs;
 mod realworld;
 mod scripts;

@@ -417,19 +417,9 @@ fn example(path: &str) -> String {
 /// Compiles a C example with Debian's clang and wasi-libc (what
 /// `scripts/runtimes` installs), as the README says.
 fn c_example(home: &Home, name: &str) -> String {
-    let out = home.dir.path().join(format!("{name}.wasm"));
-    let built = std::process::Command::new("clang-14")
-        .args(["--target=wasm32-wasi", "-O2", "-o"])
-        .arg(&out)
-        .arg(example(&format!("c/{name}.c")))
-        .output()
-        .expect("run clang-14");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    out.display().to_string()
+    kiln_guests::c_example(name, home.dir.path())
+        .display()
+        .to_string()
 }
 
 #[test]

@@ -30,6 +30,7 @@ fn request(
         limits,
         allowed_hosts: Default::default(),
         files: Default::default(),
+        kv: None,
     }
 }
 

@@ -78,14 +78,14 @@ fn a_component_importing_what_kiln_lacks_is_refused_naming_each() {
     refused(
         &wasm(
             r#"(component
-                 (import "wasi:keyvalue/store@0.2.0-draft" (instance))
+                 (import "wasi:blobstore/container@0.2.0-draft" (instance))
                  (import "wasi:http/outgoing-handler@0.2.0" (instance))
                  (import "wasi:cli/stdout@0.2.3" (instance))
                  (import "wasi:cli/stdout@0.3.0" (instance))
                  (instance $run)
                  (export "wasi:cli/run@0.2.0" (instance $run)))"#,
         ),
-        "the module imports what Kiln does not provide: wasi:keyvalue/store@0.2.0-draft, \
+        "the module imports what Kiln does not provide: wasi:blobstore/container@0.2.0-draft, \
          wasi:cli/stdout@0.3.0",
     );
 }

@@ -1,10 +1,12 @@
 //! The control API under `/v1` (JSON, bearer tokens), documented in
 //! `docs/api.md`: this file has the routes, who-am-I, node status, functions,
-//! logs, tokens and tenants; deploying, usage and metrics have files of their own.
+//! logs, tokens and tenants; deploying, usage, key-value buckets and metrics
+//! have files of their own.
 //! Bodies are `kiln_api`'s wire types; errors are [`ApiError`]s with a code.
 
 mod bundles;
 mod deploy;
+mod kv;
 pub(crate) mod metrics;
 mod snapshot;
 mod upload;
@@ -53,6 +55,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/v1/usage", get(usage::usage))
         .route("/v1/quota", get(usage::own_quota))
+        .route("/v1/kv", get(kv::buckets))
+        .route("/v1/kv/{bucket}", get(kv::keys).delete(kv::delete_bucket))
+        .route(
+            "/v1/kv/{bucket}/{*key}",
+            get(kv::get_value)
+                .put(kv::put_value)
+                .delete(kv::delete_value),
+        )
         .route("/metrics", get(metrics::admin_metrics))
 }
 

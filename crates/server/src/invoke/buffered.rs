@@ -36,6 +36,7 @@ pub(crate) async fn run(
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
                 files: deployment.files.clone(),
+                kv: deployment.kv.clone(),
             },
         )
         .await;

@@ -86,6 +86,7 @@ pub(crate) async fn http(
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
                 files: deployment.files.clone(),
+                kv: deployment.kv.clone(),
             },
         )
         .await;
@@ -145,6 +146,7 @@ pub(crate) async fn command(
                 allowed_hosts: deployment.allowed_hosts.clone(),
                 ok_exit: deployment.ok_exit.clone(),
                 files: deployment.files.clone(),
+                kv: deployment.kv.clone(),
             },
         )
         .await;

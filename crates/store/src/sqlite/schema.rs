@@ -1,0 +1,124 @@
+//! The SQLite store's schema: its migrations, applied in order at open and
+//! counted by `PRAGMA user_version`.
+
+use super::internal;
+use crate::error::{StoreResult, check_schema};
+use rusqlite::Connection;
+
+/// Schema migrations, applied in order; `user_version` counts those applied.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE tenants (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    tenant_id INTEGER REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE functions (
+    id INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    current_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+CREATE TABLE versions (
+    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (function_id, number)
+);
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    wall_us INTEGER NOT NULL,
+    stderr TEXT NOT NULL
+);
+CREATE INDEX logs_by_function ON logs (function_id, id);
+"#,
+    r#"
+ALTER TABLE logs ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN instantiation_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN peak_memory_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE logs ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+-- Keyed by the function's name, not its id: usage outlives a deleted function.
+CREATE TABLE usage (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    hour INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    wall_us INTEGER NOT NULL,
+    cpu_us INTEGER NOT NULL,
+    instantiation_us INTEGER NOT NULL,
+    memory_kib_us INTEGER NOT NULL,
+    peak_memory_bytes INTEGER NOT NULL,
+    bytes_in INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, hour, function)
+);
+CREATE INDEX usage_by_hour ON usage (hour);
+"#,
+    r#"
+ALTER TABLE logs ADD COLUMN stdout TEXT NOT NULL DEFAULT '';
+CREATE TABLE bundles (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    file_bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, digest)
+);
+"#,
+    r#"
+-- AUTOINCREMENT: ids are never reused, so a listing's cursor stays valid.
+CREATE TABLE kv (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    UNIQUE (tenant_id, bucket, key)
+);
+CREATE INDEX kv_in_order ON kv (tenant_id, bucket, id);
+CREATE TABLE kv_usage (
+    tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    keys INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+"#,
+];
+
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(internal)?;
+    check_schema(applied, MIGRATIONS.len())?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(internal)?;
+        tx.execute_batch(sql).map_err(internal)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(internal)?;
+        tx.commit().map_err(internal)?;
+    }
+    Ok(())
+}
