@@ -7,6 +7,7 @@
 use crate::files::{Mount, Scratch, check_mounts};
 use crate::kv::check_bucket;
 use crate::script::{APP_DIR, Script};
+use crate::secrets::check_secret_name;
 use crate::units::{ParseLimitError, parse_duration, parse_size};
 use serde::{Deserialize, Serialize};
 
@@ -70,10 +71,18 @@ pub struct FunctionConfig {
     /// once (at most [`MAX_BUCKETS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv: Vec<String>,
+    /// Secrets of the function's tenant it sees (as environment variables,
+    /// and in `wasi:config` for components), sorted, each once: names only,
+    /// the values stay in the store, encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// Most buckets one deployment may be granted.
 pub const MAX_BUCKETS: usize = 16;
+
+/// Most secrets one deployment may be granted.
+pub const MAX_SECRETS: usize = 64;
 
 /// The largest exit code a WASI program can report (wasmtime refuses 126 and
 /// above, which shells reserve).
@@ -100,6 +109,7 @@ pub const DEPLOY_OPTIONS: &[&str] = &[
     "tmp",
     "script",
     "kv",
+    "secret",
 ];
 
 /// A deploy option that cannot be read.
@@ -196,6 +206,9 @@ impl FunctionConfig {
         for bucket in &self.kv {
             query.append_pair("kv", bucket);
         }
+        for secret in &self.secrets {
+            query.append_pair("secret", secret);
+        }
         match query.finish() {
             query if query.is_empty() => query,
             query => format!("?{query}"),
@@ -271,11 +284,23 @@ impl FunctionConfig {
                     check_bucket(&value).map_err(|e| invalid(e.to_string()))?;
                     config.kv.push(value.into_owned());
                 }
+                "secret" => {
+                    check_secret_name(&value).map_err(|e| invalid(e.to_string()))?;
+                    config.secrets.push(value.into_owned());
+                }
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
         }
         config.kv.sort_unstable();
         config.kv.dedup();
+        config.secrets.sort_unstable();
+        config.secrets.dedup();
+        if config.secrets.len() > MAX_SECRETS {
+            return Err(DeployOptionError::Invalid {
+                option: "secret".into(),
+                why: format!("at most {MAX_SECRETS} secrets per function"),
+            });
+        }
         if config.kv.len() > MAX_BUCKETS {
             return Err(DeployOptionError::Invalid {
                 option: "kv".into(),
@@ -326,6 +351,7 @@ mod tests {
             tmp: Some(Scratch::parse("64MiB:/scratch").expect("scratch")),
             script: None,
             kv: vec!["cache".into(), "sessions".into()],
+            secrets: vec!["API_KEY".into(), "DB_PASSWORD".into()],
         };
         let query = config.to_query();
         assert!(query.starts_with('?'), "{query}");

@@ -8,6 +8,7 @@
 //!   [`FunctionConfig::from_query`]), used by the CLI and the server alike.
 //! - [`Mount`] and [`Scratch`]: the file trees and scratch directory a function sees.
 //! - [`KvLimits`], [`check_bucket`] and the `/v1/kv` bodies: key-value state.
+//! - [`check_secret_name`] and [`SecretInfo`]: secrets, granted to functions by name.
 //! - [`Kind`]: every `Kiln-Outcome` of the invoke path, with [`Kind::ALL`].
 //! - [`usage`]: usage totals, quotas, prices and the usage reports.
 //! - [`wire`]: the JSON bodies of `/v1`, including [`ErrorBody`] and its [`ErrorCode`].
@@ -21,6 +22,7 @@ mod kv;
 mod names;
 mod outcome;
 mod script;
+mod secrets;
 pub mod units;
 pub mod usage;
 pub mod wire;
@@ -31,8 +33,8 @@ pub use files::{
     Scratch, check_guest_path, check_mounts,
 };
 pub use function::{
-    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_BUCKETS, MAX_EXIT_CODE, MAX_TIMEOUT_MS,
-    parse_env_pair,
+    DEPLOY_OPTIONS, DeployOptionError, FunctionConfig, MAX_BUCKETS, MAX_EXIT_CODE, MAX_SECRETS,
+    MAX_TIMEOUT_MS, parse_env_pair,
 };
 pub use kv::{
     BadKv, KvBucket, KvCaps, KvKeys, KvLimits, KvOverview, KvUsage, KvWrite, check_bucket,
@@ -44,6 +46,7 @@ pub use outcome::{
     WALL_HEADER,
 };
 pub use script::{APP_DIR, Language, Script};
+pub use secrets::{InvalidSecretName, MAX_SECRET_BYTES, SecretInfo, check_secret_name};
 pub use units::{ByteCount, GIB, KIB, MIB, ParseLimitError, parse_duration, parse_size};
 pub use usage::{
     Cost, HOUR, PriceList, Quota, QuotaStatus, Units, UsageGrouping, UsageLine, UsageReport,

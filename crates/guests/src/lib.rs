@@ -55,19 +55,24 @@ pub fn http_component(name: &str) -> PathBuf {
     built_from(&BUILT, "http", COMPONENT_TARGET, &name.replace('-', "_"))
 }
 
-/// The key-value counters of `examples/kv/`: `"counter"`, a core module
-/// importing `kiln_kv` (built for `wasm32-wasip1`), and `"counter-component"`,
-/// a component importing `wasi:keyvalue` (built for `wasm32-wasip2`).
-pub fn kv_example(name: &str) -> PathBuf {
+/// The examples of `examples/state/`: `"counter"`, a core module importing
+/// `kiln_kv` (built for `wasm32-wasip1`); `"counter-component"`, a component
+/// importing `wasi:keyvalue`, and `"show-config"`, one reading `wasi:config`
+/// (built for `wasm32-wasip2`).
+pub fn state_example(name: &str) -> PathBuf {
     static CORE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     static COMPONENT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let (cell, target) = match name {
-        "counter-component" => (&COMPONENT, COMPONENT_TARGET),
-        _ => (&CORE, TARGET),
+    let (cell, target, packages) = match name {
+        "counter" => (&CORE, TARGET, &["counter"][..]),
+        _ => (
+            &COMPONENT,
+            COMPONENT_TARGET,
+            &["counter-component", "show-config"][..],
+        ),
     };
-    let dir = match cell.get_or_init(|| build_package("kv", target, Some(name))) {
+    let dir = match cell.get_or_init(|| build_package("state", target, packages)) {
         Ok(dir) => dir,
-        Err(message) => panic!("cannot build the key-value examples:\n{message}"),
+        Err(message) => panic!("cannot build the state examples:\n{message}"),
     };
     dir.join(format!("{name}.wasm"))
 }
@@ -152,19 +157,19 @@ pub fn build(target: &str) -> Result<PathBuf, String> {
 
 /// Builds the examples workspace `examples/<workspace>` for `target`.
 fn build_workspace(workspace: &str, target: &str) -> Result<PathBuf, String> {
-    build_package(workspace, target, None)
+    build_package(workspace, target, &[])
 }
 
-/// Builds `package` of the examples workspace `examples/<workspace>` (all of
-/// them when `None`) for `target`.
-fn build_package(workspace: &str, target: &str, package: Option<&str>) -> Result<PathBuf, String> {
+/// Builds `packages` of the examples workspace `examples/<workspace>` (all of
+/// them when empty) for `target`.
+fn build_package(workspace: &str, target: &str, packages: &[&str]) -> Result<PathBuf, String> {
     let root = repo_root();
     let target_dir = root.join("target").join("guests");
     let attempt = || {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
         command.args(["build", "--release", "--quiet", "--target", target]);
-        if let Some(package) = package {
+        for package in packages {
             command.args(["--package", package]);
         }
         command

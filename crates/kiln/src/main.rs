@@ -35,6 +35,7 @@ enum Command {
     Usage(usage::UsageArgs),
     Quota(usage::QuotaArgs),
     Kv(kv::KvArgs),
+    Secret(secret::SecretArgs),
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
 }
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         Command::Usage(args) => usage::usage(args),
         Command::Quota(args) => usage::quota(args),
         Command::Kv(args) => kv::run(args),
+        Command::Secret(args) => secret::run(args),
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(args),
     };

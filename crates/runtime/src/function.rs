@@ -41,6 +41,8 @@ pub(crate) struct ComponentCtx {
     /// What `kiln:runtime/loader` reads (host directory, guest path): a deploy-time
     /// snapshot's mounts; empty in a request.
     pub(crate) loader: Vec<(std::path::PathBuf, String)>,
+    /// What `wasi:config/store` answers: the function's variables and secrets.
+    pub(crate) config: wasmtime_wasi_config::WasiConfigVariables,
 }
 
 impl ComponentCtx {
@@ -51,7 +53,14 @@ impl ComponentCtx {
             http: WasiHttpCtx::new(),
             outbound,
             loader: Vec::new(),
+            config: wasmtime_wasi_config::WasiConfigVariables::new(),
         }
+    }
+
+    /// This context, with `vars` for `wasi:config/store`.
+    pub(crate) fn with_config(mut self, vars: &[(String, String)]) -> ComponentCtx {
+        self.config = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self
     }
 }
 

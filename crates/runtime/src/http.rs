@@ -37,6 +37,8 @@ pub struct HttpRequest<B> {
     pub files: Arc<Files>,
     /// Key-value buckets the component may open.
     pub kv: crate::kv::KvGrant,
+    /// What `wasi:config/store` holds.
+    pub config: Arc<[(String, String)]>,
 }
 
 /// How a wasi:http invocation answered.
@@ -79,7 +81,7 @@ impl Invoker {
         let outbound = OutboundHooks::new(request.allowed_hosts);
         let denied = outbound.denied();
         let mut store = self.store(
-            ComponentCtx::new(wasi.build(), outbound),
+            ComponentCtx::new(wasi.build(), outbound).with_config(&request.config),
             &limits,
             dir,
             request.kv,

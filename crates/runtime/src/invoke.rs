@@ -39,6 +39,8 @@ pub struct Request {
     pub files: Arc<Files>,
     /// Key-value buckets the guest may open (none by default).
     pub kv: KvGrant,
+    /// What a component's `wasi:config/store` holds (none by default).
+    pub config: Arc<[(String, String)]>,
 }
 
 /// How an invocation ended. Each way of failing is its own variant so that callers
@@ -328,7 +330,11 @@ impl Invoker {
             function,
             wasi,
             &limits,
-            (request.allowed_hosts, request.kv),
+            Reach {
+                allowed_hosts: request.allowed_hosts,
+                kv: request.kv,
+                config: request.config,
+            },
             dir,
         )
         .await?;
@@ -348,6 +354,16 @@ impl Invoker {
     }
 }
 
+/// What a command's guest may reach besides its files.
+pub(crate) struct Reach {
+    /// Hosts a component may send HTTP requests to.
+    pub(crate) allowed_hosts: Arc<AllowedHosts>,
+    /// Key-value buckets it may open.
+    pub(crate) kv: KvGrant,
+    /// What a component's `wasi:config/store` holds.
+    pub(crate) config: Arc<[(String, String)]>,
+}
+
 /// Runs a command (core module or command component) to its end in a store made
 /// from `wasi`.
 pub(crate) async fn run_command(
@@ -355,9 +371,14 @@ pub(crate) async fn run_command(
     function: &Function,
     mut wasi: WasiCtxBuilder,
     limits: &Limits,
-    (allowed_hosts, kv): (Arc<AllowedHosts>, KvGrant),
+    reach: Reach,
     dir: Option<Arc<InvocationDir>>,
 ) -> Result<Ran, InvokeError> {
+    let Reach {
+        allowed_hosts,
+        kv,
+        config,
+    } = reach;
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
             let store = invoker.store(wasi.build_p1(), limits, dir, kv);
@@ -369,7 +390,8 @@ pub(crate) async fn run_command(
             .await
         }
         Entry::Command(pre) => {
-            let wasi = ComponentCtx::new(wasi.build(), OutboundHooks::new(allowed_hosts));
+            let wasi = ComponentCtx::new(wasi.build(), OutboundHooks::new(allowed_hosts))
+                .with_config(&config);
             let store = invoker.store(wasi, limits, dir, kv);
             let pre = pre.clone();
             drive(store, limits, move |store, instantiation| {

@@ -2,8 +2,9 @@
 //! functions over linear memory that a WASI preview 1 program imports with no
 //! SDK (C: `__attribute__((import_module("kiln_kv"), import_name("get")))`;
 //! Rust: `#[link(wasm_import_module = "kiln_kv")]`). Same store, grants and
-//! limits as `wasi:keyvalue` ([`crate::kv_component`]). `examples/kv/` has a C and
-//! a Rust counter, and `docs/kv.md` the reference.
+//! limits as `wasi:keyvalue` ([`crate::kv_component`]). `examples/c/counter.c`
+//! and `examples/state/counter` are a C and a Rust counter; `docs/state.md`
+//! is the reference.
 //!
 //! Pointers and lengths are i32; a negative result is an error code, and
 //! `error(buf, cap)` copies the last error's message:

@@ -201,6 +201,14 @@ impl Runtime {
             })
             .and_then(|()| crate::loader::add_to_linker(&mut component_linker))
             .and_then(|()| crate::kv_component::add_to_linker(&mut component_linker))
+            .and_then(|()| {
+                wasmtime_wasi_config::add_to_linker(
+                    &mut component_linker,
+                    |host: &mut ComponentHost| {
+                        wasmtime_wasi_config::WasiConfig::from(&host.wasi.config)
+                    },
+                )
+            })
             .map_err(|e| RuntimeError::Engine(e.into()))?;
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
             RuntimeError::ArtifactDir {

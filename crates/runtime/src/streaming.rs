@@ -10,7 +10,7 @@
 
 use crate::files::Files;
 use crate::function::Function;
-use crate::invoke::{Ended, Invocation, InvokeError, Invoker, Outcome, run_command};
+use crate::invoke::{Ended, Invocation, InvokeError, Invoker, Outcome, Reach, run_command};
 use crate::limits::Limits;
 use crate::outbound::AllowedHosts;
 use crate::output::{CapturedOutput, Overflow};
@@ -58,6 +58,8 @@ pub struct StreamRequest<B> {
     pub files: Arc<Files>,
     /// Key-value buckets the guest may open.
     pub kv: crate::kv::KvGrant,
+    /// What a component's `wasi:config/store` holds.
+    pub config: Arc<[(String, String)]>,
 }
 
 /// A streamed invocation under way: what the guest writes, and its end.
@@ -477,8 +479,11 @@ impl Invoker {
         B::Error: Into<BoxError>,
     {
         let limits = request.limits;
-        let allowed_hosts = request.allowed_hosts;
-        let kv = request.kv;
+        let reach = Reach {
+            allowed_hosts: request.allowed_hosts,
+            kv: request.kv,
+            config: request.config,
+        };
         let ok_exit = request.ok_exit;
         let slot = self.admit(&limits).await?;
         let (body, bytes_in) = LimitedBody::new(request.body, limits.stdin_bytes);
@@ -504,8 +509,7 @@ impl Invoker {
         let function = function.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let ran =
-                run_command(&invoker, &function, wasi, &limits, (allowed_hosts, kv), dir).await;
+            let ran = run_command(&invoker, &function, wasi, &limits, reach, dir).await;
             let ended = match ran {
                 Ok(ran) => ran.end(invoker.max_instances, &limits),
                 Err(e) => Err(e),

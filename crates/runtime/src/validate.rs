@@ -62,6 +62,9 @@ const WASI_P2_INTERFACES: &[&str] = &[
     "wasi:http/outgoing-handler",
 ];
 
+/// `wasi:config`, as `wasmtime-wasi-config` serves it.
+const CONFIG_INTERFACE: &str = "wasi:config/store@0.2.0-rc.1";
+
 /// Whether `name` (`wasi:cli/stdout@0.2.3`) is an interface Kiln provides.
 fn provided_p2(name: &str) -> bool {
     match name.split_once('@') {
@@ -286,6 +289,7 @@ fn validate_component(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
             !provided_p2(i)
                 && i.as_str() != crate::loader::INTERFACE
                 && !crate::kv_component::INTERFACES.contains(&i.as_str())
+                && i.as_str() != CONFIG_INTERFACE
         })
         .cloned()
         .collect();

@@ -84,6 +84,12 @@ pub struct ServerConfig {
     /// What a tenant may store in its buckets when its quota does not say
     /// (default [`KvCaps::default`]: a million keys, 1 GiB).
     pub kv_caps: KvCaps,
+    /// The file holding the key that seals secrets (64 hex digits).
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself (`KILN_SECRET_KEY`), when there is no file. With
+    /// neither, a server on its embedded store makes one in its data
+    /// directory; a cluster node has none, and refuses secrets.
+    pub secret_key: Option<String>,
 }
 
 impl ServerConfig {
@@ -114,6 +120,8 @@ impl ServerConfig {
             compile_cache: None,
             kv_limits: KvLimits::default(),
             kv_caps: KvCaps::default(),
+            secret_key_file: None,
+            secret_key: None,
         }
     }
 }

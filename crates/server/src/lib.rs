@@ -35,6 +35,7 @@ mod metering;
 mod metrics;
 mod pricing;
 mod quota;
+mod secrets;
 mod state;
 mod sync;
 #[cfg(test)]
@@ -57,6 +58,8 @@ use kv::KvService;
 use languages::LanguageRuntimes;
 use metering::{Flusher, Meter};
 use quota::Quotas;
+pub use secrets::SECRET_KEY_ENV;
+use secrets::SecretKeys;
 use state::{AppState, Counters, DEPLOYMENT_CACHE_ENTRIES, DeploymentCache, Settings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -153,6 +156,15 @@ impl Server {
             .ensure_all(store.referenced_digests().await?)
             .await;
         let quotas = Quotas::load(&*store, config.prices.clone(), config.metering).await?;
+        let secret_keys = SecretKeys::load(
+            config.secret_key_file.as_deref(),
+            config.secret_key.clone(),
+            config
+                .database
+                .is_none()
+                .then(|| data.join("secret.key"))
+                .as_deref(),
+        )?;
         let kv = Arc::new(KvService::new(
             kv_store,
             config.kv_limits,
@@ -209,6 +221,7 @@ impl Server {
             meter,
             quotas,
             kv,
+            secret_keys,
             metrics: Arc::default(),
             settling: tokio_util::task::TaskTracker::new(),
         });

@@ -10,6 +10,7 @@ use crate::logs::LogSink;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
+use crate::secrets::SecretKeys;
 use crate::sync::lock;
 use kiln_api::MountMode;
 use kiln_runtime::{AllowedHosts, Files, HostMount, KvGrant, Limits, Runtime, ScratchLimits};
@@ -62,6 +63,8 @@ pub(crate) struct AppState {
     pub quotas: Quotas,
     /// The functions' key-value buckets.
     pub kv: Arc<KvService>,
+    /// The key that seals secrets, if this node has one.
+    pub secret_keys: SecretKeys,
     pub metrics: Arc<Metrics>,
     /// Tasks settling streamed invocations after their response was sent; the
     /// server waits for them before its final usage flush.
@@ -113,6 +116,9 @@ pub(crate) struct CachedDeployment {
     pub files_ready: AtomicBool,
     /// The key-value buckets its invocations may open.
     pub kv: KvGrant,
+    /// Its own variables (the environment before the request's, and a
+    /// component's `wasi:config`), before any secrets are added.
+    pub config_vars: Arc<[(String, String)]>,
 }
 
 /// The limits of a function configured with `config` on a server whose defaults
@@ -179,6 +185,7 @@ impl CachedDeployment {
             }),
             files_ready: AtomicBool::new(config.mounts.is_empty()),
             kv: kv.grant(deployment.tenant_id, &config.kv),
+            config_vars: config.env.as_slice().into(),
             row: deployment,
         }
     }

@@ -6,8 +6,8 @@ use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId,
-    TokenInfo, UsageTotals, Version,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, SecretInfo, Tenant,
+    TenantId, TokenInfo, UsageTotals, Version,
 };
 
 /// Metadata: who may do what, what is deployed, what happened.
@@ -92,6 +92,20 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn add_bundle(&self, tenant: TenantId, bundle: &BundleInfo) -> StoreResult<()>;
     /// The bundle `digest`, if `tenant` uploaded it.
     async fn bundle(&self, tenant: TenantId, digest: &Digest) -> StoreResult<Option<BundleInfo>>;
+
+    /// Stores `tenant`'s secret `name`, sealed by the server (the store never
+    /// sees a value in clear), replacing any before.
+    async fn put_secret(&self, tenant: TenantId, name: &str, sealed: Vec<u8>) -> StoreResult<()>;
+    /// The sealed values of those of `names` that `tenant` has, by name.
+    async fn secrets(
+        &self,
+        tenant: TenantId,
+        names: Vec<String>,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// `tenant`'s secrets by name, without their values.
+    async fn list_secrets(&self, tenant: TenantId) -> StoreResult<Vec<SecretInfo>>;
+    /// Deletes `tenant`'s secret `name`; false if there was none.
+    async fn delete_secret(&self, tenant: TenantId, name: &str) -> StoreResult<bool>;
 
     /// Every tenant's quota (tenants without limits included, with `Quota::default()`).
     async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>>;

@@ -19,8 +19,8 @@ use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId,
-    TokenInfo, UsageTotals, Version,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, SecretInfo, Tenant,
+    TenantId, TokenInfo, UsageTotals, Version,
 };
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -122,6 +122,15 @@ CREATE TABLE kv_usage (
     tenant_id BIGINT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
     keys BIGINT NOT NULL,
     bytes BIGINT NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE secrets (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    sealed BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
 );
 "#,
 ];
@@ -888,6 +897,67 @@ impl MetadataStore for PostgresStore {
     async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>> {
         let client = self.client().await?;
         usage::by_tenant(&client, since).await
+    }
+
+    async fn put_secret(&self, tenant: TenantId, name: &str, sealed: Vec<u8>) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO secrets (tenant_id, name, sealed, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, name) DO UPDATE
+                     SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                &[&tenant, &name, &sealed, &now()],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn secrets(
+        &self,
+        tenant: TenantId,
+        names: Vec<String>,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name, sealed FROM secrets WHERE tenant_id = $1 AND name = ANY($2)
+                 ORDER BY name",
+                &[&tenant, &names],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn list_secrets(&self, tenant: TenantId) -> StoreResult<Vec<SecretInfo>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name, updated_at FROM secrets WHERE tenant_id = $1 ORDER BY name",
+                &[&tenant],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SecretInfo {
+                name: r.get(0),
+                updated_at: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn delete_secret(&self, tenant: TenantId, name: &str) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM secrets WHERE tenant_id = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(deleted > 0)
     }
 
     async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>> {

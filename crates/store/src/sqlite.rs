@@ -12,8 +12,8 @@ use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, no
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, Tenant, TenantId,
-    TokenInfo, UsageTotals, Version,
+    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, SecretInfo, Tenant,
+    TenantId, TokenInfo, UsageTotals, Version,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
@@ -642,6 +642,76 @@ impl MetadataStore for SqliteStore {
 
     async fn usage_by_tenant(&self, since: i64) -> StoreResult<Vec<(TenantId, UsageTotals)>> {
         self.with(move |conn| usage::by_tenant(conn, since)).await
+    }
+
+    async fn put_secret(&self, tenant: TenantId, name: &str, sealed: Vec<u8>) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO secrets (tenant_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant_id, name) DO UPDATE
+                     SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                params![tenant, name, sealed, now()],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn secrets(
+        &self,
+        tenant: TenantId,
+        names: Vec<String>,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT sealed FROM secrets WHERE tenant_id = ?1 AND name = ?2")
+                .map_err(internal)?;
+            let mut found = Vec::new();
+            for name in names {
+                let sealed: Option<Vec<u8>> = stmt
+                    .query_row(params![tenant, name], |r| r.get(0))
+                    .optional()
+                    .map_err(internal)?;
+                if let Some(sealed) = sealed {
+                    found.push((name, sealed));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn list_secrets(&self, tenant: TenantId) -> StoreResult<Vec<SecretInfo>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT name, updated_at FROM secrets WHERE tenant_id = ?1 ORDER BY name")
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![tenant], |r| {
+                    Ok(SecretInfo {
+                        name: r.get(0)?,
+                        updated_at: r.get(1)?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<Result<_, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, tenant: TenantId, name: &str) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+                params![tenant, name],
+            )
+            .map(|n| n > 0)
+            .map_err(internal)
+        })
+        .await
     }
 
     async fn quotas(&self) -> StoreResult<Vec<(TenantId, Quota)>> {

@@ -86,6 +86,7 @@ contract!(
     kv_batches_and_refused_writes_are_all_or_nothing,
     kv_listing_pages_see_each_lasting_key_once,
     kv_quota_counts_keys_and_bytes_and_deleting_frees_them,
+    secrets_are_per_tenant_replaced_listed_and_deleted,
 );
 
 fn version(bytes: &[u8]) -> NewVersion {
@@ -668,4 +669,47 @@ async fn kv_quota_counts_keys_and_bytes_and_deleting_frees_them(backend: Backend
         .await
         .unwrap();
     assert_eq!(kv.kv_usage(a).await.unwrap().keys, 1);
+}
+
+async fn secrets_are_per_tenant_replaced_listed_and_deleted(backend: Backend) {
+    let store = backend.open().await;
+    let a = store.create_tenant("a").await.unwrap().id;
+    let b = store.create_tenant("b").await.unwrap().id;
+    store
+        .put_secret(a, "KEY", b"sealed-1".to_vec())
+        .await
+        .unwrap();
+    store
+        .put_secret(a, "KEY", b"sealed-2".to_vec())
+        .await
+        .unwrap();
+    store.put_secret(a, "OTHER", b"x".to_vec()).await.unwrap();
+    store
+        .put_secret(b, "KEY", b"theirs".to_vec())
+        .await
+        .unwrap();
+    let names = vec!["KEY".to_owned(), "MISSING".to_owned(), "OTHER".to_owned()];
+    assert_eq!(
+        store.secrets(a, names.clone()).await.unwrap(),
+        vec![
+            ("KEY".to_owned(), b"sealed-2".to_vec()),
+            ("OTHER".to_owned(), b"x".to_vec())
+        ]
+    );
+    assert_eq!(
+        store.secrets(b, names).await.unwrap(),
+        vec![("KEY".to_owned(), b"theirs".to_vec())]
+    );
+    let listed: Vec<String> = store
+        .list_secrets(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(listed, ["KEY", "OTHER"]);
+    assert!(store.delete_secret(a, "KEY").await.unwrap());
+    assert!(!store.delete_secret(a, "KEY").await.unwrap());
+    assert_eq!(store.secrets(a, vec!["KEY".into()]).await.unwrap(), vec![]);
+    assert_eq!(store.secrets(b, vec!["KEY".into()]).await.unwrap().len(), 1);
 }

@@ -66,6 +66,10 @@ pub(crate) struct DeployArgs {
     /// `wasi:keyvalue` for components, the `kiln_kv` host module for core modules
     #[arg(long = "kv", value_name = "BUCKET")]
     kv: Vec<String>,
+    /// A secret of this tenant the function sees (repeatable): an environment
+    /// variable of that name, and for components `wasi:config` (`kiln secret set`)
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
@@ -122,6 +126,7 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         tmp: args.tmp.clone(),
         script: None,
         kv: args.kv.clone(),
+        secrets: args.secrets.clone(),
     };
     let client = Client::new(&args.server, Role::Tenant)?;
     let mut dirs = args.dirs.clone();

@@ -111,6 +111,12 @@ pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
                 ByteCount(tmp.bytes)
             );
         }
+        if !v.config.kv.is_empty() {
+            println!("         key-value buckets: {}", v.config.kv.join(", "));
+        }
+        if !v.config.secrets.is_empty() {
+            println!("         secrets: {}", v.config.secrets.join(", "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ pub(crate) mod kv;
 pub(crate) mod logs;
 pub(crate) mod progress;
 pub(crate) mod run;
+pub(crate) mod secret;
 pub(crate) mod up;
 pub(crate) mod usage;
 

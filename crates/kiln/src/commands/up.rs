@@ -150,6 +150,12 @@ pub(crate) struct UpArgs {
     /// Keys a tenant may store in all its buckets, unless its quota says
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     kv_keys: u64,
+    /// The key that seals secrets: a file of 64 hex digits (`openssl rand -hex
+    /// 32`); or the KILN_SECRET_KEY variable. Without either, a server on its
+    /// embedded store makes one (secret.key in the data directory); every node
+    /// of a cluster needs the same one
+    #[arg(long, value_name = "FILE")]
+    secret_key_file: Option<PathBuf>,
     /// Bytes of keys and values a tenant may store, unless its quota says
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     kv_bytes: u64,
@@ -282,6 +288,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         max_value_bytes: args.kv_max_value,
         ..kiln_api::KvLimits::default()
     };
+    config.secret_key_file = args.secret_key_file;
+    config.secret_key = std::env::var(kiln_server::SECRET_KEY_ENV).ok();
     config.kv_caps = kiln_api::KvCaps {
         keys: args.kv_keys,
         bytes: args.kv_bytes,

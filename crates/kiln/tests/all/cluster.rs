@@ -424,7 +424,7 @@ fn python_and_javascript_deployed_through_one_node_are_served_by_another() {
 #[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
 fn a_counter_incremented_through_three_nodes_counts_exactly_and_reads_the_same_everywhere() {
     let cluster = Cluster::start(3);
-    let component = kiln_guests::kv_example("counter-component");
+    let component = kiln_guests::state_example("counter-component");
     let c = kiln_guests::c_example("counter", cluster.homes[0].dir.path());
     cluster.cli(
         0,
@@ -487,7 +487,7 @@ fn key_value_calls_fail_with_a_typed_error_while_the_database_is_down_and_recove
     let database = services("postgres", &pg_port, &["database", "kiln_kv_outage"]);
     let home = Home::new();
     let server = home.start(&["--database", &database]);
-    let counter = kiln_guests::kv_example("counter").display().to_string();
+    let counter = kiln_guests::state_example("counter").display().to_string();
     server.ok(&["deploy", "--kv", "counter", &counter]);
     let url = server.function_url("default", "counter");
     assert_eq!(post(&url, "").body.trim(), "1");

@@ -33,8 +33,8 @@ fn counters_in_c_rust_and_a_component_count_exactly_and_survive_kill_9() {
     let server = home.start(&[]);
     let c = kiln_guests::c_example("counter", home.dir.path());
     let c = c.display().to_string();
-    let rust = kiln_guests::kv_example("counter").display().to_string();
-    let component = kiln_guests::kv_example("counter-component")
+    let rust = kiln_guests::state_example("counter").display().to_string();
+    let component = kiln_guests::state_example("counter-component")
         .display()
         .to_string();
     deploy(&server, &["--name", "c-counter", "--kv", "counter", &c]);
@@ -98,8 +98,8 @@ fn counters_in_c_rust_and_a_component_count_exactly_and_survive_kill_9() {
 fn a_function_reaches_only_the_granted_buckets_of_its_own_tenant() {
     let home = Home::new();
     let server = home.start(&[]);
-    let counter = kiln_guests::kv_example("counter").display().to_string();
-    let component = kiln_guests::kv_example("counter-component")
+    let counter = kiln_guests::state_example("counter").display().to_string();
+    let component = kiln_guests::state_example("counter-component")
         .display()
         .to_string();
     // Granted another bucket, or none: `counter` cannot be opened.
@@ -162,7 +162,7 @@ fn a_function_reaches_only_the_granted_buckets_of_its_own_tenant() {
 fn limits_and_quotas_refuse_writes_with_a_clear_error_and_change_nothing() {
     let home = Home::new();
     let server = home.start(&["--kv-max-key", "16B", "--kv-max-value", "64B"]);
-    let counter = kiln_guests::kv_example("counter").display().to_string();
+    let counter = kiln_guests::state_example("counter").display().to_string();
     deploy(&server, &["--name", "counter", "--kv", "counter", &counter]);
     let url = server.function_url("default", "counter");
 

@@ -15,6 +15,7 @@ mod kv;
 mod programs;
 mod realworld;
 mod scripts;
+mod secrets;
 mod server;
 mod support;
 mod toolchains;

@@ -31,6 +31,7 @@ fn request(
         allowed_hosts: Default::default(),
         files: Default::default(),
         kv: None,
+        config: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@ mod bundles;
 mod deploy;
 mod kv;
 pub(crate) mod metrics;
+mod secrets;
 mod snapshot;
 mod upload;
 mod usage;
@@ -62,6 +63,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             get(kv::get_value)
                 .put(kv::put_value)
                 .delete(kv::delete_value),
+        )
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{name}",
+            axum::routing::put(secrets::set).delete(secrets::delete),
         )
         .route("/metrics", get(metrics::admin_metrics))
 }

@@ -23,7 +23,7 @@ pub(crate) async fn run(
 ) -> Result<Executed, Answer> {
     let deployment = &pipeline.deployment;
     let stdin = read_body(body, deployment.limits.stdin_bytes).await?;
-    let env = guest.command_env(deployment, Some(stdin.len() as u64));
+    let env = guest.command_env(&pipeline.config, Some(stdin.len() as u64));
     let result = pipeline
         .state
         .runtime
@@ -37,6 +37,7 @@ pub(crate) async fn run(
                 allowed_hosts: deployment.allowed_hosts.clone(),
                 files: deployment.files.clone(),
                 kv: deployment.kv.clone(),
+                config: pipeline.config.clone(),
             },
         )
         .await;

@@ -47,6 +47,9 @@ pub(crate) struct Executed {
 pub(crate) struct Pipeline {
     pub(crate) state: Arc<AppState>,
     pub(crate) deployment: Arc<CachedDeployment>,
+    /// The function's own variables with its granted secrets: the environment
+    /// it adds to the request's, and a component's `wasi:config`.
+    pub(crate) config: Arc<[(String, String)]>,
 }
 
 /// What an executor leaves to be settled.

@@ -152,6 +152,21 @@ async fn run(
         deployment.files_ready.store(true, Ordering::Release);
     }
 
+    // Secrets, read for each request: a rotation is seen by the next one.
+    let secrets = match deployment.row.config.secrets.is_empty() {
+        true => Vec::new(),
+        false => crate::secrets::granted(state, &deployment.row)
+            .await
+            .map_err(|e| {
+                tracing::error!(%tenant, %function, error = %e, "cannot read a function's secrets");
+                Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Unavailable,
+                    "this function's secrets cannot be read right now",
+                )
+            })?,
+    };
+
     // Execute.
     let guest = GuestRequest {
         peer,
@@ -168,9 +183,20 @@ async fn run(
         admission,
         _in_flight: in_flight,
     };
+    let config = match secrets.is_empty() {
+        true => deployment.config_vars.clone(),
+        false => deployment
+            .config_vars
+            .iter()
+            .filter(|(name, _)| !secrets.iter().any(|(secret, _)| secret == name))
+            .chain(secrets.iter())
+            .cloned()
+            .collect(),
+    };
     let pipeline = Pipeline {
         state: state.clone(),
         deployment,
+        config,
     };
     let executed = match loaded.kind() {
         FunctionKind::Http => {

@@ -3,7 +3,6 @@
 //! environment (RFC 3875) built from it on top of the function's own variables.
 
 use super::cgi::{self, CgiRequest};
-use crate::state::CachedDeployment;
 use axum::http::header;
 use axum::http::request::Parts;
 use std::net::SocketAddr;
@@ -24,7 +23,7 @@ impl GuestRequest<'_> {
     /// unknown length.
     pub(crate) fn command_env(
         &self,
-        deployment: &CachedDeployment,
+        own: &[(String, String)],
         body_len: Option<u64>,
     ) -> Vec<(String, String)> {
         let parts = self.parts;
@@ -51,7 +50,7 @@ impl GuestRequest<'_> {
             remote_addr: &remote_addr,
             protocol: &protocol,
         });
-        let own = deployment.row.config.env.iter();
+        let own = own.iter();
         let mut env: Vec<(String, String)> = own
             .filter(|(k, _)| !request_env.iter().any(|(r, _)| r == k))
             .cloned()

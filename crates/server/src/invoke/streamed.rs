@@ -82,11 +82,12 @@ pub(crate) async fn http(
             function,
             HttpRequest {
                 request,
-                env: deployment.row.config.env.clone(),
+                env: pipeline.config.to_vec(),
                 limits: deployment.limits,
                 allowed_hosts: deployment.allowed_hosts.clone(),
                 files: deployment.files.clone(),
                 kv: deployment.kv.clone(),
+                config: pipeline.config.clone(),
             },
         )
         .await;
@@ -132,7 +133,7 @@ pub(crate) async fn command(
 ) -> Executed {
     let deployment = &pipeline.deployment;
     let declared = declared_length(&guest.parts.headers);
-    let env = guest.command_env(deployment, declared);
+    let env = guest.command_env(&pipeline.config, declared);
     let started = pipeline
         .state
         .runtime
@@ -147,6 +148,7 @@ pub(crate) async fn command(
                 ok_exit: deployment.ok_exit.clone(),
                 files: deployment.files.clone(),
                 kv: deployment.kv.clone(),
+                config: pipeline.config.clone(),
             },
         )
         .await;

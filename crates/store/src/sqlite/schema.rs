@@ -106,6 +106,15 @@ CREATE TABLE kv_usage (
     bytes INTEGER NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE secrets (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

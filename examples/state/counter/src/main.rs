@@ -3,7 +3,7 @@
 //! program that imports Kiln's `kiln_kv` host module directly: no SDK.
 //!
 //! ```text
-//! cargo build --release --target wasm32-wasip1 -p counter
+//! cargo build --release --target wasm32-wasip1 -p counter  # in examples/state
 //! kiln deploy target/wasm32-wasip1/release/counter.wasm --kv counter
 //! ```
 

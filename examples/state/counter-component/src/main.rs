@@ -4,7 +4,7 @@
 //! the WIT Kiln serves).
 //!
 //! ```text
-//! cargo build --release --target wasm32-wasip2 -p counter-component
+//! cargo build --release --target wasm32-wasip2 -p counter-component  # in examples/state
 //! kiln deploy target/wasm32-wasip2/release/counter-component.wasm --kv counter
 //! ```
 
