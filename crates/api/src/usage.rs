@@ -33,6 +33,12 @@ pub struct UsageTotals {
     pub bytes_in: u64,
     /// Response body bytes the guests wrote.
     pub bytes_out: u64,
+    /// Key-value reads: each key read, each page of keys listed.
+    #[serde(default)]
+    pub kv_reads: u64,
+    /// Key-value writes: each key set, deleted or incremented.
+    #[serde(default)]
+    pub kv_writes: u64,
 }
 
 impl UsageTotals {
@@ -47,6 +53,8 @@ impl UsageTotals {
         self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
         self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.kv_reads = self.kv_reads.saturating_add(other.kv_reads);
+        self.kv_writes = self.kv_writes.saturating_add(other.kv_writes);
     }
 
     /// Memory-time in GB-s, counting a GB as 2³⁰ bytes (as AWS Lambda does).
@@ -69,6 +77,10 @@ pub struct PriceList {
     pub per_gb_second: f64,
     /// Per GB (2³⁰ bytes) of response bytes the guests wrote. Default 0.05.
     pub per_gb_out: f64,
+    /// Per million key-value reads. Default 0.50.
+    pub per_million_kv_reads: f64,
+    /// Per million key-value writes. Default 5.00.
+    pub per_million_kv_writes: f64,
 }
 
 impl Default for PriceList {
@@ -79,6 +91,8 @@ impl Default for PriceList {
             per_million_cpu_ms: 0.02,
             per_gb_second: 0.000_002,
             per_gb_out: 0.05,
+            per_million_kv_reads: 0.50,
+            per_million_kv_writes: 5.00,
         }
     }
 }
@@ -93,6 +107,8 @@ impl PriceList {
             ("per_million_cpu_ms", self.per_million_cpu_ms),
             ("per_gb_second", self.per_gb_second),
             ("per_gb_out", self.per_gb_out),
+            ("per_million_kv_reads", self.per_million_kv_reads),
+            ("per_million_kv_writes", self.per_million_kv_writes),
         ] {
             if !price.is_finite() || price < 0.0 {
                 return Err(format!("{name} must be a number ≥ 0, not {price}"));
@@ -107,12 +123,15 @@ impl PriceList {
         let cpu = totals.cpu_us as f64 / 1e3 / 1e6 * self.per_million_cpu_ms;
         let memory = totals.gb_seconds() * self.per_gb_second;
         let egress = totals.bytes_out as f64 / GB * self.per_gb_out;
+        let kv = totals.kv_reads as f64 / 1e6 * self.per_million_kv_reads
+            + totals.kv_writes as f64 / 1e6 * self.per_million_kv_writes;
         Cost {
             requests,
             cpu,
             memory,
             egress,
-            total: requests + cpu + memory + egress,
+            kv,
+            total: requests + cpu + memory + egress + kv,
         }
     }
 }
@@ -128,6 +147,9 @@ pub struct Cost {
     pub memory: f64,
     /// For response bytes.
     pub egress: f64,
+    /// For key-value reads and writes.
+    #[serde(default)]
+    pub kv: f64,
     /// The sum.
     pub total: f64,
 }
@@ -289,6 +311,8 @@ mod tests {
             per_million_cpu_ms: 2.0,
             per_gb_second: 3.0,
             per_gb_out: 4.0,
+            per_million_kv_reads: 0.5,
+            per_million_kv_writes: 5.0,
         };
         let totals = UsageTotals {
             requests: 500_000,
@@ -296,13 +320,15 @@ mod tests {
             memory_kib_us: (1 << 20) * 2_000_000, // 2 GiB-s
             bytes_out: 1 << 29,                   // half a GiB
             instantiation_us: 123_456_789,        // never billed
+            kv_reads: 2_000_000,                  // 1.0
+            kv_writes: 100_000,                   // 0.5
             ..Default::default()
         };
         let cost = prices.cost(&totals);
         assert_eq!(
-            (cost.requests, cost.cpu, cost.memory, cost.egress),
-            (0.5, 2.0, 6.0, 2.0)
+            (cost.requests, cost.cpu, cost.memory, cost.egress, cost.kv),
+            (0.5, 2.0, 6.0, 2.0, 1.5)
         );
-        assert_eq!(cost.total, 10.5);
+        assert_eq!(cost.total, 12.0);
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Host<W> {
     pub(crate) kv: crate::kv::KvGrant,
     /// A core module's open buckets ([`crate::kv_core`]).
     pub(crate) kv_core: crate::kv::CoreKv,
+    /// Key-value operations made so far.
+    pub(crate) kv_ops: crate::kv::KvOps,
 }
 
 /// A core module's host state: WASI preview 1.

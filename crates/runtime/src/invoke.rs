@@ -129,6 +129,10 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes the guest wrote to stdout.
     pub bytes_out: u64,
+    /// Key-value reads it made (each key read, each page listed).
+    pub kv_reads: u64,
+    /// Key-value writes it made (each key set, deleted or incremented).
+    pub kv_writes: u64,
 }
 
 /// The result of an invocation that ran (whether or not the guest succeeded).
@@ -272,6 +276,7 @@ impl Invoker {
             dir,
             kv,
             kv_core: Default::default(),
+            kv_ops: Default::default(),
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
@@ -483,6 +488,7 @@ pub(crate) async fn drive<W: Send>(
     }
     let wall = started.elapsed();
     let peak_memory_bytes = store.data().limiter.peak_memory();
+    let kv_ops = store.data().kv_ops;
     drop(store);
     Ran {
         result,
@@ -491,6 +497,8 @@ pub(crate) async fn drive<W: Send>(
             cpu,
             instantiation,
             peak_memory_bytes,
+            kv_reads: kv_ops.reads,
+            kv_writes: kv_ops.writes,
             bytes_in: 0,
             bytes_out: 0,
         },

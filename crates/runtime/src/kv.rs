@@ -53,6 +53,15 @@ pub trait KeyValue: Send + Sync + fmt::Debug + 'static {
 /// What an invocation may reach, if anything.
 pub type KvGrant = Option<Arc<dyn KeyValue>>;
 
+/// Key-value operations an invocation made, for its bill: each key read
+/// (`get`, `exists`, each key of a `get-many`, a page of `list-keys`) and
+/// each key written (`set`, `delete`, `increment`, each key of a batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KvOps {
+    pub(crate) reads: u64,
+    pub(crate) writes: u64,
+}
+
 /// A core module's open buckets and last error ([`crate::kv_core`]).
 #[derive(Default)]
 pub(crate) struct CoreKv {

@@ -104,6 +104,7 @@ impl store::HostBucket for ComponentHost {
         key: String,
     ) -> Result<Option<Vec<u8>>, HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.reads += 1;
         Ok(self.kv()?.get(&name, &key).await?)
     }
 
@@ -114,6 +115,7 @@ impl store::HostBucket for ComponentHost {
         value: Vec<u8>,
     ) -> Result<(), HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.writes += 1;
         Ok(self
             .kv()?
             .write(&name, vec![KvWrite::Set { key, value }])
@@ -122,6 +124,7 @@ impl store::HostBucket for ComponentHost {
 
     async fn delete(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<(), HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.writes += 1;
         Ok(self
             .kv()?
             .write(&name, vec![KvWrite::Delete { key }])
@@ -134,6 +137,7 @@ impl store::HostBucket for ComponentHost {
         key: String,
     ) -> Result<bool, HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.reads += 1;
         Ok(self.kv()?.exists(&name, &key).await?)
     }
 
@@ -143,6 +147,7 @@ impl store::HostBucket for ComponentHost {
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.reads += 1;
         let page = self.kv()?.list(&name, cursor).await?;
         Ok(store::KeyResponse {
             keys: page.keys,
@@ -164,6 +169,7 @@ impl atomics::Host for ComponentHost {
         delta: u64,
     ) -> Result<u64, HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.writes += 1;
         Ok(self.kv()?.increment(&name, &key, delta).await?)
     }
 }
@@ -175,6 +181,7 @@ impl batch::Host for ComponentHost {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, HostError> {
         let name = self.bucket(&bucket)?;
+        self.kv_ops.reads += keys.len() as u64;
         let values = self.kv()?.get_many(&name, keys.clone()).await?;
         Ok(keys
             .into_iter()
@@ -192,7 +199,8 @@ impl batch::Host for ComponentHost {
         let writes = key_values
             .into_iter()
             .map(|(key, value)| KvWrite::Set { key, value })
-            .collect();
+            .collect::<Vec<_>>();
+        self.kv_ops.writes += writes.len() as u64;
         Ok(self.kv()?.write(&name, writes).await?)
     }
 
@@ -205,7 +213,8 @@ impl batch::Host for ComponentHost {
         let writes = keys
             .into_iter()
             .map(|key| KvWrite::Delete { key })
-            .collect();
+            .collect::<Vec<_>>();
+        self.kv_ops.writes += writes.len() as u64;
         Ok(self.kv()?.write(&name, writes).await?)
     }
 }

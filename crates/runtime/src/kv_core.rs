@@ -74,6 +74,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CoreHost>) -> wasmtime::Result<(
                 let result = async {
                     let (kv, bucket) = bucket_of(&caller, bucket)?;
                     let key = string(&mut caller, key, key_len)?;
+                    caller.data_mut().kv_ops.reads += 1;
                     match kv.get(&bucket, &key).await? {
                         None => Ok(-1),
                         Some(value) => {
@@ -97,6 +98,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CoreHost>) -> wasmtime::Result<(
                     let (kv, bucket) = bucket_of(&caller, bucket)?;
                     let key = string(&mut caller, key, key_len)?;
                     let value = bytes(&mut caller, value, value_len)?;
+                    caller.data_mut().kv_ops.writes += 1;
                     kv.write(&bucket, vec![KvWrite::Set { key, value }]).await?;
                     Ok(0)
                 }
@@ -113,6 +115,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CoreHost>) -> wasmtime::Result<(
                 let result = async {
                     let (kv, bucket) = bucket_of(&caller, bucket)?;
                     let key = string(&mut caller, key, key_len)?;
+                    caller.data_mut().kv_ops.writes += 1;
                     kv.write(&bucket, vec![KvWrite::Delete { key }]).await?;
                     Ok(0)
                 }
@@ -131,6 +134,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CoreHost>) -> wasmtime::Result<(
                     let key = string(&mut caller, key, key_len)?;
                     let delta = u64::try_from(delta)
                         .map_err(|_| Fail::BadArgument("a negative delta".into()))?;
+                    caller.data_mut().kv_ops.writes += 1;
                     let sum = kv.increment(&bucket, &key, delta).await?;
                     i64::try_from(sum).map_err(|_| {
                         Fail::Kv(KvError::Refused(format!(
@@ -153,6 +157,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CoreHost>) -> wasmtime::Result<(
                     let (kv, bucket) = bucket_of(&caller, bucket)?;
                     let cursor = u64::try_from(cursor)
                         .map_err(|_| Fail::BadArgument("a negative cursor".into()))?;
+                    caller.data_mut().kv_ops.reads += 1;
                     let page = kv.list(&bucket, (cursor > 0).then_some(cursor)).await?;
                     let mut text = Vec::new();
                     for key in &page.keys {

@@ -604,6 +604,7 @@ fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> Pro
         dir: None,
         kv: None,
         kv_core: Default::default(),
+        kv_ops: Default::default(),
     };
     let mut store = Store::new(engine, host);
     linker

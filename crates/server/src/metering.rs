@@ -30,6 +30,8 @@ pub(crate) fn totals_of(stats: &Stats, success: bool) -> UsageTotals {
         peak_memory_bytes: stats.peak_memory_bytes,
         bytes_in: stats.bytes_in,
         bytes_out: stats.bytes_out,
+        kv_reads: stats.kv_reads,
+        kv_writes: stats.kv_writes,
     }
 }
 

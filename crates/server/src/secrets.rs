@@ -208,19 +208,18 @@ impl SecretKeys {
 /// secret set a moment ago is the one a request sees): a granted secret that
 /// was never set is absent, as an unset environment variable is.
 pub(crate) async fn granted(
-    state: &crate::state::AppState,
+    store: &dyn kiln_store::MetadataStore,
+    keys: &SecretKeys,
     row: &kiln_store::Deployment,
 ) -> Result<Vec<(String, String)>, GrantedError> {
-    let sealed = state
-        .store
+    let sealed = store
         .secrets(row.tenant_id, row.config.secrets.clone())
         .await
         .map_err(GrantedError::Store)?;
     sealed
         .into_iter()
         .map(|(name, sealed)| {
-            let value = state
-                .secret_keys
+            let value = keys
                 .open(row.tenant_id, &name, &sealed)
                 .map_err(GrantedError::Secret)?;
             // Values are set through the API as UTF-8 (an environment variable).

@@ -132,6 +132,8 @@ CREATE TABLE secrets (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, name)
 );
+ALTER TABLE usage ADD COLUMN kv_reads BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN kv_writes BIGINT NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -114,13 +114,15 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
         header.push_str(&format!("{:<16} ", "TENANT"));
     }
     header.push_str(&format!(
-        "{what:<20} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10} {:>12}",
+        "{what:<20} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10} {:>9} {:>9} {:>12}",
         "REQUESTS",
         "FAILED",
         "CPU MS",
         "GB-S",
         "IN",
         "OUT",
+        "KV READS",
+        "KV WRITES",
         format!("COST {currency}")
     ));
     println!("{header}");
@@ -130,13 +132,15 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
             line.push_str(&format!("{tenant:<16} "));
         }
         line.push_str(&format!(
-            "{label:<20} {:>10} {:>8} {:>12.1} {:>12.6} {:>10} {:>10} {:>12.6}",
+            "{label:<20} {:>10} {:>8} {:>12.1} {:>12.6} {:>10} {:>10} {:>9} {:>9} {:>12.6}",
             l.units.totals.requests,
             l.units.totals.failures,
             l.units.totals.cpu_us as f64 / 1000.0,
             l.units.gb_seconds,
             ByteCount(l.units.totals.bytes_in).to_string(),
             ByteCount(l.units.totals.bytes_out).to_string(),
+            l.units.totals.kv_reads,
+            l.units.totals.kv_writes,
             l.cost.total
         ));
         println!("{line}");
@@ -155,13 +159,13 @@ fn print_csv(report: &UsageReport) {
     println!(
         "tenant,function,period,requests,failures,wall_us,cpu_us,instantiation_us,gb_seconds,\
          peak_memory_bytes,bytes_in,bytes_out,cost_requests,cost_cpu,cost_memory,cost_egress,\
-         cost_total,currency"
+         cost_total,currency,kv_reads,kv_writes,cost_kv"
     );
     let csv = |l: &UsageLine, tenant: &str| {
         let u = &l.units.totals;
         let c = &l.cost;
         println!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             field(tenant),
             field(l.function.as_deref().unwrap_or("")),
             field(l.period.as_deref().unwrap_or("")),
@@ -180,6 +184,9 @@ fn print_csv(report: &UsageReport) {
             c.egress,
             c.total,
             field(&report.prices.currency),
+            u.kv_reads,
+            u.kv_writes,
+            c.kv,
         );
     };
     for l in &report.rows {

@@ -79,6 +79,18 @@ fn counters_in_c_rust_and_a_component_count_exactly_and_survive_kill_9() {
     assert_eq!(visits.body.trim(), "1");
     assert_eq!(kv_get(&server, "counter", "hits").as_deref(), Some("120"));
 
+    // Metered: one write per increment, priced in the usage report.
+    let usage_url = format!("{}/v1/usage", server.url);
+    let token = home.token();
+    let usage = eventually("the key-value writes in the usage", || {
+        let got = get_as(&usage_url, &token);
+        let usage: serde_json::Value = serde_json::from_str(&got.body).ok()?;
+        (usage["total"]["units"]["kv_writes"] == 121).then_some(usage)
+    });
+    assert_eq!(usage["total"]["units"]["kv_reads"], 0);
+    let kv_cost = usage["total"]["cost"]["kv"].as_f64().expect("kv cost");
+    assert!((kv_cost - 121.0 * 5.0 / 1e6).abs() < 1e-12, "{kv_cost}");
+
     // What answered is on disk: a kill -9 loses none of it.
     server.kill();
     let server = home.start(&[]);

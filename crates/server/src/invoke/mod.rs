@@ -155,7 +155,7 @@ async fn run(
     // Secrets, read for each request: a rotation is seen by the next one.
     let secrets = match deployment.row.config.secrets.is_empty() {
         true => Vec::new(),
-        false => crate::secrets::granted(state, &deployment.row)
+        false => crate::secrets::granted(&*state.store, &state.secret_keys, &deployment.row)
             .await
             .map_err(|e| {
                 tracing::error!(%tenant, %function, error = %e, "cannot read a function's secrets");

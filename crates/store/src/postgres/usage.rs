@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 
 /// The summed columns, in [`UsageTotals`] order.
 const TOTALS: &str = "requests, failures, wall_us, cpu_us, instantiation_us, memory_kib_us, \
-                      peak_memory_bytes, bytes_in, bytes_out";
+                      peak_memory_bytes, bytes_in, bytes_out, kv_reads, kv_writes";
 
 /// `column + excluded.column`, kept at the largest BIGINT instead of overflowing.
 fn sum(column: &str) -> String {
@@ -32,6 +32,8 @@ fn read_totals(r: &Row, first: usize) -> UsageTotals {
         peak_memory_bytes: at(6),
         bytes_in: at(7),
         bytes_out: at(8),
+        kv_reads: at(9),
+        kv_writes: at(10),
     }
 }
 
@@ -49,6 +51,8 @@ pub(super) async fn add(
         "memory_kib_us",
         "bytes_in",
         "bytes_out",
+        "kv_reads",
+        "kv_writes",
     ]
     .iter()
     .map(|c| sum(c))
@@ -56,7 +60,7 @@ pub(super) async fn add(
     let upsert = tx
         .prepare(&format!(
             "INSERT INTO usage (tenant_id, hour, function, {TOTALS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (tenant_id, hour, function) DO UPDATE SET {},
                peak_memory_bytes = GREATEST(usage.peak_memory_bytes, excluded.peak_memory_bytes)",
             sums.join(", ")
@@ -80,6 +84,8 @@ pub(super) async fn add(
                 &big(t.peak_memory_bytes),
                 &big(t.bytes_in),
                 &big(t.bytes_out),
+                &big(t.kv_reads),
+                &big(t.kv_writes),
             ],
         )
         .await
@@ -126,7 +132,7 @@ pub(super) async fn by_tenant(
     let rows = client
         .query(
             &format!(
-                "SELECT tenant_id, {}, {}, {}, {}, {}, {}, MAX(peak_memory_bytes), {}, {}
+                "SELECT tenant_id, {}, {}, {}, {}, {}, {}, MAX(peak_memory_bytes), {}, {}, {}, {}
                  FROM usage WHERE hour >= $1 GROUP BY tenant_id ORDER BY tenant_id",
                 capped("requests"),
                 capped("failures"),
@@ -136,6 +142,8 @@ pub(super) async fn by_tenant(
                 capped("memory_kib_us"),
                 capped("bytes_in"),
                 capped("bytes_out"),
+                capped("kv_reads"),
+                capped("kv_writes"),
             ),
             &[&since],
         )

@@ -114,6 +114,8 @@ CREATE TABLE secrets (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, name)
 );
+ALTER TABLE usage ADD COLUMN kv_reads INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN kv_writes INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -14,7 +14,7 @@ fn stored(n: u64) -> i64 {
 
 /// The summed columns, in [`UsageTotals`] order.
 const TOTALS: &str = "requests, failures, wall_us, cpu_us, instantiation_us, memory_kib_us, \
-                      peak_memory_bytes, bytes_in, bytes_out";
+                      peak_memory_bytes, bytes_in, bytes_out, kv_reads, kv_writes";
 
 fn read_totals(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageTotals> {
     let at = |i: usize| -> rusqlite::Result<u64> {
@@ -31,6 +31,8 @@ fn read_totals(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageTot
         peak_memory_bytes: at(6)?,
         bytes_in: at(7)?,
         bytes_out: at(8)?,
+        kv_reads: at(9)?,
+        kv_writes: at(10)?,
     })
 }
 
@@ -41,7 +43,7 @@ pub(super) fn add(conn: &mut Connection, deltas: &[UsageDelta]) -> StoreResult<(
         let mut upsert = tx
             .prepare_cached(&format!(
                 "INSERT INTO usage (tenant_id, hour, function, {TOTALS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (tenant_id, hour, function) DO UPDATE SET
                    requests = MIN(requests + excluded.requests, {max}),
                    failures = MIN(failures + excluded.failures, {max}),
@@ -51,7 +53,9 @@ pub(super) fn add(conn: &mut Connection, deltas: &[UsageDelta]) -> StoreResult<(
                    memory_kib_us = MIN(memory_kib_us + excluded.memory_kib_us, {max}),
                    peak_memory_bytes = MAX(peak_memory_bytes, excluded.peak_memory_bytes),
                    bytes_in = MIN(bytes_in + excluded.bytes_in, {max}),
-                   bytes_out = MIN(bytes_out + excluded.bytes_out, {max})",
+                   bytes_out = MIN(bytes_out + excluded.bytes_out, {max}),
+                   kv_reads = MIN(kv_reads + excluded.kv_reads, {max}),
+                   kv_writes = MIN(kv_writes + excluded.kv_writes, {max})",
                 max = i64::MAX
             ))
             .map_err(internal)?;
@@ -71,6 +75,8 @@ pub(super) fn add(conn: &mut Connection, deltas: &[UsageDelta]) -> StoreResult<(
                     stored(t.peak_memory_bytes),
                     stored(t.bytes_in),
                     stored(t.bytes_out),
+                    stored(t.kv_reads),
+                    stored(t.kv_writes),
                 ])
                 .map_err(internal)?;
         }
@@ -113,7 +119,7 @@ pub(super) fn by_tenant(
         .prepare_cached(
             "SELECT tenant_id, SUM(requests), SUM(failures), SUM(wall_us), SUM(cpu_us),
                SUM(instantiation_us), SUM(memory_kib_us), MAX(peak_memory_bytes),
-               SUM(bytes_in), SUM(bytes_out)
+               SUM(bytes_in), SUM(bytes_out), SUM(kv_reads), SUM(kv_writes)
              FROM usage WHERE hour >= ?1 GROUP BY tenant_id",
         )
         .map_err(internal)?;
