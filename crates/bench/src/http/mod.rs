@@ -8,6 +8,7 @@ mod cluster;
 mod cold;
 mod density;
 mod kiln;
+mod kv;
 mod metering;
 mod modules;
 mod neighbours;
@@ -66,6 +67,7 @@ enum Scenario {
     Cluster,
     Real,
     Scripts,
+    Kv,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -177,6 +179,14 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
         };
         let (_home, kiln) = fresh(&[])?;
         real::run(&kiln, &wasmtime, &programs, &mut report)?;
+    }
+    if wants(Scenario::Kv) {
+        eprintln!(
+            "kv: get, set and a counter, {} s of load each",
+            args.seconds
+        );
+        let (_home, kiln) = fresh(&[])?;
+        kv::run(&kiln, Duration::from_secs(args.seconds), &mut report)?;
     }
     if wants(Scenario::Scripts) {
         eprintln!("scripts: Python and JavaScript hellos, then their peers");

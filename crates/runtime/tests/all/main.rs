@@ -7,6 +7,7 @@ mod guests;
 mod hostile;
 mod http;
 mod invoke;
+mod kv;
 mod validate;
 
 use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, ScratchConfig};
