@@ -449,26 +449,13 @@ fn a_counter_incremented_through_three_nodes_counts_exactly_and_reads_the_same_e
         ],
     );
     // 3 nodes × 2 functions × 2 threads × 10 requests, all on one key.
-    let threads: Vec<_> = (0..12)
+    let urls = (0..12)
         .map(|i| {
             let function = if i % 2 == 0 { "component" } else { "c" };
-            let url = cluster.node(i % 3).function_url("default", function);
-            std::thread::spawn(move || {
-                (0..10)
-                    .map(|_| {
-                        let got = post(&url, "");
-                        assert_eq!(got.status, 200, "{url}: {}", got.body);
-                        got.body.trim().parse::<u64>().expect("a count")
-                    })
-                    .collect::<Vec<u64>>()
-            })
+            cluster.node(i % 3).function_url("default", function)
         })
         .collect();
-    let mut counts: Vec<u64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("client thread"))
-        .collect();
-    counts.sort_unstable();
+    let counts = counts_from(urls, 10);
     assert_eq!(counts, (1..=120).collect::<Vec<u64>>());
     // Read-your-writes on every node, at once.
     for i in 0..3 {

@@ -49,25 +49,10 @@ fn counters_in_c_rust_and_a_component_count_exactly_and_survive_kill_9() {
 
     // 3 functions × 8 threads × 5 requests, all on one key.
     let names = ["c-counter", "rust-counter", "component-counter"];
-    let threads: Vec<_> = (0..24)
-        .map(|i| {
-            let url = server.function_url("default", names[i % 3]);
-            std::thread::spawn(move || {
-                (0..5)
-                    .map(|_| {
-                        let got = post(&url, "");
-                        assert_eq!(got.status, 200, "{}", got.body);
-                        got.body.trim().parse::<u64>().expect("a count")
-                    })
-                    .collect::<Vec<u64>>()
-            })
-        })
+    let urls = (0..24)
+        .map(|i| server.function_url("default", names[i % 3]))
         .collect();
-    let mut counts: Vec<u64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("client thread"))
-        .collect();
-    counts.sort_unstable();
+    let counts = counts_from(urls, 5);
     // Every request saw its own total: no increment lost or doubled.
     assert_eq!(counts, (1..=120).collect::<Vec<u64>>());
 

@@ -251,3 +251,29 @@ pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// POSTs `each` empty requests to every one of `urls`, each URL from a thread
+/// of its own, and returns the answers (each must be a 200 whose body is a
+/// number, a counter's total), sorted.
+pub(crate) fn counts_from(urls: Vec<String>, each: usize) -> Vec<u64> {
+    let threads: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            std::thread::spawn(move || {
+                (0..each)
+                    .map(|_| {
+                        let got = post(&url, "");
+                        assert_eq!(got.status, 200, "{url}: {}", got.body);
+                        got.body.trim().parse::<u64>().expect("a count")
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut counts: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client thread"))
+        .collect();
+    counts.sort_unstable();
+    counts
+}
