@@ -13,7 +13,6 @@ use kiln_api::{KvCaps, KvKeys, KvLimits, KvWrite, TenantId};
 use kiln_runtime::{KeyValue, KvError, KvGrant};
 use kiln_store::{KvStore, StoreError};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The key-value store as this node's functions and API use it.
 pub(crate) struct KvService {
@@ -22,9 +21,6 @@ pub(crate) struct KvService {
     /// A tenant's storage caps when its quota does not set them.
     pub(crate) default_caps: KvCaps,
     quotas: QuotaBook,
-    /// Operations served to functions, since start (`/v1/status`, metrics).
-    pub(crate) reads: AtomicU64,
-    pub(crate) writes: AtomicU64,
 }
 
 impl std::fmt::Debug for KvService {
@@ -47,8 +43,6 @@ impl KvService {
             limits,
             default_caps,
             quotas,
-            reads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
         }
     }
 
@@ -123,15 +117,9 @@ impl TenantKv {
         }
     }
 
-    fn read(&self, bucket: &str) -> Result<&KvService, KvError> {
+    /// The service, once `bucket` is known to be granted.
+    fn service(&self, bucket: &str) -> Result<&KvService, KvError> {
         self.granted(bucket)?;
-        self.service.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(&self.service)
-    }
-
-    fn write(&self, bucket: &str) -> Result<&KvService, KvError> {
-        self.granted(bucket)?;
-        self.service.writes.fetch_add(1, Ordering::Relaxed);
         Ok(&self.service)
     }
 }
@@ -143,7 +131,7 @@ impl KeyValue for TenantKv {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let service = self.read(bucket)?;
+        let service = self.service(bucket)?;
         service.check_key(key)?;
         service
             .store
@@ -157,7 +145,7 @@ impl KeyValue for TenantKv {
         bucket: &str,
         keys: Vec<String>,
     ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        let service = self.read(bucket)?;
+        let service = self.service(bucket)?;
         for key in &keys {
             service.check_key(key)?;
         }
@@ -169,7 +157,7 @@ impl KeyValue for TenantKv {
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        let service = self.read(bucket)?;
+        let service = self.service(bucket)?;
         service.check_key(key)?;
         service
             .store
@@ -179,7 +167,7 @@ impl KeyValue for TenantKv {
     }
 
     async fn write(&self, bucket: &str, writes: Vec<KvWrite>) -> Result<(), KvError> {
-        let service = TenantKv::write(self, bucket)?;
+        let service = self.service(bucket)?;
         service.check_writes(&writes)?;
         if writes.is_empty() {
             return Ok(());
@@ -193,7 +181,7 @@ impl KeyValue for TenantKv {
     }
 
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
-        let service = TenantKv::write(self, bucket)?;
+        let service = self.service(bucket)?;
         service.check_key(key)?;
         let caps = service.caps(self.tenant);
         service
@@ -204,7 +192,7 @@ impl KeyValue for TenantKv {
     }
 
     async fn list(&self, bucket: &str, cursor: Option<u64>) -> Result<KvKeys, KvError> {
-        let service = self.read(bucket)?;
+        let service = self.service(bucket)?;
         service
             .store
             .kv_list(self.tenant, bucket, cursor, service.limits.page_keys)
