@@ -119,16 +119,26 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
         tx.commit().map_err(internal)
     })();
     for answer in answers {
-        // A receiver gone (its request ended) loses nothing: the write stands.
-        let _ = match (answer, &committed) {
-            (Answer::Write(done, result), Ok(())) => done.send(result).map_err(drop),
-            (Answer::Increment(done, result), Ok(())) => done.send(result).map_err(drop),
-            (Answer::DeleteBucket(done, result), Ok(())) => done.send(result).map_err(drop),
-            (Answer::Write(done, _), Err(e)) => done.send(Err(copy(e))).map_err(drop),
-            (Answer::Increment(done, _), Err(e)) => done.send(Err(copy(e))).map_err(drop),
-            (Answer::DeleteBucket(done, _), Err(e)) => done.send(Err(copy(e))).map_err(drop),
-        };
+        match answer {
+            Answer::Write(done, result) => settle(done, result, &committed),
+            Answer::Increment(done, result) => settle(done, result, &committed),
+            Answer::DeleteBucket(done, result) => settle(done, result, &committed),
+        }
     }
+}
+
+/// Tells a writer its write's own result if the group committed, else the
+/// commit's failure. A receiver gone (its request ended) loses nothing: the
+/// write stands.
+fn settle<T>(
+    done: oneshot::Sender<StoreResult<T>>,
+    result: StoreResult<T>,
+    committed: &StoreResult<()>,
+) {
+    let _ = done.send(match committed {
+        Ok(()) => result,
+        Err(e) => Err(copy(e)),
+    });
 }
 
 /// A commit failure, told to each writer of the group.
