@@ -3,6 +3,7 @@
 //! `PRAGMA user_version`.
 
 mod kv;
+mod readers;
 mod schema;
 mod usage;
 
@@ -25,6 +26,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The key-value writer thread's queue ([`kv`]).
     kv_writer: std::sync::mpsc::Sender<kv::Job>,
+    /// Read-only connections for key-value reads ([`readers`]).
+    kv_readers: readers::Readers,
 }
 
 impl SqliteStore {
@@ -42,6 +45,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             kv_writer: kv::start_writer(path)?,
+            kv_readers: readers::Readers::open(path)?,
         })
     }
 

@@ -83,35 +83,62 @@ impl Drop for Balancer {
     }
 }
 
+/// Three nodes on a fresh PostgreSQL database and S3 bucket (named after
+/// `name`), and nginx in front of them; everything stops when it is dropped.
+pub(super) struct Cluster {
+    /// Dropped first: nginx stops before the nodes it proxies to.
+    balancer: Balancer,
+    pub nodes: Vec<Kiln>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub(super) fn start(binary: &Path, name: &str) -> anyhow::Result<Cluster> {
+        let database = services::postgres_database(name);
+        let (endpoint, bucket) = services::s3_bucket(&name.replace('_', "-"));
+        let blobs = format!("s3://{bucket}");
+        let flags = [
+            "--database",
+            &database,
+            "--blobs",
+            &blobs,
+            "--s3-endpoint",
+            &endpoint,
+        ];
+        let dir = tempfile::tempdir()?;
+        let mut nodes: Vec<Kiln> = Vec::new();
+        for i in 0..NODES {
+            let home = dir.path().join(format!("node{i}"));
+            nodes.push(match nodes.first() {
+                None => Kiln::start(binary, &home, &flags)?,
+                Some(first) => {
+                    let tokens = (first.token.as_str(), first.admin_token.as_str());
+                    Kiln::join(binary, &home, &flags, tokens)?
+                }
+            });
+        }
+        let balancer = Balancer::start(dir.path(), &nodes)?;
+        Ok(Cluster {
+            balancer,
+            nodes,
+            _dir: dir,
+        })
+    }
+
+    /// `path` through nginx, balanced over every node.
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.balancer.all)
+    }
+}
+
 pub(super) fn run(
     binary: &Path,
     hello: &[u8],
     duration: Duration,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let database = services::postgres_database("kiln_bench");
-    let (endpoint, bucket) = services::s3_bucket("kiln-bench");
-    let blobs = format!("s3://{bucket}");
-    let flags = [
-        "--database",
-        &database,
-        "--blobs",
-        &blobs,
-        "--s3-endpoint",
-        &endpoint,
-    ];
-    let dir = tempfile::tempdir()?;
-    let mut nodes: Vec<Kiln> = Vec::new();
-    for i in 0..NODES {
-        let home = dir.path().join(format!("node{i}"));
-        nodes.push(match nodes.first() {
-            None => Kiln::start(binary, &home, &flags)?,
-            Some(first) => {
-                let tokens = (first.token.as_str(), first.admin_token.as_str());
-                Kiln::join(binary, &home, &flags, tokens)?
-            }
-        });
-    }
+    let cluster = Cluster::start(binary, "kiln_bench")?;
+    let nodes = &cluster.nodes;
     client::deploy(
         &client::agent(),
         nodes[0].addr,
@@ -119,10 +146,10 @@ pub(super) fn run(
         "hello",
         hello,
     )?;
-    for node in &nodes {
+    for node in nodes {
         client::expect(node.addr, "/fn/default/hello", b"n", b"Hello, n!\n")?;
     }
-    let balancer = Balancer::start(dir.path(), &nodes)?;
+    let balancer = &cluster.balancer;
     let url = |addr: &str| format!("http://{addr}/fn/default/hello");
 
     let (mut one, mut three) = (Vec::new(), Vec::new());

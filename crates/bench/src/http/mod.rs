@@ -68,6 +68,7 @@ enum Scenario {
     Real,
     Scripts,
     Kv,
+    KvCluster,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -215,6 +216,13 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.seconds),
             &mut report,
         )?;
+    }
+    if wants(Scenario::KvCluster) {
+        eprintln!(
+            "kv-cluster: get and a counter on 3 nodes, {} s of load each",
+            args.seconds
+        );
+        kv::run_cluster(&binary, Duration::from_secs(args.seconds), &mut report)?;
     }
     println!("{}", report.markdown());
     Ok(())

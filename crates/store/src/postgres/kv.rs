@@ -303,11 +303,15 @@ impl KvStore for PostgresStore {
         key: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
+        // Prepared once per pooled connection: one round trip per read.
+        let statement = client
+            .prepare_cached(
                 "SELECT value FROM kv WHERE tenant_id = $1 AND bucket = $2 AND key = $3",
-                &[&tenant, &bucket, &key],
             )
+            .await
+            .map_err(pg)?;
+        let row = client
+            .query_opt(&statement, &[&tenant, &bucket, &key])
             .await
             .map_err(pg)?;
         Ok(row.map(|r| r.get(0)))
@@ -325,11 +329,14 @@ impl KvStore for PostgresStore {
 
     async fn kv_exists(&self, tenant: TenantId, bucket: &str, key: &str) -> StoreResult<bool> {
         let client = self.client().await?;
-        let row = client
-            .query_one(
+        let statement = client
+            .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM kv WHERE tenant_id = $1 AND bucket = $2 AND key = $3)",
-                &[&tenant, &bucket, &key],
             )
+            .await
+            .map_err(pg)?;
+        let row = client
+            .query_one(&statement, &[&tenant, &bucket, &key])
             .await
             .map_err(pg)?;
         Ok(row.get(0))

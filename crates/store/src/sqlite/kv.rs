@@ -1,4 +1,5 @@
-//! Key-value buckets in SQLite. Reads go through the store's connection; writes
+//! Key-value buckets in SQLite. Reads go to the read-only connections of
+//! [`super::readers`] (a `get` on the calling thread); writes
 //! go to one writer thread with a connection of its own, which takes every
 //! write queued while it was committing into the next transaction, each write
 //! in a savepoint of its own: one fsync serves many writers (group commit), and
@@ -439,15 +440,29 @@ impl KvStore for SqliteStore {
         keys: Vec<String>,
     ) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let bucket = bucket.to_owned();
-        self.with(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            get_many(&tx, tenant, &bucket, &keys)
-        })
-        .await
+        self.kv_readers
+            .read(move |conn| match keys.len() {
+                1 => get_many(conn, tenant, &bucket, &keys),
+                // One snapshot for them all.
+                _ => {
+                    let tx = conn.transaction().map_err(internal)?;
+                    get_many(&tx, tenant, &bucket, &keys)
+                }
+            })
+            .await
     }
 
     async fn kv_exists(&self, tenant: TenantId, bucket: &str, key: &str) -> StoreResult<bool> {
-        Ok(self.kv_get(tenant, bucket, key).await?.is_some())
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.kv_readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM kv WHERE tenant_id = ?1 AND bucket = ?2 AND key = ?3)",
+                )
+                .and_then(|mut s| s.query_row(params![tenant, bucket, key], |r| r.get(0)))
+                .map_err(internal)
+            })
+            .await
     }
 
     async fn kv_write(
@@ -496,16 +511,21 @@ impl KvStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<KvKeys> {
         let bucket = bucket.to_owned();
-        self.with(move |conn| list(conn, tenant, &bucket, cursor, limit))
+        self.kv_readers
+            .read_blocking(move |conn| list(conn, tenant, &bucket, cursor, limit))
             .await
     }
 
     async fn kv_buckets(&self, tenant: TenantId) -> StoreResult<Vec<KvBucket>> {
-        self.with(move |conn| buckets(conn, tenant)).await
+        self.kv_readers
+            .read_blocking(move |conn| buckets(conn, tenant))
+            .await
     }
 
     async fn kv_usage(&self, tenant: TenantId) -> StoreResult<KvUsage> {
-        self.with(move |conn| usage(conn, tenant)).await
+        self.kv_readers
+            .read_blocking(move |conn| usage(conn, tenant))
+            .await
     }
 
     async fn kv_delete_bucket(&self, tenant: TenantId, bucket: &str) -> StoreResult<bool> {
