@@ -39,7 +39,16 @@ pub struct UsageTotals {
     /// Key-value writes: each key set, deleted or incremented.
     #[serde(default)]
     pub kv_writes: u64,
+    /// Key-value data kept: for each hour, the most bytes the tenant stored
+    /// during it (sampled), × 1 hour. Recorded for the tenant, under the
+    /// function name [`STORAGE`].
+    #[serde(default)]
+    pub kv_byte_hours: u64,
 }
+
+/// The function name under which a tenant's stored key-value data is
+/// metered: no function has it (function names are never empty).
+pub const STORAGE: &str = "";
 
 impl UsageTotals {
     /// Adds `other` in (sums; the peak is a maximum). Saturates instead of wrapping.
@@ -55,6 +64,7 @@ impl UsageTotals {
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
         self.kv_reads = self.kv_reads.saturating_add(other.kv_reads);
         self.kv_writes = self.kv_writes.saturating_add(other.kv_writes);
+        self.kv_byte_hours = self.kv_byte_hours.saturating_add(other.kv_byte_hours);
     }
 
     /// Memory-time in GB-s, counting a GB as 2³⁰ bytes (as AWS Lambda does).
@@ -81,7 +91,17 @@ pub struct PriceList {
     pub per_million_kv_reads: f64,
     /// Per million key-value writes. Default 5.00.
     pub per_million_kv_writes: f64,
+    /// Per GB-month of key-value data stored (a month is 730 hours). Default 0.50.
+    #[serde(default = "default_per_gb_month_kv")]
+    pub per_gb_month_kv: f64,
 }
+
+fn default_per_gb_month_kv() -> f64 {
+    0.50
+}
+
+/// Hours in the month of [`PriceList::per_gb_month_kv`] (365 × 24 / 12).
+const HOURS_PER_MONTH: f64 = 730.0;
 
 impl Default for PriceList {
     fn default() -> PriceList {
@@ -93,6 +113,7 @@ impl Default for PriceList {
             per_gb_out: 0.05,
             per_million_kv_reads: 0.50,
             per_million_kv_writes: 5.00,
+            per_gb_month_kv: default_per_gb_month_kv(),
         }
     }
 }
@@ -109,6 +130,7 @@ impl PriceList {
             ("per_gb_out", self.per_gb_out),
             ("per_million_kv_reads", self.per_million_kv_reads),
             ("per_million_kv_writes", self.per_million_kv_writes),
+            ("per_gb_month_kv", self.per_gb_month_kv),
         ] {
             if !price.is_finite() || price < 0.0 {
                 return Err(format!("{name} must be a number ≥ 0, not {price}"));
@@ -124,7 +146,8 @@ impl PriceList {
         let memory = totals.gb_seconds() * self.per_gb_second;
         let egress = totals.bytes_out as f64 / GB * self.per_gb_out;
         let kv = totals.kv_reads as f64 / 1e6 * self.per_million_kv_reads
-            + totals.kv_writes as f64 / 1e6 * self.per_million_kv_writes;
+            + totals.kv_writes as f64 / 1e6 * self.per_million_kv_writes
+            + totals.kv_byte_hours as f64 / GB / HOURS_PER_MONTH * self.per_gb_month_kv;
         Cost {
             requests,
             cpu,
@@ -147,7 +170,7 @@ pub struct Cost {
     pub memory: f64,
     /// For response bytes.
     pub egress: f64,
-    /// For key-value reads and writes.
+    /// For key-value reads, writes and stored data.
     #[serde(default)]
     pub kv: f64,
     /// The sum.
@@ -313,6 +336,7 @@ mod tests {
             per_gb_out: 4.0,
             per_million_kv_reads: 0.5,
             per_million_kv_writes: 5.0,
+            per_gb_month_kv: 2.0,
         };
         let totals = UsageTotals {
             requests: 500_000,
@@ -322,13 +346,14 @@ mod tests {
             instantiation_us: 123_456_789,        // never billed
             kv_reads: 2_000_000,                  // 1.0
             kv_writes: 100_000,                   // 0.5
+            kv_byte_hours: 730 << 29,             // half a GiB for a month: 1.0
             ..Default::default()
         };
         let cost = prices.cost(&totals);
         assert_eq!(
             (cost.requests, cost.cpu, cost.memory, cost.egress, cost.kv),
-            (0.5, 2.0, 6.0, 2.0, 1.5)
+            (0.5, 2.0, 6.0, 2.0, 2.5)
         );
-        assert_eq!(cost.total, 12.0);
+        assert_eq!(cost.total, 13.0);
     }
 }

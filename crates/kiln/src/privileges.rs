@@ -4,6 +4,7 @@
 //! by name only: it reads and writes what its user owns and nothing else of the
 //! machine. Capabilities belong to each thread, so this must happen while the
 //! process still has one thread; every thread started afterwards inherits it.
+//! Also the umask that keeps the files it creates private.
 
 use std::io;
 
@@ -72,4 +73,12 @@ pub(crate) fn drop_privileges(bind_low_port: bool) -> io::Result<()> {
         return Err(error);
     }
     Ok(())
+}
+
+/// Files and directories the server creates are its user's alone (`0600`,
+/// `0700`): the data directory holds every tenant's configuration, logs and
+/// usage. A process-wide setting, so made before any thread starts.
+pub(crate) fn private_files() {
+    // SAFETY: umask takes a mode and cannot fail.
+    unsafe { libc::umask(0o077) };
 }

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// How often metered usage is written to the store: the most a `kill -9` can
     /// lose (default 1 s).
     pub usage_flush_interval: Duration,
+    /// How often the key-value data each tenant stores is sampled for its
+    /// bill (default 1 min; an hour is billed for the most seen in it).
+    pub storage_meter_interval: Duration,
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
@@ -108,6 +111,7 @@ impl ServerConfig {
             prices: PriceList::default(),
             metering: true,
             usage_flush_interval: Duration::from_secs(1),
+            storage_meter_interval: Duration::from_secs(60),
             metrics_listen: None,
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),

@@ -24,6 +24,7 @@ mod auth;
 mod body;
 mod bundles;
 mod config;
+mod data_dir;
 mod error;
 mod functions;
 mod invoke;
@@ -91,8 +92,7 @@ impl Server {
         config: ServerConfig,
     ) -> anyhow::Result<(Server, Option<InitialCredentials>)> {
         let data = &config.data_dir;
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+        data_dir::prepare(data)?;
         // One store holds the metadata and the functions' key-value buckets.
         let (store, kv_store): (Arc<dyn MetadataStore>, Arc<dyn KvStore>) = match &config.database {
             Some(url) => {
@@ -166,7 +166,7 @@ impl Server {
                 .as_deref(),
         )?;
         let kv = Arc::new(KvService::new(
-            kv_store,
+            kv_store.clone(),
             config.kv_limits,
             config.kv_caps,
             quotas.book(),
@@ -191,7 +191,12 @@ impl Server {
         let (logs, log_writer) = logs::LogSink::start(store.clone());
         let (meter, usage_flusher) = match config.metering {
             true => {
-                let (meter, flusher) = Meter::start(store.clone(), config.usage_flush_interval);
+                let (meter, flusher) = Meter::start(
+                    store.clone(),
+                    kv_store.clone(),
+                    config.usage_flush_interval,
+                    config.storage_meter_interval,
+                );
                 (Some(meter), Some(flusher))
             }
             false => (None, None),

@@ -6,10 +6,15 @@
 //! flush that fails puts its totals back to be written next time. Shutdown
 //! flushes everything after the last request has finished, so a SIGTERM loses
 //! nothing; a `kill -9` loses at most what was recorded since the last flush.
+//!
+//! The same task meters stored key-value data: every storage interval (1 min
+//! by default) it has the store keep, for the current hour, the most bytes each
+//! tenant stores (`KvStore::kv_meter_storage`; idempotent, so every node of a
+//! cluster doing it counts once).
 
 use kiln_api::{TenantId, UsageTotals, hour_of};
 use kiln_runtime::Stats;
-use kiln_store::{MetadataStore, UsageDelta, now};
+use kiln_store::{KvStore, MetadataStore, UsageDelta, now};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +37,7 @@ pub(crate) fn totals_of(stats: &Stats, success: bool) -> UsageTotals {
         bytes_out: stats.bytes_out,
         kv_reads: stats.kv_reads,
         kv_writes: stats.kv_writes,
+        kv_byte_hours: 0,
     }
 }
 
@@ -57,7 +63,9 @@ impl Meter {
     /// handle's channel, then await it, to flush the rest and stop.
     pub(crate) fn start(
         store: Arc<dyn MetadataStore>,
+        kv: Arc<dyn KvStore>,
         interval: Duration,
+        storage_interval: Duration,
     ) -> (Arc<Meter>, Flusher) {
         let meter = Arc::new(Meter {
             pending: Mutex::default(),
@@ -68,9 +76,12 @@ impl Meter {
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut storage_ticks = tokio::time::interval(storage_interval);
+            storage_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticks.tick() => flushing.flush(&*store).await,
+                    _ = storage_ticks.tick() => meter_storage(&*kv).await,
                     _ = stopped.changed() => break,
                 }
             }
@@ -142,6 +153,13 @@ impl Meter {
                 (a, b) => a.or(b),
             };
         }
+    }
+}
+
+/// Records the data each tenant stores now against the current hour.
+async fn meter_storage(kv: &dyn KvStore) {
+    if let Err(e) = kv.kv_meter_storage(hour_of(now())).await {
+        tracing::error!(error = %e, "cannot meter stored key-value data; trying again later");
     }
 }
 

@@ -76,6 +76,12 @@ pub trait KvStore: Send + Sync + 'static {
     async fn kv_usage(&self, tenant: TenantId) -> StoreResult<KvUsage>;
     /// Deletes every key of `bucket`; false if it held none.
     async fn kv_delete_bucket(&self, tenant: TenantId, bucket: &str) -> StoreResult<bool>;
+    /// Meters stored data: for every tenant that stores key-value data, the
+    /// usage of `hour` (its start) under the function name
+    /// [`kiln_api::STORAGE`] keeps in `kv_byte_hours` the most bytes any call
+    /// saw stored in that hour. Idempotent, so any node may call it, as often
+    /// as it likes. Answers how many tenants it saw.
+    async fn kv_meter_storage(&self, hour: i64) -> StoreResult<u64>;
 }
 
 /// The decimal number an increment reads: absent is 0.

@@ -27,6 +27,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// The tenant named `name`, if any.
     async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
+    /// Deletes the tenant named `name` and everything it owns, in one
+    /// transaction: tokens, functions with their versions and logs, usage,
+    /// quota, bundles, key-value buckets, secrets. Answers the names of the
+    /// functions it had (for caches to forget), or `None` if there is no such
+    /// tenant. Module blobs stay for the blob collector.
+    async fn delete_tenant(&self, name: &str) -> StoreResult<Option<Vec<String>>>;
 
     /// Stores a new token for `tenant` (or an admin token when `None`).
     async fn create_token(

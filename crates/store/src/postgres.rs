@@ -9,6 +9,7 @@
 //!
 //! [`watch`]: MetadataStore::watch
 
+#[macro_use]
 mod kv;
 mod usage;
 
@@ -134,6 +135,9 @@ CREATE TABLE secrets (
 );
 ALTER TABLE usage ADD COLUMN kv_reads BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN kv_writes BIGINT NOT NULL DEFAULT 0;
+"#,
+    r#"
+ALTER TABLE usage ADD COLUMN kv_byte_hours BIGINT NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -444,6 +448,42 @@ impl MetadataStore for PostgresStore {
                 created_at,
             }),
         }
+    }
+
+    async fn delete_tenant(&self, name: &str) -> StoreResult<Option<Vec<String>>> {
+        use kv::{ATTEMPTS, retryable};
+        let mut client = self.client().await?;
+        // A key-value write racing the cascade may deadlock with it: retried.
+        in_transaction!(client, |tx| async {
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT id FROM tenants WHERE name = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await?
+            else {
+                return Ok(Ok(None));
+            };
+            let id: TenantId = row.get(0);
+            let functions: Vec<String> = tx
+                .query("SELECT name FROM functions WHERE tenant_id = $1", &[&id])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            // Every node forgets the functions once this commits.
+            for function in &functions {
+                tx.execute(
+                    "SELECT pg_notify($1, $2 || '/' || $3)",
+                    &[&CHANGES, &name, function],
+                )
+                .await?;
+            }
+            // Every table refers to the tenant ON DELETE CASCADE.
+            tx.execute("DELETE FROM tenants WHERE id = $1", &[&id])
+                .await?;
+            Ok(Ok(Some(functions)))
+        })
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {

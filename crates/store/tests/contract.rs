@@ -87,6 +87,8 @@ contract!(
     kv_listing_pages_see_each_lasting_key_once,
     kv_quota_counts_keys_and_bytes_and_deleting_frees_them,
     secrets_are_per_tenant_replaced_listed_and_deleted,
+    kv_storage_is_metered_per_tenant_and_hour_at_its_peak,
+    deleting_a_tenant_takes_everything_it_owns_and_nothing_else,
 );
 
 fn version(bytes: &[u8]) -> NewVersion {
@@ -712,4 +714,138 @@ async fn secrets_are_per_tenant_replaced_listed_and_deleted(backend: Backend) {
     assert!(!store.delete_secret(a, "KEY").await.unwrap());
     assert_eq!(store.secrets(a, vec!["KEY".into()]).await.unwrap(), vec![]);
     assert_eq!(store.secrets(b, vec!["KEY".into()]).await.unwrap().len(), 1);
+}
+
+async fn kv_storage_is_metered_per_tenant_and_hour_at_its_peak(backend: Backend) {
+    let (store, kv) = backend.open_kv().await;
+    let a = store.create_tenant("a").await.unwrap().id;
+    let b = store.create_tenant("b").await.unwrap().id;
+    let empty = store.create_tenant("empty").await.unwrap().id;
+    let caps = kiln_api::KvCaps::default();
+    kv.kv_write(a, "x", vec![set("k", &[1; 99])], caps)
+        .await
+        .unwrap();
+    kv.kv_write(b, "x", vec![set("k", &[1; 9])], caps)
+        .await
+        .unwrap();
+    assert_eq!(kv.kv_meter_storage(3600).await.unwrap(), 2);
+    // More stored later in the hour: the hour keeps the most; less: unchanged.
+    kv.kv_write(a, "x", vec![set("k", &[1; 199])], caps)
+        .await
+        .unwrap();
+    assert_eq!(kv.kv_meter_storage(3600).await.unwrap(), 2);
+    kv.kv_write(a, "x", vec![KvWrite::Delete { key: "k".into() }], caps)
+        .await
+        .unwrap();
+    assert_eq!(kv.kv_meter_storage(3600).await.unwrap(), 1);
+    kv.kv_write(a, "x", vec![set("k", &[1; 49])], caps)
+        .await
+        .unwrap();
+    // A second node sampling the same hour changes nothing.
+    assert_eq!(kv.kv_meter_storage(7200).await.unwrap(), 2);
+    assert_eq!(kv.kv_meter_storage(7200).await.unwrap(), 2);
+
+    let rows = store
+        .usage(UsageQuery {
+            since: 0,
+            until: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stored: Vec<(&str, &str, i64, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.tenant.as_str(),
+                r.function.as_str(),
+                r.hour,
+                r.totals.kv_byte_hours,
+                r.totals.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("a", kiln_api::STORAGE, 3600, 200, 0),
+            ("a", kiln_api::STORAGE, 7200, 50, 0),
+            ("b", kiln_api::STORAGE, 3600, 10, 0),
+            ("b", kiln_api::STORAGE, 7200, 10, 0),
+        ]
+    );
+    let totals: std::collections::HashMap<TenantId, UsageTotals> = store
+        .usage_by_tenant(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(totals[&a].kv_byte_hours, 250);
+    assert_eq!(totals[&b].kv_byte_hours, 20);
+    assert!(!totals.contains_key(&empty));
+}
+
+async fn deleting_a_tenant_takes_everything_it_owns_and_nothing_else(backend: Backend) {
+    let (store, kv) = backend.open_kv().await;
+    let gone = store.create_tenant("gone").await.unwrap();
+    let kept = store.create_tenant("kept").await.unwrap();
+    let caps = kiln_api::KvCaps::default();
+    let token: TokenHash = [9; 32];
+    for tenant in [&gone, &kept] {
+        store.deploy(tenant.id, "f", version(b"m")).await.unwrap();
+        store.deploy(tenant.id, "g", version(b"n")).await.unwrap();
+        kv.kv_write(tenant.id, "b", vec![set("k", b"v")], caps)
+            .await
+            .unwrap();
+        store
+            .put_secret(tenant.id, "S", b"sealed".to_vec())
+            .await
+            .unwrap();
+        store
+            .add_usage(vec![delta(tenant.id, "f", 3600, 1, 1)])
+            .await
+            .unwrap();
+    }
+    store.create_token(Some(gone.id), "t", token).await.unwrap();
+
+    let mut functions = store.delete_tenant("gone").await.unwrap().unwrap();
+    functions.sort();
+    assert_eq!(functions, ["f", "g"]);
+    assert_eq!(store.delete_tenant("gone").await.unwrap(), None);
+    assert!(store.tenant("gone").await.unwrap().is_none());
+    assert!(store.authenticate(token).await.unwrap().is_none());
+    assert!(store.resolve("gone", "f").await.unwrap().is_none());
+    // Usage recorded for it afterwards (invocations that were in flight) is
+    // dropped, not an error that would hold back everyone else's.
+    store
+        .add_usage(vec![
+            delta(gone.id, "f", 3600, 1, 1),
+            delta(kept.id, "f", 3600, 1, 1),
+        ])
+        .await
+        .unwrap();
+
+    // The name is free again, and a new tenant of that name starts empty,
+    // under an id no earlier tenant had.
+    let again = store.create_tenant("gone").await.unwrap();
+    assert!(again.id != gone.id && again.id != kept.id);
+    assert_eq!(kv.kv_get(again.id, "b", "k").await.unwrap(), None);
+    assert_eq!(
+        kv.kv_usage(again.id).await.unwrap(),
+        kiln_api::KvUsage::default()
+    );
+    assert_eq!(store.list_secrets(again.id).await.unwrap(), vec![]);
+    assert_eq!(store.list_functions(again.id).await.unwrap(), vec![]);
+    assert_eq!(kv.kv_get(gone.id, "b", "k").await.unwrap(), None);
+
+    // The other tenant keeps all of its own.
+    assert!(store.resolve("kept", "f").await.unwrap().is_some());
+    assert_eq!(
+        kv.kv_get(kept.id, "b", "k").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(store.list_secrets(kept.id).await.unwrap().len(), 1);
+    let usage = store.usage_by_tenant(0).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!((usage[0].0, usage[0].1.requests), (kept.id, 2));
 }

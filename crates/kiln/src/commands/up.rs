@@ -63,6 +63,10 @@ pub(crate) struct UpArgs {
     /// How often metered usage is written to the store: the most a crash can lose
     #[arg(long, value_name = "DURATION", value_parser = parse_flush_interval, default_value = "1s")]
     usage_flush: Duration,
+    /// How often each tenant's stored key-value data is sampled for its bill
+    /// (an hour is billed for the most seen in it)
+    #[arg(long, value_name = "DURATION", value_parser = parse_storage_meter, default_value = "1m")]
+    storage_meter: Duration,
     /// Serve Prometheus metrics without a token on this address (else at
     /// /metrics on the main address, to the admin token)
     #[arg(long, env = "KILN_METRICS_LISTEN", value_name = "ADDR")]
@@ -193,6 +197,15 @@ fn parse_flush_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// A storage sampling interval: at least once an hour (every hour is billed).
+fn parse_storage_meter(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval) {
+        return Err("must be between 100ms and 1h".into());
+    }
+    Ok(interval)
+}
+
 /// A client or compile timeout between 100 ms and 1 hour.
 fn parse_client_timeout(text: &str) -> Result<Duration, String> {
     let timeout = parse_duration(text).map_err(|e| e.to_string())?;
@@ -248,6 +261,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     raise_open_file_limit();
+    crate::privileges::private_files();
     let low_port = std::iter::once(args.listen)
         .chain(args.metrics_listen)
         .any(|addr| (1..1024).contains(&addr.port()));
@@ -274,6 +288,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     config.metering = args.metering == Switch::On;
     config.usage_flush_interval = args.usage_flush;
+    config.storage_meter_interval = args.storage_meter;
     config.metrics_listen = args.metrics_listen;
     config.compile_timeout = args.compile_timeout;
     config.compile_time_per_mib = args.compile_time_per_mib;

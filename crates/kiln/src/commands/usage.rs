@@ -3,7 +3,9 @@
 
 use super::{function_name, tenant_name};
 use crate::client::{Client, Role, ServerArgs};
-use kiln_api::{ByteCount, Quota, QuotaStatus, UsageGrouping, UsageLine, UsageReport};
+use kiln_api::{
+    ByteCount, GIB, Quota, QuotaStatus, STORAGE, UsageGrouping, UsageLine, UsageReport,
+};
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -114,7 +116,7 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
         header.push_str(&format!("{:<16} ", "TENANT"));
     }
     header.push_str(&format!(
-        "{what:<20} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10} {:>9} {:>9} {:>12}",
+        "{what:<20} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10} {:>9} {:>9} {:>10} {:>12}",
         "REQUESTS",
         "FAILED",
         "CPU MS",
@@ -123,6 +125,7 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
         "OUT",
         "KV READS",
         "KV WRITES",
+        "KV GB-H",
         format!("COST {currency}")
     ));
     println!("{header}");
@@ -132,7 +135,7 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
             line.push_str(&format!("{tenant:<16} "));
         }
         line.push_str(&format!(
-            "{label:<20} {:>10} {:>8} {:>12.1} {:>12.6} {:>10} {:>10} {:>9} {:>9} {:>12.6}",
+            "{label:<20} {:>10} {:>8} {:>12.1} {:>12.6} {:>10} {:>10} {:>9} {:>9} {:>10.4} {:>12.6}",
             l.units.totals.requests,
             l.units.totals.failures,
             l.units.totals.cpu_us as f64 / 1000.0,
@@ -141,13 +144,17 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
             ByteCount(l.units.totals.bytes_out).to_string(),
             l.units.totals.kv_reads,
             l.units.totals.kv_writes,
+            l.units.totals.kv_byte_hours as f64 / GIB as f64,
             l.cost.total
         ));
         println!("{line}");
     };
     for l in &report.rows {
         let label = match by {
-            "function" => l.function.as_deref().unwrap_or(""),
+            "function" => match l.function.as_deref() {
+                Some(STORAGE) => "(stored data)",
+                function => function.unwrap_or(""),
+            },
             _ => l.period.as_deref().unwrap_or(""),
         };
         row(l.tenant.as_deref().unwrap_or(""), label, l);
@@ -159,13 +166,13 @@ fn print_csv(report: &UsageReport) {
     println!(
         "tenant,function,period,requests,failures,wall_us,cpu_us,instantiation_us,gb_seconds,\
          peak_memory_bytes,bytes_in,bytes_out,cost_requests,cost_cpu,cost_memory,cost_egress,\
-         cost_total,currency,kv_reads,kv_writes,cost_kv"
+         cost_total,currency,kv_reads,kv_writes,cost_kv,kv_byte_hours"
     );
     let csv = |l: &UsageLine, tenant: &str| {
         let u = &l.units.totals;
         let c = &l.cost;
         println!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             field(tenant),
             field(l.function.as_deref().unwrap_or("")),
             field(l.period.as_deref().unwrap_or("")),
@@ -187,6 +194,7 @@ fn print_csv(report: &UsageReport) {
             u.kv_reads,
             u.kv_writes,
             c.kv,
+            u.kv_byte_hours,
         );
     };
     for l in &report.rows {

@@ -13,11 +13,11 @@ use kiln_api::{KvBucket, KvCaps, KvKeys, KvUsage, TenantId, stored_bytes};
 use tokio_postgres::error::SqlState;
 
 /// Attempts of a write that keeps losing deadlocks.
-const ATTEMPTS: usize = 5;
+pub(super) const ATTEMPTS: usize = 5;
 
 /// Whether PostgreSQL aborted a transaction to break a deadlock or a
 /// serialization failure: running it again may succeed.
-fn retryable(e: &tokio_postgres::Error) -> bool {
+pub(super) fn retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
@@ -386,6 +386,11 @@ impl KvStore for PostgresStore {
     async fn kv_usage(&self, tenant: TenantId) -> StoreResult<KvUsage> {
         let client = self.client().await?;
         usage(&client, tenant).await
+    }
+
+    async fn kv_meter_storage(&self, hour: i64) -> StoreResult<u64> {
+        let client = self.client().await?;
+        super::usage::meter_storage(&client, hour).await
     }
 
     async fn kv_delete_bucket(&self, tenant: TenantId, bucket: &str) -> StoreResult<bool> {

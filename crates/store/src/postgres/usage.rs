@@ -10,7 +10,8 @@ use tokio_postgres::Row;
 
 /// The summed columns, in [`UsageTotals`] order.
 const TOTALS: &str = "requests, failures, wall_us, cpu_us, instantiation_us, memory_kib_us, \
-                      peak_memory_bytes, bytes_in, bytes_out, kv_reads, kv_writes";
+                      peak_memory_bytes, bytes_in, bytes_out, kv_reads, kv_writes, \
+                      kv_byte_hours";
 
 /// `column + excluded.column`, kept at the largest BIGINT instead of overflowing.
 fn sum(column: &str) -> String {
@@ -34,6 +35,7 @@ fn read_totals(r: &Row, first: usize) -> UsageTotals {
         bytes_out: at(8),
         kv_reads: at(9),
         kv_writes: at(10),
+        kv_byte_hours: at(11),
     }
 }
 
@@ -53,6 +55,7 @@ pub(super) async fn add(
         "bytes_out",
         "kv_reads",
         "kv_writes",
+        "kv_byte_hours",
     ]
     .iter()
     .map(|c| sum(c))
@@ -60,7 +63,11 @@ pub(super) async fn add(
     let upsert = tx
         .prepare(&format!(
             "INSERT INTO usage (tenant_id, hour, function, {TOTALS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             SELECT $1::BIGINT, $2::BIGINT, $3::TEXT, $4::BIGINT, $5::BIGINT, $6::BIGINT,
+               $7::BIGINT, $8::BIGINT, $9::BIGINT, $10::BIGINT, $11::BIGINT, $12::BIGINT,
+               $13::BIGINT, $14::BIGINT, $15::BIGINT
+             -- A tenant deleted since the invocations ran: nothing to add to.
+             WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)
              ON CONFLICT (tenant_id, hour, function) DO UPDATE SET {},
                peak_memory_bytes = GREATEST(usage.peak_memory_bytes, excluded.peak_memory_bytes)",
             sums.join(", ")
@@ -86,6 +93,7 @@ pub(super) async fn add(
                 &big(t.bytes_out),
                 &big(t.kv_reads),
                 &big(t.kv_writes),
+                &big(t.kv_byte_hours),
             ],
         )
         .await
@@ -132,7 +140,7 @@ pub(super) async fn by_tenant(
     let rows = client
         .query(
             &format!(
-                "SELECT tenant_id, {}, {}, {}, {}, {}, {}, MAX(peak_memory_bytes), {}, {}, {}, {}
+                "SELECT tenant_id, {}, {}, {}, {}, {}, {}, MAX(peak_memory_bytes), {}, {}, {}, {}, {}
                  FROM usage WHERE hour >= $1 GROUP BY tenant_id ORDER BY tenant_id",
                 capped("requests"),
                 capped("failures"),
@@ -144,6 +152,7 @@ pub(super) async fn by_tenant(
                 capped("bytes_out"),
                 capped("kv_reads"),
                 capped("kv_writes"),
+                capped("kv_byte_hours"),
             ),
             &[&since],
         )
@@ -185,4 +194,22 @@ pub(super) async fn set_quota(
         0 => Err(StoreError::NotFound(format!("no tenant with id {tenant}"))),
         _ => Ok(()),
     }
+}
+
+/// Records, for `hour`, every tenant's stored key-value bytes, keeping the
+/// most seen in the hour: [`crate::KvStore::kv_meter_storage`].
+pub(super) async fn meter_storage(client: &impl GenericClient, hour: i64) -> StoreResult<u64> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO usage (tenant_id, hour, function, {TOTALS})
+             SELECT tenant_id, $1::BIGINT, $2::TEXT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, bytes
+             FROM kv_usage WHERE bytes > 0
+             ON CONFLICT (tenant_id, hour, function) DO UPDATE SET
+               kv_byte_hours = GREATEST(usage.kv_byte_hours, excluded.kv_byte_hours)"
+            ),
+            &[&hour, &kiln_api::STORAGE],
+        )
+        .await
+        .map_err(pg)
 }

@@ -528,6 +528,11 @@ impl KvStore for SqliteStore {
             .await
     }
 
+    async fn kv_meter_storage(&self, hour: i64) -> StoreResult<u64> {
+        self.with(move |conn| super::usage::meter_storage(conn, hour))
+            .await
+    }
+
     async fn kv_delete_bucket(&self, tenant: TenantId, bucket: &str) -> StoreResult<bool> {
         let bucket = bucket.to_owned();
         self.kv_job(|done| Job::DeleteBucket {

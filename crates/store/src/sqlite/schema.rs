@@ -117,6 +117,13 @@ CREATE TABLE secrets (
 ALTER TABLE usage ADD COLUMN kv_reads INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN kv_writes INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+ALTER TABLE usage ADD COLUMN kv_byte_hours INTEGER NOT NULL DEFAULT 0;
+-- Ids of deleted tenants: never given to a new one (tenants.id is a rowid,
+-- which SQLite would otherwise reuse after the highest is deleted), so
+-- nothing still holding an old id can reach a new tenant's data.
+CREATE TABLE retired_tenants (id INTEGER PRIMARY KEY);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

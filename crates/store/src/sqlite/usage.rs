@@ -14,7 +14,8 @@ fn stored(n: u64) -> i64 {
 
 /// The summed columns, in [`UsageTotals`] order.
 const TOTALS: &str = "requests, failures, wall_us, cpu_us, instantiation_us, memory_kib_us, \
-                      peak_memory_bytes, bytes_in, bytes_out, kv_reads, kv_writes";
+                      peak_memory_bytes, bytes_in, bytes_out, kv_reads, kv_writes, \
+                      kv_byte_hours";
 
 fn read_totals(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageTotals> {
     let at = |i: usize| -> rusqlite::Result<u64> {
@@ -33,6 +34,7 @@ fn read_totals(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageTot
         bytes_out: at(8)?,
         kv_reads: at(9)?,
         kv_writes: at(10)?,
+        kv_byte_hours: at(11)?,
     })
 }
 
@@ -43,7 +45,9 @@ pub(super) fn add(conn: &mut Connection, deltas: &[UsageDelta]) -> StoreResult<(
         let mut upsert = tx
             .prepare_cached(&format!(
                 "INSERT INTO usage (tenant_id, hour, function, {TOTALS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                 -- A tenant deleted since the invocations ran: nothing to add to.
+                 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?1)
                  ON CONFLICT (tenant_id, hour, function) DO UPDATE SET
                    requests = MIN(requests + excluded.requests, {max}),
                    failures = MIN(failures + excluded.failures, {max}),
@@ -55,7 +59,8 @@ pub(super) fn add(conn: &mut Connection, deltas: &[UsageDelta]) -> StoreResult<(
                    bytes_in = MIN(bytes_in + excluded.bytes_in, {max}),
                    bytes_out = MIN(bytes_out + excluded.bytes_out, {max}),
                    kv_reads = MIN(kv_reads + excluded.kv_reads, {max}),
-                   kv_writes = MIN(kv_writes + excluded.kv_writes, {max})",
+                   kv_writes = MIN(kv_writes + excluded.kv_writes, {max}),
+                   kv_byte_hours = MIN(kv_byte_hours + excluded.kv_byte_hours, {max})",
                 max = i64::MAX
             ))
             .map_err(internal)?;
@@ -77,6 +82,7 @@ pub(super) fn add(conn: &mut Connection, deltas: &[UsageDelta]) -> StoreResult<(
                     stored(t.bytes_out),
                     stored(t.kv_reads),
                     stored(t.kv_writes),
+                    stored(t.kv_byte_hours),
                 ])
                 .map_err(internal)?;
         }
@@ -119,7 +125,8 @@ pub(super) fn by_tenant(
         .prepare_cached(
             "SELECT tenant_id, SUM(requests), SUM(failures), SUM(wall_us), SUM(cpu_us),
                SUM(instantiation_us), SUM(memory_kib_us), MAX(peak_memory_bytes),
-               SUM(bytes_in), SUM(bytes_out), SUM(kv_reads), SUM(kv_writes)
+               SUM(bytes_in), SUM(bytes_out), SUM(kv_reads), SUM(kv_writes),
+               SUM(kv_byte_hours)
              FROM usage WHERE hour >= ?1 GROUP BY tenant_id",
         )
         .map_err(internal)?;
@@ -158,4 +165,20 @@ pub(super) fn set_quota(conn: &mut Connection, tenant: TenantId, quota: &Quota) 
         0 => Err(StoreError::NotFound(format!("no tenant with id {tenant}"))),
         _ => Ok(()),
     }
+}
+
+/// Records, for `hour`, every tenant's stored key-value bytes, keeping the
+/// most seen in the hour: [`crate::KvStore::kv_meter_storage`].
+pub(super) fn meter_storage(conn: &mut Connection, hour: i64) -> StoreResult<u64> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "INSERT INTO usage (tenant_id, hour, function, {TOTALS})
+             SELECT tenant_id, ?1, ?2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, bytes
+             FROM kv_usage WHERE bytes > 0
+             ON CONFLICT (tenant_id, hour, function) DO UPDATE SET
+               kv_byte_hours = MAX(kv_byte_hours, excluded.kv_byte_hours)"
+        ))
+        .and_then(|mut s| s.execute(params![hour, kiln_api::STORAGE]))
+        .map_err(internal)?;
+    Ok(rows as u64)
 }
