@@ -20,6 +20,14 @@ enum TenantsCommand {
     List,
     /// Create a tenant and print its first token
     Create { name: String },
+    /// Delete a tenant and everything it owns: functions, versions, logs,
+    /// tokens, key-value buckets, secrets, usage and quota
+    Delete {
+        name: String,
+        /// Confirm: nothing of the tenant can be recovered
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub(crate) fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
@@ -36,6 +44,17 @@ pub(crate) fn tenants(args: TenantsArgs) -> anyhow::Result<ExitCode> {
             let t: CreatedTenant = client.post_json("/v1/tenants", &NewNamed { name })?;
             eprintln!("created tenant {}; its token (shown once):", t.tenant.name);
             println!("{}", t.token);
+        }
+        TenantsCommand::Delete { name, yes } => {
+            tenant_name(&name)?;
+            if !yes {
+                anyhow::bail!(
+                    "deleting tenant {name:?} deletes its functions, tokens, key-value buckets, \
+                     secrets and usage for good; run again with --yes to do it"
+                );
+            }
+            client.delete(&format!("/v1/tenants/{name}"))?;
+            println!("deleted tenant {name}");
         }
     }
     Ok(ExitCode::SUCCESS)

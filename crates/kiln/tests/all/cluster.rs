@@ -464,6 +464,26 @@ fn a_counter_incremented_through_three_nodes_counts_exactly_and_reads_the_same_e
     cluster.cli(2, &["kv", "set", "counter", "hits", "1000"]);
     let next = post(&cluster.node(0).function_url("default", "c"), "");
     assert_eq!(next.body.trim(), "1001");
+
+    // A tenant deleted through one node is gone on every node: its functions
+    // (cached everywhere by now) stop answering, its bucket is empty.
+    let admin = cluster.homes[0].admin_token();
+    let deleted = cluster.node(1).cli(
+        &["tenants", "delete", "default", "--yes"],
+        &[("KILN_TOKEN", &admin), ("KILN_URL", &cluster.node(1).url)],
+        b"",
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    for i in 0..3 {
+        eventually("the deleted tenant's function to stop answering", || {
+            let got = post(&cluster.node(i).function_url("default", "c"), "");
+            (got.status == 404).then_some(())
+        });
+    }
 }
 
 #[test]

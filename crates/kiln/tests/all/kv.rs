@@ -262,3 +262,128 @@ fn limits_and_quotas_refuse_writes_with_a_clear_error_and_change_nothing() {
     server.ok(&["kv", "delete", "b"]);
     assert_eq!(kv_get(&server, "b", "bin"), None);
 }
+
+#[test]
+fn stored_data_is_metered_by_the_hour_and_priced() {
+    let home = Home::new();
+    let server = home.start(&["--storage-meter", "100ms"]);
+    let value = vec![b'v'; 4000];
+    let set = server.cli(&["kv", "set", "cache", "page"], &[], &value);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let stored = 4 + 4000; // key and value
+    let usage_url = format!("{}/v1/usage?by=function", server.url);
+    let token = home.token();
+    let usage = eventually("the stored bytes in the usage", || {
+        let got = get_as(&usage_url, &token);
+        let usage: serde_json::Value = serde_json::from_str(&got.body).ok()?;
+        (usage["total"]["units"]["kv_byte_hours"] == stored).then_some(usage)
+    });
+    // One hour of 4004 bytes at 0.50 per GB-month of 730 hours.
+    let kv_cost = usage["total"]["cost"]["kv"].as_f64().expect("kv cost");
+    let expected = stored as f64 / (1u64 << 30) as f64 / 730.0 * 0.50;
+    assert!(
+        (kv_cost - expected).abs() < 1e-15,
+        "{kv_cost} vs {expected}"
+    );
+    assert_eq!(usage["total"]["units"]["requests"], 0);
+    // The table names the line, the CSV has the column.
+    let table = server.ok(&["usage"]);
+    assert!(table.contains("(stored data)"), "{table}");
+    let csv = server.ok(&["usage", "--csv"]);
+    let header: Vec<&str> = csv.lines().next().unwrap_or("").split(',').collect();
+    let column = header.iter().position(|c| *c == "kv_byte_hours");
+    let total = csv
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split(',')
+        .collect::<Vec<_>>();
+    assert_eq!(column.map(|c| total[c]), Some("4004"), "{csv}");
+}
+
+#[test]
+fn deleting_a_tenant_takes_its_functions_tokens_buckets_and_secrets() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let admin = home.admin_token();
+    let as_admin = |args: &[&str]| server.cli(args, &[("KILN_TOKEN", &admin)], b"");
+    let created = as_admin(&["tenants", "create", "doomed"]);
+    assert!(created.status.success());
+    let doomed = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let as_doomed = |args: &[&str], stdin: &[u8]| {
+        let out = server.cli(args, &[("KILN_TOKEN", &doomed)], stdin);
+        assert!(
+            out.status.success(),
+            "kiln {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let counter = kiln_guests::state_example("counter").display().to_string();
+    as_doomed(
+        &["deploy", "--kv", "counter", "--secret", "KEY", &counter],
+        b"",
+    );
+    as_doomed(&["secret", "set", "KEY"], b"hush");
+    deploy(&server, &["--kv", "counter", &counter]);
+    let url = server.function_url("doomed", "counter");
+    assert_eq!(post(&url, "").body.trim(), "1");
+    assert_eq!(
+        post(&server.function_url("default", "counter"), "")
+            .body
+            .trim(),
+        "1"
+    );
+
+    // Without --yes nothing happens.
+    let refused = as_admin(&["tenants", "delete", "doomed"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert_eq!(post(&url, "").body.trim(), "2");
+    // A tenant token cannot delete a tenant.
+    let out = server.cli(
+        &["tenants", "delete", "doomed", "--yes"],
+        &[("KILN_TOKEN", &doomed)],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert_eq!(post(&url, "").body.trim(), "3");
+
+    let deleted = as_admin(&["tenants", "delete", "doomed", "--yes"]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert_eq!(post(&url, "").status, 404);
+    let out = server.cli(&["functions"], &[("KILN_TOKEN", &doomed)], b"");
+    assert!(
+        !out.status.success(),
+        "the deleted tenant's token still works"
+    );
+    let again = as_admin(&["tenants", "delete", "doomed", "--yes"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no tenant named"));
+
+    // A new tenant of the same name starts with nothing.
+    let created = as_admin(&["tenants", "create", "doomed"]);
+    let reborn = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let as_reborn = |args: &[&str]| {
+        let out = server.cli(args, &[("KILN_TOKEN", &reborn)], b"");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let buckets = as_reborn(&["kv", "buckets"]);
+    assert!(buckets.contains("stored: 0 keys"), "{buckets}");
+    assert!(!buckets.contains("counter"), "{buckets}");
+    assert_eq!(as_reborn(&["secret", "list"]).trim(), "");
+    assert_eq!(post(&url, "").status, 404);
+    // The other tenant is untouched.
+    assert_eq!(
+        post(&server.function_url("default", "counter"), "")
+            .body
+            .trim(),
+        "2"
+    );
+}

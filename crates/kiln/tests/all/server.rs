@@ -600,3 +600,80 @@ fn a_wasip2_command_component_is_deployed_served_metered_and_survives_a_restart(
     assert_eq!(post(&url, "again").body, "Hello, again!\n");
     assert_eq!(status(&server.url, &home.admin_token())["compiles"], 0);
 }
+
+/// Every entry under `dir` whose mode lets group or others in, with its mode.
+fn not_private(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut open = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).expect("stat");
+        if metadata.mode() & 0o077 != 0 {
+            open.push((path.clone(), metadata.mode() & 0o777));
+        }
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read_dir") {
+                pending.push(entry.expect("entry").path());
+            }
+        }
+    }
+    open
+}
+
+#[test]
+fn the_data_directory_and_everything_in_it_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    assert_eq!(
+        post(&server.function_url("default", "hello"), "x").status,
+        200
+    );
+    let set = server.cli(&["kv", "set", "b", "k"], &[], b"v");
+    assert!(set.status.success());
+    server.stop();
+    let data = home.data();
+    let entries = std::fs::read_dir(&data).expect("data dir").count();
+    assert!(entries >= 3, "the data directory holds {entries} entries");
+    assert_eq!(not_private(&data), vec![]);
+
+    // A data directory others can write is refused, and nothing is written.
+    let shared = Home::new();
+    std::fs::create_dir(shared.data()).expect("mkdir");
+    std::fs::set_permissions(shared.data(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = start_and_exit(&shared);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can be written by its group and by others (mode 0777)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(shared.data()).expect("read").count(), 0);
+
+    // One others can only read (as an earlier Kiln left it) is made private.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(data.join("kiln.db"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let server = home.start(&[]);
+    assert_eq!(
+        post(&server.function_url("default", "hello"), "x").status,
+        200
+    );
+    assert_eq!(not_private(&data), vec![]);
+}
+
+/// `kiln up` on `home`, expected to exit at once: its output.
+fn start_and_exit(home: &Home) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(home.data())
+        .env("XDG_CONFIG_HOME", home.config())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kiln up");
+    eventually("kiln up to exit", || child.try_wait().expect("wait"));
+    child.wait_with_output().expect("output")
+}

@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/v1/tenants/{name}", axum::routing::delete(delete_tenant))
         .route(
             "/v1/tenants/{name}/quota",
             get(usage::tenant_quota).put(usage::set_tenant_quota),
@@ -240,6 +241,26 @@ async fn list_tenants(
 ) -> ApiResult<Json<Vec<Tenant>>> {
     auth::admin(&*state.store, &headers).await?;
     Ok(Json(state.store.list_tenants().await?))
+}
+
+/// Deletes a tenant and everything it owns (admin): its functions stop
+/// answering on every node, its tokens stop working, its buckets, secrets,
+/// usage and quota are gone.
+async fn delete_tenant(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    auth::admin(&*state.store, &headers).await?;
+    check_name(NameKind::Tenant, &name)?;
+    let Some(functions) = state.store.delete_tenant(&name).await? else {
+        return Err(ApiError::not_found(format!("no tenant named {name:?}")));
+    };
+    for function in &functions {
+        state.deployments.forget(&name, function);
+    }
+    tracing::info!(tenant = %name, functions = functions.len(), "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn create_tenant(
