@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// How often the key-value data each tenant stores is sampled for its
     /// bill (default 1 min; an hour is billed for the most seen in it).
     pub storage_meter_interval: Duration,
+    /// Invocation log entries queued for the writer at most; past it entries
+    /// are dropped and counted per function (default 16,384).
+    pub log_buffer: usize,
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
@@ -112,6 +115,7 @@ impl ServerConfig {
             metering: true,
             usage_flush_interval: Duration::from_secs(1),
             storage_meter_interval: Duration::from_secs(60),
+            log_buffer: crate::logs::DEFAULT_CAPACITY,
             metrics_listen: None,
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),

@@ -188,7 +188,7 @@ impl Server {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let (logs, log_writer) = logs::LogSink::start(store.clone());
+        let (logs, log_writer) = logs::LogSink::start(store.clone(), config.log_buffer);
         let (meter, usage_flusher) = match config.metering {
             true => {
                 let (meter, flusher) = Meter::start(

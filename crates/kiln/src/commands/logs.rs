@@ -45,7 +45,8 @@ pub(crate) fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
 fn print(e: &LogEntry) {
     let at = std::time::UNIX_EPOCH + Duration::from_secs(e.at.max(0) as u64);
     let usage = match e.status {
-        429 => String::new(), // refused by a quota: nothing ran
+        // Refused by a quota (nothing ran), or the count of dropped entries.
+        429 | 0 => String::new(),
         _ => format!(
             " ({:.1} ms, {:.1} ms CPU, {} memory)",
             e.wall_us as f64 / 1000.0,

@@ -67,6 +67,10 @@ pub(crate) struct UpArgs {
     /// (an hour is billed for the most seen in it)
     #[arg(long, value_name = "DURATION", value_parser = parse_storage_meter, default_value = "1m")]
     storage_meter: Duration,
+    /// Invocation log entries queued for writing at most; past it, entries are
+    /// dropped and counted per function (`kiln logs` shows how many)
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    log_buffer: u32,
     /// Serve Prometheus metrics without a token on this address (else at
     /// /metrics on the main address, to the admin token)
     #[arg(long, env = "KILN_METRICS_LISTEN", value_name = "ADDR")]
@@ -289,6 +293,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.metering = args.metering == Switch::On;
     config.usage_flush_interval = args.usage_flush;
     config.storage_meter_interval = args.storage_meter;
+    config.log_buffer = args.log_buffer as usize;
     config.metrics_listen = args.metrics_listen;
     config.compile_timeout = args.compile_timeout;
     config.compile_time_per_mib = args.compile_time_per_mib;

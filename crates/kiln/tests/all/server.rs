@@ -677,3 +677,89 @@ fn start_and_exit(home: &Home) -> std::process::Output {
     eventually("kiln up to exit", || child.try_wait().expect("wait"));
     child.wait_with_output().expect("output")
 }
+
+#[test]
+fn logs_show_a_request_as_soon_as_it_has_answered() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", &guest("hello")]);
+    for i in 0..5 {
+        let body = format!("call-{i}");
+        assert_eq!(
+            post(&server.function_url("default", "hello"), &body).status,
+            200
+        );
+        // No waiting: the read has the node write what it queued first.
+        let log = server.ok(&["logs", "hello", "-n", "1"]);
+        assert!(log.contains(" 200 "), "call {i}: {log:?}");
+        let all = server.ok(&["logs", "hello", "-n", "100"]);
+        assert_eq!(all.matches(" 200 ").count(), i + 1, "{all}");
+    }
+}
+
+#[test]
+fn logs_under_overload_are_sampled_and_every_dropped_entry_is_counted() {
+    let home = Home::new();
+    // A queue of one entry: any burst overflows it.
+    let server = home.start(&["--log-buffer", "1"]);
+    server.ok(&["deploy", &guest("hello")]);
+    let url = server.function_url("default", "hello");
+    let logs_url = format!("{}/v1/functions/hello/logs?limit=1000", server.url);
+    let token = home.token();
+    let entries = || -> Vec<serde_json::Value> {
+        let got = get_as(&logs_url, &token);
+        serde_json::from_str(&got.body).expect("logs JSON")
+    };
+    let mut sent = 0;
+    let dropped_entry = eventually("an entry counting dropped logs", || {
+        // 8 threads × 10 requests per round; well under the 1000 kept.
+        let urls = (0..8).map(|_| url.clone()).collect::<Vec<_>>();
+        let threads: Vec<_> = urls
+            .into_iter()
+            .map(|url| {
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        assert_eq!(post(&url, "x").status, 200);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("client thread");
+        }
+        sent += 80;
+        assert!(sent <= 800, "no entry was ever dropped with a queue of one");
+        entries()
+            .into_iter()
+            .find(|e| e["outcome"] == "logs dropped")
+    });
+    assert!(
+        dropped_entry["stderr"]
+            .as_str()
+            .is_some_and(|s| s.contains("invocation log entries dropped")),
+        "{dropped_entry}"
+    );
+    // Every invocation is in the logs, or in a count.
+    let all = entries();
+    let kept = all
+        .iter()
+        .filter(|e| e["outcome"] != "logs dropped")
+        .count();
+    let counted: u64 = all
+        .iter()
+        .filter(|e| e["outcome"] == "logs dropped")
+        .map(|e| {
+            let text = e["stderr"].as_str().unwrap_or("");
+            let n = text.split(' ').next().unwrap_or("");
+            n.parse::<u64>()
+                .unwrap_or_else(|_| panic!("no count in {text:?}"))
+        })
+        .sum();
+    assert_eq!(
+        kept as u64 + counted,
+        sent,
+        "{kept} kept, {counted} counted"
+    );
+    let shown = server.ok(&["logs", "hello", "-n", "1000"]);
+    assert!(shown.contains("logs dropped"), "{shown}");
+}

@@ -174,6 +174,9 @@ struct LogsQuery {
     limit: Option<u32>,
 }
 
+/// How long a read of the logs waits for this node's queued entries.
+const LOG_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn logs(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -182,6 +185,9 @@ async fn logs(
 ) -> ApiResult<Json<Vec<LogEntry>>> {
     let tenant = auth::tenant(&*state.store, &headers).await?;
     let limit = query.limit.unwrap_or(20).clamp(1, kiln_store::LOGS_KEPT);
+    // What this node has queued is written first: a request that answered
+    // is in its logs.
+    state.logs.flush(LOG_FLUSH_WAIT).await;
     let entries = state
         .store
         .logs(tenant.id, &name, query.after, limit)
