@@ -36,6 +36,7 @@ mod metering;
 mod metrics;
 mod pricing;
 mod quota;
+mod recovery;
 mod secrets;
 mod state;
 mod sync;
@@ -45,6 +46,7 @@ mod tests;
 pub use config::{BundleLimits, InitialCredentials, S3Config, ServerConfig};
 pub use listen::ConnectionLimits;
 pub use pricing::read_price_list;
+pub use recovery::{ResetToken, reset_admin_token};
 
 use anyhow::Context;
 use axum::Router;

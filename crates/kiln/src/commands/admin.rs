@@ -1,4 +1,5 @@
-//! `kiln tenants ...` and `kiln tokens ...`: accounts and their API tokens.
+//! `kiln tenants ...` and `kiln tokens ...`: accounts and their API tokens;
+//! `kiln admin ...`: what an operator does on the machine itself.
 
 use super::tenant_name;
 use crate::client::{Client, Role, ServerArgs};
@@ -101,6 +102,61 @@ pub(crate) fn tokens(args: TokensArgs) -> anyhow::Result<ExitCode> {
         TokensCommand::Revoke { id } => {
             client.delete(&format!("/v1/tokens/{id}"))?;
             println!("revoked token {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Operator tasks run on the server's machine, against its store
+#[derive(clap::Args, Debug)]
+pub(crate) struct AdminArgs {
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum AdminCommand {
+    /// Mint a new admin token straight in the store (the credentials file was
+    /// lost); prints it
+    ResetToken {
+        /// The data directory of `kiln up` [default: as `kiln up`]
+        #[arg(long, env = "KILN_DATA", value_name = "DIR")]
+        data: Option<std::path::PathBuf>,
+        /// The PostgreSQL store of a cluster, instead of the data directory's
+        #[arg(long, env = "KILN_DATABASE", value_name = "URL")]
+        database: Option<String>,
+        /// Revoke every other admin token
+        #[arg(long)]
+        revoke_others: bool,
+    },
+}
+
+pub(crate) fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        AdminCommand::ResetToken {
+            data,
+            database,
+            revoke_others,
+        } => {
+            // Whatever SQLite creates beside the database stays private.
+            crate::privileges::private_files();
+            let data = data.unwrap_or_else(super::up::default_data_dir);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let reset = runtime.block_on(kiln_server::reset_admin_token(
+                &data,
+                database.as_deref(),
+                revoke_others,
+            ))?;
+            eprintln!(
+                "new admin token (shown once){}:",
+                match reset.revoked {
+                    0 => String::new(),
+                    n => format!("; {n} other admin token(s) revoked"),
+                }
+            );
+            println!("{}", reset.token);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -246,7 +246,7 @@ fn parse_max_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())

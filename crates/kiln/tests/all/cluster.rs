@@ -513,3 +513,32 @@ fn key_value_calls_fail_with_a_typed_error_while_the_database_is_down_and_recove
     });
     assert_eq!(after.trim(), "2");
 }
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn a_lost_admin_token_is_replaced_offline_in_the_postgresql_store() {
+    let database = postgres_database("kiln_reset");
+    let home = Home::new();
+    let server = home.start(&["--database", &database]);
+    let old = home.admin_token();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "admin",
+            "reset-token",
+            "--revoke-others",
+            "--database",
+            &database,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("kiln admin reset-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let tenants = |token: &str| get_as(&format!("{}/v1/tenants", server.url), token).status;
+    assert_eq!(tenants(&new), 200);
+    assert_eq!(tenants(&old), 401);
+}

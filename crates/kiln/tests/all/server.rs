@@ -763,3 +763,50 @@ fn logs_under_overload_are_sampled_and_every_dropped_entry_is_counted() {
     let shown = server.ok(&["logs", "hello", "-n", "1000"]);
     assert!(shown.contains("logs dropped"), "{shown}");
 }
+
+#[test]
+fn a_lost_admin_token_is_replaced_offline_from_the_store() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let old = home.admin_token();
+    server.stop();
+    std::fs::remove_file(home.config().join("kiln/credentials.json")).expect("rm credentials");
+    let data = home.data().display().to_string();
+    let reset = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["admin", "reset-token", "--data", &data])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("kiln admin reset-token");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let first = reset(&[]);
+    assert!(first.starts_with("kiln_") && first != old, "{first}");
+
+    let server = home.start(&[]);
+    let tenants = |token: &str| get_as(&format!("{}/v1/tenants", server.url), token).status;
+    assert_eq!(tenants(&first), 200);
+    assert_eq!(tenants(&old), 200);
+    // A leaked token is cut off with the others; the server may be running.
+    let second = reset(&["--revoke-others"]);
+    assert_eq!(tenants(&second), 200);
+    assert_eq!(tenants(&first), 401);
+    assert_eq!(tenants(&old), 401);
+
+    // A directory that holds no store is refused, and left as it was.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["admin", "reset-token", "--data"])
+        .arg(empty.path())
+        .output()
+        .expect("kiln admin reset-token");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no Kiln store"));
+    assert_eq!(std::fs::read_dir(empty.path()).expect("read").count(), 0);
+}
