@@ -78,7 +78,7 @@ impl Invoker {
             .stderr(log.clone())
             .envs(&request.env);
         let dir = self.scratch.prepare(&request.files, &mut wasi).await?;
-        let outbound = OutboundHooks::new(request.allowed_hosts);
+        let outbound = OutboundHooks::new(request.allowed_hosts, self.egress.clone());
         let denied = outbound.denied();
         let mut store = self.store(
             ComponentCtx::new(wasi.build(), outbound).with_config(&request.config),

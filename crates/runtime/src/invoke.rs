@@ -239,6 +239,8 @@ pub(crate) struct Invoker {
     pub(crate) scratch: Arc<ScratchRoot>,
     /// How often the epoch advances (the epoch callback runs at that pace).
     pub(crate) epoch_tick: Duration,
+    /// Where outbound requests may connect.
+    pub(crate) egress: Arc<crate::egress::EgressPolicy>,
 }
 
 /// An instance slot, held until the store using it is dropped.
@@ -395,8 +397,8 @@ pub(crate) async fn run_command(
             .await
         }
         Entry::Command(pre) => {
-            let wasi = ComponentCtx::new(wasi.build(), OutboundHooks::new(allowed_hosts))
-                .with_config(&config);
+            let outbound = OutboundHooks::new(allowed_hosts, invoker.egress.clone());
+            let wasi = ComponentCtx::new(wasi.build(), outbound).with_config(&config);
             let store = invoker.store(wasi, limits, dir, kv);
             let pre = pre.clone();
             drive(store, limits, move |store, instantiation| {

@@ -38,6 +38,7 @@
 mod artifact;
 mod compile_cache;
 mod cpu_time;
+mod egress;
 mod engine;
 mod files;
 mod function;
@@ -57,6 +58,7 @@ mod streaming;
 mod validate;
 
 pub use artifact::ArtifactCache;
+pub use egress::{EgressPolicy, is_public};
 pub use engine::{EngineConfig, SlotLimits};
 pub use files::{Files, HostMount, ScratchConfig, ScratchLimitExceeded, ScratchLimits};
 pub use function::{Function, FunctionKind};

@@ -3,8 +3,10 @@
 //!
 //! A denied request fails inside the guest with the WASI error
 //! `HTTP-request-denied` and is recorded so that the invocation's log says so.
+//! An allowed one is sent by [`crate::egress`], which connects only to
+//! public addresses (or networks the operator opened).
 
-use http_body_util::BodyExt;
+use crate::egress::{EgressPolicy, ResolveError};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -118,13 +120,15 @@ impl AllowedHosts {
 /// records the others.
 pub(crate) struct OutboundHooks {
     allowed: Arc<AllowedHosts>,
+    egress: Arc<EgressPolicy>,
     denied: Arc<Mutex<Vec<String>>>,
 }
 
 impl OutboundHooks {
-    pub(crate) fn new(allowed: Arc<AllowedHosts>) -> OutboundHooks {
+    pub(crate) fn new(allowed: Arc<AllowedHosts>, egress: Arc<EgressPolicy>) -> OutboundHooks {
         OutboundHooks {
             allowed,
+            egress,
             denied: Arc::default(),
         }
     }
@@ -133,6 +137,10 @@ impl OutboundHooks {
     pub(crate) fn denied(&self) -> Arc<Mutex<Vec<String>>> {
         self.denied.clone()
     }
+}
+
+fn record(denied: &Mutex<Vec<String>>, line: String) {
+    denied.lock().unwrap_or_else(|p| p.into_inner()).push(line);
 }
 
 type Sent = Box<
@@ -159,21 +167,31 @@ impl WasiHttpHooks for OutboundHooks {
         let host = uri.host().unwrap_or_default();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if !self.allowed.allows(host, port) {
-            let line = format!(
-                "kiln: outbound request to {host}:{port} denied (not in the function's allowed hosts)"
+            record(
+                &self.denied,
+                format!(
+                    "kiln: outbound request to {host}:{port} denied (not in the function's allowed hosts)"
+                ),
             );
-            self.denied
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(line);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        let (egress, denied, host) = (self.egress.clone(), self.denied.clone(), host.to_owned());
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
+            let addrs = match crate::egress::resolve(&egress, &host, port).await {
+                Ok(addrs) => addrs,
+                Err(ResolveError::NotFound) => return Err(Error::DestinationNotFound),
+                Err(ResolveError::NotPublic(ip)) => {
+                    record(
+                        &denied,
+                        format!(
+                            "kiln: outbound request to {host}:{port} denied: it resolves to {ip}, \
+                             which is not a public address"
+                        ),
+                    );
+                    return Err(Error::DestinationIpProhibited);
+                }
+            };
+            crate::egress::send(request, addrs, options).await
         })
     }
 }

@@ -35,6 +35,8 @@ pub struct RuntimeConfig {
     /// compilation cache), so that binaries sharing code compile it once; `None`
     /// compiles every binary whole.
     pub compile_cache: Option<PathBuf>,
+    /// Where outbound requests may connect besides the public internet.
+    pub egress: crate::egress::EgressPolicy,
 }
 
 impl RuntimeConfig {
@@ -48,6 +50,7 @@ impl RuntimeConfig {
             engine: EngineConfig::default(),
             scratch: ScratchConfig::new(beside.join("scratch")),
             compile_cache: Some(beside.join("compile-cache")),
+            egress: Default::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ impl Runtime {
                 instance_wait: config.engine.instance_wait,
                 scratch: std::sync::Arc::new(scratch),
                 epoch_tick: config.engine.epoch_tick,
+                egress: std::sync::Arc::new(config.egress.clone()),
             },
             engine,
             linker,

@@ -206,7 +206,8 @@ impl SnapshotHost<'_> {
         let result = if wasmparser::Parser::is_component(wasm) {
             let mut ctx = ComponentCtx::new(
                 wasi.build(),
-                OutboundHooks::new(Arc::new(AllowedHosts(Vec::new()))),
+                // Nothing goes out while a snapshot is taken.
+                OutboundHooks::new(Arc::new(AllowedHosts(Vec::new())), Arc::default()),
             );
             ctx.loader = init.dirs.clone();
             self.take_component(wasm, ctx, init).await

@@ -539,6 +539,7 @@ impl Invoker {
             instance_wait: self.instance_wait,
             scratch: self.scratch.clone(),
             epoch_tick: self.epoch_tick,
+            egress: self.egress.clone(),
         }
     }
 }

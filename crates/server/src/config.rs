@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// Where the language runtimes are (`python.wasm`, `js.wasm`, built by
     /// `scripts/runtimes`); `None`: script functions cannot be deployed.
     pub runtimes: Option<PathBuf>,
+    /// Where functions' outbound requests may connect besides the public
+    /// internet (default: nowhere else).
+    pub egress: kiln_runtime::EgressPolicy,
     /// Where compiled functions are cached one by one (wasmtime's incremental
     /// compilation cache); `None`: `compile-cache` in the data directory when
     /// the server has language runtimes, else no such cache (it costs a file
@@ -125,6 +128,7 @@ impl ServerConfig {
             scratch_files: 10_000,
             scratch_dir: None,
             runtimes: None,
+            egress: Default::default(),
             compile_cache: None,
             kv_limits: KvLimits::default(),
             kv_caps: KvCaps::default(),

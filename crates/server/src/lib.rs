@@ -136,6 +136,7 @@ impl Server {
                 .compile_cache
                 .clone()
                 .or_else(|| config.runtimes.as_ref().map(|_| data.join("compile-cache"))),
+            egress: config.egress.clone(),
         })?);
         let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)
             .with_context(|| format!("cannot open {}", data.join("bundles").display()))?;

@@ -5,6 +5,7 @@
 mod kv;
 mod readers;
 mod schema;
+mod tenants;
 mod usage;
 
 use crate::error::{StoreError, StoreResult};
@@ -169,68 +170,12 @@ impl MetadataStore for SqliteStore {
 
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
         let name = name.to_owned();
-        self.with(move |conn| {
-            let created_at = now();
-            let inserted = conn.execute(
-                "INSERT INTO tenants (id, name, created_at)
-                 SELECT 1 + MAX(COALESCE((SELECT MAX(id) FROM tenants), 0),
-                                COALESCE((SELECT MAX(id) FROM retired_tenants), 0)), ?1, ?2
-                 WHERE true -- (an upsert's SELECT needs a WHERE to parse)
-                 ON CONFLICT DO NOTHING",
-                params![name, created_at],
-            );
-            match inserted.map_err(internal)? {
-                0 => Err(StoreError::Conflict(format!(
-                    "tenant {name:?} already exists"
-                ))),
-                _ => Ok(Tenant {
-                    id: conn.last_insert_rowid(),
-                    name,
-                    created_at,
-                }),
-            }
-        })
-        .await
+        self.with(move |conn| tenants::create(conn, name)).await
     }
 
     async fn delete_tenant(&self, name: &str) -> StoreResult<Option<Vec<String>>> {
         let name = name.to_owned();
-        self.with(move |conn| {
-            // IMMEDIATE: the write lock first, so the writer thread's next
-            // commit sees the tenant gone, not half of it.
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let Some(id) = tx
-                .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .optional()
-                .map_err(internal)?
-            else {
-                return Ok(None);
-            };
-            let functions = {
-                let mut stmt = tx
-                    .prepare("SELECT name FROM functions WHERE tenant_id = ?1")
-                    .map_err(internal)?;
-                stmt.query_map([id], |r| r.get::<_, String>(0))
-                    .map_err(internal)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(internal)?
-            };
-            // Every table refers to the tenant ON DELETE CASCADE.
-            tx.execute("DELETE FROM tenants WHERE id = ?1", [id])
-                .map_err(internal)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO retired_tenants (id) VALUES (?1)",
-                [id],
-            )
-            .map_err(internal)?;
-            tx.commit().map_err(internal)?;
-            Ok(Some(functions))
-        })
-        .await
+        self.with(move |conn| tenants::delete(conn, &name)).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {

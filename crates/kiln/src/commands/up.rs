@@ -71,6 +71,11 @@ pub(crate) struct UpArgs {
     /// dropped and counted per function (`kiln logs` shows how many)
     #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     log_buffer: u32,
+    /// A network outbound requests may reach although it is not public
+    /// (loopback, private, link-local...), e.g. 10.1.0.0/16 or 127.0.0.1;
+    /// repeatable [default: public addresses only]
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    outbound_allow_net: Vec<ipnet::IpNet>,
     /// Serve Prometheus metrics without a token on this address (else at
     /// /metrics on the main address, to the admin token)
     #[arg(long, env = "KILN_METRICS_LISTEN", value_name = "ADDR")]
@@ -201,6 +206,13 @@ fn parse_flush_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// A network (`10.0.0.0/8`) or one address (`127.0.0.1`, `::1`).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("expected a network such as 10.0.0.0/8 or an address, not {text:?}"))
+}
+
 /// A storage sampling interval: at least once an hour (every hour is billed).
 fn parse_storage_meter(text: &str) -> Result<Duration, String> {
     let interval = parse_duration(text).map_err(|e| e.to_string())?;
@@ -294,6 +306,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.usage_flush_interval = args.usage_flush;
     config.storage_meter_interval = args.storage_meter;
     config.log_buffer = args.log_buffer as usize;
+    config.egress = kiln_runtime::EgressPolicy {
+        allowed_nets: args.outbound_allow_net,
+    };
     config.metrics_listen = args.metrics_listen;
     config.compile_timeout = args.compile_timeout;
     config.compile_time_per_mib = args.compile_time_per_mib;

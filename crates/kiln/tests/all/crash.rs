@@ -219,7 +219,7 @@ fn a_full_disk_fails_the_deploy_with_507_and_the_previous_version_keeps_serving(
     // The data directory on a 4 MiB tmpfs of the server's own mount namespace
     // (in a user namespace, so that no privilege is needed and nothing is left
     // mounted on the machine).
-    let mount = "mount -t tmpfs -o size=4m kiln-test \"$0\" && exec \"$@\"";
+    let mount = "mount -t tmpfs -o size=4m,mode=0700 kiln-test \"$0\" && exec \"$@\"";
     let wrapper = [
         "unshare",
         "--user",

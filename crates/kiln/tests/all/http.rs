@@ -369,7 +369,8 @@ fn outbound_requests_reach_allowed_hosts_only() {
     let (allowed_port, allowed_hits) = upstream();
     let (other_port, other_hits) = upstream();
     let home = Home::new();
-    let server = home.start(&[]);
+    // The upstreams are on loopback, which only an operator can open.
+    let server = home.start(&["--outbound-allow-net", "127.0.0.1"]);
     let allowed = format!("127.0.0.1:{allowed_port}");
     server.ok(&[
         "deploy",
@@ -540,4 +541,112 @@ fn shutdown_finishes_streamed_responses_in_flight_and_keeps_their_usage() {
     assert_eq!(units["requests"], 2, "{report}");
     assert_eq!(units["bytes_in"], 16, "{report}");
     assert_eq!(units["bytes_out"], 26 + 11 + 6, "{report}");
+}
+
+/// A one-connection-at-a-time server on loopback answering a redirect to
+/// `location`.
+fn redirector(location: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirector");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_allowed_name_that_resolves_to_a_private_address_is_not_reached() {
+    let (port, hits) = upstream();
+    let home = Home::new();
+    let server = home.start(&[]);
+    // The allow-list names the host: `localhost` resolves to loopback, as a
+    // rebinding name would; 127.0.0.1 and the metadata address are literal.
+    server.ok(&[
+        "deploy",
+        "--name",
+        "fetch",
+        "--allow-host",
+        &format!("localhost:{port}"),
+        "--allow-host",
+        &format!("127.0.0.1:{port}"),
+        "--allow-host",
+        "169.254.169.254",
+        &http_guest("fetch"),
+    ]);
+    let url = server.function_url("default", "fetch");
+    let fetch = |target: &str| answer(http().get(&url).header("x-fetch-url", target).call());
+    for target in [
+        format!("http://localhost:{port}/"),
+        format!("http://127.0.0.1:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let refused = fetch(&target);
+        assert_eq!(refused.status, 502, "{target}: {}", refused.body);
+        assert_eq!(
+            refused.body, "outbound request failed: ErrorCode::DestinationIpProhibited\n",
+            "{target}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let entry = eventually("the refusal in the log", || {
+        logs(&server, &home.token(), "fetch").into_iter().find(|e| {
+            e["stderr"]
+                .as_str()
+                .is_some_and(|s| s.contains("localhost"))
+        })
+    });
+    let said = entry["stderr"].as_str().unwrap_or("");
+    assert!(
+        said.contains(&format!(
+            "outbound request to localhost:{port} denied: it resolves to "
+        )) && said.contains("which is not a public address"),
+        "{entry}"
+    );
+    drop(server);
+
+    // The operator opens loopback: the same name now reaches it. A redirect
+    // to a host the function may not call is answered, not followed.
+    let (other, other_hits) = upstream();
+    let bounce = redirector(format!("http://127.0.0.1:{other}/"));
+    let server = home.start(&["--outbound-allow-net", "127.0.0.0/8"]);
+    server.ok(&[
+        "deploy",
+        "--name",
+        "fetch",
+        "--allow-host",
+        &format!("localhost:{port}"),
+        "--allow-host",
+        &format!("localhost:{bounce}"),
+        &http_guest("fetch"),
+    ]);
+    let url = server.function_url("default", "fetch");
+    let fetch = |target: &str| answer(http().get(&url).header("x-fetch-url", target).call());
+    let ok = fetch(&format!("http://localhost:{port}/ping"));
+    assert_eq!(
+        (ok.status, ok.body.as_str()),
+        (200, "upstream status 200\npong\n")
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let redirected = fetch(&format!("http://localhost:{bounce}/"));
+    assert_eq!(redirected.status, 200, "{}", redirected.body);
+    assert!(
+        redirected.body.starts_with("upstream status 302"),
+        "{}",
+        redirected.body
+    );
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
 }

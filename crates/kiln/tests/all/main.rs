@@ -12,6 +12,7 @@ mod hostile;
 mod http;
 mod isolation;
 mod kv;
+mod operator;
 mod programs;
 mod realworld;
 mod scripts;

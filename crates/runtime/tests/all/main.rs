@@ -32,6 +32,7 @@ pub fn runtime_with(engine: EngineConfig) -> TestRuntime {
         engine,
         scratch: ScratchConfig::new(dir.path().join("scratch")),
         compile_cache: Some(dir.path().join("compile-cache")),
+        egress: Default::default(),
     })
     .expect("runtime");
     TestRuntime { runtime, dir }
