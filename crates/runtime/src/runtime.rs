@@ -454,8 +454,15 @@ impl Runtime {
         self.artifacts.contains(digest)
     }
 
-    /// Loads the compiled function for `digest` from the artifact cache: maps the
-    /// file, registers its code and pre-links it. Never compiles.
+    /// Loads the compiled function for `digest` from the artifact cache: reads
+    /// the file, registers its code and pre-links it. Never compiles.
+    ///
+    /// The file is read, not mapped: wasmtime copies the code into memory of
+    /// its own, so an artifact truncated or rewritten on disk while its
+    /// function runs cannot fault the process (a mapped file cut short raises
+    /// SIGBUS on the next touch of a page past its new end). The cost is one
+    /// read and one copy per load (BENCHMARKS.md), paid when a function enters
+    /// the cache, never per request.
     pub fn load(&self, digest: &Digest) -> Result<Function, LoadError> {
         let path = self.artifacts.path(digest);
         if !path.is_file() {
@@ -474,17 +481,22 @@ impl Runtime {
         // by Kiln nodes only), under a directory keyed by this engine's
         // compatibility hash; wasmtime checks the header, the kind and the version
         // again before using it.
-        match wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)? {
+        let bytes = std::fs::read(&path).map_err(|e| LoadError::BadArtifact {
+            path: path.clone(),
+            message: format!("cannot read it: {e}"),
+            cause: e.to_string(),
+        })?;
+        match wasmtime::Engine::detect_precompiled(&bytes) {
             Some(Precompiled::Component) => {
-                // SAFETY: a file of the artifact cache, trusted as said above.
+                // SAFETY: the bytes of a file of the artifact cache, trusted as
+                // said above.
                 let component =
-                    unsafe { Component::deserialize_file(&self.engine, &path) }.map_err(bad)?;
+                    unsafe { Component::deserialize(&self.engine, &bytes) }.map_err(bad)?;
                 self.link_component(*digest, &component)
             }
             _ => {
-                // SAFETY: a file of the artifact cache, trusted as said above.
-                let module =
-                    unsafe { Module::deserialize_file(&self.engine, &path) }.map_err(bad)?;
+                // SAFETY: as above.
+                let module = unsafe { Module::deserialize(&self.engine, &bytes) }.map_err(bad)?;
                 self.link(*digest, &module)
             }
         }

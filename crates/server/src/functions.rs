@@ -14,7 +14,7 @@
 use crate::sync::lock;
 use kiln_api::Digest;
 use kiln_runtime::{Compiled, Function, LoadError, Runtime};
-use kiln_store::{BlobKind, BlobStore, LocalBlob, StoreError};
+use kiln_store::{BlobKind, BlobStore, LocalBlob, MetadataStore, StoreError};
 use lru::LruCache;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -90,6 +90,8 @@ pub(crate) struct FunctionStats {
 pub(crate) struct Functions {
     runtime: Arc<Runtime>,
     blobs: Arc<dyn BlobStore>,
+    /// Where the sha256 of each shared artifact is recorded.
+    store: Arc<dyn MetadataStore>,
     cache: Mutex<LruCache<Digest, Function>>,
     /// Digests being fetched or compiled now: the requests that find one missing
     /// at once wait for one fetch instead of each doing its own.
@@ -120,11 +122,13 @@ impl Functions {
     pub(crate) fn new(
         runtime: Arc<Runtime>,
         blobs: Arc<dyn BlobStore>,
+        store: Arc<dyn MetadataStore>,
         limits: FunctionLimits,
     ) -> Functions {
         Functions {
             runtime,
             blobs,
+            store,
             cache: Mutex::new(LruCache::new(limits.loaded)),
             fetching: Mutex::default(),
             compile_slots: Arc::new(Semaphore::new(limits.compile_slots)),
@@ -142,13 +146,34 @@ impl Functions {
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         match self.load(digest).await {
-            Err(FunctionError::Load(LoadError::NotCompiled(_))) => {
+            Err(FunctionError::Load(LoadError::NotCompiled(_) | LoadError::BadArtifact { .. })) => {
                 let flight = self.flight(digest);
                 let _fetching = flight.lock().await;
+                // Another request may have made it while this one waited.
+                match self.load(digest).await {
+                    Err(FunctionError::Load(LoadError::NotCompiled(_))) => {}
+                    Err(FunctionError::Load(LoadError::BadArtifact { path, message, .. })) => {
+                        // Damaged on disk (truncated, rewritten, another
+                        // engine's): made again, as if it had never been.
+                        tracing::warn!(%digest, path = %path.display(), %message, "discarding an artifact that does not load");
+                        self.discard_artifact(digest).await;
+                    }
+                    loaded => return loaded,
+                }
                 self.ensure_local(digest).await?;
                 self.load(digest).await
             }
             other => other,
+        }
+    }
+
+    /// Deletes this node's artifact of `digest` (one that does not load).
+    async fn discard_artifact(&self, digest: Digest) {
+        let runtime = self.runtime.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || runtime.artifacts().remove(&digest)).await;
+        if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
+            tracing::warn!(%digest, error = %e, "cannot remove a damaged artifact");
         }
     }
 
@@ -161,12 +186,23 @@ impl Functions {
         }
         let key = self.runtime.artifact_key(&digest);
         if let Some(artifact) = self.blobs.shared_artifact(&key).await? {
-            let runtime = self.runtime.clone();
-            tokio::task::spawn_blocking(move || runtime.import_artifact(&digest, &artifact))
-                .await??;
-            self.stats.downloads.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%digest, "downloaded a compiled artifact shared by another node");
-            return Ok(());
+            // Machine code is loaded only as the node that compiled it
+            // recorded it: a changed or swapped object in the bucket is not.
+            let recorded = self.store.artifact_sha256(&key).await?;
+            let found = Digest::of(&artifact);
+            if recorded == Some(found) {
+                let runtime = self.runtime.clone();
+                tokio::task::spawn_blocking(move || runtime.import_artifact(&digest, &artifact))
+                    .await??;
+                self.stats.downloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%digest, "downloaded a compiled artifact shared by another node");
+                return Ok(());
+            }
+            tracing::error!(
+                %digest, %key, %found,
+                recorded = ?recorded.map(|d| d.to_string()),
+                "the shared artifact in the bucket is not the one recorded; compiling here instead"
+            );
         }
         tracing::info!(%digest, "compiling a deployed module with no artifact");
         let blob = self.blobs.local(BlobKind::Module, &digest).await?;
@@ -277,11 +313,14 @@ impl Functions {
         let runtime = self.runtime.clone();
         let exported = tokio::task::spawn_blocking(move || runtime.export_artifact(&digest)).await;
         let shared = match exported {
-            Ok(Ok((key, artifact))) => self
-                .blobs
-                .share_artifact(&key, artifact)
-                .await
-                .map_err(|e| crate::error::FailureCause::of(&e)),
+            Ok(Ok((key, artifact))) => {
+                let sha256 = Digest::of(&artifact);
+                match self.blobs.share_artifact(&key, artifact).await {
+                    Ok(()) => self.store.record_artifact(&key, sha256).await,
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| crate::error::FailureCause::of(&e))
+            }
             Ok(Err(e)) => Err(crate::error::FailureCause::of(&e)),
             Err(e) => Err(crate::error::FailureCause::of(&e)),
         };
@@ -323,9 +362,13 @@ mod tests {
     }
 
     fn functions(runtime: &Arc<Runtime>, blobs: &Arc<dyn BlobStore>, slots: usize) -> Functions {
+        let dir = runtime.artifacts().dir().join("store");
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let store = kiln_store::SqliteStore::open(&dir.join("kiln.db")).expect("store");
         Functions::new(
             runtime.clone(),
             blobs.clone(),
+            Arc::new(store),
             FunctionLimits {
                 loaded: NonZeroUsize::MIN,
                 compile_slots: slots,

@@ -145,6 +145,7 @@ impl Server {
         let functions = Functions::new(
             runtime.clone(),
             blobs.clone(),
+            store.clone(),
             FunctionLimits {
                 loaded: config.max_loaded_functions,
                 compile_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -71,6 +71,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_function(&self, tenant: TenantId, function: &str) -> StoreResult<bool>;
     /// Every module digest some version refers to (to tell orphan blobs).
     async fn referenced_digests(&self) -> StoreResult<Vec<Digest>>;
+    /// Records the sha256 of the compiled artifact a node shared under `key`
+    /// (the bucket is not trusted to keep it unchanged; the store is).
+    async fn record_artifact(&self, key: &str, sha256: Digest) -> StoreResult<()>;
+    /// The sha256 recorded for the shared artifact `key`, if any.
+    async fn artifact_sha256(&self, key: &str) -> StoreResult<Option<Digest>>;
 
     /// Appends invocation logs, keeping the newest [`LOGS_KEPT`] per function.
     async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()>;

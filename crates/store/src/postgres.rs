@@ -139,6 +139,9 @@ ALTER TABLE usage ADD COLUMN kv_writes BIGINT NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE usage ADD COLUMN kv_byte_hours BIGINT NOT NULL DEFAULT 0;
 "#,
+    r#"
+CREATE TABLE shared_artifacts (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+"#,
 ];
 
 /// Serializes migrations across nodes (`pg_advisory_xact_lock` key).
@@ -782,6 +785,32 @@ impl MetadataStore for PostgresStore {
         notify(&tx, tenant, function).await?;
         tx.commit().await.map_err(pg)?;
         Ok(deleted == 1)
+    }
+
+    async fn record_artifact(&self, key: &str, sha256: Digest) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO shared_artifacts (key, sha256) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256",
+                &[&key, &sha256.to_string()],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn artifact_sha256(&self, key: &str) -> StoreResult<Option<Digest>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT sha256 FROM shared_artifacts WHERE key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(pg)?;
+        row.map(|r| parse_digest(&r.get::<_, String>(0)))
+            .transpose()
     }
 
     async fn referenced_digests(&self) -> StoreResult<Vec<Digest>> {

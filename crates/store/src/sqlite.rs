@@ -482,6 +482,40 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn record_artifact(&self, key: &str, sha256: Digest) -> StoreResult<()> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO shared_artifacts (key, sha256) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256",
+                params![key, sha256.to_string()],
+            )
+            .map(drop)
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn artifact_sha256(&self, key: &str) -> StoreResult<Option<Digest>> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT sha256 FROM shared_artifacts WHERE key = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            text.map(|t| {
+                t.parse()
+                    .map_err(|e| StoreError::internal("stored artifact digest", e))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn referenced_digests(&self) -> StoreResult<Vec<Digest>> {
         self.with(|conn| {
             let mut stmt = conn

@@ -542,3 +542,63 @@ fn a_lost_admin_token_is_replaced_offline_in_the_postgresql_store() {
     assert_eq!(tenants(&new), 200);
     assert_eq!(tenants(&old), 401);
 }
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn an_artifact_swapped_in_the_bucket_is_not_loaded_by_another_node() {
+    let mut cluster = Cluster::start(1);
+    cluster.cli(0, &["deploy", "--name", "hello", &guest("hello")]);
+    cluster.cli(0, &["deploy", "--name", "other", &guest("exit3")]);
+    // The artifacts node 0 compiled, and shared under the same names.
+    let root = cluster.homes[0].data().join("artifacts");
+    let artifact_of = |wasm: &str| {
+        let digest = kiln_api::Digest::of(&std::fs::read(guest(wasm)).expect("guest"));
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).expect("artifacts") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&digest.to_string()))
+                {
+                    return path;
+                }
+            }
+        }
+        panic!("no artifact of {wasm} under {}", root.display());
+    };
+    let hello = artifact_of("hello");
+    let key = hello
+        .strip_prefix(&root)
+        .expect("under the root")
+        .to_string_lossy()
+        .into_owned();
+    // Someone with write access to the bucket puts another function's
+    // (valid) machine code under hello's name.
+    let bucket = cluster.flags[3].trim_start_matches("s3://").to_owned();
+    let blobs = kiln_store::S3Blobs::open(
+        &kiln_store::S3Config {
+            bucket,
+            endpoint: Some(cluster.flags[5].clone()),
+            credentials: Some((S3_ACCESS_KEY_ID.into(), S3_SECRET_ACCESS_KEY.into())),
+        },
+        cluster.homes[0].dir.path().join("tamper"),
+    )
+    .expect("open the bucket");
+    let swapped = std::fs::read(artifact_of("exit3")).expect("the other artifact");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(kiln_store::BlobStore::share_artifact(&blobs, &key, swapped))
+        .expect("swap the artifact in the bucket");
+
+    // A new node does not load it: the bytes are not the ones recorded, so it
+    // compiles hello itself and answers as hello.
+    let home = Home::new();
+    let node = cluster.start_on(&home);
+    cluster.homes.push(home);
+    cluster.nodes.push(Some(node));
+    let got = post(&cluster.node(1).function_url("default", "hello"), "x");
+    assert_eq!((got.status, got.body.as_str()), (200, "Hello, x!\n"));
+}

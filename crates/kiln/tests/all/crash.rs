@@ -281,3 +281,49 @@ fn leb128(out: &mut Vec<u8>, mut n: usize) {
         out.push(byte | 0x80);
     }
 }
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        match std::fs::read_dir(&path) {
+            Ok(entries) => pending.extend(entries.map(|e| e.expect("entry").path())),
+            Err(_) => files.push(path),
+        }
+    }
+    files
+}
+
+#[test]
+fn an_artifact_cut_short_or_damaged_on_disk_neither_crashes_the_server_nor_stops_its_function() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    server.ok(&["deploy", "--name", "f", &guest("hello")]);
+    let url = server.function_url("default", "f");
+    assert_eq!(post(&url, "a").body, "Hello, a!\n");
+    let artifacts = files_under(&home.data().join("artifacts"));
+    assert!(!artifacts.is_empty(), "no artifact on disk");
+    // Cut to nothing while the function is loaded: a mapped file would fault
+    // (SIGBUS) on the next touch of its code.
+    for artifact in &artifacts {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(artifact)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate the artifact");
+    }
+    for i in 0..10 {
+        let got = post(&url, &format!("b{i}"));
+        assert_eq!(got.body, format!("Hello, b{i}!\n"));
+    }
+    // Restarted on a damaged cache: the artifact is made again from the module.
+    assert!(server.stop().success());
+    for artifact in &artifacts {
+        std::fs::write(artifact, b"not an artifact at all").expect("damage the artifact");
+    }
+    let server = home.start(&[]);
+    let url = server.function_url("default", "f");
+    assert_eq!(post(&url, "c").body, "Hello, c!\n");
+    assert_eq!(post(&url, "d").body, "Hello, d!\n");
+}

@@ -124,6 +124,11 @@ ALTER TABLE usage ADD COLUMN kv_byte_hours INTEGER NOT NULL DEFAULT 0;
 -- nothing still holding an old id can reach a new tenant's data.
 CREATE TABLE retired_tenants (id INTEGER PRIMARY KEY);
 "#,
+    r#"
+-- The sha256 of each compiled artifact a node shared, by its key in the
+-- bucket: what a node downloading it checks the bytes against.
+CREATE TABLE shared_artifacts (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -92,7 +92,23 @@ contract!(
     secrets_are_per_tenant_replaced_listed_and_deleted,
     kv_storage_is_metered_per_tenant_and_hour_at_its_peak,
     deleting_a_tenant_takes_everything_it_owns_and_nothing_else,
+    shared_artifacts_are_recorded_by_key,
 );
+
+async fn shared_artifacts_are_recorded_by_key(backend: Backend) {
+    let store = backend.open().await;
+    let (a, b) = (Digest::of(b"one"), Digest::of(b"two"));
+    assert_eq!(store.artifact_sha256("e/x.cwasm").await.unwrap(), None);
+    store.record_artifact("e/x.cwasm", a).await.unwrap();
+    store.record_artifact("e/y.cwasm", b).await.unwrap();
+    assert_eq!(store.artifact_sha256("e/x.cwasm").await.unwrap(), Some(a));
+    // A recompile (another compiler version under the same key) replaces it.
+    store.record_artifact("e/x.cwasm", b).await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(store.artifact_sha256("e/x.cwasm").await.unwrap(), Some(b));
+    assert_eq!(store.artifact_sha256("e/y.cwasm").await.unwrap(), Some(b));
+}
 
 fn version(bytes: &[u8]) -> NewVersion {
     NewVersion {
