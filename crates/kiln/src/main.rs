@@ -22,8 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Up(up::UpArgs),
-    Deploy(deploy::DeployArgs),
+    Up(Box<up::UpArgs>),
+    Deploy(Box<deploy::DeployArgs>),
     List(functions::ListArgs),
     Info(functions::InfoArgs),
     Rm(functions::RmArgs),
@@ -58,8 +58,8 @@ fn main() -> ExitCode {
         quit_on_broken_pipe();
     }
     let result = match command {
-        Command::Up(args) => up::run(args),
-        Command::Deploy(args) => deploy::run(args),
+        Command::Up(args) => up::run(*args),
+        Command::Deploy(args) => deploy::run(*args),
         Command::List(args) => functions::list(args),
         Command::Info(args) => functions::info(args),
         Command::Rm(args) => functions::rm(args),

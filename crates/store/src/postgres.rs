@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod kv;
+mod tls;
 mod usage;
 
 use crate::error::{StoreError, StoreResult, check_schema};
@@ -162,25 +163,27 @@ const CHANGES: &str = "kiln_changes";
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: tls::Tls,
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://user@host:port/db`) and
-    /// brings its schema up to date.
+    /// Connects to the database at `url` (`postgres://user@host:port/db`,
+    /// with `?sslmode=require|verify-ca|verify-full&sslrootcert=FILE` for TLS:
+    /// [`tls`]) and brings its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::internal("invalid PostgreSQL URL", e))?;
+        let (mut config, tls) = tls::parse(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(TIMEOUT);
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            tls::Tls::Plain => Manager::from_config(config.clone(), NoTls, recycling()),
+            tls::Tls::Rustls(connect) => {
+                Manager::from_config(config.clone(), connect.clone(), recycling())
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .wait_timeout(Some(TIMEOUT))
@@ -188,7 +191,7 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::internal("PostgreSQL pool", e))?;
-        let store = PostgresStore { pool, config };
+        let store = PostgresStore { pool, config, tls };
         store.migrate().await?;
         Ok(store)
     }
@@ -276,9 +279,13 @@ async fn notify(client: &impl GenericClient, tenant: TenantId, function: &str) -
 
 /// Listens for changes until `changes` is dropped, reconnecting (and saying
 /// that changes may have been missed) whenever the connection is lost.
-async fn listen(config: tokio_postgres::Config, changes: mpsc::UnboundedSender<Change>) {
+async fn listen<T>(config: tokio_postgres::Config, tls: T, changes: mpsc::UnboundedSender<Change>)
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
+    T::Stream: Send + 'static,
+{
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let listening = async { client.batch_execute(&format!("LISTEN {CHANGES}")).await };
                 let mut listening = std::pin::pin!(listening);
@@ -1080,7 +1087,12 @@ impl MetadataStore for PostgresStore {
 
     async fn watch(&self) -> StoreResult<Option<mpsc::UnboundedReceiver<Change>>> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(listen(self.config.clone(), sender));
+        match &self.tls {
+            tls::Tls::Plain => tokio::spawn(listen(self.config.clone(), NoTls, sender)),
+            tls::Tls::Rustls(connect) => {
+                tokio::spawn(listen(self.config.clone(), connect.clone(), sender))
+            }
+        };
         Ok(Some(receiver))
     }
 }

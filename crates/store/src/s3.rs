@@ -35,6 +35,9 @@ pub struct S3Config {
     /// Access key id and secret; `None`: from `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY`.
     pub credentials: Option<(String, String)>,
+    /// A PEM file of certificate authorities to trust for an `https://`
+    /// endpoint besides the web's (a private CA); `None`: the web's only.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Blobs in a bucket. Credentials and region come from the usual `AWS_*`
@@ -62,6 +65,23 @@ impl S3Blobs {
             if std::env::var_os("AWS_REGION").is_none() {
                 builder = builder.with_region("us-east-1");
             }
+        }
+        if let Some(path) = &config.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::Invalid(format!(
+                    "cannot read the S3 CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificates = object_store::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                StoreError::Invalid(format!("no certificate in {}: {e}", path.display()))
+            })?;
+            let options = certificates
+                .into_iter()
+                .fold(object_store::ClientOptions::new(), |o, c| {
+                    o.with_root_certificate(c)
+                });
+            builder = builder.with_client_options(options);
         }
         if let Some((id, secret)) = &config.credentials {
             builder = builder

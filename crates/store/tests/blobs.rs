@@ -25,6 +25,7 @@ impl Backend {
                 kiln_guests::services::S3_ACCESS_KEY_ID.into(),
                 kiln_guests::services::S3_SECRET_ACCESS_KEY.into(),
             )),
+            ca_cert: None,
         };
         Backend::S3(config, tempfile::tempdir().expect("tempdir"))
     }

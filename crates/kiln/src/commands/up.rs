@@ -33,6 +33,15 @@ pub(crate) struct UpArgs {
     /// The S3-compatible server's URL [default: AWS]
     #[arg(long, env = "KILN_S3_ENDPOINT", value_name = "URL", requires = "blobs")]
     s3_endpoint: Option<String>,
+    /// A PEM file of certificate authorities to trust for an https:// S3
+    /// endpoint signed by a private CA [default: the web's roots only]
+    #[arg(
+        long,
+        env = "KILN_S3_CA_CERT",
+        value_name = "FILE",
+        requires = "s3_endpoint"
+    )]
+    s3_ca_cert: Option<PathBuf>,
     /// Base URL printed for functions [default: http:// then the listen address]
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -292,6 +301,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         bucket,
         endpoint: args.s3_endpoint,
         credentials: None,
+        ca_cert: args.s3_ca_cert,
     });
     config.max_module_bytes = args.max_module_size;
     config.engine.max_instances = args.max_instances;

@@ -583,6 +583,7 @@ fn an_artifact_swapped_in_the_bucket_is_not_loaded_by_another_node() {
             bucket,
             endpoint: Some(cluster.flags[5].clone()),
             credentials: Some((S3_ACCESS_KEY_ID.into(), S3_SECRET_ACCESS_KEY.into())),
+            ca_cert: None,
         },
         cluster.homes[0].dir.path().join("tamper"),
     )
@@ -601,4 +602,179 @@ fn an_artifact_swapped_in_the_bucket_is_not_loaded_by_another_node() {
     cluster.nodes.push(Some(node));
     let got = post(&cluster.node(1).function_url("default", "hello"), "x");
     assert_eq!((got.status, got.body.as_str()), (200, "Hello, x!\n"));
+}
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn postgresql_over_tls_is_checked_as_the_sslmode_in_the_url_says() {
+    // A PostgreSQL that refuses plain connections, its certificate made for
+    // `localhost` by a CA made at test time.
+    let tls_env = [("KILN_PG_PORT", "54334"), ("KILN_PG_TLS", "1")];
+    let services = kiln_guests::services::service;
+    let plain = services("postgres", &tls_env, &["database", "kiln_tls"]);
+    let tls = std::path::PathBuf::from(services("postgres", &tls_env, &["tls-dir"]));
+    let ca = tls.join("ca.pem").display().to_string();
+    let other_ca = tls.join("other-ca.pem").display().to_string();
+    let with = |host: &str, query: &str| format!("{}?{query}", plain.replace("127.0.0.1", host));
+    let start_fails = |url: &str| {
+        let home = Home::new();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data"])
+            .arg(home.data())
+            .args(["--database", url])
+            .env("XDG_CONFIG_HOME", home.config())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("kiln up");
+        assert!(!output.status.success(), "kiln up on {url} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    // verify-full: the chain and the name; the whole journey works over it.
+    let full = with(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let home = Home::new();
+    let server = home.start(&["--database", &full]);
+    server.ok(&["deploy", &guest("hello")]);
+    assert_eq!(
+        post(&server.function_url("default", "hello"), "t").body,
+        "Hello, t!\n"
+    );
+    drop(server);
+
+    // Plain is refused by this server; a CA that did not sign its certificate,
+    // or a name the certificate does not carry, is refused by Kiln.
+    let stderr = start_fails(&plain);
+    assert!(stderr.contains("no encryption"), "{stderr}");
+    let stderr = start_fails(&with(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={other_ca}"),
+    ));
+    assert!(stderr.contains("certificate"), "{stderr}");
+    let stderr = start_fails(&with(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ));
+    assert!(stderr.contains("certificate"), "{stderr}");
+    // verify-ca checks the chain only; require encrypts without checking.
+    for query in [
+        format!("sslmode=verify-ca&sslrootcert={ca}"),
+        "sslmode=require".to_owned(),
+    ] {
+        let url = with("127.0.0.1", &query);
+        // The same node again (its modules are in its data directory).
+        let server = home.start(&["--database", &url]);
+        assert_eq!(
+            post(&server.function_url("default", "hello"), "u").body,
+            "Hello, u!\n"
+        );
+    }
+    let stderr = start_fails(&with(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={other_ca}"),
+    ));
+    assert!(stderr.contains("certificate"), "{stderr}");
+}
+
+/// nginx on loopback terminating TLS (the test CA's certificate for
+/// `localhost`, in `tls`) in front of `upstream`; stopped when dropped.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsProxy {
+    fn start(tls: &std::path::Path, upstream: &str) -> TlsProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+             http {{\n access_log off;\n client_max_body_size 0;\n\
+             server {{\n  listen 127.0.0.1:{port} ssl;\n\
+               ssl_certificate {t}/server.pem;\n  ssl_certificate_key {t}/server.key;\n\
+               location / {{ proxy_pass {upstream}; proxy_set_header Host $http_host; \
+               proxy_http_version 1.1; proxy_request_buffering off; proxy_buffering off; }}\n }}\n}}\n",
+            d = dir.path().display(),
+            t = tls.display(),
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).expect("nginx.conf");
+        let child = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/test installs it)");
+        eventually("nginx to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        TlsProxy {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        // SIGTERM: nginx's master stops its workers (SIGKILL would leave them).
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn an_s3_endpoint_over_tls_is_trusted_through_the_given_ca_only() {
+    let tls_env = [("KILN_PG_PORT", "54334"), ("KILN_PG_TLS", "1")];
+    let tls = std::path::PathBuf::from(kiln_guests::services::service(
+        "postgres",
+        &tls_env,
+        &["tls-dir"],
+    ));
+    let ca = tls.join("ca.pem").display().to_string();
+    let (endpoint, bucket) = s3_bucket("kiln-s3-tls");
+    let proxy = TlsProxy::start(&tls, &endpoint);
+    let https = format!("https://localhost:{}", proxy.port);
+    let database = postgres_database("kiln_s3_tls");
+    let blobs = format!("s3://{bucket}");
+    let credentials = s3_credentials();
+    let wrapper: Vec<&str> = credentials.iter().map(String::as_str).collect();
+    let mut flags = vec![
+        "--database",
+        &database,
+        "--blobs",
+        &blobs,
+        "--s3-endpoint",
+        &https,
+    ];
+
+    // Untrusted (the web's roots only): nothing reaches the bucket.
+    let home = Home::new();
+    let untrusting = home.start_in(&wrapper, &flags);
+    let out = untrusting.cli(&["deploy", &guest("hello")], &[], b"");
+    assert!(
+        !out.status.success(),
+        "a deploy went through an untrusted endpoint"
+    );
+    drop(untrusting);
+
+    // With the private CA: the module goes to the bucket over TLS, and a
+    // second node with nothing of its own serves it from there.
+    flags.extend(["--s3-ca-cert", ca.as_str()]);
+    let first = home.start_in(&wrapper, &flags);
+    first.ok(&["deploy", &guest("hello")]);
+    let other = Home::new();
+    let second = other.start_in(&wrapper, &flags);
+    let got = post(&second.function_url("default", "hello"), "s");
+    assert_eq!((got.status, got.body.as_str()), (200, "Hello, s!\n"));
 }
