@@ -139,6 +139,9 @@ impl OutboundHooks {
     }
 }
 
+/// How long a name may take to resolve when the guest set no connect timeout.
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn record(denied: &Mutex<Vec<String>>, line: String) {
     denied.lock().unwrap_or_else(|p| p.into_inner()).push(line);
 }
@@ -177,7 +180,12 @@ impl WasiHttpHooks for OutboundHooks {
         }
         let (egress, denied, host) = (self.egress.clone(), self.denied.clone(), host.to_owned());
         Box::new(async move {
-            let addrs = match crate::egress::resolve(&egress, &host, port).await {
+            let connect_timeout = options.and_then(|o| o.connect_timeout);
+            let lookup = crate::egress::resolve(&egress, &host, port);
+            let resolved = tokio::time::timeout(connect_timeout.unwrap_or(DNS_TIMEOUT), lookup)
+                .await
+                .map_err(|_| Error::DnsTimeout)?;
+            let addrs = match resolved {
                 Ok(addrs) => addrs,
                 Err(ResolveError::NotFound) => return Err(Error::DestinationNotFound),
                 Err(ResolveError::NotPublic(ip)) => {

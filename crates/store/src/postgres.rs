@@ -168,8 +168,8 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user@host:port/db`,
-    /// with `?sslmode=require|verify-ca|verify-full&sslrootcert=FILE` for TLS:
-    /// [`tls`]) and brings its schema up to date.
+    /// with `?sslmode=require|verify-ca|verify-full&sslrootcert=FILE` for TLS,
+    /// as `postgres/tls.rs` says) and brings its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let (mut config, tls) = tls::parse(url)?;
         if config.get_connect_timeout().is_none() {
