@@ -143,14 +143,7 @@ fn a_node_on_postgres_deploys_serves_meters_and_keeps_it_all_across_a_restart() 
 
 #[test]
 fn an_unreachable_database_is_a_clear_error_at_start() {
-    let home = Home::new();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(home.data())
-        .args(["--database", "postgres://kiln@127.0.0.1:1/nothing"])
-        .env("XDG_CONFIG_HOME", home.config())
-        .output()
-        .expect("kiln up");
+    let output = Home::new().start_and_exit(&["--database", "postgres://kiln@127.0.0.1:1/nothing"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -521,23 +514,13 @@ fn a_lost_admin_token_is_replaced_offline_in_the_postgresql_store() {
     let home = Home::new();
     let server = home.start(&["--database", &database]);
     let old = home.admin_token();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "admin",
-            "reset-token",
-            "--revoke-others",
-            "--database",
-            &database,
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("kiln admin reset-token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let new = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let new = kiln_ok(&[
+        "admin",
+        "reset-token",
+        "--revoke-others",
+        "--database",
+        &database,
+    ]);
     let tenants = |token: &str| get_as(&format!("{}/v1/tenants", server.url), token).status;
     assert_eq!(tenants(&new), 200);
     assert_eq!(tenants(&old), 401);
@@ -617,15 +600,7 @@ fn postgresql_over_tls_is_checked_as_the_sslmode_in_the_url_says() {
     let other_ca = tls.join("other-ca.pem").display().to_string();
     let with = |host: &str, query: &str| format!("{}?{query}", plain.replace("127.0.0.1", host));
     let start_fails = |url: &str| {
-        let home = Home::new();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data"])
-            .arg(home.data())
-            .args(["--database", url])
-            .env("XDG_CONFIG_HOME", home.config())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("kiln up");
+        let output = Home::new().start_and_exit(&["--database", url]);
         assert!(!output.status.success(), "kiln up on {url} started");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };

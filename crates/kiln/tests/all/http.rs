@@ -340,9 +340,9 @@ fn a_streaming_guest_waits_for_a_slow_client_instead_of_filling_memory() {
     drop(stream);
 }
 
-/// A one-connection-at-a-time HTTP server on loopback answering `pong`, counting
-/// the connections it accepted.
-fn upstream() -> (u16, Arc<AtomicUsize>) {
+/// A one-connection-at-a-time HTTP server on loopback answering every request
+/// with `response`, counting the connections it accepted.
+fn serving(response: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
     let port = listener.local_addr().expect("address").port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -356,12 +356,15 @@ fn upstream() -> (u16, Arc<AtomicUsize>) {
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 line.clear();
             }
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\npong\n",
-            );
+            let _ = stream.write_all(&response);
         }
     });
     (port, accepted)
+}
+
+/// An upstream answering `pong`.
+fn upstream() -> (u16, Arc<AtomicUsize>) {
+    serving(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\npong\n".to_vec())
 }
 
 #[test]
@@ -543,29 +546,13 @@ fn shutdown_finishes_streamed_responses_in_flight_and_keeps_their_usage() {
     assert_eq!(units["bytes_out"], 26 + 11 + 6, "{report}");
 }
 
-/// A one-connection-at-a-time server on loopback answering a redirect to
-/// `location`.
+/// An upstream answering a redirect to `location`.
 fn redirector(location: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirector");
-    let port = listener.local_addr().expect("address").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = stream.write_all(
-                format!(
-                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
-                     Connection: close\r\n\r\n"
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    port
+    let response = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    );
+    serving(response.into_bytes()).0
 }
 
 #[test]

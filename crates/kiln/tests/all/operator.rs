@@ -45,7 +45,7 @@ fn the_data_directory_and_everything_in_it_is_private() {
     let shared = Home::new();
     std::fs::create_dir(shared.data()).expect("mkdir");
     std::fs::set_permissions(shared.data(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let out = start_and_exit(&shared);
+    let out = shared.start_and_exit(&[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -64,21 +64,6 @@ fn the_data_directory_and_everything_in_it_is_private() {
         200
     );
     assert_eq!(not_private(&data), vec![]);
-}
-
-/// `kiln up` on `home`, expected to exit at once: its output.
-fn start_and_exit(home: &Home) -> std::process::Output {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(home.data())
-        .env("XDG_CONFIG_HOME", home.config())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn kiln up");
-    eventually("kiln up to exit", || child.try_wait().expect("wait"));
-    child.wait_with_output().expect("output")
 }
 
 #[test]
@@ -175,20 +160,8 @@ fn a_lost_admin_token_is_replaced_offline_from_the_store() {
     server.stop();
     std::fs::remove_file(home.config().join("kiln/credentials.json")).expect("rm credentials");
     let data = home.data().display().to_string();
-    let reset = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["admin", "reset-token", "--data", &data])
-            .args(extra)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("kiln admin reset-token");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let reset =
+        |extra: &[&str]| kiln_ok(&[&["admin", "reset-token", "--data", &data], extra].concat());
     let first = reset(&[]);
     assert!(first.starts_with("kiln_") && first != old, "{first}");
 

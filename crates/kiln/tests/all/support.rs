@@ -73,6 +73,23 @@ impl Home {
         }
     }
 
+    /// `kiln up` on this home with extra flags, expected to exit at once (a
+    /// refused start): its output.
+    pub(crate) fn start_and_exit(&self, extra: &[&str]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data"])
+            .arg(self.data())
+            .args(extra)
+            .env("XDG_CONFIG_HOME", self.config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kiln up");
+        eventually("kiln up to exit", || child.try_wait().expect("wait"));
+        child.wait_with_output().expect("output")
+    }
+
     /// The credentials `kiln up` wrote on first start.
     pub(crate) fn credentials(&self) -> serde_json::Value {
         let text = std::fs::read(self.config().join("kiln/credentials.json")).expect("credentials");
@@ -228,6 +245,22 @@ pub(crate) fn get_as(url: &str, token: &str) -> Answer {
 }
 
 /// Polls `check` until it returns `Some`, failing at the deadline.
+/// A `kiln` command that needs no server (`kiln admin ...`), which must
+/// succeed: its trimmed stdout.
+pub(crate) fn kiln_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kiln");
+    assert!(
+        out.status.success(),
+        "kiln {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
