@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod credentials;
 mod privileges;
+mod seccomp;
 
 use clap::{Parser, Subcommand};
 use commands::*;

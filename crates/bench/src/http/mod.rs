@@ -9,7 +9,6 @@ mod cold;
 mod density;
 mod kiln;
 mod kv;
-mod metering;
 mod modules;
 mod neighbours;
 pub(crate) mod peer;
@@ -17,6 +16,7 @@ mod proxy;
 mod real;
 mod report;
 mod scripts;
+mod switch;
 mod warm;
 mod wrk;
 
@@ -31,7 +31,7 @@ pub(crate) struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm,metering,neighbours,wasi-http,density,big,cluster"
+        default_value = "cold,warm,metering,seccomp,neighbours,wasi-http,density,big,cluster"
     )]
     only: Vec<Scenario>,
     /// Seconds of load for each wrk run
@@ -60,6 +60,7 @@ enum Scenario {
     Cold,
     Warm,
     Metering,
+    Seccomp,
     Neighbours,
     WasiHttp,
     Density,
@@ -124,13 +125,26 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
         eprintln!("metering: 14 wrk runs of {} s, on and off", args.seconds);
         let (_home_on, on) = fresh(&[])?;
         let (_home_off, off) = fresh(&["--metering", "off"])?;
-        metering::run(
-            &on,
-            &off,
-            &hello,
-            Duration::from_secs(args.seconds),
-            &mut report,
-        )?;
+        let feature = switch::Feature {
+            scenario: "metering",
+            name: "metering",
+        };
+        let seconds = Duration::from_secs(args.seconds);
+        switch::run(feature, &on, &off, &hello, seconds, &mut report)?;
+    }
+    if wants(Scenario::Seccomp) {
+        eprintln!(
+            "seccomp: 14 wrk runs of {} s, filter on and off",
+            args.seconds
+        );
+        let (_home_on, on) = fresh(&[])?;
+        let (_home_off, off) = fresh(&["--no-seccomp"])?;
+        let feature = switch::Feature {
+            scenario: "seccomp",
+            name: "the seccomp filter",
+        };
+        let seconds = Duration::from_secs(args.seconds);
+        switch::run(feature, &on, &off, &hello, seconds, &mut report)?;
     }
     if wants(Scenario::Neighbours) {
         eprintln!(

@@ -181,6 +181,10 @@ pub(crate) struct UpArgs {
     /// Bytes of keys and values a tenant may store, unless its quota says
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     kv_bytes: u64,
+    /// Run without the seccomp filter (an allow-list of the system calls Kiln
+    /// makes, installed once the server has started): for debugging only
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +298,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("cannot drop privileges: {e}");
     }
     let data = args.data.unwrap_or_else(default_data_dir);
+    let no_seccomp = args.no_seccomp;
     let mut config = ServerConfig::new(args.listen, &data);
     config.public_url = args.public_url;
     config.database = args.database;
@@ -363,6 +368,13 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
         let (server, initial) = Server::open(config).await?;
+        // Start-up is done (the store opened, the listener bound): from here on
+        // the server makes only the calls of serving.
+        if no_seccomp {
+            tracing::warn!("running without the seccomp filter (--no-seccomp)");
+        } else {
+            crate::seccomp::install()?;
+        }
         let url = server.url().to_owned();
         if let Some(initial) = initial {
             let path = credentials::save(&Credentials {

@@ -1,6 +1,7 @@
 //! What an operator relies on, through a real `kiln up`: a private data
-//! directory, logs that are there when looked at and never lost silently, and
-//! an admin token replaced offline when the credentials are lost.
+//! directory, logs that are there when looked at and never lost silently, an
+//! admin token replaced offline when the credentials are lost, and the seccomp
+//! filter the server runs under.
 
 use crate::support::*;
 
@@ -185,4 +186,38 @@ fn a_lost_admin_token_is_replaced_offline_from_the_store() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no Kiln store"));
     assert_eq!(std::fs::read_dir(empty.path()).expect("read").count(), 0);
+}
+
+/// The `Seccomp` mode and filter count of a running process, from
+/// `/proc/PID/status`.
+fn seccomp_of(pid: i32) -> (String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    (field("Seccomp:"), field("Seccomp_filters:"))
+}
+
+#[test]
+fn a_started_server_runs_under_its_seccomp_filter_unless_told_not_to() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    // Mode 2: a filter; two of them (clone3's ENOSYS and the allow-list).
+    assert_eq!(seccomp_of(server.pid()), ("2".into(), "2".into()));
+    // Serving works under it: a deploy compiles on new threads, an invocation
+    // runs, the store writes.
+    server.ok(&["deploy", &guest("hello")]);
+    let answer = post(&server.function_url("default", "hello"), "seccomp");
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, seccomp!\n")
+    );
+    assert_eq!(server.stop().code(), Some(0));
+
+    let server = home.start(&["--no-seccomp"]);
+    assert_eq!(seccomp_of(server.pid()), ("0".into(), "0".into()));
 }

@@ -1,10 +1,10 @@
-//! The cost of metering: hello at 64 connections on two servers side by side, one
-//! metering every invocation (the default) and one with `--metering off`, their wrk
-//! runs interleaved ([`ROUNDS`] each, alternating which goes first); the medians
-//! are compared. Besides
-//! throughput, each run's server CPU time per request is measured
-//! (`/proc/PID/stat`): on a shared machine it varies much less from run to run than
-//! throughput, so it resolves smaller differences.
+//! The cost of a feature that can be switched off (metering, the seccomp
+//! filter): hello at 64 connections on two servers side by side, one with the
+//! feature on (the default) and one with it off, their wrk runs interleaved
+//! ([`ROUNDS`] each, alternating which goes first); the medians are compared.
+//! Besides throughput, each run's server CPU time per request is measured
+//! (`/proc/PID/stat`): on a shared machine it varies much less from run to run
+//! than throughput, so it resolves smaller differences.
 
 use super::client::{self, expect};
 use super::kiln::Kiln;
@@ -14,7 +14,14 @@ use std::time::Duration;
 
 const ROUNDS: usize = 7;
 
+/// What is switched: its scenario in the report, and its name in the rows.
+pub(super) struct Feature {
+    pub(super) scenario: &'static str,
+    pub(super) name: &'static str,
+}
+
 pub(super) fn run(
+    feature: Feature,
     on: &Kiln,
     off: &Kiln,
     hello: &[u8],
@@ -42,8 +49,8 @@ pub(super) fn run(
         let first_on = round % 2 == 0;
         let mut measured = [(0.0, 0.0); 2];
         for (i, measured) in measured.iter_mut().enumerate() {
-            let metering = (i == 0) == first_on;
-            *measured = measure(if metering { on } else { off })?;
+            let with_feature = (i == 0) == first_on;
+            *measured = measure(if with_feature { on } else { off })?;
         }
         let (on_run, off_run) = match first_on {
             true => (measured[0], measured[1]),
@@ -54,34 +61,39 @@ pub(super) fn run(
         without.push(off_run.0);
         cpu_without.push(off_run.1);
     }
-    report.add("metering", "metering on: req/s of the runs", runs(&with, 0));
+    let Feature { scenario, name } = feature;
     report.add(
-        "metering",
-        "metering off: req/s of the runs",
+        scenario,
+        format!("{name} on: req/s of the runs"),
+        runs(&with, 0),
+    );
+    report.add(
+        scenario,
+        format!("{name} off: req/s of the runs"),
         runs(&without, 0),
     );
     report.add(
-        "metering",
-        "metering on: server CPU µs per request of the runs",
+        scenario,
+        format!("{name} on: server CPU µs per request of the runs"),
         runs(&cpu_with, 1),
     );
     report.add(
-        "metering",
-        "metering off: server CPU µs per request of the runs",
+        scenario,
+        format!("{name} off: server CPU µs per request of the runs"),
         runs(&cpu_without, 1),
     );
     let (cpu_with, cpu_without) = (median(cpu_with), median(cpu_without));
     let cpu_change = (cpu_with - cpu_without) / cpu_without * 100.0;
     report.add(
-        "metering",
+        scenario,
         "server CPU per request, on vs off (medians)",
         format!("{cpu_with:.1} µs vs {cpu_without:.1} µs: {cpu_change:+.1}%"),
     );
     let (with, without) = (median(with), median(without));
     let change = (without - with) / without * 100.0;
     report.target(
-        "metering",
-        "throughput lost to metering (medians, 64 connections)",
+        scenario,
+        format!("throughput lost to {name} (medians, 64 connections)"),
         format!("{change:.1}%"),
         "< 3%",
         change < 3.0,
