@@ -215,6 +215,86 @@ pub struct NodeStatus {
     pub function_cache_misses: u64,
     /// Functions evicted from the cache since start.
     pub function_cache_evictions: u64,
+    /// What this node's blob collector found on its last pass (`None` before
+    /// its first).
+    pub gc: Option<GcSummary>,
+}
+
+/// The totals of one pass of the blob collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcSummary {
+    /// When the pass ran (seconds since the epoch).
+    pub at: i64,
+    /// Whether it was a dry run (`kiln admin gc --dry-run`), which deletes
+    /// nothing.
+    pub dry_run: bool,
+    /// Bytes nothing refers to that were still stored after the pass (deleted
+    /// once unreferenced for the grace period): blobs, compiled artifacts,
+    /// unpacked bundles.
+    pub reclaimable_bytes: u64,
+    /// Bytes the pass deleted (for a dry run: would have).
+    pub deleted_bytes: u64,
+}
+
+/// What the blob collector may delete: a stored blob, or a copy derived from
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcItemKind {
+    /// An uploaded module (its digest).
+    Module,
+    /// An uploaded file bundle.
+    Bundle,
+    /// This node's compiled artifact of a module.
+    Artifact,
+    /// A compiled artifact shared with the cluster in the bucket.
+    SharedArtifact,
+    /// This node's unpacked copy of a bundle.
+    UnpackedBundle,
+}
+
+impl GcItemKind {
+    /// Its name in words, as `kiln admin gc` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GcItemKind::Module => "module",
+            GcItemKind::Bundle => "bundle",
+            GcItemKind::Artifact => "artifact",
+            GcItemKind::SharedArtifact => "shared artifact",
+            GcItemKind::UnpackedBundle => "unpacked bundle",
+        }
+    }
+}
+
+/// One unreferenced thing the collector found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcItem {
+    /// What it is.
+    pub kind: GcItemKind,
+    /// The digest of its module or bundle.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Since when no version has referred to it, as the collector first saw it
+    /// (seconds); derived copies have their blob's, or none when the blob is
+    /// gone.
+    pub unreferenced_since: Option<i64>,
+    /// Whether the pass deleted it (for a dry run: would have).
+    pub deleted: bool,
+}
+
+/// `POST /v1/admin/gc`: one pass of the blob collector on the node that
+/// answers (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Whether nothing was deleted (`?dry_run=true`).
+    pub dry_run: bool,
+    /// How long something must have been unreferenced to go, in seconds.
+    pub grace_seconds: u64,
+    /// Everything unreferenced it found, deleted or not yet.
+    pub items: Vec<GcItem>,
+    /// The totals.
+    pub summary: GcSummary,
 }
 
 /// Every error of the control API, as a stable code a program can branch on;

@@ -187,7 +187,7 @@ fn allowed_calls() -> Vec<i64> {
     ];
     #[cfg(not(target_arch = "x86_64"))]
     let legacy: [libc::c_long; 0] = [];
-    calls.into_iter().chain(legacy).map(i64::from).collect()
+    calls.into_iter().chain(legacy).collect()
 }
 
 /// One condition on argument `arg` of a call.
@@ -242,7 +242,6 @@ pub(crate) fn filters() -> anyhow::Result<[BpfProgram; 2]> {
                     libc::TCGETS,
                     libc::TIOCGWINSZ,
                 ]
-                .map(|request| request as u64)
                 .into_iter()
                 .chain([PAGEMAP_SCAN])
                 .collect::<Vec<_>>(),
@@ -275,7 +274,7 @@ pub(crate) fn filters() -> anyhow::Result<[BpfProgram; 2]> {
         ),
     ];
     for (call, call_rules) in conditional {
-        rules.insert(i64::from(call), call_rules);
+        rules.insert(call, call_rules);
     }
     let allow_list = SeccompFilter::new(
         rules,
@@ -284,7 +283,7 @@ pub(crate) fn filters() -> anyhow::Result<[BpfProgram; 2]> {
         arch,
     )?;
     let clone3 = SeccompFilter::new(
-        BTreeMap::from([(i64::from(libc::SYS_clone3), vec![])]),
+        BTreeMap::from([(libc::SYS_clone3, vec![])]),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,

@@ -78,6 +78,24 @@ impl ArtifactCache {
         result.map(|()| path)
     }
 
+    /// Every artifact in the cache: the digest of its module, and its size.
+    pub fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
+        let mut artifacts = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".cwasm"))
+                .and_then(|hex| hex.parse().ok())
+            else {
+                continue; // a temporary file, or not Kiln's
+            };
+            artifacts.push((digest, entry.metadata()?.len()));
+        }
+        Ok(artifacts)
+    }
+
     /// Deletes the artifact of `digest`, e.g. one the engine refused to load.
     pub fn remove(&self, digest: &Digest) -> io::Result<()> {
         match fs::remove_file(self.path(digest)) {
@@ -118,6 +136,7 @@ mod tests {
         let path = cache.write(&digest, b"artifact").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"artifact");
         assert!(cache.contains(&digest));
+        assert_eq!(cache.list().unwrap(), vec![(digest, 8)]);
         // No temp file is left behind.
         let names: Vec<_> = fs::read_dir(cache.dir()).unwrap().collect();
         assert_eq!(names.len(), 1);

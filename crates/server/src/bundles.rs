@@ -324,13 +324,57 @@ impl Bundles {
     }
 }
 
+/// The trees unpacked in `dir` (a [`Bundles`] directory): each bundle's digest
+/// and the bytes of its files.
+pub(crate) fn unpacked(dir: &Path) -> std::io::Result<Vec<(Digest, u64)>> {
+    let mut trees = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(digest) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue; // an unpacking in progress, or one being removed
+        };
+        trees.push((digest, tree_bytes(&entry.path())?));
+    }
+    Ok(trees)
+}
+
+fn tree_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        bytes += match metadata.is_dir() {
+            true => tree_bytes(&entry.path())?,
+            false => metadata.len(),
+        };
+    }
+    Ok(bytes)
+}
+
+/// Removes the unpacked tree of `digest` from `dir`: renamed aside first (an
+/// `ensure` finds it whole or not at all), then deleted.
+pub(crate) fn remove(dir: &Path, digest: &Digest) -> std::io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let aside = dir.join(format!(
+        ".unpack-removed-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    match std::fs::rename(dir.join(digest.to_hex()), &aside) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        renamed => renamed?,
+    }
+    make_writable(&aside);
+    std::fs::remove_dir_all(&aside)
+}
+
 /// Gives the owner write permission on a tree again, so that it can be removed.
 fn make_writable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(read) = std::fs::read_dir(dir) else {
         return;
     };
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     for entry in read.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             make_writable(&entry.path());

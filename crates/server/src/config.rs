@@ -49,6 +49,12 @@ pub struct ServerConfig {
     /// Invocation log entries queued for the writer at most; past it entries
     /// are dropped and counted per function (default 16,384).
     pub log_buffer: usize,
+    /// How long a blob must have been unreferenced before the collector
+    /// deletes it (default 1 h).
+    pub gc_grace: Duration,
+    /// How often the collector runs on its own (default 1 h; the first pass
+    /// at start-up); `None`: only when asked (`POST /v1/admin/gc`).
+    pub gc_interval: Option<Duration>,
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
@@ -118,6 +124,8 @@ impl ServerConfig {
             metering: true,
             usage_flush_interval: Duration::from_secs(1),
             storage_meter_interval: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(3600),
+            gc_interval: Some(Duration::from_secs(3600)),
             log_buffer: crate::logs::DEFAULT_CAPACITY,
             metrics_listen: None,
             compile_timeout: Duration::from_secs(60),

@@ -27,6 +27,7 @@ mod config;
 mod data_dir;
 mod error;
 mod functions;
+mod gc;
 mod invoke;
 mod kv;
 mod languages;
@@ -53,6 +54,7 @@ use axum::Router;
 use axum::routing::{any, get};
 use bundles::Bundles;
 use functions::{FunctionLimits, Functions};
+use gc::Collector;
 use kiln_runtime::{Runtime, RuntimeConfig, ScratchConfig};
 use kiln_store::{
     BlobStore, KvStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore,
@@ -84,6 +86,8 @@ pub struct Server {
     state: Arc<AppState>,
     log_writer: JoinHandle<()>,
     usage_flusher: Option<Flusher>,
+    /// How often the blob collector runs on its own.
+    gc_interval: Option<Duration>,
     url: String,
 }
 
@@ -140,6 +144,13 @@ impl Server {
         })?);
         let bundles = Bundles::open(data.join("bundles"), blobs.clone(), config.bundle_limits)
             .with_context(|| format!("cannot open {}", data.join("bundles").display()))?;
+        let collector = Arc::new(Collector::new(
+            store.clone(),
+            blobs.clone(),
+            runtime.clone(),
+            data.join("bundles"),
+            config.gc_grace,
+        ));
 
         let initial = bootstrap(&*store).await?;
         let functions = Functions::new(
@@ -223,6 +234,7 @@ impl Server {
                 kv.clone(),
             ),
             bundles,
+            collector,
             languages,
             functions,
             logs,
@@ -243,6 +255,7 @@ impl Server {
             state,
             log_writer,
             usage_flusher,
+            gc_interval: config.gc_interval,
             url,
         };
         Ok((server, initial))
@@ -281,8 +294,10 @@ impl Server {
             state,
             log_writer,
             usage_flusher,
+            gc_interval,
             ..
         } = self;
+        let collector = gc_interval.map(|every| state.collector.clone().start(every));
         // The metrics address gets the same client limits as the main one, and
         // counters of its own (its scrapers are not clients of functions).
         let metrics_server = metrics_listener.map(|listener| {
@@ -322,6 +337,9 @@ impl Server {
             task.abort();
         }
         if let Some(task) = watcher {
+            task.abort();
+        }
+        if let Some(task) = collector {
             task.abort();
         }
         // Every connection is closed; streamed invocations settle right after

@@ -4,6 +4,7 @@
 
 use crate::bundles::Bundles;
 use crate::functions::Functions;
+use crate::gc::Collector;
 use crate::kv::KvService;
 use crate::languages::{LanguageMounts, LanguageRuntimes};
 use crate::logs::LogSink;
@@ -54,6 +55,8 @@ pub(crate) struct AppState {
     pub functions: Functions,
     /// The file bundles unpacked on this node.
     pub bundles: Bundles,
+    /// The blob collector, which deploys and uploads pin blobs through.
+    pub collector: Arc<Collector>,
     /// The runtimes script functions are snapshotted from at deploy.
     pub languages: LanguageRuntimes,
     pub logs: LogSink,

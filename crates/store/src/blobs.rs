@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 
 /// What a blob holds. Each kind has its own names, so a digest of one kind never
 /// finds a blob of the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BlobKind {
     /// A WebAssembly binary (`<sha256>.wasm`).
     Module,
@@ -32,6 +32,84 @@ impl BlobKind {
             BlobKind::Bundle => "tar",
         }
     }
+
+    /// The kind's name in words and in the store's tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Module => "module",
+            BlobKind::Bundle => "bundle",
+        }
+    }
+
+    /// The kind named `name` ([`BlobKind::name`]).
+    pub fn from_name(name: &str) -> Option<BlobKind> {
+        [BlobKind::Module, BlobKind::Bundle]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+
+    /// The kind whose blobs end in `.extension`.
+    fn from_extension(extension: &str) -> Option<BlobKind> {
+        [BlobKind::Module, BlobKind::Bundle]
+            .into_iter()
+            .find(|kind| kind.extension() == extension)
+    }
+}
+
+/// One blob: what the collector lists, and what a deploy pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobRef {
+    /// What it holds.
+    pub kind: BlobKind,
+    /// The sha256 of its bytes.
+    pub digest: Digest,
+}
+
+impl BlobRef {
+    /// A module blob.
+    pub fn module(digest: Digest) -> BlobRef {
+        BlobRef {
+            kind: BlobKind::Module,
+            digest,
+        }
+    }
+
+    /// A bundle blob.
+    pub fn bundle(digest: Digest) -> BlobRef {
+        BlobRef {
+            kind: BlobKind::Bundle,
+            digest,
+        }
+    }
+
+    /// The blob a file named `<sha256>.<extension>` holds, if the name is one.
+    pub(crate) fn from_file_name(name: &str) -> Option<BlobRef> {
+        let (hex, extension) = name.split_once('.')?;
+        Some(BlobRef {
+            kind: BlobKind::from_extension(extension)?,
+            digest: hex.parse().ok()?,
+        })
+    }
+}
+
+/// A stored blob and its size, as the collector lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Which blob.
+    pub blob: BlobRef,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// A compiled artifact shared in the bucket, as the collector lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedArtifact {
+    /// Its key (`<engine key>/<sha256>.cwasm`).
+    pub key: String,
+    /// The module it was compiled from.
+    pub module: Digest,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Where modules and bundles live.
@@ -47,6 +125,21 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn local(&self, kind: BlobKind, digest: &Digest) -> StoreResult<LocalBlob>;
     /// Whether a blob of `kind` is stored under `digest`.
     async fn contains(&self, kind: BlobKind, digest: &Digest) -> StoreResult<bool>;
+    /// Every stored blob, with its size (for the collector).
+    async fn list(&self) -> StoreResult<Vec<StoredBlob>>;
+    /// Deletes a blob (only the collector does, holding the blob's lock:
+    /// `MetadataStore::collect_blob`); one already gone is not an error.
+    async fn delete(&self, blob: BlobRef) -> StoreResult<()>;
+    /// Every artifact shared with the other nodes (none for a store of one
+    /// node).
+    async fn shared_artifacts(&self) -> StoreResult<Vec<SharedArtifact>> {
+        Ok(Vec::new())
+    }
+    /// Deletes the shared artifact `key`; one already gone is not an error.
+    async fn delete_shared_artifact(&self, key: &str) -> StoreResult<()> {
+        let _ = key;
+        Ok(())
+    }
 
     /// A compiled artifact another node shared under `key` (see
     /// `ArtifactCache::key`), if this store shares artifacts and has it.
@@ -233,6 +326,39 @@ impl BlobStore for LocalBlobs {
         Ok(tokio::fs::try_exists(self.path(kind, digest))
             .await
             .unwrap_or(false))
+    }
+
+    async fn list(&self) -> StoreResult<Vec<StoredBlob>> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut blobs = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
+                let entry = entry.map_err(|e| io_error(&dir, e))?;
+                let name = entry.file_name();
+                let Some(blob) = name.to_str().and_then(BlobRef::from_file_name) else {
+                    continue; // staging, or not Kiln's
+                };
+                let metadata = entry.metadata().map_err(|e| io_error(&entry.path(), e))?;
+                if metadata.is_file() {
+                    blobs.push(StoredBlob {
+                        blob,
+                        bytes: metadata.len(),
+                    });
+                }
+            }
+            Ok(blobs)
+        })
+        .await
+        .map_err(|e| StoreError::internal("blob store worker", e))?
+    }
+
+    async fn delete(&self, blob: BlobRef) -> StoreResult<()> {
+        let path = self.path(blob.kind, &blob.digest);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(&path, e)),
+        }
     }
 }
 

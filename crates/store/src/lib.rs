@@ -14,6 +14,7 @@
 
 mod blobs;
 mod error;
+mod gc;
 mod kv;
 mod metadata;
 mod model;
@@ -22,8 +23,11 @@ mod s3;
 mod sqlite;
 mod usage;
 
-pub use blobs::{BlobKind, BlobStore, LocalBlob, LocalBlobs, StagedBlob};
+pub use blobs::{
+    BlobKind, BlobRef, BlobStore, LocalBlob, LocalBlobs, SharedArtifact, StagedBlob, StoredBlob,
+};
 pub use error::{BoxError, StoreError, StoreResult, is_full};
+pub use gc::{BlobDeletion, Pin, PinHolder};
 pub use kv::{KvStore, KvWrite};
 pub use metadata::{Change, LOGS_KEPT, MetadataStore};
 pub use model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};

@@ -9,12 +9,16 @@
 //!
 //! [`watch`]: MetadataStore::watch
 
+// `kv` first: its macros serve the code after it.
 #[macro_use]
 mod kv;
+mod gc;
 mod tls;
 mod usage;
 
+use crate::blobs::BlobRef;
 use crate::error::{StoreError, StoreResult, check_schema};
+use crate::gc::{BlobDeletion, Pin, PinHolder};
 use crate::metadata::{Change, LOGS_KEPT, MetadataStore};
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
@@ -142,6 +146,25 @@ ALTER TABLE usage ADD COLUMN kv_byte_hours BIGINT NOT NULL DEFAULT 0;
 "#,
     r#"
 CREATE TABLE shared_artifacts (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+"#,
+    r#"
+CREATE TABLE unreferenced_blobs (
+    kind TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    PRIMARY KEY (kind, digest)
+);
+CREATE SEQUENCE blob_pin_ids;
+CREATE TABLE blob_pins (
+    pin BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    until BIGINT NOT NULL,
+    upload BOOLEAN NOT NULL
+);
+CREATE INDEX blob_pins_by_blob ON blob_pins (kind, digest);
+CREATE INDEX blob_pins_by_pin ON blob_pins (pin);
+CREATE INDEX versions_by_digest ON versions (digest);
 "#,
 ];
 
@@ -829,6 +852,57 @@ impl MetadataStore for PostgresStore {
         rows.iter()
             .map(|r| parse_digest(&r.get::<_, String>(0)))
             .collect()
+    }
+
+    async fn referenced_bundles(&self) -> StoreResult<Vec<Digest>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT config FROM versions WHERE strpos(config, '\"mounts\"') > 0",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        crate::gc::mounted_bundles(rows.iter().map(|r| r.get::<_, String>(0)))
+    }
+
+    async fn pin_blobs(
+        &self,
+        blobs: Vec<BlobRef>,
+        until: i64,
+        holder: PinHolder,
+    ) -> StoreResult<Pin> {
+        self.gc_pin(blobs, until, holder).await
+    }
+
+    async fn release_upload_pins(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
+        self.gc_release_uploads(blobs).await
+    }
+
+    async fn unpin_blobs(&self, pin: Pin) -> StoreResult<()> {
+        self.gc_unpin(pin).await
+    }
+
+    async fn pinned_blobs(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
+        self.gc_pinned(now).await
+    }
+
+    async fn note_unreferenced(
+        &self,
+        unreferenced: Vec<BlobRef>,
+        now: i64,
+    ) -> StoreResult<Vec<(BlobRef, i64)>> {
+        self.gc_note(unreferenced, now).await
+    }
+
+    async fn collect_blob(
+        &self,
+        blob: BlobRef,
+        cutoff: i64,
+        now: i64,
+        delete: BlobDeletion,
+    ) -> StoreResult<bool> {
+        self.gc_collect(blob, cutoff, now, delete).await
     }
 
     async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()> {

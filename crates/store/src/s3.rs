@@ -10,7 +10,10 @@
 //! bucket must be writable by Kiln nodes only: artifacts are native code.
 
 use crate::blobs::io_error;
-use crate::{BlobKind, BlobStore, LocalBlob, StagedBlob, StoreError, StoreResult};
+use crate::{
+    BlobKind, BlobRef, BlobStore, LocalBlob, SharedArtifact, StagedBlob, StoreError, StoreResult,
+    StoredBlob,
+};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use kiln_api::Digest;
@@ -98,11 +101,36 @@ impl S3Blobs {
     }
 
     fn key(kind: BlobKind, digest: &Digest) -> ObjectPath {
-        let folder = match kind {
+        ObjectPath::from(format!(
+            "{}/{digest}.{}",
+            Self::folder(kind),
+            kind.extension()
+        ))
+    }
+
+    fn folder(kind: BlobKind) -> &'static str {
+        match kind {
             BlobKind::Module => "modules",
             BlobKind::Bundle => "bundles",
-        };
-        ObjectPath::from(format!("{folder}/{digest}.{}", kind.extension()))
+        }
+    }
+
+    /// Every object under `prefix/`: its path and size.
+    async fn list_under(&self, prefix: &str) -> StoreResult<Vec<(ObjectPath, u64)>> {
+        let mut listing = self.store.list(Some(&ObjectPath::from(prefix)));
+        let mut objects = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(s3)?;
+            objects.push((meta.location, meta.size));
+        }
+        Ok(objects)
+    }
+
+    async fn delete_object(&self, path: &ObjectPath) -> StoreResult<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3(e)),
+        }
     }
 }
 
@@ -168,6 +196,43 @@ impl BlobStore for S3Blobs {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(s3(e)),
         }
+    }
+
+    async fn list(&self) -> StoreResult<Vec<StoredBlob>> {
+        let mut blobs = Vec::new();
+        for kind in [BlobKind::Module, BlobKind::Bundle] {
+            for (path, bytes) in self.list_under(Self::folder(kind)).await? {
+                // Objects whose names are not blobs are not Kiln's: left alone.
+                if let Some(blob) = path.filename().and_then(BlobRef::from_file_name)
+                    && blob.kind == kind
+                {
+                    blobs.push(StoredBlob { blob, bytes });
+                }
+            }
+        }
+        Ok(blobs)
+    }
+
+    async fn delete(&self, blob: BlobRef) -> StoreResult<()> {
+        self.delete_object(&Self::key(blob.kind, &blob.digest))
+            .await
+    }
+
+    async fn shared_artifacts(&self) -> StoreResult<Vec<SharedArtifact>> {
+        let objects = self.list_under("artifacts").await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|(path, bytes)| {
+                let key = path.as_ref().strip_prefix("artifacts/")?.to_owned();
+                let module = path.filename()?.strip_suffix(".cwasm")?.parse().ok()?;
+                Some(SharedArtifact { key, module, bytes })
+            })
+            .collect())
+    }
+
+    async fn delete_shared_artifact(&self, key: &str) -> StoreResult<()> {
+        self.delete_object(&ObjectPath::from(format!("artifacts/{key}")))
+            .await
     }
 
     async fn shared_artifact(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {

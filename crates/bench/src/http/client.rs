@@ -140,6 +140,41 @@ pub(super) fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Deletes function `name` with the tenant `token`.
+pub(super) fn delete_function(
+    agent: &ureq::Agent,
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    agent
+        .delete(&format!("http://{addr}/v1/functions/{name}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .with_context(|| format!("deleting {name}"))?;
+    Ok(())
+}
+
+/// One blob collector pass (`POST /v1/admin/gc`): how long it took, and the
+/// bytes it deleted.
+pub(super) fn collect_garbage(
+    agent: &ureq::Agent,
+    addr: SocketAddr,
+    admin: &str,
+) -> anyhow::Result<(Duration, u64)> {
+    let begin = Instant::now();
+    let report: serde_json::Value = agent
+        .post(&format!("http://{addr}/v1/admin/gc"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .send("")?
+        .body_mut()
+        .read_json()?;
+    let deleted = report["summary"]["deleted_bytes"]
+        .as_u64()
+        .with_context(|| format!("a collector report without totals: {report}"))?;
+    Ok((begin.elapsed(), deleted))
+}
+
 /// Admin `GET /v1/status` as JSON.
 pub(super) fn status(
     agent: &ureq::Agent,

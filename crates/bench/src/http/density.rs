@@ -2,7 +2,8 @@
 //! deploy rate), invoke each once in random order (first-request latency, with the
 //! loaded-function cache evicting as it goes), then measure what stays: server RSS
 //! and disk per function, and the cost of a cache miss (reloading an evicted
-//! function) against a hit.
+//! function) against a hit. Last, the blob collector over all of them: a pass
+//! that finds nothing to delete, then one that deletes a tenth of them.
 
 use super::client::{self, expect};
 use super::kiln::Kiln;
@@ -123,6 +124,36 @@ pub(super) fn run(kiln: &Kiln, functions: usize, report: &mut Report) -> anyhow:
         "density",
         format!("request to an evicted one: reload + run (median of {sample})"),
         latency(reloads.median),
+    );
+    collect(kiln, &agent, functions, report)
+}
+
+/// Times a collector pass over every function with nothing to delete, then
+/// one after a tenth of them were deleted (the server runs with no grace).
+fn collect(
+    kiln: &Kiln,
+    agent: &ureq::Agent,
+    functions: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (idle, _) = client::collect_garbage(agent, kiln.addr, &kiln.admin_token)?;
+    report.add(
+        "density",
+        format!("blob collector pass over {functions} functions, nothing to delete"),
+        latency(idle),
+    );
+    let doomed = functions / 10;
+    for n in 0..doomed {
+        client::delete_function(agent, kiln.addr, &kiln.token, &name(n))?;
+    }
+    let (busy, deleted) = client::collect_garbage(agent, kiln.addr, &kiln.admin_token)?;
+    report.add(
+        "density",
+        format!(
+            "blob collector pass deleting {doomed} functions' modules and artifacts ({})",
+            bytes(deleted as f64)
+        ),
+        latency(busy),
     );
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! `kiln tenants ...` and `kiln tokens ...`: accounts and their API tokens;
-//! `kiln admin ...`: what an operator does on the machine itself.
+//! `kiln admin ...`: what an operator does on the machine itself, and the blob
+//! collector (`kiln admin gc`).
 
 use super::tenant_name;
 use crate::client::{Client, Role, ServerArgs};
-use kiln_api::{CreatedTenant, CreatedToken, NewNamed, Tenant, TokenInfo};
+use kiln_api::{ByteCount, CreatedTenant, CreatedToken, GcReport, NewNamed, Tenant, TokenInfo};
 use std::process::ExitCode;
 
 /// Manage tenants (needs the admin token)
@@ -129,10 +130,25 @@ enum AdminCommand {
         #[arg(long)]
         revoke_others: bool,
     },
+    /// Delete the modules, bundles and compiled artifacts no version of any
+    /// function refers to any more, once unreferenced for the server's grace
+    /// period (`kiln up --gc-grace`); the server also does it on its own
+    Gc {
+        /// Only show what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 pub(crate) fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        AdminCommand::Gc { dry_run, server } => {
+            let client = Client::new(&server, Role::Admin)?;
+            let path = format!("/v1/admin/gc?dry_run={dry_run}");
+            print_gc(&client.post_json(&path, &())?);
+        }
         AdminCommand::ResetToken {
             data,
             database,
@@ -160,4 +176,38 @@ pub(crate) fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per unreferenced thing, then the totals.
+fn print_gc(report: &GcReport) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (done, kept) = match report.dry_run {
+        true => ("would delete", "would keep"),
+        false => ("deleted", "kept"),
+    };
+    for item in &report.items {
+        let since = match item.unreferenced_since {
+            Some(at) => format!("unreferenced for {}s", (now - at).max(0)),
+            None => "its blob is gone".to_owned(),
+        };
+        println!(
+            "{:<12} {:<15} {}  {:>10}  {since}",
+            if item.deleted { done } else { kept },
+            item.kind.name(),
+            item.digest,
+            ByteCount(item.bytes).to_string(),
+        );
+    }
+    let left = match report.dry_run {
+        true => report.summary.reclaimable_bytes - report.summary.deleted_bytes,
+        false => report.summary.reclaimable_bytes,
+    };
+    println!(
+        "{done} {}; {} left, unreferenced for less than the grace period ({}s)",
+        ByteCount(report.summary.deleted_bytes),
+        ByteCount(left),
+        report.grace_seconds
+    );
 }

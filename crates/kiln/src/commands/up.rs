@@ -181,6 +181,14 @@ pub(crate) struct UpArgs {
     /// Bytes of keys and values a tenant may store, unless its quota says
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     kv_bytes: u64,
+    /// How long a module, bundle or compiled artifact must have been
+    /// unreferenced (its function deleted, its versions replaced... ) before
+    /// the collector deletes it
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    gc_grace: Duration,
+    /// How often the collector runs on its own (0: only `kiln admin gc`)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    gc_interval: Duration,
     /// Run without the seccomp filter (an allow-list of the system calls Kiln
     /// makes, installed once the server has started): for debugging only
     #[arg(long)]
@@ -321,6 +329,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.usage_flush_interval = args.usage_flush;
     config.storage_meter_interval = args.storage_meter;
     config.log_buffer = args.log_buffer as usize;
+    config.gc_grace = args.gc_grace;
+    config.gc_interval = (!args.gc_interval.is_zero()).then_some(args.gc_interval);
     config.egress = kiln_runtime::EgressPolicy {
         allowed_nets: args.outbound_allow_net,
     };

@@ -8,6 +8,7 @@ mod cluster;
 mod crash;
 mod files;
 mod fuzz;
+mod gc;
 mod hostile;
 mod http;
 mod isolation;

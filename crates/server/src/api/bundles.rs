@@ -32,6 +32,12 @@ pub(crate) async fn bundle(
 ) -> ApiResult<Json<BundleInfo>> {
     let tenant = auth::tenant(&*state.store, &headers).await?;
     let digest = parse_digest(&digest)?;
+    // The answer "stored" holds for the deploy that follows: the collector
+    // keeps the bundle until a version mounts it (an hour at most).
+    if state.store.bundle(tenant.id, &digest).await?.is_some() {
+        state.collector.pin_for_upload(digest).await?;
+    }
+    // Asked again after the pin: a collection that ended meanwhile shows.
     match state.store.bundle(tenant.id, &digest).await? {
         Some(info) => Ok(Json(info)),
         None => Err(ApiError::not_found(format!("no bundle {digest}"))),
@@ -72,6 +78,9 @@ async fn upload_from(
             "the upload hashes to {digest}, not to {expected}: it was changed or cut short"
         )));
     }
+    // Kept for the deploy that mounts it (an hour at most), and not taken by
+    // the collector while it is stored (`gc.rs`).
+    state.collector.pin_for_upload(digest).await?;
     let limits = state.bundles.limits();
     let archive = staged.path().to_owned();
     let contents = tokio::task::spawn_blocking(move || check(&archive, limits))

@@ -23,7 +23,7 @@ use kiln_api::{
     check_name,
 };
 use kiln_runtime::{Compiled, HostPattern, LoadError, ModuleKind};
-use kiln_store::{BlobKind, NewVersion};
+use kiln_store::{BlobKind, BlobRef, NewVersion, Pin};
 use std::sync::Arc;
 
 pub(crate) async fn deploy(
@@ -34,7 +34,13 @@ pub(crate) async fn deploy(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     let mut stream = body.into_data_stream();
-    let result = deploy_from(&state, name, query, &headers, &mut stream).await;
+    let mut pins = Vec::new();
+    let result = deploy_from(&state, name, query, &headers, &mut stream, &mut pins).await;
+    // The version refers to its blobs now, or the deploy failed: either way
+    // the collector (`gc.rs`) may have them back.
+    for pin in pins {
+        state.collector.unpin(pin).await;
+    }
     if result.is_err() && worth_draining(declared_length(&headers)) {
         drain(Body::from_stream(stream)).await;
     }
@@ -47,6 +53,7 @@ async fn deploy_from(
     query: Option<String>,
     headers: &HeaderMap,
     stream: &mut axum::body::BodyDataStream,
+    pins: &mut Vec<Pin>,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     let tenant = auth::tenant(&*state.store, headers).await?;
     check_name(NameKind::Function, &name)?;
@@ -55,6 +62,14 @@ async fn deploy_from(
     if declared_length(headers).is_some_and(|len| len > max) {
         return Err(upload::too_large("module", max));
     }
+    // Pinned before they are looked for: the collector cannot take them from
+    // under this deploy (`gc.rs`).
+    let mounted: Vec<_> = config
+        .mounts
+        .iter()
+        .map(|m| BlobRef::bundle(m.bundle))
+        .collect();
+    pins.push(state.collector.pin_for_deploy(mounted.clone()).await?);
     bundles::mounts_ready(state, tenant.id, &config).await?;
     let mut staged = match config.script.clone() {
         Some(script) => {
@@ -84,6 +99,8 @@ async fn deploy_from(
         digest = staged.finish().await?;
     }
     let size = staged.size();
+    let module = vec![BlobRef::module(digest)];
+    pins.push(state.collector.pin_for_deploy(module).await?);
 
     // A new artifact is shared before the version exists, so that a node that
     // sees the version finds it.
@@ -107,6 +124,8 @@ async fn deploy_from(
         )
         .await?;
     state.deployments.forget(&tenant.name, &name);
+    // Mounted by a version now: what their uploads pinned is released.
+    state.collector.mounted(mounted).await;
     // Its first request finds it loaded: no cold start after a deploy.
     let Compiled {
         function,

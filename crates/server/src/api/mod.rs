@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_api::{
-    CreatedTenant, CreatedToken, FunctionDetail, FunctionSummary, LogEntry, NameKind, NewNamed,
-    NodeStatus, RollbackRequest, Tenant, TokenInfo, Version, WhoAmI, check_name,
+    CreatedTenant, CreatedToken, FunctionDetail, FunctionSummary, GcReport, LogEntry, NameKind,
+    NewNamed, NodeStatus, RollbackRequest, Tenant, TokenInfo, Version, WhoAmI, check_name,
 };
 use kiln_store::Principal;
 use serde::Deserialize;
@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/whoami", get(whoami))
         .route("/v1/status", get(status))
+        .route("/v1/admin/gc", post(collect_garbage))
         .route("/v1/functions", get(list_functions))
         .route(
             "/v1/functions/{name}",
@@ -104,7 +105,25 @@ async fn status(
         function_cache_hits: cache.hits.load(Ordering::Relaxed),
         function_cache_misses: cache.misses.load(Ordering::Relaxed),
         function_cache_evictions: cache.evictions.load(Ordering::Relaxed),
+        gc: state.collector.last(),
     }))
+}
+
+#[derive(Deserialize)]
+struct GcQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// One pass of the blob collector on this node, now (admin only); with
+/// `?dry_run=true` it only says what would go.
+async fn collect_garbage(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<GcQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<GcReport>> {
+    auth::admin(&*state.store, &headers).await?;
+    Ok(Json(state.collector.pass(query.dry_run).await?))
 }
 
 async fn list_functions(

@@ -129,6 +129,29 @@ CREATE TABLE retired_tenants (id INTEGER PRIMARY KEY);
 -- bucket: what a node downloading it checks the bytes against.
 CREATE TABLE shared_artifacts (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
 "#,
+    r#"
+-- The blob collector's bookkeeping (crates/store/src/gc.rs): since when each
+-- blob no version refers to has been so, and the pins of deploys and uploads
+-- in progress.
+CREATE TABLE unreferenced_blobs (
+    kind TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (kind, digest)
+);
+CREATE TABLE blob_pins (
+    pin INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    -- Taken by an upload (released when a version mounts the bundle), not by
+    -- a deploy (released by its pin id).
+    upload BOOLEAN NOT NULL
+);
+CREATE INDEX blob_pins_by_blob ON blob_pins (kind, digest);
+CREATE INDEX blob_pins_by_pin ON blob_pins (pin);
+CREATE INDEX versions_by_digest ON versions (digest);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -2,8 +2,10 @@
 //! SQLite store and on PostgreSQL (a throwaway cluster on loopback, started by
 //! `scripts/services/postgres`; a fresh database per test).
 
+mod gc;
 mod kv;
 
+use gc::*;
 use kiln_api::{Digest, FunctionConfig, Quota, TenantId, UsageTotals};
 use kiln_store::*;
 use kv::*;
@@ -93,6 +95,8 @@ contract!(
     kv_storage_is_metered_per_tenant_and_hour_at_its_peak,
     deleting_a_tenant_takes_everything_it_owns_and_nothing_else,
     shared_artifacts_are_recorded_by_key,
+    blobs_go_only_unreferenced_unpinned_and_past_their_grace,
+    a_pin_waits_for_a_collection_in_progress_and_then_keeps_the_blob,
 );
 
 async fn shared_artifacts_are_recorded_by_key(backend: Backend) {
