@@ -13,14 +13,19 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// Nodes sharing one database and one bucket; the first bootstrapped the store,
 /// and its tokens work on every node.
-struct Cluster {
-    homes: Vec<Home>,
+pub(crate) struct Cluster {
+    pub(crate) homes: Vec<Home>,
     nodes: Vec<Option<KilnServer>>,
     flags: Vec<String>,
 }
 
 impl Cluster {
     fn start(nodes: usize) -> Cluster {
+        Cluster::start_with(nodes, &[])
+    }
+
+    /// `nodes` nodes, each given `extra` flags too.
+    pub(crate) fn start_with(nodes: usize, extra: &[&str]) -> Cluster {
         let database = postgres_database("kiln_cluster");
         let (endpoint, bucket) = s3_bucket("kiln-cluster");
         let flags = vec![
@@ -32,7 +37,10 @@ impl Cluster {
             endpoint,
             "--runtimes".to_owned(),
             kiln_guests::runtimes().display().to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|flag| flag.to_string()))
+        .collect();
         let mut cluster = Cluster {
             homes: Vec::new(),
             nodes: Vec::new(),
@@ -54,12 +62,12 @@ impl Cluster {
         home.start_in(&wrapper, &flags)
     }
 
-    fn node(&self, i: usize) -> &KilnServer {
+    pub(crate) fn node(&self, i: usize) -> &KilnServer {
         self.nodes[i].as_ref().expect("node running")
     }
 
     /// The CLI of the first node (which holds the credentials) against node `i`.
-    fn cli(&self, i: usize, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, i: usize, args: &[&str]) -> String {
         let first = self.node(0);
         let out = first.cli(args, &[("KILN_URL", &self.node(i).url)], b"");
         assert!(
@@ -68,6 +76,21 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The cluster's bucket, opened as a node opens it.
+    pub(crate) fn bucket(&self) -> kiln_store::S3Blobs {
+        let bucket = self.flags[3].trim_start_matches("s3://").to_owned();
+        kiln_store::S3Blobs::open(
+            &kiln_store::S3Config {
+                bucket,
+                endpoint: Some(self.flags[5].clone()),
+                credentials: Some((S3_ACCESS_KEY_ID.into(), S3_SECRET_ACCESS_KEY.into())),
+                ca_cert: None,
+            },
+            self.homes[0].dir.path().join("bucket-staging"),
+        )
+        .expect("open the bucket")
     }
 
     fn status(&self, i: usize) -> serde_json::Value {
@@ -560,17 +583,7 @@ fn an_artifact_swapped_in_the_bucket_is_not_loaded_by_another_node() {
         .into_owned();
     // Someone with write access to the bucket puts another function's
     // (valid) machine code under hello's name.
-    let bucket = cluster.flags[3].trim_start_matches("s3://").to_owned();
-    let blobs = kiln_store::S3Blobs::open(
-        &kiln_store::S3Config {
-            bucket,
-            endpoint: Some(cluster.flags[5].clone()),
-            credentials: Some((S3_ACCESS_KEY_ID.into(), S3_SECRET_ACCESS_KEY.into())),
-            ca_cert: None,
-        },
-        cluster.homes[0].dir.path().join("tamper"),
-    )
-    .expect("open the bucket");
+    let blobs = cluster.bucket();
     let swapped = std::fs::read(artifact_of("exit3")).expect("the other artifact");
     tokio::runtime::Runtime::new()
         .expect("runtime")

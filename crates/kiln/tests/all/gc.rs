@@ -1,7 +1,8 @@
 //! The blob collector through a real `kiln up`: what no version refers to any
 //! more goes (module, bundle, compiled artifact, unpacked tree) once its grace
 //! period is over, a dry run only says so, and deploys racing the collector
-//! never lose a blob they refer to.
+//! never lose a blob they refer to; in a cluster, the bucket's blobs and shared
+//! artifacts go, and every node drops its own copies.
 
 use crate::support::*;
 use std::path::PathBuf;
@@ -74,7 +75,8 @@ fn unreferenced_blobs_and_their_copies_go_and_a_dry_run_only_says_so() {
     let server = collecting_server(&home);
     let admin = home.admin_token();
     let kept = deploy(&server, "kept", &tree(&home, "kept"), &guest("hello"));
-    let gone = deploy(&server, "gone", &tree(&home, "gone"), &guest("fs"));
+    let gone_dir = tree(&home, "gone");
+    let gone = deploy(&server, "gone", &gone_dir, &guest("fs"));
     let gone_copies = stored_copies(&home, &gone);
     // Module, bundle, artifact, unpacked tree.
     assert_eq!(gone_copies.len(), 4, "{gone_copies:?}");
@@ -121,7 +123,7 @@ fn unreferenced_blobs_and_their_copies_go_and_a_dry_run_only_says_so() {
     );
 
     // Deployed again, it is uploaded again, and survives a restart.
-    let again = deploy(&server, "gone", &tree(&home, "gone"), &guest("fs"));
+    let again = deploy(&server, "gone", &gone_dir, &guest("fs"));
     assert_eq!(again, gone);
     server.stop();
     let server = collecting_server(&home);
@@ -182,4 +184,65 @@ fn deploys_racing_the_collector_never_lose_a_blob_they_refer_to() {
         post(&server.function_url("default", "raced"), "x").status,
         200
     );
+}
+
+#[test]
+#[ignore = "needs the test services (PostgreSQL, S3): scripts/test starts them and runs it"]
+fn a_cluster_collects_the_bucket_and_every_node_its_own_copies() {
+    let cluster =
+        crate::cluster::Cluster::start_with(2, &["--gc-grace", "0s", "--gc-interval", "0s"]);
+    let admin = cluster.homes[0].admin_token();
+    let dir = tree(&cluster.homes[0], "shared");
+    let digests = deploy(cluster.node(0), "gone", &dir, &guest("fs"));
+    // Node 1 serves it too: it downloads the artifact and unpacks the tree.
+    let url = cluster.node(1).function_url("default", "gone");
+    let probe = post(&url, "cat /assets/note.txt");
+    assert!(probe.body.contains("tree shared"), "{}", probe.body);
+    let copies_on = |node: usize| stored_copies(&cluster.homes[node], &digests);
+    assert_eq!(
+        copies_on(1).len(),
+        2,
+        "artifact and tree: {:?}",
+        copies_on(1)
+    );
+    let bucket = cluster.bucket();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let in_bucket = || {
+        runtime.block_on(async {
+            let blobs = kiln_store::BlobStore::list(&bucket).await.expect("list");
+            let shared = kiln_store::BlobStore::shared_artifacts(&bucket)
+                .await
+                .expect("list artifacts");
+            let named = |hex: String| hex == digests.0 || hex == digests.1;
+            let blobs = blobs
+                .iter()
+                .filter(|b| named(b.blob.digest.to_hex()))
+                .count();
+            let shared = shared.iter().filter(|a| named(a.module.to_hex())).count();
+            (blobs, shared)
+        })
+    };
+    assert_eq!(in_bucket(), (2, 1));
+    cluster.cli(0, &["rm", "gone"]);
+
+    // Node 0's pass deletes the bucket's objects and its own copies.
+    let report = gc(cluster.node(0), &admin, false);
+    assert!(
+        report["summary"]["deleted_bytes"].as_u64() > Some(0),
+        "{report}"
+    );
+    assert_eq!(in_bucket(), (0, 0));
+    assert_eq!(copies_on(0), Vec::<PathBuf>::new());
+    // Node 1's copies go at its own pass (their blobs are gone).
+    assert_eq!(copies_on(1).len(), 2);
+    let report = gc(cluster.node(1), &admin, false);
+    let kinds: Vec<&str> = report["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["deleted"] == true)
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["artifact", "unpacked-bundle"], "{report}");
+    assert_eq!(copies_on(1), Vec::<PathBuf>::new());
 }
