@@ -122,14 +122,26 @@ impl Collector {
         let _one = self.running.lock().await;
         let now = now();
         let cutoff = now - self.grace.as_secs() as i64;
-        // Listed before the references are read: a blob stored after the
-        // listing is not a candidate, and one referenced after the reading is
-        // checked again under its lock before it goes.
+        // The order matters. Derived copies are listed before the pins are
+        // read: a copy a deploy made is listed only if the deploy had pinned
+        // its blob before. Pins are read before references: a deploy releases
+        // its pin only once its version refers to the blob. (Blobs themselves
+        // are checked again under their lock before they go.)
+        let artifacts = self.runtime.artifacts().clone();
+        let (local, unpacked) = tokio::task::spawn_blocking({
+            let dir = self.unpacked.clone();
+            move || Ok::<_, std::io::Error>((artifacts.list()?, crate::bundles::unpacked(&dir)?))
+        })
+        .await
+        .map_err(|e| kiln_store::StoreError::internal("collector", e))?
+        .map_err(|e| kiln_store::StoreError::internal("listing this node's caches", e))?;
+        let shared = self.blobs.shared_artifacts().await?;
         let stored = self.blobs.list().await?;
+        let pinned = self.store.pinned_blobs(now).await?.into_iter().collect();
         let wanted = Wanted {
             modules: self.store.referenced_digests().await?.into_iter().collect(),
             bundles: self.store.referenced_bundles().await?.into_iter().collect(),
-            pinned: self.store.pinned_blobs(now).await?.into_iter().collect(),
+            pinned,
         };
         let unreferenced: Vec<_> = stored.iter().filter(|s| !wanted.wants(&s.blob)).collect();
         let bytes: HashMap<BlobRef, u64> = unreferenced.iter().map(|s| (s.blob, s.bytes)).collect();
@@ -185,14 +197,6 @@ impl Collector {
                 deleted: !still_stored.contains(&blob),
             })
         };
-        let artifacts = self.runtime.artifacts().clone();
-        let (local, unpacked) = tokio::task::spawn_blocking({
-            let dir = self.unpacked.clone();
-            move || Ok::<_, std::io::Error>((artifacts.list()?, crate::bundles::unpacked(&dir)?))
-        })
-        .await
-        .map_err(|e| kiln_store::StoreError::internal("collector", e))?
-        .map_err(|e| kiln_store::StoreError::internal("listing this node's caches", e))?;
         for (digest, bytes) in local {
             if let Some(item) = derived(BlobRef::module(digest), GcItemKind::Artifact, bytes) {
                 if item.deleted && !dry_run {
@@ -204,7 +208,7 @@ impl Collector {
                 items.push(item);
             }
         }
-        for shared in self.blobs.shared_artifacts().await? {
+        for shared in shared {
             let module = BlobRef::module(shared.module);
             if let Some(item) = derived(module, GcItemKind::SharedArtifact, shared.bytes) {
                 if item.deleted && !dry_run {

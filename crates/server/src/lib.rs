@@ -57,7 +57,7 @@ use functions::{FunctionLimits, Functions};
 use gc::Collector;
 use kiln_runtime::{Runtime, RuntimeConfig, ScratchConfig};
 use kiln_store::{
-    BlobStore, KvStore, LocalBlobs, MetadataStore, PostgresStore, S3Blobs, SqliteStore,
+    BlobStore, KvStore, LocalBlobs, MetadataStore, PostgresStore, QuotaGrants, S3Blobs, SqliteStore,
 };
 use kv::KvService;
 use languages::LanguageRuntimes;
@@ -88,6 +88,8 @@ pub struct Server {
     usage_flusher: Option<Flusher>,
     /// How often the blob collector runs on its own.
     gc_interval: Option<Duration>,
+    /// Whether quotas are synchronised with the other nodes (a shared store).
+    cluster_quotas: bool,
     url: String,
 }
 
@@ -99,7 +101,9 @@ impl Server {
     ) -> anyhow::Result<(Server, Option<InitialCredentials>)> {
         let data = &config.data_dir;
         data_dir::prepare(data)?;
-        // One store holds the metadata and the functions' key-value buckets.
+        // One store holds the metadata and the functions' key-value buckets;
+        // a shared one, the counters of quotas that hold across the cluster.
+        let grants: Option<Arc<dyn QuotaGrants>>;
         let (store, kv_store): (Arc<dyn MetadataStore>, Arc<dyn KvStore>) = match &config.database {
             Some(url) => {
                 let store = Arc::new(
@@ -107,6 +111,7 @@ impl Server {
                         .await
                         .context("cannot open the PostgreSQL metadata store")?,
                 );
+                grants = Some(store.clone());
                 (store.clone(), store)
             }
             None => {
@@ -114,6 +119,7 @@ impl Server {
                     Arc::new(SqliteStore::open(&data.join("kiln.db")).with_context(|| {
                         format!("cannot open {}", data.join("kiln.db").display())
                     })?);
+                grants = None;
                 (store.clone(), store)
             }
         };
@@ -170,7 +176,8 @@ impl Server {
         functions
             .ensure_all(store.referenced_digests().await?)
             .await;
-        let quotas = Quotas::load(&*store, config.prices.clone(), config.metering).await?;
+        let cluster_quotas = grants.is_some();
+        let quotas = Quotas::load(&*store, grants, config.prices.clone(), config.metering).await?;
         let secret_keys = SecretKeys::load(
             config.secret_key_file.as_deref(),
             config.secret_key.clone(),
@@ -256,6 +263,7 @@ impl Server {
             log_writer,
             usage_flusher,
             gc_interval: config.gc_interval,
+            cluster_quotas,
             url,
         };
         Ok((server, initial))
@@ -295,9 +303,11 @@ impl Server {
             log_writer,
             usage_flusher,
             gc_interval,
+            cluster_quotas,
             ..
         } = self;
         let collector = gc_interval.map(|every| state.collector.clone().start(every));
+        let quota_sync = cluster_quotas.then(|| tokio::spawn(sync_quotas(state.clone())));
         // The metrics address gets the same client limits as the main one, and
         // counters of its own (its scrapers are not clients of functions).
         let metrics_server = metrics_listener.map(|listener| {
@@ -342,6 +352,9 @@ impl Server {
         if let Some(task) = collector {
             task.abort();
         }
+        if let Some(task) = quota_sync {
+            task.abort();
+        }
         // Every connection is closed; streamed invocations settle right after
         // their body ends.
         settling.close();
@@ -366,6 +379,25 @@ impl Server {
         Ok(())
     }
 }
+
+/// In a cluster, every second: the quotas set and the usage recorded through
+/// any node, into this node's book; every minute, past quota counters dropped.
+async fn sync_quotas(state: Arc<AppState>) {
+    let mut ticks = tokio::time::interval(QUOTA_SYNC);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for round in 0u64.. {
+        ticks.tick().await;
+        if let Err(e) = state.quotas.sync(&*state.store).await {
+            tracing::warn!(error = %e, "cannot read the cluster's quotas and usage");
+        }
+        if round % 60 == 0 {
+            state.quotas.forget_past_grants().await;
+        }
+    }
+}
+
+/// How often a node of a cluster reads the quotas and usage of the others.
+const QUOTA_SYNC: Duration = Duration::from_secs(1);
 
 /// Creates the admin token and the default tenant on a new store.
 async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCredentials>> {

@@ -15,6 +15,7 @@
 mod blobs;
 mod error;
 mod gc;
+mod grants;
 mod kv;
 mod metadata;
 mod model;
@@ -28,6 +29,7 @@ pub use blobs::{
 };
 pub use error::{BoxError, StoreError, StoreResult, is_full};
 pub use gc::{BlobDeletion, Pin, PinHolder};
+pub use grants::QuotaGrants;
 pub use kv::{KvStore, KvWrite};
 pub use metadata::{Change, LOGS_KEPT, MetadataStore};
 pub use model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};

@@ -13,6 +13,7 @@
 #[macro_use]
 mod kv;
 mod gc;
+mod grants;
 mod tls;
 mod usage;
 
@@ -165,6 +166,22 @@ CREATE TABLE blob_pins (
 CREATE INDEX blob_pins_by_blob ON blob_pins (kind, digest);
 CREATE INDEX blob_pins_by_pin ON blob_pins (pin);
 CREATE INDEX versions_by_digest ON versions (digest);
+"#,
+    r#"
+-- Quotas across the cluster (crates/store/src/grants.rs): requests granted to
+-- nodes per tenant and calendar month, and per tenant and second.
+CREATE TABLE request_grants (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    month BIGINT NOT NULL,
+    granted BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, month)
+);
+CREATE TABLE rate_grants (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    second BIGINT NOT NULL,
+    granted BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, second)
+);
 "#,
 ];
 

@@ -55,7 +55,7 @@ impl Cluster {
         cluster
     }
 
-    fn start_on(&self, home: &Home) -> KilnServer {
+    pub(crate) fn start_on(&self, home: &Home) -> KilnServer {
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
         let credentials = s3_credentials();
         let wrapper: Vec<&str> = credentials.iter().map(String::as_str).collect();

@@ -5,6 +5,7 @@
 
 mod cli;
 mod cluster;
+mod cluster_quotas;
 mod crash;
 mod files;
 mod fuzz;

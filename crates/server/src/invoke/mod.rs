@@ -96,7 +96,7 @@ async fn run(
     }
 
     // Admit.
-    let admission = match state.quotas.admit(deployment.row.tenant_id) {
+    let admission = match state.quotas.admit(deployment.row.tenant_id).await {
         Ok(admission) => admission,
         Err(exceeded) => {
             tracing::debug!(%tenant, %function, %exceeded, "refused by quota");

@@ -3,6 +3,7 @@
 //! `scripts/services/postgres`; a fresh database per test).
 
 mod gc;
+mod grants;
 mod kv;
 
 use gc::*;

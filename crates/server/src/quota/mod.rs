@@ -10,9 +10,26 @@
 //! metering off, only the concurrency and rate limits apply. The rate limit is a
 //! token bucket per tenant and node: it holds one second of requests, refills
 //! continuously, and is full again whenever the quota is set.
+//!
+//! **In a cluster** (a store the nodes share, `kiln_store::QuotaGrants`) the
+//! request cap and the rate limit hold for all nodes together: a node admits
+//! only requests it holds a lease of ([`lease`]), taken from a counter per
+//! tenant and month, or per tenant and second, that never grants past the
+//! limit. So the cluster never admits more than a month's cap, nor more than
+//! the rate in any calendar second (a burst straddling two seconds may reach
+//! twice the rate); a lease a node held when it stopped is lost (at most 100
+//! requests, or a fiftieth of the cap). The cost cap is checked against the
+//! month's usage every node recorded, read again every second ([`Quotas::sync`],
+//! which also brings quotas set through other nodes): the cluster may overspend
+//! by what it meters in about two seconds (the usage flush and this read).
+//! The concurrency limit stays per node. Should the database be unreachable, a
+//! node admits as a node alone does until it is back.
+
+mod lease;
 
 use kiln_api::{PriceList, Quota, TenantId, UsageTotals};
-use kiln_store::{MetadataStore, StoreResult, now};
+use kiln_store::{MetadataStore, QuotaGrants, StoreResult, now};
+use lease::{Lease, Leased, chunk};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -71,12 +88,33 @@ struct TenantBook {
     running: u32,
     /// Present while the quota has a rate limit.
     bucket: Option<RateBucket>,
+    /// In a cluster: this node's lease of the month's requests.
+    month_lease: Lease,
+    /// In a cluster: this node's lease of the current second's requests.
+    second_lease: Lease,
 }
 
 pub(crate) struct Quotas {
     prices: PriceList,
     metering: bool,
     book: Book,
+    /// The cluster's shared counters; `None` for a node alone.
+    grants: Option<Arc<dyn QuotaGrants>>,
+}
+
+/// What admitting one request needs from the cluster's counters first.
+#[derive(Debug, Default)]
+struct Asks {
+    /// The month (its start) and the cap.
+    month: Option<(i64, u64)>,
+    /// The second and the rate.
+    second: Option<(i64, u32)>,
+}
+
+/// One attempt at admitting in a cluster.
+enum Attempt {
+    Done(Result<Admission, QuotaExceeded>),
+    Ask(Asks),
 }
 
 /// The start of the calendar month (UTC) that `at` falls in.
@@ -92,6 +130,7 @@ impl Quotas {
     /// Every tenant's quota, and its usage this month as stored.
     pub(crate) async fn load(
         store: &dyn MetadataStore,
+        grants: Option<Arc<dyn QuotaGrants>>,
         prices: PriceList,
         metering: bool,
     ) -> StoreResult<Quotas> {
@@ -110,6 +149,7 @@ impl Quotas {
             prices,
             metering,
             book: Arc::new(Mutex::new(book)),
+            grants,
         })
     }
 
@@ -135,8 +175,159 @@ impl Quotas {
         entry
     }
 
-    /// Admits one invocation of `tenant`'s, or names the limit it would cross.
-    pub(crate) fn admit(&self, tenant: TenantId) -> Result<Admission, QuotaExceeded> {
+    /// Admits one invocation of `tenant`'s, or names the limit it would cross:
+    /// on this node's book alone, or in a cluster with leases from its shared
+    /// counters.
+    pub(crate) async fn admit(&self, tenant: TenantId) -> Result<Admission, QuotaExceeded> {
+        let Some(grants) = &self.grants else {
+            return self.admit_here(tenant);
+        };
+        // Other requests of this node may spend a lease this one asked for:
+        // a few rounds, then the limit stands.
+        for _ in 0..4 {
+            let asks = match self.attempt(tenant) {
+                Attempt::Done(result) => return result,
+                Attempt::Ask(asks) => asks,
+            };
+            if let Err(e) = self.ask(&**grants, tenant, asks).await {
+                tracing::warn!(error = %e, "cannot reach the cluster's quota counters; admitting on this node's book");
+                return self.admit_here(tenant);
+            }
+        }
+        let quota = self
+            .lock()
+            .get(&tenant)
+            .map(|e| e.quota)
+            .unwrap_or_default();
+        Err(
+            match (quota.requests_per_second, quota.requests_per_month) {
+                (Some(limit), _) => QuotaExceeded::Rate { limit },
+                (None, Some(limit)) => QuotaExceeded::Requests { limit },
+                (None, None) => QuotaExceeded::Rate { limit: 0 },
+            },
+        )
+    }
+
+    /// One try at admitting in a cluster: done, or what to ask the counters.
+    fn attempt(&self, tenant: TenantId) -> Attempt {
+        let mut book = self.lock();
+        let entry = Self::entry(&mut book, tenant);
+        let quota = entry.quota;
+        if let Some(limit) = quota.max_concurrent
+            && entry.running >= limit
+        {
+            return Attempt::Done(Err(QuotaExceeded::Concurrency { limit }));
+        }
+        if self.metering
+            && let Some(limit) = quota.cost_per_month
+            && self.prices.cost(&entry.used).total >= limit
+        {
+            return Attempt::Done(Err(QuotaExceeded::Cost {
+                limit,
+                currency: self.prices.currency.clone(),
+            }));
+        }
+        let mut asks = Asks::default();
+        let month = entry.month;
+        if self.metering
+            && let Some(limit) = quota.requests_per_month
+        {
+            match entry.month_lease.check(month) {
+                Leased::Granted => {}
+                Leased::Exhausted => return Attempt::Done(Err(QuotaExceeded::Requests { limit })),
+                Leased::Ask => asks.month = Some((month, limit)),
+            }
+        }
+        let second = now();
+        if let Some(rate) = quota.requests_per_second {
+            match entry.second_lease.check(second) {
+                Leased::Granted => {}
+                Leased::Exhausted => {
+                    return Attempt::Done(Err(QuotaExceeded::Rate { limit: rate }));
+                }
+                Leased::Ask => asks.second = Some((second, rate)),
+            }
+        }
+        if asks.month.is_some() || asks.second.is_some() {
+            return Attempt::Ask(asks);
+        }
+        if self.metering && quota.requests_per_month.is_some() {
+            entry.month_lease.take();
+        }
+        if quota.requests_per_second.is_some() {
+            entry.second_lease.take();
+        }
+        entry.running += 1;
+        Attempt::Done(Ok(Admission {
+            book: self.book.clone(),
+            metering: self.metering,
+            tenant,
+            used: None,
+        }))
+    }
+
+    /// Takes the leases `asks` names from the cluster's counters.
+    async fn ask(&self, grants: &dyn QuotaGrants, tenant: TenantId, asks: Asks) -> StoreResult<()> {
+        if let Some((month, cap)) = asks.month {
+            let granted = grants
+                .grant_requests(tenant, month, chunk(cap), cap)
+                .await?;
+            Self::entry(&mut self.lock(), tenant)
+                .month_lease
+                .add(month, granted);
+        }
+        if let Some((second, rate)) = asks.second {
+            let rate = u64::from(rate);
+            let granted = grants
+                .grant_rate(tenant, second, chunk(rate * 5), rate)
+                .await?;
+            Self::entry(&mut self.lock(), tenant)
+                .second_lease
+                .add(second, granted);
+        }
+        Ok(())
+    }
+
+    /// In a cluster: brings every tenant's quota (set through any node) and
+    /// the month's usage every node recorded into this node's book.
+    pub(crate) async fn sync(&self, store: &dyn MetadataStore) -> StoreResult<()> {
+        let month = month_start(now());
+        let quotas = store.quotas().await?;
+        let used = store.usage_by_tenant(month).await?;
+        let mut book = self.lock();
+        for (tenant, quota) in quotas {
+            let entry = Self::entry(&mut book, tenant);
+            if entry.quota != quota {
+                entry.quota = quota;
+                entry.bucket = None;
+                entry.month_lease.reopen();
+                entry.second_lease.reopen();
+            }
+        }
+        for (tenant, recorded) in used {
+            let entry = Self::entry(&mut book, tenant);
+            // What every node recorded, unless this node has counted more
+            // (its own usage not yet written).
+            if recorded.requests >= entry.used.requests {
+                entry.used = recorded;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the cluster's counters of past months and seconds.
+    pub(crate) async fn forget_past_grants(&self) {
+        let Some(grants) = &self.grants else {
+            return;
+        };
+        let now = now();
+        if let Err(e) = grants.forget_grants(month_start(now), now - 60).await {
+            tracing::warn!(error = %e, "cannot drop past quota counters");
+        }
+    }
+
+    /// Admits one invocation on this node's book alone.
+    fn admit_here(&self, tenant: TenantId) -> Result<Admission, QuotaExceeded> {
         let mut book = self.lock();
         let entry = Self::entry(&mut book, tenant);
         let quota = entry.quota;
@@ -184,6 +375,8 @@ impl Quotas {
         let entry = Self::entry(&mut book, tenant);
         entry.quota = quota;
         entry.bucket = None;
+        entry.month_lease.reopen();
+        entry.second_lease.reopen();
     }
 
     /// A handle on every tenant's quota as it is now (for the key-value
@@ -258,6 +451,7 @@ mod tests {
             prices,
             metering: true,
             book: Book::default(),
+            grants: None,
         };
         q.set(1, quota);
         q
@@ -279,20 +473,23 @@ mod tests {
             },
             PriceList::default(),
         );
-        let mut a = q.admit(1).unwrap();
-        let b = q.admit(1).unwrap();
-        assert_eq!(q.admit(1).err(), Some(QuotaExceeded::Requests { limit: 2 }));
+        let mut a = q.admit_here(1).unwrap();
+        let b = q.admit_here(1).unwrap();
+        assert_eq!(
+            q.admit_here(1).err(),
+            Some(QuotaExceeded::Requests { limit: 2 })
+        );
         // One that did not run (refused later, e.g. 503) gives its place back.
         drop(b);
         a.ran(one_request());
         drop(a);
-        let mut c = q.admit(1).unwrap();
+        let mut c = q.admit_here(1).unwrap();
         c.ran(one_request());
         drop(c);
-        assert!(q.admit(1).is_err());
+        assert!(q.admit_here(1).is_err());
         assert_eq!(q.month_to_date(1).1.requests, 2);
         // Other tenants are not affected.
-        assert!(q.admit(2).is_ok());
+        assert!(q.admit_here(2).is_ok());
     }
 
     #[test]
@@ -309,9 +506,9 @@ mod tests {
             prices,
         );
         for _ in 0..2 {
-            q.admit(1).unwrap().ran(one_request());
+            q.admit_here(1).unwrap().ran(one_request());
         }
-        let err = q.admit(1).err().unwrap();
+        let err = q.admit_here(1).err().unwrap();
         assert_eq!(err.to_string(), "spending cap reached: 2 USD per month");
     }
 
@@ -324,13 +521,13 @@ mod tests {
             },
             PriceList::default(),
         );
-        let a = q.admit(1).unwrap();
+        let a = q.admit_here(1).unwrap();
         assert_eq!(
-            q.admit(1).err(),
+            q.admit_here(1).err(),
             Some(QuotaExceeded::Concurrency { limit: 1 })
         );
         drop(a);
-        assert!(q.admit(1).is_ok());
+        assert!(q.admit_here(1).is_ok());
     }
 
     #[test]
@@ -343,16 +540,16 @@ mod tests {
             PriceList::default(),
         );
         for _ in 0..3 {
-            drop(q.admit(1).unwrap());
+            drop(q.admit_here(1).unwrap());
         }
-        let refused = q.admit(1).err();
+        let refused = q.admit_here(1).err();
         assert_eq!(refused, Some(QuotaExceeded::Rate { limit: 3 }));
         assert_eq!(
             refused.unwrap().to_string(),
             "rate limit reached: 3 requests per second"
         );
         // Other tenants have buckets of their own.
-        assert!(q.admit(2).is_ok());
+        assert!(q.admit_here(2).is_ok());
         // Setting the quota again fills the bucket.
         q.set(
             1,
@@ -361,7 +558,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(q.admit(1).is_ok());
+        assert!(q.admit_here(1).is_ok());
     }
 
     #[test]
