@@ -28,7 +28,7 @@ pub use blobs::{
     BlobKind, BlobRef, BlobStore, LocalBlob, LocalBlobs, SharedArtifact, StagedBlob, StoredBlob,
 };
 pub use error::{BoxError, StoreError, StoreResult, is_full};
-pub use gc::{BlobDeletion, Pin, PinHolder};
+pub use gc::{BlobCollection, BlobDeletion, Pin, PinHolder};
 pub use grants::QuotaGrants;
 pub use kv::{KvStore, KvWrite};
 pub use metadata::{Change, LOGS_KEPT, MetadataStore};

@@ -1,9 +1,8 @@
 //! The metadata store's trait: who may do what, what is deployed, what happened.
 //! Implemented by [`crate::SqliteStore`] and [`crate::PostgresStore`].
 
-use crate::blobs::BlobRef;
 use crate::error::StoreResult;
-use crate::gc::{BlobDeletion, Pin, PinHolder};
+use crate::gc::BlobCollection;
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
@@ -17,7 +16,7 @@ use kiln_api::{
 /// Every method that touches a function takes the tenant it belongs to, so a caller
 /// cannot reach another tenant's data by accident.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: BlobCollection + Send + Sync + 'static {
     /// The principal a token hash belongs to, if it exists and is not revoked.
     async fn authenticate(&self, token_hash: TokenHash) -> StoreResult<Option<Principal>>;
     /// Whether the store has been bootstrapped (has an admin token).
@@ -73,46 +72,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_function(&self, tenant: TenantId, function: &str) -> StoreResult<bool>;
     /// Every module digest some version refers to (to tell orphan blobs).
     async fn referenced_digests(&self) -> StoreResult<Vec<Digest>>;
-    /// Every bundle some version mounts.
-    async fn referenced_bundles(&self) -> StoreResult<Vec<Digest>>;
-
-    // The blob collector's side of the protocol in `gc.rs`.
-
-    /// Pins `blobs` until `until` (seconds) or [`MetadataStore::unpin_blobs`]:
-    /// the collector keeps a pinned blob. Waits for a collection of any of them
-    /// in progress to end, so that once it returns each is either stored or
-    /// gone for good (to be stored again).
-    async fn pin_blobs(
-        &self,
-        blobs: Vec<BlobRef>,
-        until: i64,
-        holder: PinHolder,
-    ) -> StoreResult<Pin>;
-    /// Releases a pin (its blobs are referenced by then, or not wanted).
-    async fn unpin_blobs(&self, pin: Pin) -> StoreResult<()>;
-    /// Releases the pins uploads took on `blobs`: a version refers to them.
-    async fn release_upload_pins(&self, blobs: Vec<BlobRef>) -> StoreResult<()>;
-    /// The blobs pinned at `now` (expired pins are dropped).
-    async fn pinned_blobs(&self, now: i64) -> StoreResult<Vec<BlobRef>>;
-    /// Notes that the collector found `unreferenced` unreferenced at `now`,
-    /// keeping an earlier time for one already noted and forgetting those no
-    /// longer in the list; returns since when each of them has been.
-    async fn note_unreferenced(
-        &self,
-        unreferenced: Vec<BlobRef>,
-        now: i64,
-    ) -> StoreResult<Vec<(BlobRef, i64)>>;
-    /// Runs `delete` if, holding `blob`'s lock, no version refers to it, no
-    /// pin holds it at `now`, and it was noted unreferenced at `cutoff` or
-    /// before; keeps the lock until `delete` ends, then forgets the blob (its
-    /// note and, for a bundle, every tenant's record of it). Whether it ran.
-    async fn collect_blob(
-        &self,
-        blob: BlobRef,
-        cutoff: i64,
-        now: i64,
-        delete: BlobDeletion,
-    ) -> StoreResult<bool>;
     /// Records the sha256 of the compiled artifact a node shared under `key`
     /// (the bucket is not trusted to keep it unchanged; the store is).
     async fn record_artifact(&self, key: &str, sha256: Digest) -> StoreResult<()>;

@@ -17,9 +17,7 @@ mod grants;
 mod tls;
 mod usage;
 
-use crate::blobs::BlobRef;
 use crate::error::{StoreError, StoreResult, check_schema};
-use crate::gc::{BlobDeletion, Pin, PinHolder};
 use crate::metadata::{Change, LOGS_KEPT, MetadataStore};
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
@@ -869,57 +867,6 @@ impl MetadataStore for PostgresStore {
         rows.iter()
             .map(|r| parse_digest(&r.get::<_, String>(0)))
             .collect()
-    }
-
-    async fn referenced_bundles(&self) -> StoreResult<Vec<Digest>> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT DISTINCT config FROM versions WHERE strpos(config, '\"mounts\"') > 0",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
-        crate::gc::mounted_bundles(rows.iter().map(|r| r.get::<_, String>(0)))
-    }
-
-    async fn pin_blobs(
-        &self,
-        blobs: Vec<BlobRef>,
-        until: i64,
-        holder: PinHolder,
-    ) -> StoreResult<Pin> {
-        self.gc_pin(blobs, until, holder).await
-    }
-
-    async fn release_upload_pins(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
-        self.gc_release_uploads(blobs).await
-    }
-
-    async fn unpin_blobs(&self, pin: Pin) -> StoreResult<()> {
-        self.gc_unpin(pin).await
-    }
-
-    async fn pinned_blobs(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
-        self.gc_pinned(now).await
-    }
-
-    async fn note_unreferenced(
-        &self,
-        unreferenced: Vec<BlobRef>,
-        now: i64,
-    ) -> StoreResult<Vec<(BlobRef, i64)>> {
-        self.gc_note(unreferenced, now).await
-    }
-
-    async fn collect_blob(
-        &self,
-        blob: BlobRef,
-        cutoff: i64,
-        now: i64,
-        delete: BlobDeletion,
-    ) -> StoreResult<bool> {
-        self.gc_collect(blob, cutoff, now, delete).await
     }
 
     async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()> {

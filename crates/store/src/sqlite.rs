@@ -9,9 +9,7 @@ mod schema;
 mod tenants;
 mod usage;
 
-use crate::blobs::BlobRef;
 use crate::error::{StoreError, StoreResult};
-use crate::gc::{BlobDeletion, Pin, PinHolder};
 use crate::metadata::{LOGS_KEPT, MetadataStore};
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
@@ -541,60 +539,6 @@ impl MetadataStore for SqliteStore {
             Ok(digests)
         })
         .await
-    }
-
-    async fn referenced_bundles(&self) -> StoreResult<Vec<Digest>> {
-        let configs = self
-            .with(|conn| {
-                let mut statement = conn
-                    .prepare("SELECT DISTINCT config FROM versions WHERE instr(config, '\"mounts\"') > 0")
-                    .map_err(internal)?;
-                let rows = statement
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .map_err(internal)?;
-                rows.map(|row| row.map_err(internal)).collect::<StoreResult<Vec<_>>>()
-            })
-            .await?;
-        crate::gc::mounted_bundles(configs)
-    }
-
-    async fn pin_blobs(
-        &self,
-        blobs: Vec<BlobRef>,
-        until: i64,
-        holder: PinHolder,
-    ) -> StoreResult<Pin> {
-        self.gc_pin(blobs, until, holder).await
-    }
-
-    async fn release_upload_pins(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
-        self.gc_release_uploads(blobs).await
-    }
-
-    async fn unpin_blobs(&self, pin: Pin) -> StoreResult<()> {
-        self.gc_unpin(pin).await
-    }
-
-    async fn pinned_blobs(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
-        self.gc_pinned(now).await
-    }
-
-    async fn note_unreferenced(
-        &self,
-        unreferenced: Vec<BlobRef>,
-        now: i64,
-    ) -> StoreResult<Vec<(BlobRef, i64)>> {
-        self.gc_note(unreferenced, now).await
-    }
-
-    async fn collect_blob(
-        &self,
-        blob: BlobRef,
-        cutoff: i64,
-        now: i64,
-        delete: BlobDeletion,
-    ) -> StoreResult<bool> {
-        self.gc_collect(blob, cutoff, now, delete).await
     }
 
     async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()> {

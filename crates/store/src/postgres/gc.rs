@@ -6,11 +6,28 @@
 use super::{PostgresStore, pg};
 use crate::blobs::{BlobKind, BlobRef};
 use crate::error::StoreResult;
-use crate::gc::{BlobDeletion, Pin, PinHolder, bundle_needle, lock_key, may_go, read_blob};
+use crate::gc::{
+    BlobCollection, BlobDeletion, Pin, PinHolder, bundle_needle, lock_key, may_go, read_blob,
+};
+use async_trait::async_trait;
+use kiln_api::Digest;
 use std::collections::HashMap;
 
-impl PostgresStore {
-    pub(super) async fn gc_pin(
+#[async_trait]
+impl BlobCollection for PostgresStore {
+    async fn referenced_bundles(&self) -> StoreResult<Vec<Digest>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT config FROM versions WHERE strpos(config, '\"mounts\"') > 0",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        crate::gc::mounted_bundles(rows.iter().map(|r| r.get::<_, String>(0)))
+    }
+
+    async fn pin_blobs(
         &self,
         mut blobs: Vec<BlobRef>,
         until: i64,
@@ -49,7 +66,7 @@ impl PostgresStore {
         Ok(Pin(pin))
     }
 
-    pub(super) async fn gc_unpin(&self, pin: Pin) -> StoreResult<()> {
+    async fn unpin_blobs(&self, pin: Pin) -> StoreResult<()> {
         let client = self.client().await?;
         client
             .execute("DELETE FROM blob_pins WHERE pin = $1", &[&pin.0])
@@ -58,7 +75,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn gc_release_uploads(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
+    async fn release_upload_pins(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
         let kinds: Vec<&str> = blobs.iter().map(|b| b.kind.name()).collect();
         let digests: Vec<String> = blobs.iter().map(|b| b.digest.to_hex()).collect();
         let client = self.client().await?;
@@ -74,7 +91,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn gc_pinned(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
+    async fn pinned_blobs(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
         let client = self.client().await?;
         client
             .execute("DELETE FROM blob_pins WHERE until <= $1", &[&now])
@@ -87,7 +104,7 @@ impl PostgresStore {
         rows.iter().map(|r| read_blob(r.get(0), r.get(1))).collect()
     }
 
-    pub(super) async fn gc_note(
+    async fn note_unreferenced(
         &self,
         unreferenced: Vec<BlobRef>,
         now: i64,
@@ -130,7 +147,7 @@ impl PostgresStore {
             .collect())
     }
 
-    pub(super) async fn gc_collect(
+    async fn collect_blob(
         &self,
         blob: BlobRef,
         cutoff: i64,

@@ -6,12 +6,32 @@
 use super::{SqliteStore, internal};
 use crate::blobs::{BlobKind, BlobRef};
 use crate::error::StoreResult;
-use crate::gc::{BlobDeletion, Pin, PinHolder, bundle_needle, may_go, read_blob};
+use crate::gc::{BlobCollection, BlobDeletion, Pin, PinHolder, bundle_needle, may_go, read_blob};
+use async_trait::async_trait;
+use kiln_api::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
-impl SqliteStore {
-    pub(super) async fn gc_pin(
+#[async_trait]
+impl BlobCollection for SqliteStore {
+    async fn referenced_bundles(&self) -> StoreResult<Vec<Digest>> {
+        let configs = self
+            .with(|conn| {
+                let mut statement = conn
+                    .prepare(
+                        "SELECT DISTINCT config FROM versions WHERE instr(config, '\"mounts\"') > 0",
+                    )
+                    .map_err(internal)?;
+                let rows = statement
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .map_err(internal)?;
+                rows.map(|row| row.map_err(internal)).collect::<StoreResult<Vec<_>>>()
+            })
+            .await?;
+        crate::gc::mounted_bundles(configs)
+    }
+
+    async fn pin_blobs(
         &self,
         blobs: Vec<BlobRef>,
         until: i64,
@@ -46,7 +66,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn gc_unpin(&self, pin: Pin) -> StoreResult<()> {
+    async fn unpin_blobs(&self, pin: Pin) -> StoreResult<()> {
         self.with(move |conn| {
             conn.execute("DELETE FROM blob_pins WHERE pin = ?1", [pin.0])
                 .map_err(internal)?;
@@ -55,7 +75,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn gc_release_uploads(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
+    async fn release_upload_pins(&self, blobs: Vec<BlobRef>) -> StoreResult<()> {
         self.with(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             for blob in &blobs {
@@ -70,7 +90,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn gc_pinned(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
+    async fn pinned_blobs(&self, now: i64) -> StoreResult<Vec<BlobRef>> {
         self.with(move |conn| {
             conn.execute("DELETE FROM blob_pins WHERE until <= ?1", [now])
                 .map_err(internal)?;
@@ -89,7 +109,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn gc_note(
+    async fn note_unreferenced(
         &self,
         unreferenced: Vec<BlobRef>,
         now: i64,
@@ -137,7 +157,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn gc_collect(
+    async fn collect_blob(
         &self,
         blob: BlobRef,
         cutoff: i64,
