@@ -66,6 +66,8 @@ fn allowed_calls() -> Vec<i64> {
         libc::SYS_set_tid_address,
         libc::SYS_rseq,
         libc::SYS_sched_yield,
+        // wasmtime on aarch64 makes new code visible to every core with it.
+        libc::SYS_membarrier,
         libc::SYS_sched_getaffinity,
         libc::SYS_gettid,
         libc::SYS_getpid,

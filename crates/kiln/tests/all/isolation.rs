@@ -197,6 +197,8 @@ fn every_route_refuses_a_foreign_or_wrong_kind_of_token() {
         ),
         (c("GET", "/v1/usage?tenant=default", ""), 403),
         (c("GET", "/v1/status", ""), 403),
+        (c("POST", "/v1/admin/gc?dry_run=true", ""), 403),
+        (c("POST", "/v1/admin/gc", ""), 403),
         (c("GET", "/metrics", ""), 403),
         (c("POST", "/fn/default/secret", ""), 403),
     ];
