@@ -18,6 +18,10 @@ pub(crate) struct ServerArgs {
     /// API token [env: KILN_TOKEN; default: from the credentials file]
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Certificate authorities (PEM) to trust for an https:// server, instead
+    /// of the web's (a private CA, a self-signed certificate)
+    #[arg(long, global = true, env = "KILN_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 pub(crate) struct Client {
@@ -52,10 +56,11 @@ impl Client {
             (None, Some(c)) => (Some(c.token.clone()), Some(c.tenant.clone())),
             (None, None) => (None, None),
         };
-        let agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let mut config = Agent::config_builder().http_status_as_error(false);
+        if let Some(path) = &args.ca_cert {
+            config = config.tls_config(private_roots(path)?);
+        }
+        let agent = config.build().into();
         Ok(Client {
             agent,
             url: url.trim_end_matches('/').to_owned(),
@@ -218,4 +223,23 @@ fn json<T: DeserializeOwned>(mut response: Response<Body>) -> anyhow::Result<T> 
         .context("cannot read the server's answer")?;
     serde_json::from_str(if text.is_empty() { "null" } else { &text })
         .with_context(|| format!("unexpected answer from the server: {text}"))
+}
+
+/// TLS that trusts only the certificates in the PEM file at `path`.
+fn private_roots(path: &std::path::Path) -> anyhow::Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, parse_pem};
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+    let mut roots = Vec::new();
+    for item in parse_pem(&pem) {
+        if let PemItem::Certificate(cert) =
+            item.with_context(|| format!("{} is not PEM", path.display()))?
+        {
+            roots.push(cert);
+        }
+    }
+    anyhow::ensure!(!roots.is_empty(), "no certificate in {}", path.display());
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build())
 }

@@ -3,6 +3,7 @@
 
 pub use crate::bundles::BundleLimits;
 use crate::listen::ConnectionLimits;
+pub use crate::tls::TlsFiles;
 use kiln_api::{KvCaps, KvLimits, MIB, PriceList};
 use kiln_runtime::{EngineConfig, Limits};
 pub use kiln_store::S3Config;
@@ -58,6 +59,11 @@ pub struct ServerConfig {
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP
+    /// (reloaded when the files change, or on SIGHUP).
+    pub tls: Option<TlsFiles>,
+    /// With `tls`: a plain HTTP address that redirects every request to HTTPS.
+    pub http_redirect: Option<SocketAddr>,
     /// The longest any compile may take, waiting for a compiler slot included:
     /// a deploy's, a start-up's or a request's (default 60 s), plus
     /// `compile_time_per_mib` for each MiB of the module.
@@ -128,6 +134,8 @@ impl ServerConfig {
             gc_interval: Some(Duration::from_secs(3600)),
             log_buffer: crate::logs::DEFAULT_CAPACITY,
             metrics_listen: None,
+            tls: None,
+            http_redirect: None,
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),
             connections: ConnectionLimits::default(),

@@ -43,8 +43,9 @@ mod state;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod tls;
 
-pub use config::{BundleLimits, InitialCredentials, S3Config, ServerConfig};
+pub use config::{BundleLimits, InitialCredentials, S3Config, ServerConfig, TlsFiles};
 pub use listen::ConnectionLimits;
 pub use pricing::read_price_list;
 pub use recovery::{ResetToken, reset_admin_token};
@@ -90,6 +91,10 @@ pub struct Server {
     gc_interval: Option<Duration>,
     /// Whether quotas are synchronised with the other nodes (a shared store).
     cluster_quotas: bool,
+    /// HTTPS on the main listener.
+    tls: Option<tls::Tls>,
+    /// Plain HTTP that redirects to HTTPS.
+    redirect_listener: Option<TcpListener>,
     url: String,
 }
 
@@ -206,10 +211,24 @@ impl Server {
             None => None,
         };
         let addr = listener.local_addr()?;
+        let tls = match config.tls.clone() {
+            Some(files) => Some(tls::Tls::load(files).context("cannot serve HTTPS")?),
+            None => None,
+        };
+        let redirect_listener = match config.http_redirect {
+            Some(addr) if tls.is_some() => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (HTTP redirect)"))?,
+            ),
+            Some(_) => anyhow::bail!("an HTTP redirect needs HTTPS (a certificate and key)"),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         let (logs, log_writer) = logs::LogSink::start(store.clone(), config.log_buffer);
         let (meter, usage_flusher) = match config.metering {
             true => {
@@ -264,6 +283,8 @@ impl Server {
             usage_flusher,
             gc_interval: config.gc_interval,
             cluster_quotas,
+            tls,
+            redirect_listener,
             url,
         };
         Ok((server, initial))
@@ -304,8 +325,24 @@ impl Server {
             usage_flusher,
             gc_interval,
             cluster_quotas,
+            tls,
+            redirect_listener,
             ..
         } = self;
+        let https_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+        let redirect = redirect_listener.map(|listener| {
+            tokio::spawn(listen::serve(
+                listener,
+                None,
+                tls::redirect_app(https_port),
+                connections,
+                Arc::default(),
+                Arc::default(),
+                std::future::pending(),
+            ))
+        });
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
+        let reloader = tls.map(|tls| tokio::spawn(tls::watch(tls.current, tls.files)));
         let collector = gc_interval.map(|every| state.collector.clone().start(every));
         let quota_sync = cluster_quotas.then(|| tokio::spawn(sync_quotas(state.clone())));
         // The metrics address gets the same client limits as the main one, and
@@ -316,6 +353,7 @@ impl Server {
                 .with_state(state.clone());
             tokio::spawn(listen::serve(
                 listener,
+                None,
                 app,
                 connections,
                 Arc::default(),
@@ -342,7 +380,19 @@ impl Server {
         let counters = state.counters.clone();
         let metrics = state.metrics.clone();
         let app = router(state);
-        listen::serve(listener, app, connections, counters, metrics, shutdown).await;
+        listen::serve(
+            listener,
+            acceptor,
+            app,
+            connections,
+            counters,
+            metrics,
+            shutdown,
+        )
+        .await;
+        for task in [redirect, reloader].into_iter().flatten() {
+            task.abort();
+        }
         if let Some(task) = metrics_server {
             task.abort();
         }

@@ -6,7 +6,9 @@
 //! Every connection is served by hyper (HTTP/1.1, or HTTP/2 when the client
 //! starts with its preface) in its own task; shutdown stops accepting, lets every
 //! connection finish the requests it has (idle ones are closed) and returns once
-//! they have.
+//! they have. With TLS (`tls.rs`) the handshake happens in that task, under the
+//! same limits: it holds a connection slot, and must end within the header
+//! timeout.
 
 use crate::body::StallTimeout;
 use crate::metrics::Metrics;
@@ -17,7 +19,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use kiln_api::{Kind, OUTCOME_HEADER};
 use std::future::Future;
 use std::io;
@@ -31,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 /// Headers a request may carry (more is a 431).
@@ -76,6 +79,7 @@ const MIN_HEADER_BYTES: usize = 8 << 10;
 /// connections to finish what they have started.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: ConnectionLimits,
     counters: Arc<Counters>,
@@ -125,27 +129,66 @@ pub(crate) async fn serve(
             body_timeout: limits.body_timeout,
             started: started.clone(),
         };
-        let io = TokioIo::new(SendDeadline::new(stream, limits.send_timeout));
-        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
+        let stream = SendDeadline::new(stream, limits.send_timeout);
         let header_timeout = limits.header_timeout;
         let open = OpenConnection::new(counters.clone());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             let _slot = (slot, open);
-            tokio::pin!(connection);
-            // hyper times out request heads on HTTP/1 connections once it knows
-            // the protocol; this covers a client that never sends enough to tell
-            // (or never finishes an HTTP/2 preface).
-            tokio::select! {
-                _ = &mut connection => return,
-                () = tokio::time::sleep(header_timeout) => {}
-            }
-            if started.load(Ordering::Relaxed) {
-                let _ = connection.await;
+            let Some(tls) = tls else {
+                return serve_connection(
+                    stream,
+                    &builder,
+                    watcher,
+                    service,
+                    header_timeout,
+                    started,
+                )
+                .await;
+            };
+            // A handshake that does not end within the header timeout is
+            // dropped: slow handshakes hold a slot no longer than slow heads.
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, &builder, watcher, service, header_timeout, started)
+                        .await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake too slow; dropped"),
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves one connection (plain or TLS) until it ends or shutdown closes it.
+async fn serve_connection<IO>(
+    io: IO,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    service: ConnectionService,
+    header_timeout: Duration,
+    started: Arc<AtomicBool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = watcher.watch(
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned(),
+    );
+    tokio::pin!(connection);
+    // hyper times out request heads on HTTP/1 connections once it knows the
+    // protocol; this covers a client that never sends enough to tell (or never
+    // finishes an HTTP/2 preface).
+    tokio::select! {
+        _ = &mut connection => return,
+        () = tokio::time::sleep(header_timeout) => {}
+    }
+    if started.load(Ordering::Relaxed) {
+        let _ = connection.await;
+    }
 }
 
 /// Counts a connection as open for as long as it lives.

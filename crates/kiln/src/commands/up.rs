@@ -85,6 +85,17 @@ pub(crate) struct UpArgs {
     /// repeatable [default: public addresses only]
     #[arg(long, value_name = "CIDR", value_parser = parse_network)]
     outbound_allow_net: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); reloaded
+    /// when the file changes or on SIGHUP
+    #[arg(long, env = "KILN_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, env = "KILN_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With HTTPS: also listen for plain HTTP here, redirecting every request
+    /// to HTTPS (e.g. 0.0.0.0:80)
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    http_redirect: Option<SocketAddr>,
     /// Serve Prometheus metrics without a token on this address (else at
     /// /metrics on the main address, to the admin token)
     #[arg(long, env = "KILN_METRICS_LISTEN", value_name = "ADDR")]
@@ -301,6 +312,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     crate::privileges::private_files();
     let low_port = std::iter::once(args.listen)
         .chain(args.metrics_listen)
+        .chain(args.http_redirect)
         .any(|addr| (1..1024).contains(&addr.port()));
     if let Err(e) = crate::privileges::drop_privileges(low_port) {
         tracing::warn!("cannot drop privileges: {e}");
@@ -335,6 +347,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         allowed_nets: args.outbound_allow_net,
     };
     config.metrics_listen = args.metrics_listen;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(kiln_server::TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.http_redirect = args.http_redirect;
     config.compile_timeout = args.compile_timeout;
     config.compile_time_per_mib = args.compile_time_per_mib;
     config.bundle_limits = kiln_server::BundleLimits {

@@ -21,5 +21,6 @@ mod scripts;
 mod secrets;
 mod server;
 mod support;
+mod tls;
 mod toolchains;
 mod usage;
