@@ -7,14 +7,12 @@
 
 use super::client;
 use super::kiln::Kiln;
+use super::nginx::{Nginx, free_address};
 use super::report::{Report, median, runs};
 use super::wrk;
-use anyhow::{Context, bail};
 use kiln_guests::services;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ROUNDS: usize = 3;
 const NODES: usize = 3;
@@ -22,64 +20,33 @@ const NODES: usize = 3;
 /// nginx in front of the nodes: one address balancing over all of them, one
 /// proxying to the first only.
 struct Balancer {
-    child: Child,
+    _nginx: Nginx,
     all: String,
     first: String,
 }
 
 impl Balancer {
     fn start(dir: &Path, nodes: &[Kiln]) -> anyhow::Result<Balancer> {
-        let free = || -> anyhow::Result<String> {
-            Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
-        };
-        let (all, first) = (free()?, free()?);
+        let (all, first) = (free_address()?, free_address()?);
         let servers: String = nodes
             .iter()
             .map(|n| format!("        server {};\n", n.addr))
             .collect();
         let proxy = "proxy_http_version 1.1; proxy_set_header Connection \"\"; \
                      proxy_request_buffering off; proxy_buffering off;";
-        let config = format!(
-            "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n    access_log off;\n\
-             upstream all {{\n{servers}        keepalive 128;\n    }}\n\
+        let http = format!(
+            "    upstream all {{\n{servers}        keepalive 128;\n    }}\n\
              upstream first {{\n        server {first_node};\n        keepalive 128;\n    }}\n\
              server {{ listen {all}; location / {{ proxy_pass http://all; {proxy} }} }}\n\
-             server {{ listen {first}; location / {{ proxy_pass http://first; {proxy} }} }}\n}}\n",
-            dir = dir.display(),
+             server {{ listen {first}; location / {{ proxy_pass http://first; {proxy} }} }}\n",
             first_node = nodes[0].addr,
         );
-        let path = dir.join("nginx.conf");
-        std::fs::write(&path, config)?;
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&path)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting nginx (apt-get install nginx; scripts/bench does it)")?;
-        let balancer = Balancer { child, all, first };
-        let begin = Instant::now();
-        while std::net::TcpStream::connect(&balancer.all).is_err() {
-            if begin.elapsed() > Duration::from_secs(10) {
-                bail!("nginx did not start; see {}/nginx-error.log", dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(balancer)
-    }
-}
-
-impl Drop for Balancer {
-    /// SIGTERM, not SIGKILL: nginx's master then stops its workers (killed, it
-    /// would leave them running, and listening).
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let _ = self.child.wait();
+        let nginx = Nginx::start(dir, &http, &all)?;
+        Ok(Balancer {
+            _nginx: nginx,
+            all,
+            first,
+        })
     }
 }
 

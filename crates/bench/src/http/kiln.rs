@@ -40,6 +40,8 @@ pub(super) fn workspace_root() -> PathBuf {
 pub(super) struct Kiln {
     child: Child,
     pub addr: SocketAddr,
+    /// `http`, or `https` when started with a certificate.
+    scheme: &'static str,
     pub token: String,
     pub admin_token: String,
     binary: PathBuf,
@@ -75,10 +77,11 @@ impl Kiln {
         tokens: (&str, &str),
     ) -> anyhow::Result<Kiln> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(binary, home, &extra)?;
+        let (child, addr, scheme) = spawn(binary, home, &extra)?;
         Ok(Kiln {
             child,
             addr,
+            scheme,
             token: tokens.0.to_owned(),
             admin_token: tokens.1.to_owned(),
             binary: binary.to_owned(),
@@ -90,10 +93,17 @@ impl Kiln {
     /// SIGTERM, wait for the drain, start again on the same data directory.
     pub(super) fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
-        let (child, addr) = spawn(&self.binary, &self.home, &self.extra)?;
+        let (child, addr, scheme) = spawn(&self.binary, &self.home, &self.extra)?;
         self.child = child;
         self.addr = addr;
+        self.scheme = scheme;
         Ok(())
+    }
+
+    /// [`Kiln::restart`] with `extra` flags added from now on.
+    pub(super) fn restart_with(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        self.restart()
     }
 
     pub(super) fn stop(&mut self) -> anyhow::Result<()> {
@@ -141,8 +151,9 @@ impl Kiln {
         Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
     }
 
+    /// `path` on this server (`https://` when it serves TLS).
     pub(super) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 }
 
@@ -153,7 +164,12 @@ impl Drop for Kiln {
     }
 }
 
-fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
+/// Starts `kiln up`: the process, its address and its URL's scheme.
+fn spawn(
+    binary: &Path,
+    home: &Path,
+    extra: &[String],
+) -> anyhow::Result<(Child, SocketAddr, &'static str)> {
     let mut command = Command::new(binary);
     command
         .args(["up", "--listen", "127.0.0.1:0", "--data"])
@@ -169,10 +185,10 @@ fn spawn(binary: &Path, home: &Path, extra: &[String]) -> anyhow::Result<(Child,
         );
     let started =
         kiln_guests::kiln_up::start(command, START_DEADLINE).map_err(anyhow::Error::msg)?;
-    let addr = started
+    let (scheme, rest) = started
         .url
-        .strip_prefix("http://")
-        .with_context(|| format!("not an http URL: {}", started.url))?
-        .parse()?;
-    Ok((started.child, addr))
+        .split_once("://")
+        .with_context(|| format!("not a URL: {}", started.url))?;
+    let scheme = if scheme == "https" { "https" } else { "http" };
+    Ok((started.child, rest.parse()?, scheme))
 }

@@ -11,12 +11,14 @@ mod kiln;
 mod kv;
 mod modules;
 mod neighbours;
+mod nginx;
 pub(crate) mod peer;
 mod proxy;
 mod real;
 mod report;
 mod scripts;
 mod switch;
+mod tls;
 mod warm;
 mod wrk;
 
@@ -31,7 +33,7 @@ pub(crate) struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm,metering,seccomp,neighbours,wasi-http,density,big,cluster"
+        default_value = "cold,warm,metering,seccomp,tls,neighbours,wasi-http,density,big,cluster"
     )]
     only: Vec<Scenario>,
     /// Seconds of load for each wrk run
@@ -61,6 +63,7 @@ enum Scenario {
     Warm,
     Metering,
     Seccomp,
+    Tls,
     Neighbours,
     WasiHttp,
     Density,
@@ -145,6 +148,18 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
         };
         let seconds = Duration::from_secs(args.seconds);
         switch::run(feature, &on, &off, &hello, seconds, &mut report)?;
+    }
+    if wants(Scenario::Tls) {
+        eprintln!(
+            "tls: 20 wrk runs of {} s, HTTPS and HTTP, Kiln's TLS and nginx's",
+            args.seconds
+        );
+        tls::run(
+            &binary,
+            &hello,
+            Duration::from_secs(args.seconds),
+            &mut report,
+        )?;
     }
     if wants(Scenario::Neighbours) {
         eprintln!(

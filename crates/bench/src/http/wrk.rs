@@ -33,11 +33,33 @@ pub(super) fn run(
     connections: u32,
     duration: Duration,
 ) -> anyhow::Result<Load> {
+    run_with(url, body, connections, duration, "")
+}
+
+/// [`run`] with a new connection for every request (`Connection: close`):
+/// over HTTPS, a handshake per request.
+pub(super) fn run_closing(
+    url: &str,
+    body: &str,
+    connections: u32,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    let close = "wrk.headers[\"Connection\"] = \"close\"\n";
+    run_with(url, body, connections, duration, close)
+}
+
+fn run_with(
+    url: &str,
+    body: &str,
+    connections: u32,
+    duration: Duration,
+    lua: &str,
+) -> anyhow::Result<Load> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("post.lua");
     std::fs::write(
         &script,
-        format!("wrk.method = \"POST\"\nwrk.body = {body:?}\n"),
+        format!("wrk.method = \"POST\"\nwrk.body = {body:?}\n{lua}"),
     )?;
     // One wrk thread drives 64 connections at these rates and leaves the second
     // core to the server: the load generator shares this machine with it.
