@@ -300,11 +300,16 @@ pub(crate) fn default_data_dir() -> PathBuf {
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // rustls warns about what a client sends (an IP address as SNI, ...):
+    // once per handshake, a line any client could flood the log with. Its
+    // errors only, unless KILN_LOG names it.
+    let directives = std::env::var("KILN_LOG").unwrap_or_else(|_| "info".into());
+    let directives = match directives.contains("rustls") {
+        true => directives,
+        false => format!("{directives},rustls=error"),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
