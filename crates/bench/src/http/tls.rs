@@ -45,20 +45,8 @@ pub(super) fn run(
     );
     tls.restart_with(&["--tls-cert", &cert, "--tls-key", &key])?;
 
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let mut order = [(&tls, true), (&plain, false)];
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for (kiln, is_tls) in order {
-            let load = wrk::run(&kiln.url(path), "world", 64, duration)?;
-            match is_tls {
-                true => with.push(load.requests_per_sec),
-                false => without.push(load.requests_per_sec),
-            }
-        }
-    }
+    let keep_alive = |url: &str| Ok(wrk::run(url, "world", 64, duration)?.requests_per_sec);
+    let (with, without) = interleaved(&tls.url(path), &plain.url(path), keep_alive)?;
     report.add(
         "tls",
         "HTTPS, keep-alive, 64 connections: req/s of the runs",
@@ -90,23 +78,12 @@ pub(super) fn run(
     let nginx_dir = dir.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir)?;
     let _nginx = Nginx::start(&nginx_dir, &http, &front)?;
-    let (mut kiln_rates, mut nginx_rates) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let mut order = [
-            (tls.url(path), true),
-            (format!("https://{front}{path}"), false),
-        ];
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for (url, is_kiln) in order {
-            let load = wrk::run_closing(&url, "world", HANDSHAKE_CONNECTIONS, duration)?;
-            match is_kiln {
-                true => kiln_rates.push(load.requests_per_sec),
-                false => nginx_rates.push(load.requests_per_sec),
-            }
-        }
-    }
+    let closing = |url: &str| {
+        let load = wrk::run_closing(url, "world", HANDSHAKE_CONNECTIONS, duration)?;
+        Ok(load.requests_per_sec)
+    };
+    let nginx = format!("https://{front}{path}");
+    let (kiln_rates, nginx_rates) = interleaved(&tls.url(path), &nginx, closing)?;
     report.add(
         "tls",
         "new connections (a handshake each), Kiln's TLS: per second of the runs",
@@ -127,4 +104,24 @@ pub(super) fn run(
         ),
     );
     Ok(())
+}
+
+/// `measure` of `a` and of `b`, [`ROUNDS`] times each, alternating which goes
+/// first: the runs of each.
+fn interleaved(
+    a: &str,
+    b: &str,
+    measure: impl Fn(&str) -> anyhow::Result<f64>,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            of_a.push(measure(a)?);
+            of_b.push(measure(b)?);
+        } else {
+            of_b.push(measure(b)?);
+            of_a.push(measure(a)?);
+        }
+    }
+    Ok((of_a, of_b))
 }
