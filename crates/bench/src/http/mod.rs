@@ -124,30 +124,30 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
             &mut report,
         )?;
     }
-    if wants(Scenario::Metering) {
-        eprintln!("metering: 14 wrk runs of {} s, on and off", args.seconds);
+    // A feature on (the default) against a server started with `off`.
+    let mut switched = |feature: switch::Feature, off: &[&str]| -> anyhow::Result<()> {
+        eprintln!(
+            "{}: 14 wrk runs of {} s, on and off",
+            feature.scenario, args.seconds
+        );
         let (_home_on, on) = fresh(&[])?;
-        let (_home_off, off) = fresh(&["--metering", "off"])?;
+        let (_home_off, off) = fresh(off)?;
+        let seconds = Duration::from_secs(args.seconds);
+        switch::run(feature, &on, &off, &hello, seconds, &mut report)
+    };
+    if wants(Scenario::Metering) {
         let feature = switch::Feature {
             scenario: "metering",
             name: "metering",
         };
-        let seconds = Duration::from_secs(args.seconds);
-        switch::run(feature, &on, &off, &hello, seconds, &mut report)?;
+        switched(feature, &["--metering", "off"])?;
     }
     if wants(Scenario::Seccomp) {
-        eprintln!(
-            "seccomp: 14 wrk runs of {} s, filter on and off",
-            args.seconds
-        );
-        let (_home_on, on) = fresh(&[])?;
-        let (_home_off, off) = fresh(&["--no-seccomp"])?;
         let feature = switch::Feature {
             scenario: "seccomp",
             name: "the seccomp filter",
         };
-        let seconds = Duration::from_secs(args.seconds);
-        switch::run(feature, &on, &off, &hello, seconds, &mut report)?;
+        switched(feature, &["--no-seccomp"])?;
     }
     if wants(Scenario::Tls) {
         eprintln!(
