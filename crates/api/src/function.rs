@@ -6,6 +6,7 @@
 
 use crate::files::{Mount, Scratch, check_mounts};
 use crate::kv::check_bucket;
+use crate::schedule::Schedule;
 use crate::script::{APP_DIR, Script};
 use crate::secrets::check_secret_name;
 use crate::units::{ParseLimitError, parse_duration, parse_size};
@@ -76,6 +77,10 @@ pub struct FunctionConfig {
     /// the values stay in the store, encrypted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// When the function runs on its own, once per tick across the cluster
+    /// (cron syntax, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 /// Most buckets one deployment may be granted.
@@ -110,6 +115,7 @@ pub const DEPLOY_OPTIONS: &[&str] = &[
     "script",
     "kv",
     "secret",
+    "schedule",
 ];
 
 /// A deploy option that cannot be read.
@@ -209,6 +215,9 @@ impl FunctionConfig {
         for secret in &self.secrets {
             query.append_pair("secret", secret);
         }
+        if let Some(schedule) = &self.schedule {
+            query.append_pair("schedule", schedule.as_str());
+        }
         match query.finish() {
             query if query.is_empty() => query,
             query => format!("?{query}"),
@@ -288,6 +297,10 @@ impl FunctionConfig {
                     check_secret_name(&value).map_err(|e| invalid(e.to_string()))?;
                     config.secrets.push(value.into_owned());
                 }
+                "schedule" => {
+                    config.schedule =
+                        Some(Schedule::parse(&value).map_err(|e| invalid(e.to_string()))?)
+                }
                 other => return Err(DeployOptionError::Unknown(other.to_owned())),
             }
         }
@@ -352,6 +365,7 @@ mod tests {
             script: None,
             kv: vec!["cache".into(), "sessions".into()],
             secrets: vec!["API_KEY".into(), "DB_PASSWORD".into()],
+            schedule: Some(Schedule::parse("*/5 * * * *").expect("schedule")),
         };
         let query = config.to_query();
         assert!(query.starts_with('?'), "{query}");
@@ -403,6 +417,10 @@ mod tests {
             ("ok_exit=126", "expected exit codes from 0 to 125"),
             ("ok_exit=1,x", "got \"x\""),
             ("ok_exit=-1", "got \"-1\""),
+            (
+                "schedule=61+*+*+*+*",
+                "deploy option schedule: invalid schedule",
+            ),
             (
                 "color=blue",
                 "unknown deploy option \"color\" (known: env, arg",

@@ -11,16 +11,20 @@
 //! - [`check_secret_name`] and [`SecretInfo`]: secrets, granted to functions by name.
 //! - [`Kind`]: every `Kiln-Outcome` of the invoke path, with [`Kind::ALL`].
 //! - [`usage`]: usage totals, quotas, prices and the usage reports.
+//! - [`Schedule`]: cron schedules of scheduled functions, and their runs.
+//! - [`check_domain`], [`check_prefix`]: custom domains and their routes.
 //! - [`wire`]: the JSON bodies of `/v1`, including [`ErrorBody`] and its [`ErrorCode`].
 
 #![warn(missing_docs)]
 
 mod digest;
+mod domains;
 mod files;
 mod function;
 mod kv;
 mod names;
 mod outcome;
+mod schedule;
 mod script;
 mod secrets;
 pub mod units;
@@ -28,6 +32,10 @@ pub mod usage;
 pub mod wire;
 
 pub use digest::{Digest, ParseDigestError};
+pub use domains::{
+    BadDomain, CertificateInfo, CertificateUpload, DomainGrant, DomainInfo, MAX_DOMAIN, MAX_PREFIX,
+    MAX_ROUTES, Route, RouteRequest, check_domain, check_prefix, prefix_matches,
+};
 pub use files::{
     BadFilesOption, BundleInfo, DEFAULT_SCRATCH_PATH, MAX_GUEST_PATH, MAX_MOUNTS, Mount, MountMode,
     Scratch, check_guest_path, check_mounts,
@@ -44,6 +52,9 @@ pub use names::{InvalidName, NameKind, check_name};
 pub use outcome::{
     CPU_HEADER, EXIT_CODE_HEADER, Kind, OUTCOME_HEADER, PEAK_MEMORY_HEADER, UnknownKind,
     WALL_HEADER,
+};
+pub use schedule::{
+    BadSchedule, NODE_LOST, SCHEDULED_TIME_HEADER, Schedule, ScheduleInfo, ScheduledRun, rfc3339,
 };
 pub use script::{APP_DIR, Language, Script};
 pub use secrets::{InvalidSecretName, MAX_SECRET_BYTES, SecretInfo, check_secret_name};

@@ -38,6 +38,8 @@ enum Command {
     Quota(usage::QuotaArgs),
     Kv(kv::KvArgs),
     Secret(secret::SecretArgs),
+    Domain(domain::DomainArgs),
+    Schedules(schedules::SchedulesArgs),
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
 }
@@ -74,6 +76,8 @@ fn main() -> ExitCode {
         Command::Quota(args) => usage::quota(args),
         Command::Kv(args) => kv::run(args),
         Command::Secret(args) => secret::run(args),
+        Command::Domain(args) => domain::run(args),
+        Command::Schedules(args) => schedules::run(args),
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(args),
     };

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// How often the collector runs on its own (default 1 h; the first pass
     /// at start-up); `None`: only when asked (`POST /v1/admin/gc`).
     pub gc_interval: Option<Duration>,
+    /// The shortest interval between two ticks a schedule may have (default
+    /// 1 minute): a deploy with a more frequent one is refused.
+    pub schedule_min_interval: Duration,
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
@@ -132,6 +135,7 @@ impl ServerConfig {
             storage_meter_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(3600)),
+            schedule_min_interval: Duration::from_secs(60),
             log_buffer: crate::logs::DEFAULT_CAPACITY,
             metrics_listen: None,
             tls: None,

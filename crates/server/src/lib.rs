@@ -4,6 +4,10 @@
 //! - `invoke/`: `/fn/{tenant}/{function}[/{rest}]`, the invoke pipeline.
 //! - `api/`: `/v1/...`, the control API, documented in `docs/api.md`.
 //!
+//! In front of both, `domains` routes a custom domain's requests to its
+//! functions (`certificates` serves its own certificate by SNI); beside them,
+//! `scheduler` runs scheduled functions, each tick once across the cluster.
+//!
 //! Around them: `functions` owns digest → runnable function
 //! (cache, fetch, compile, share); `bundles` the file trees functions mount; `state` the shared state and the deployment
 //! cache; `metering`, `quota`, `logs` what invocations cost and leave behind;
@@ -23,8 +27,10 @@ mod api;
 mod auth;
 mod body;
 mod bundles;
+mod certificates;
 mod config;
 mod data_dir;
+mod domains;
 mod error;
 mod functions;
 mod gc;
@@ -38,6 +44,7 @@ mod metrics;
 mod pricing;
 mod quota;
 mod recovery;
+mod scheduler;
 mod secrets;
 mod state;
 mod sync;
@@ -211,8 +218,12 @@ impl Server {
             None => None,
         };
         let addr = listener.local_addr()?;
+        let domains = domains::Domains::new();
         let tls = match config.tls.clone() {
-            Some(files) => Some(tls::Tls::load(files).context("cannot serve HTTPS")?),
+            Some(files) => Some(
+                tls::Tls::load(files, domains.certificates.clone())
+                    .context("cannot serve HTTPS")?,
+            ),
             None => None,
         };
         let redirect_listener = match config.http_redirect {
@@ -251,6 +262,7 @@ impl Server {
                 public_url: url.trim_end_matches('/').to_owned(),
                 max_module_bytes: config.max_module_bytes,
                 metrics_on_main: metrics_listener.is_none(),
+                schedule_min_interval: config.schedule_min_interval,
             },
             deployments: DeploymentCache::new(
                 DEPLOYMENT_CACHE_ENTRIES,
@@ -271,7 +283,15 @@ impl Server {
             secret_keys,
             metrics: Arc::default(),
             settling: tokio_util::task::TaskTracker::new(),
+            domains,
+            domains_changed: tokio::sync::Notify::new(),
+            schedules_changed: tokio::sync::Notify::new(),
         });
+        state
+            .domains
+            .reload(&*state.store, &state.secret_keys)
+            .await
+            .context("cannot load the custom domains")?;
         let changes = state.store.watch().await?;
         let server = Server {
             listener,
@@ -344,6 +364,12 @@ impl Server {
         let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
         let reloader = tls.map(|tls| tokio::spawn(tls::watch(tls.current, tls.files)));
         let collector = gc_interval.map(|every| state.collector.clone().start(every));
+        let domains = tokio::spawn(domains::keep_loaded(state.clone()));
+        // The node's name in the runs it claims: the address it serves on.
+        let node = listener
+            .local_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+        let scheduler = tokio::spawn(scheduler::run(state.clone(), node));
         let quota_sync = cluster_quotas.then(|| tokio::spawn(sync_quotas(state.clone())));
         // The metrics address gets the same client limits as the main one, and
         // counters of its own (its scrapers are not clients of functions).
@@ -369,9 +395,15 @@ impl Server {
                 while let Some(change) = changes.recv().await {
                     match change {
                         kiln_store::Change::Function { tenant, function } => {
-                            state.deployments.forget(&tenant, &function)
+                            state.deployments.forget(&tenant, &function);
+                            state.schedules_changed.notify_one();
                         }
-                        kiln_store::Change::Everything => state.deployments.forget_all(),
+                        kiln_store::Change::Domains => state.domains_changed.notify_one(),
+                        kiln_store::Change::Everything => {
+                            state.deployments.forget_all();
+                            state.schedules_changed.notify_one();
+                            state.domains_changed.notify_one();
+                        }
                     }
                 }
             })
@@ -393,6 +425,9 @@ impl Server {
         for task in [redirect, reloader].into_iter().flatten() {
             task.abort();
         }
+        // No new scheduled run; those running are tracked by `settling`.
+        scheduler.abort();
+        domains.abort();
         if let Some(task) = metrics_server {
             task.abort();
         }
@@ -490,5 +525,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/fn/{tenant}/{function}", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            invoke::by_host,
+        ))
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 //! database (compiled functions have their own owner, [`crate::functions`]).
 
 use crate::bundles::Bundles;
+use crate::domains::Domains;
 use crate::functions::Functions;
 use crate::gc::Collector;
 use crate::kv::KvService;
@@ -32,6 +33,24 @@ pub(crate) struct Settings {
     /// Whether `GET /metrics` is served on the main listener (to admin tokens).
     /// Off when it has a listener of its own.
     pub metrics_on_main: bool,
+    /// The shortest interval between two ticks of a schedule.
+    pub schedule_min_interval: Duration,
+}
+
+impl Settings {
+    /// The host name of the public URL: never a custom domain.
+    pub(crate) fn public_host(&self) -> Option<&str> {
+        let rest = self
+            .public_url
+            .split_once("://")
+            .map_or(&*self.public_url, |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        };
+        (!host.is_empty()).then_some(host)
+    }
 }
 
 /// Counters an operator (and the tests) can read at `GET /v1/status`.
@@ -72,6 +91,13 @@ pub(crate) struct AppState {
     /// Tasks settling streamed invocations after their response was sent; the
     /// server waits for them before its final usage flush.
     pub settling: tokio_util::task::TaskTracker,
+    /// The custom domains and their certificates on this node.
+    pub domains: Domains,
+    /// Told when domains change (through this node or, by the store, another).
+    pub domains_changed: tokio::sync::Notify,
+    /// Told when what a function runs changes, so the scheduler reads its
+    /// schedules again at once.
+    pub schedules_changed: tokio::sync::Notify,
 }
 
 /// Deployments (a route and its configuration, a few hundred bytes each) kept in

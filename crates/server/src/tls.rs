@@ -5,8 +5,10 @@
 //! at every [`RELOAD_CHECK`]) or on SIGHUP. A handshake in progress or a
 //! connection already open keeps the certificate it started with; a bad pair
 //! of files at start is a clear error, and at a reload is logged and ignored
-//! (the old certificate stays).
+//! (the old certificate stays). A custom domain with a certificate of its own
+//! (`certificates.rs`) gets it when the handshake names it by SNI.
 
+use crate::certificates::SniCertificates;
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -86,19 +88,31 @@ impl TlsFiles {
     }
 }
 
-/// The certificate every handshake gets, swappable while serving.
+/// The certificate a handshake gets: its SNI name's custom domain's own, or
+/// the server's, which is swappable while serving.
 #[derive(Debug)]
-pub(crate) struct CurrentCertificate(RwLock<Arc<CertifiedKey>>);
+pub(crate) struct CurrentCertificate {
+    server: RwLock<Arc<CertifiedKey>>,
+    domains: Arc<SniCertificates>,
+}
 
 impl ResolvesServerCert for CurrentCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(own) = hello.server_name().and_then(|name| self.domains.get(name)) {
+            return Some(own);
+        }
+        Some(
+            self.server
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 }
 
 impl CurrentCertificate {
     fn replace(&self, certified: CertifiedKey) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certified);
+        *self.server.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certified);
     }
 }
 
@@ -110,9 +124,13 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// Loads the pair (a clear error if it is bad) and builds the acceptor.
-    pub(crate) fn load(files: TlsFiles) -> Result<Tls, TlsError> {
-        let current = Arc::new(CurrentCertificate(RwLock::new(Arc::new(files.load()?))));
+    /// Loads the pair (a clear error if it is bad) and builds the acceptor,
+    /// which serves `domains`' own certificates by SNI.
+    pub(crate) fn load(files: TlsFiles, domains: Arc<SniCertificates>) -> Result<Tls, TlsError> {
+        let current = Arc::new(CurrentCertificate {
+            server: RwLock::new(Arc::new(files.load()?)),
+            domains,
+        });
         let mut config =
             rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -1,9 +1,11 @@
 //! The metadata store's trait: who may do what, what is deployed, what happened.
 //! Implemented by [`crate::SqliteStore`] and [`crate::PostgresStore`].
 
+use crate::domains::DomainStore;
 use crate::error::StoreResult;
 use crate::gc::BlobCollection;
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash};
+use crate::schedules::ScheduleStore;
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use kiln_api::{
@@ -16,7 +18,9 @@ use kiln_api::{
 /// Every method that touches a function takes the tenant it belongs to, so a caller
 /// cannot reach another tenant's data by accident.
 #[async_trait]
-pub trait MetadataStore: BlobCollection + Send + Sync + 'static {
+pub trait MetadataStore:
+    BlobCollection + DomainStore + ScheduleStore + Send + Sync + 'static
+{
     /// The principal a token hash belongs to, if it exists and is not revoked.
     async fn authenticate(&self, token_hash: TokenHash) -> StoreResult<Option<Principal>>;
     /// Whether the store has been bootstrapped (has an admin token).
@@ -142,6 +146,8 @@ pub enum Change {
         /// The function's name.
         function: String,
     },
+    /// A custom domain, its routes or its certificate changed.
+    Domains,
     /// Changes may have been missed (the watch reconnected): forget everything.
     Everything,
 }

@@ -12,8 +12,10 @@
 // `kv` first: its macros serve the code after it.
 #[macro_use]
 mod kv;
+mod domains;
 mod gc;
 mod grants;
+mod schedules;
 mod tls;
 mod usage;
 
@@ -181,6 +183,44 @@ CREATE TABLE rate_grants (
     PRIMARY KEY (tenant_id, second)
 );
 "#,
+    r#"
+-- Custom domains (crates/store/src/domains.rs): granted to one tenant each,
+-- their routes by path prefix, their own certificates (the key sealed).
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE domain_routes (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    prefix TEXT NOT NULL,
+    function TEXT NOT NULL,
+    PRIMARY KEY (domain, prefix)
+);
+CREATE TABLE domain_certificates (
+    domain TEXT PRIMARY KEY REFERENCES domains(name) ON DELETE CASCADE,
+    chain_pem TEXT NOT NULL,
+    key_sealed BYTEA NOT NULL,
+    names TEXT NOT NULL,
+    not_after BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+-- Scheduled runs (crates/store/src/schedules.rs): one row per tick claimed.
+CREATE TABLE schedule_runs (
+    function_id BIGINT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    tick BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    finished_at BIGINT,
+    outcome TEXT,
+    status INTEGER,
+    PRIMARY KEY (function_id, tick)
+);
+CREATE INDEX schedule_runs_unfinished ON schedule_runs (lease_until) WHERE finished_at IS NULL;
+"#,
 ];
 
 /// Serializes migrations across nodes (`pg_advisory_xact_lock` key).
@@ -195,6 +235,10 @@ const POOL_SIZE: usize = 16;
 
 /// The channel deployment changes are notified on.
 const CHANGES: &str = "kiln_changes";
+
+/// The payload of a change to custom domains (a tenant/function payload
+/// always has a `/`).
+const DOMAINS_CHANGED: &str = "!domains";
 
 /// Metadata in PostgreSQL. Cheap to clone.
 #[derive(Clone)]
@@ -344,6 +388,7 @@ where
                             match message {
                                 Some(Ok(AsyncMessage::Notification(n))) => {
                                     let change = match n.payload().split_once('/') {
+                                        _ if n.payload() == DOMAINS_CHANGED => Change::Domains,
                                         Some((tenant, function)) => Change::Function {
                                             tenant: tenant.to_owned(),
                                             function: function.to_owned(),

@@ -2,9 +2,11 @@
 //! commits (a transaction that returned is on disk), schema migrations by
 //! `PRAGMA user_version`.
 
+mod domains;
 mod gc;
 mod kv;
 mod readers;
+mod schedules;
 mod schema;
 mod tenants;
 mod usage;

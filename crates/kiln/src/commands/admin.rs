@@ -140,10 +140,20 @@ enum AdminCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Grant custom domains to tenants, or revoke them
+    Domain {
+        #[command(subcommand)]
+        command: crate::commands::domain::AdminDomainCommand,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 pub(crate) fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        AdminCommand::Domain { command, server } => {
+            crate::commands::domain::admin(command, &server)?;
+        }
         AdminCommand::Gc { dry_run, server } => {
             let client = Client::new(&server, Role::Admin)?;
             let path = format!("/v1/admin/gc?dry_run={dry_run}");

@@ -9,7 +9,7 @@ use super::{LimitArgs, function_name};
 use crate::client::{Client, Role, ServerArgs};
 use anyhow::{Context, anyhow, bail};
 use kiln_api::{
-    APP_DIR, BinaryKind, ByteCount, Deployed, FunctionConfig, Language, Scratch, Script,
+    APP_DIR, BinaryKind, ByteCount, Deployed, FunctionConfig, Language, Schedule, Scratch, Script,
     parse_env_pair,
 };
 use std::io::IsTerminal;
@@ -70,6 +70,11 @@ pub(crate) struct DeployArgs {
     /// variable of that name, and for components `wasi:config` (`kiln secret set`)
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
+    /// Run the function on its own at each tick of this cron schedule, in
+    /// UTC ("*/5 * * * *", @hourly, @daily...): an empty POST with
+    /// Kiln-Scheduled-Time, once per tick across the cluster (`kiln schedules`)
+    #[arg(long, value_name = "CRON", value_parser = parse_schedule)]
+    schedule: Option<Schedule>,
     /// Invoking needs a token of this tenant
     #[arg(long)]
     private: bool,
@@ -127,6 +132,7 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         script: None,
         kv: args.kv.clone(),
         secrets: args.secrets.clone(),
+        schedule: args.schedule.clone(),
     };
     let client = Client::new(&args.server, Role::Tenant)?;
     let mut dirs = args.dirs.clone();
@@ -260,4 +266,8 @@ impl Source {
 
 fn parse_tmp(text: &str) -> Result<Scratch, String> {
     Scratch::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    Schedule::parse(text).map_err(|e| e.to_string())
 }

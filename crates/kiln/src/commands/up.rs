@@ -200,6 +200,10 @@ pub(crate) struct UpArgs {
     /// How often the collector runs on its own (0: only `kiln admin gc`)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     gc_interval: Duration,
+    /// The shortest interval between two ticks a schedule may have: a deploy
+    /// with a more frequent one is refused
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1m")]
+    schedule_min_interval: Duration,
     /// Run without the seccomp filter (an allow-list of the system calls Kiln
     /// makes, installed once the server has started): for debugging only
     #[arg(long)]
@@ -348,6 +352,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.log_buffer = args.log_buffer as usize;
     config.gc_grace = args.gc_grace;
     config.gc_interval = (!args.gc_interval.is_zero()).then_some(args.gc_interval);
+    config.schedule_min_interval = args.schedule_min_interval;
     config.egress = kiln_runtime::EgressPolicy {
         allowed_nets: args.outbound_allow_net,
     };

@@ -66,6 +66,13 @@ impl Cluster {
         self.nodes[i].as_ref().expect("node running")
     }
 
+    /// SIGKILLs node `i`: the crash case.
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.kill();
+        }
+    }
+
     /// The CLI of the first node (which holds the credentials) against node `i`.
     pub(crate) fn cli(&self, i: usize, args: &[&str]) -> String {
         let first = self.node(0);

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A test CA, and certificates for 127.0.0.1 it signs.
-struct TestCa {
+pub(crate) struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
 }
 
 impl TestCa {
-    fn new() -> TestCa {
+    pub(crate) fn new() -> TestCa {
         let key = KeyPair::generate().expect("CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -33,11 +33,16 @@ impl TestCa {
 
     /// Writes a certificate for 127.0.0.1 and localhost named `name` (its
     /// common name) and its key into `dir`: their paths.
-    fn issue(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn issue(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        self.issue_for(dir, name, &["127.0.0.1", "localhost"])
+    }
+
+    /// Writes a certificate for `names` (its common name `name`) and its key
+    /// into `dir`: their paths.
+    pub(crate) fn issue_for(&self, dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("params");
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).expect("params");
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.signed_by(&key, &self.issuer).expect("certificate");
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -50,7 +55,7 @@ impl TestCa {
         (cert_path, key_path)
     }
 
-    fn ca_file(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn ca_file(&self, dir: &Path) -> PathBuf {
         let path = dir.join("ca.pem");
         std::fs::write(&path, &self.pem).expect("write CA");
         path
@@ -72,6 +77,27 @@ impl TestCa {
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
+    }
+}
+
+impl TestCa {
+    /// A TLS connection to `addr` naming `server_name` by SNI, which fails
+    /// unless the server's certificate is valid for that name (and this CA's).
+    pub(crate) fn connect(
+        &self,
+        addr: &str,
+        server_name: &str,
+    ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, std::io::Error>
+    {
+        let name =
+            rustls::pki_types::ServerName::try_from(server_name.to_owned()).expect("server name");
+        let mut conn =
+            rustls::ClientConnection::new(self.client(&[b"http/1.1"]), name).expect("client");
+        let mut sock = std::net::TcpStream::connect(addr)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok(rustls::StreamOwned::new(conn, sock))
     }
 }
 

@@ -124,6 +124,7 @@ async fn deploy_from(
         )
         .await?;
     state.deployments.forget(&tenant.name, &name);
+    state.schedules_changed.notify_one();
     // Mounted by a version now: what their uploads pinned is released.
     state.collector.mounted(mounted).await;
     // Its first request finds it loaded: no cold start after a deploy.
@@ -172,6 +173,18 @@ fn parse_config(query: &str, state: &AppState) -> ApiResult<FunctionConfig> {
             .parse()
             .map_err(|e| ApiError::bad_request(format!("deploy option allow_host: {e}")))?;
         *host = pattern.to_string();
+    }
+    if let Some(schedule) = &config.schedule {
+        let every = schedule.shortest_interval(kiln_store::now());
+        let least = state.settings.schedule_min_interval;
+        if every < least {
+            return Err(ApiError::bad_request(format!(
+                "deploy option schedule: \"{schedule}\" runs every {} at times, more often than \
+                 this server allows ({}; kiln up --schedule-min-interval)",
+                humantime::format_duration(every),
+                humantime::format_duration(least)
+            )));
+        }
     }
     Ok(config)
 }

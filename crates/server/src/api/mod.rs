@@ -6,8 +6,10 @@
 
 mod bundles;
 mod deploy;
+mod domains;
 mod kv;
 pub(crate) mod metrics;
+mod schedules;
 mod secrets;
 mod snapshot;
 mod upload;
@@ -71,6 +73,21 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/v1/secrets/{name}",
             axum::routing::put(secrets::set).delete(secrets::delete),
         )
+        .route("/v1/domains", get(domains::list))
+        .route(
+            "/v1/domains/{domain}/routes",
+            axum::routing::put(domains::put_route).delete(domains::delete_route),
+        )
+        .route(
+            "/v1/domains/{domain}/certificate",
+            axum::routing::put(domains::put_certificate).delete(domains::delete_certificate),
+        )
+        .route(
+            "/v1/admin/domains/{domain}",
+            axum::routing::put(domains::grant).delete(domains::revoke),
+        )
+        .route("/v1/schedules", get(schedules::list))
+        .route("/v1/schedules/{function}", get(schedules::runs))
         .route("/metrics", get(metrics::admin_metrics))
 }
 
@@ -158,6 +175,7 @@ async fn delete_function(
         return Err(no_function(&name));
     }
     state.deployments.forget(&tenant.name, &name);
+    state.schedules_changed.notify_one();
     tracing::info!(tenant = %tenant.name, function = %name, "deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -183,6 +201,7 @@ async fn rollback(
         .rollback(tenant.id, &name, request.version)
         .await?;
     state.deployments.forget(&tenant.name, &name);
+    state.schedules_changed.notify_one();
     tracing::info!(tenant = %tenant.name, function = %name, version = version.number, "rolled back");
     Ok(Json(version))
 }
@@ -283,6 +302,7 @@ async fn delete_tenant(
     };
     for function in &functions {
         state.deployments.forget(&name, function);
+        state.schedules_changed.notify_one();
     }
     tracing::info!(tenant = %name, functions = functions.len(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)

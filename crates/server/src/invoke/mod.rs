@@ -1,5 +1,8 @@
 //! The invoke path: `/fn/{tenant}/{function}[/{rest}]` runs the function's current
-//! version in a fresh instance and answers with what it wrote.
+//! version in a fresh instance and answers with what it wrote. So do a custom
+//! domain's requests ([`by_host`]: the function its longest matching route
+//! names, at `/`) and scheduled runs ([`scheduled`]: an empty `POST` carrying
+//! its tick, which no client can forge).
 //!
 //! One pipeline, in this file: **resolve** (the cached deployment) → **authorize**
 //! (private functions) → **admit** (quotas, the declared body size) → **load**
@@ -21,6 +24,7 @@ pub(crate) use answer::Answer;
 
 use crate::auth;
 use crate::body::{declared_length, drain, worth_draining};
+use crate::domains::Routed;
 use crate::state::{AppState, CachedDeployment};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -28,7 +32,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use call::{Call, Executed, InFlight, Pipeline};
-use kiln_api::Kind;
+use kiln_api::{Kind, SCHEDULED_TIME_HEADER};
 use kiln_runtime::FunctionKind;
 use kiln_store::{NewLogEntry, Principal, StoreError};
 use request::GuestRequest;
@@ -38,6 +42,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// Which function a request runs, and where it sits in the URL.
+struct Target<'a> {
+    tenant: &'a str,
+    function: &'a str,
+    /// `/fn/{tenant}/{function}`, or empty on a custom domain.
+    script_name: String,
+    /// The path after the script name.
+    path_info: String,
+    /// A scheduled run: the platform's own, past the private check.
+    scheduled: bool,
+}
+
 /// The `/fn` handler.
 pub(crate) async fn invoke(
     State(state): State<Arc<AppState>>,
@@ -45,12 +61,120 @@ pub(crate) async fn invoke(
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
+    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let (tenant, function) = (param("tenant"), param("function"));
+    let target = Target {
+        tenant,
+        function,
+        script_name: format!("/fn/{tenant}/{function}"),
+        path_info: params
+            .get("rest")
+            .map(|rest| format!("/{rest}"))
+            .unwrap_or_default(),
+        scheduled: false,
+    };
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(SCHEDULED_TIME_HEADER);
+    serve(&state, peer, &target, parts, body).await.0
+}
+
+/// In front of every route: a request whose `Host` is a custom domain runs
+/// the function its longest matching route names (SCRIPT_NAME empty,
+/// PATH_INFO the whole path), or is a 404 of that domain; any other request
+/// goes on to the platform's routes.
+pub(crate) async fn by_host(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in `Host`.
+    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let routed = host.and_then(|host| state.domains.route(host, request.uri().path()));
+    let Some(routed) = routed else {
+        return next.run(request).await;
+    };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(SCHEDULED_TIME_HEADER);
+    match routed {
+        Routed::Function { tenant, function } => {
+            let target = Target {
+                tenant: &tenant,
+                function: &function,
+                script_name: String::new(),
+                path_info: parts.uri.path().to_owned(),
+                scheduled: false,
+            };
+            serve(&state, peer, &target, parts, body).await.0
+        }
+        Routed::NoRoute => {
+            let host = host_of(&parts);
+            let answer = Answer::new(
+                StatusCode::NOT_FOUND,
+                Kind::NotFound,
+                format!("no route for {} on {host}", parts.uri.path()),
+            );
+            if worth_draining(declared_length(&parts.headers)) {
+                drain(body).await;
+            }
+            let (response, kind) = answer.answered();
+            state.metrics.observe(kind, std::time::Duration::ZERO);
+            response
+        }
+    }
+}
+
+fn host_of(parts: &Parts) -> String {
+    parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A scheduled run of `tenant`'s `function`: `parts` is an empty `POST`
+/// carrying [`SCHEDULED_TIME_HEADER`]. Metered, counted and logged like a
+/// request; the caller reads the body to its end (a streamed run settles then).
+pub(crate) async fn scheduled(
+    state: &Arc<AppState>,
+    tenant: &str,
+    function: &str,
+    parts: Parts,
+) -> (Response, Kind) {
+    let target = Target {
+        tenant,
+        function,
+        script_name: format!("/fn/{tenant}/{function}"),
+        path_info: String::new(),
+        scheduled: true,
+    };
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    serve(state, peer, &target, parts, Body::empty()).await
+}
+
+/// Runs the pipeline for one request and counts its outcome.
+async fn serve(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    target: &Target<'_>,
+    parts: Parts,
+    body: Body,
+) -> (Response, Kind) {
     let arrived = Instant::now();
-    let in_flight = InFlight::enter(&state);
-    let (parts, body) = request.into_parts();
+    let in_flight = InFlight::enter(state);
     let declared = declared_length(&parts.headers);
     let mut body = Some(body);
-    let (response, kind) = match run(&state, in_flight, peer, &params, &parts, &mut body).await {
+    let (response, kind) = match run(state, in_flight, peer, target, &parts, &mut body).await {
         Ok(answered) => answered,
         Err(answer) => {
             // Refused before the body was read: read it anyway (bounded), so that
@@ -62,19 +186,18 @@ pub(crate) async fn invoke(
         }
     };
     state.metrics.observe(kind, arrived.elapsed());
-    response
+    (response, kind)
 }
 
 async fn run(
     state: &Arc<AppState>,
     in_flight: InFlight,
     peer: SocketAddr,
-    params: &HashMap<String, String>,
+    target: &Target<'_>,
     parts: &Parts,
     body: &mut Option<Body>,
 ) -> Result<(Response, Kind), Answer> {
-    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
-    let (tenant, function) = (param("tenant"), param("function"));
+    let (tenant, function) = (target.tenant, target.function);
 
     // Resolve.
     let deployment = state
@@ -91,7 +214,7 @@ async fn run(
         })?;
 
     // Authorize.
-    if deployment.row.config.private {
+    if deployment.row.config.private && !target.scheduled {
         authorize(state, parts, &deployment).await?;
     }
 
@@ -170,11 +293,8 @@ async fn run(
     // Execute.
     let guest = GuestRequest {
         peer,
-        script_name: format!("/fn/{tenant}/{function}"),
-        path_info: params
-            .get("rest")
-            .map(|rest| format!("/{rest}"))
-            .unwrap_or_default(),
+        script_name: target.script_name.clone(),
+        path_info: target.path_info.clone(),
         parts,
     };
     let call = Call {

@@ -152,6 +152,44 @@ CREATE INDEX blob_pins_by_blob ON blob_pins (kind, digest);
 CREATE INDEX blob_pins_by_pin ON blob_pins (pin);
 CREATE INDEX versions_by_digest ON versions (digest);
 "#,
+    r#"
+-- Custom domains (crates/store/src/domains.rs): granted to one tenant each,
+-- their routes by path prefix, their own certificates (the key sealed).
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE domain_routes (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    prefix TEXT NOT NULL,
+    function TEXT NOT NULL,
+    PRIMARY KEY (domain, prefix)
+);
+CREATE TABLE domain_certificates (
+    domain TEXT PRIMARY KEY REFERENCES domains(name) ON DELETE CASCADE,
+    chain_pem TEXT NOT NULL,
+    key_sealed BLOB NOT NULL,
+    names TEXT NOT NULL,
+    not_after INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+-- Scheduled runs (crates/store/src/schedules.rs): one row per tick claimed.
+CREATE TABLE schedule_runs (
+    function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+    tick INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome TEXT,
+    status INTEGER,
+    PRIMARY KEY (function_id, tick)
+);
+CREATE INDEX schedule_runs_unfinished ON schedule_runs (lease_until) WHERE finished_at IS NULL;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -2,10 +2,12 @@
 //! SQLite store and on PostgreSQL (a throwaway cluster on loopback, started by
 //! `scripts/services/postgres`; a fresh database per test).
 
+mod edge;
 mod gc;
 mod grants;
 mod kv;
 
+use edge::*;
 use gc::*;
 use kiln_api::{Digest, FunctionConfig, Quota, TenantId, UsageTotals};
 use kiln_store::*;
@@ -98,6 +100,8 @@ contract!(
     shared_artifacts_are_recorded_by_key,
     blobs_go_only_unreferenced_unpinned_and_past_their_grace,
     a_pin_waits_for_a_collection_in_progress_and_then_keeps_the_blob,
+    domains_belong_to_one_tenant_with_their_routes_and_certificate,
+    each_tick_is_claimed_once_however_many_ask_and_a_lost_run_is_reaped_once,
 );
 
 async fn shared_artifacts_are_recorded_by_key(backend: Backend) {
