@@ -1,33 +1,20 @@
 //! Custom domains on this node: the table of domains and their routes that the
 //! router consults by `Host` (longest prefix wins), and the domains' own
 //! certificates, which the HTTPS resolver picks by SNI. Both are loaded from
-//! the store, whole, at start, after every change made through this node, on
-//! every other node's change (`Change::Domains`) and every
-//! [`RELOAD_EVERY`] besides, and swapped in at once: a request sees one table.
+//! the store, whole, at start, after every change made through this node, and
+//! by `renewal.rs` on every other node's change (`Change::Domains`) and
+//! periodically, and swapped in at once: a request sees one table.
 //!
 //! A request whose host is no custom domain gets the platform's own routes; a
 //! custom domain's requests never reach them (its `/v1` is its function's).
 
-use crate::certificates::{
-    CertificateProvider, SniCertificates, Uploaded, open_certificate, renewal_pass,
-    seal_certificate,
-};
+use crate::certificates::{SniCertificates, open_certificate};
 use crate::secrets::SecretKeys;
-use crate::state::AppState;
 use crate::sync::lock;
 use kiln_api::{Route, prefix_matches};
 use kiln_store::{MetadataStore, StoredDomain};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// How often a node reloads the domains even when told of no change (a
-/// missed notification costs at most this).
-pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(30);
-
-/// How often the certificate provider is asked for the certificates that are
-/// missing or due for renewal.
-pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(3600);
 
 /// What a request to a custom domain is served by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,72 +121,14 @@ fn host_name(host: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
 }
 
-/// Reloads the domains on every change notified and every [`RELOAD_EVERY`];
-/// every [`RENEW_EVERY`], asks the certificate provider for what is due.
-pub(crate) async fn keep_loaded(state: Arc<AppState>) {
-    let provider = Uploaded;
-    let mut renewed: Option<std::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = state.domains_changed.notified() => {}
-            _ = tokio::time::sleep(RELOAD_EVERY) => {}
-        }
-        let reloaded = state
-            .domains
-            .reload(&*state.store, &state.secret_keys)
-            .await;
-        match reloaded {
-            Ok(stored) if renewed.is_none_or(|at| at.elapsed() >= RENEW_EVERY) => {
-                renewed = Some(std::time::Instant::now());
-                renew(&state, &provider, &stored).await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot reload the custom domains; keeping those loaded")
-            }
-        }
-    }
-}
-
-/// Stores what `provider` obtains for the domains due a certificate.
-async fn renew(state: &AppState, provider: &dyn CertificateProvider, stored: &[StoredDomain]) {
-    let now = kiln_store::now();
-    for (domain, pem) in renewal_pass(stored, provider, now).await {
-        let Some(held) = stored.iter().find(|d| d.domain == domain) else {
-            continue;
-        };
-        let sealed = seal_certificate(
-            &state.secret_keys,
-            held.tenant_id,
-            &domain,
-            &pem,
-            provider.name(),
-            now,
-        );
-        let stored = match sealed {
-            Ok(certificate) => {
-                state
-                    .store
-                    .put_certificate(None, &domain, certificate)
-                    .await
-            }
-            Err(why) => {
-                tracing::warn!(%domain, provider = provider.name(), "a certificate obtained is unfit: {why}");
-                continue;
-            }
-        };
-        match stored {
-            Ok(()) => state.domains_changed.notify_one(),
-            Err(e) => tracing::warn!(%domain, error = %e, "cannot store a certificate obtained"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn domains(entries: &[(&str, &str, &[(&str, &str)])]) -> Domains {
+    /// A domain, its tenant, and its routes (prefix, function).
+    type Entry<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    fn domains(entries: &[Entry<'_>]) -> Domains {
         let domains = Domains::new();
         let table = entries
             .iter()

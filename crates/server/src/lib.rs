@@ -44,6 +44,7 @@ mod metrics;
 mod pricing;
 mod quota;
 mod recovery;
+mod renewal;
 mod scheduler;
 mod secrets;
 mod state;
@@ -364,7 +365,7 @@ impl Server {
         let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
         let reloader = tls.map(|tls| tokio::spawn(tls::watch(tls.current, tls.files)));
         let collector = gc_interval.map(|every| state.collector.clone().start(every));
-        let domains = tokio::spawn(domains::keep_loaded(state.clone()));
+        let domains = tokio::spawn(renewal::keep_loaded(state.clone()));
         // The node's name in the runs it claims: the address it serves on.
         let node = listener
             .local_addr()

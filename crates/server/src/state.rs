@@ -286,3 +286,30 @@ impl DeploymentCache {
         map.pop(&(tenant.to_owned(), function.to_owned()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+    use std::time::Duration;
+
+    #[test]
+    fn the_public_host_is_the_public_urls_host_without_its_port() {
+        let settings = |url: &str| Settings {
+            public_url: url.into(),
+            max_module_bytes: 0,
+            metrics_on_main: false,
+            schedule_min_interval: Duration::ZERO,
+        };
+        for (url, host) in [
+            ("https://kiln.example.com", Some("kiln.example.com")),
+            (
+                "http://kiln.example.com:8080/base",
+                Some("kiln.example.com"),
+            ),
+            ("http://127.0.0.1:8080", Some("127.0.0.1")),
+            ("http://", None),
+        ] {
+            assert_eq!(settings(url).public_host(), host, "{url}");
+        }
+    }
+}

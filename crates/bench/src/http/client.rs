@@ -112,9 +112,24 @@ pub(super) fn deploy(
     name: &str,
     wasm: &[u8],
 ) -> anyhow::Result<Deployed> {
+    deploy_with(agent, addr, token, name, "", wasm)
+}
+
+/// Deploys `wasm` as function `name` with deploy options (`query`, with its
+/// `?`, from `FunctionConfig::to_query`).
+pub(super) fn deploy_with(
+    agent: &ureq::Agent,
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+    query: &str,
+    wasm: &[u8],
+) -> anyhow::Result<Deployed> {
     let begin = Instant::now();
     let mut response = agent
-        .post(&format!("http://{addr}/v1/functions/{name}/versions"))
+        .post(&format!(
+            "http://{addr}/v1/functions/{name}/versions{query}"
+        ))
         .header("Authorization", &format!("Bearer {token}"))
         .send(wasm)
         .with_context(|| format!("deploying {name}"))?;

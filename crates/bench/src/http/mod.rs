@@ -16,6 +16,7 @@ pub(crate) mod peer;
 mod proxy;
 mod real;
 mod report;
+mod schedule;
 mod scripts;
 mod switch;
 mod tls;
@@ -73,6 +74,7 @@ enum Scenario {
     Scripts,
     Kv,
     KvCluster,
+    Schedule,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -253,6 +255,10 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
             args.seconds
         );
         kv::run_cluster(&binary, Duration::from_secs(args.seconds), &mut report)?;
+    }
+    if wants(Scenario::Schedule) {
+        eprintln!("schedule: an every-minute schedule on 3 nodes, watched for 10 minutes");
+        schedule::run(&binary, &mut report)?;
     }
     println!("{}", report.markdown());
     Ok(())

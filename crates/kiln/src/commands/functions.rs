@@ -114,6 +114,9 @@ pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
         if !v.config.kv.is_empty() {
             println!("         key-value buckets: {}", v.config.kv.join(", "));
         }
+        if let Some(schedule) = &v.config.schedule {
+            println!("         schedule: {schedule} (UTC)");
+        }
         if !v.config.secrets.is_empty() {
             println!("         secrets: {}", v.config.secrets.join(", "));
         }

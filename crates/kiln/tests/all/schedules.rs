@@ -61,6 +61,23 @@ fn malformed_and_too_frequent_schedules_are_refused_and_a_schedule_is_listed_wit
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(why), "{schedule}: {stderr}");
     }
+    // The API checks too, with a 400 that names the option.
+    let refused = http()
+        .post(format!(
+            "{}/v1/functions/job/versions?schedule=61+*+*+*+*",
+            server.url
+        ))
+        .header("Authorization", format!("Bearer {}", home.token()))
+        .send(std::fs::read(&hello).expect("hello"));
+    let refused = answer(refused);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("deploy option schedule: invalid schedule"),
+        "{}",
+        refused.body
+    );
     // Nothing was deployed.
     assert!(!server.ok(&["list"]).contains("job"));
 
@@ -78,6 +95,8 @@ fn malformed_and_too_frequent_schedules_are_refused_and_a_schedule_is_listed_wit
         "{listed}"
     );
     assert!(listed.contains("never ran"), "{listed}");
+    let info = server.ok(&["info", "job"]);
+    assert!(info.contains("schedule: @hourly (UTC)"), "{info}");
     let info: Vec<ScheduleInfo> =
         serde_json::from_str(&get_as(&format!("{}/v1/schedules", server.url), &home.token()).body)
             .expect("schedules");

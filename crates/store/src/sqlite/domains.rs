@@ -6,7 +6,7 @@ use crate::domains::{DomainStore, StoredCertificate, StoredDomain, longest_first
 use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use kiln_api::{Route, TenantId};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// The tenant holding `domain`, if it is granted.
 fn holder(conn: &Connection, domain: &str) -> StoreResult<Option<TenantId>> {
@@ -35,7 +35,9 @@ impl DomainStore for SqliteStore {
     async fn grant_domain(&self, domain: &str, tenant: TenantId) -> StoreResult<()> {
         let domain = domain.to_owned();
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
             match holder(&tx, &domain)? {
                 Some(held) if held == tenant => return Ok(()),
                 Some(_) => {
@@ -75,7 +77,9 @@ impl DomainStore for SqliteStore {
     ) -> StoreResult<()> {
         let domain = domain.to_owned();
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
             check_holder(&tx, Some(tenant), &domain)?;
             let others: i64 = tx
                 .query_row(
@@ -130,7 +134,9 @@ impl DomainStore for SqliteStore {
         let names = serde_json::to_string(&certificate.names)
             .map_err(|e| StoreError::internal("certificate names", e))?;
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
             check_holder(&tx, tenant, &domain)?;
             tx.execute(
                 "INSERT INTO domain_certificates

@@ -7,7 +7,7 @@ use crate::model::Deployment;
 use crate::schedules::{LostRun, RUNS_KEPT, ScheduleStore, ScheduledFunction, TickClaim};
 use async_trait::async_trait;
 use kiln_api::{FunctionConfig, ScheduledRun, TenantId};
-use rusqlite::params;
+use rusqlite::{TransactionBehavior, params};
 
 #[async_trait]
 impl ScheduleStore for SqliteStore {
@@ -66,7 +66,9 @@ impl ScheduleStore for SqliteStore {
 
     async fn claim_tick(&self, claim: TickClaim) -> StoreResult<bool> {
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
             let taken: bool = tx
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM schedule_runs WHERE function_id = ?1 AND tick >= ?2)",
