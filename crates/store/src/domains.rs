@@ -4,7 +4,7 @@
 //! key sealed by the server, never in clear here). Every node loads them all
 //! (`domains(None)`) and reloads on [`crate::Change::Domains`].
 
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use kiln_api::{Route, TenantId};
 
@@ -89,4 +89,26 @@ pub fn longest_first(routes: &mut [Route]) {
             .cmp(&a.prefix.len())
             .then_with(|| a.prefix.cmp(&b.prefix))
     });
+}
+
+/// The refusal of a change to a domain the tenant does not hold.
+pub(crate) fn not_granted(domain: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "domain {domain} is not granted to this tenant (an operator grants it: kiln admin domain grant)"
+    ))
+}
+
+/// The refusal to grant a domain another tenant holds.
+pub(crate) fn held_by_another(domain: &str) -> StoreError {
+    StoreError::Conflict(format!("domain {domain} is granted to another tenant"))
+}
+
+/// Whether `tenant` (any tenant when `None`, the operator) may change a domain
+/// held by `held`.
+pub(crate) fn may_change(held: Option<TenantId>, tenant: Option<TenantId>) -> bool {
+    match (held, tenant) {
+        (Some(_), None) => true,
+        (Some(held), Some(tenant)) => held == tenant,
+        (None, _) => false,
+    }
 }

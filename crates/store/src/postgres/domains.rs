@@ -2,7 +2,10 @@
 //! notifies the other nodes (`Change::Domains`) when its transaction commits.
 
 use super::{CHANGES, DOMAINS_CHANGED, PostgresStore, pg};
-use crate::domains::{DomainStore, StoredCertificate, StoredDomain, longest_first};
+use crate::domains::{
+    DomainStore, StoredCertificate, StoredDomain, held_by_another, longest_first, may_change,
+    not_granted,
+};
 use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -36,12 +39,9 @@ async fn check_holder(
     tenant: Option<TenantId>,
     domain: &str,
 ) -> StoreResult<()> {
-    match (holder(client, domain).await?, tenant) {
-        (Some(_), None) => Ok(()),
-        (Some(held), Some(tenant)) if held == tenant => Ok(()),
-        _ => Err(StoreError::NotFound(format!(
-            "domain {domain} is not granted to this tenant (an operator grants it: kiln admin domain grant)"
-        ))),
+    match may_change(holder(client, domain).await?, tenant) {
+        true => Ok(()),
+        false => Err(not_granted(domain)),
     }
 }
 
@@ -64,9 +64,7 @@ impl DomainStore for PostgresStore {
             .map_err(pg)?;
         let held: Option<TenantId> = row.get(0);
         match held {
-            Some(held) if held != tenant => Err(StoreError::Conflict(format!(
-                "domain {domain} is granted to another tenant"
-            ))),
+            Some(held) if held != tenant => Err(held_by_another(domain)),
             _ => notify(&client).await,
         }
     }

@@ -2,7 +2,10 @@
 //! server reloads its routes after its own changes, so nothing is notified.
 
 use super::{SqliteStore, internal};
-use crate::domains::{DomainStore, StoredCertificate, StoredDomain, longest_first};
+use crate::domains::{
+    DomainStore, StoredCertificate, StoredDomain, held_by_another, longest_first, may_change,
+    not_granted,
+};
 use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use kiln_api::{Route, TenantId};
@@ -21,12 +24,9 @@ fn holder(conn: &Connection, domain: &str) -> StoreResult<Option<TenantId>> {
 
 /// `NotFound` unless `domain` is granted to `tenant` (any tenant when `None`).
 fn check_holder(conn: &Connection, tenant: Option<TenantId>, domain: &str) -> StoreResult<()> {
-    match (holder(conn, domain)?, tenant) {
-        (Some(_), None) => Ok(()),
-        (Some(held), Some(tenant)) if held == tenant => Ok(()),
-        _ => Err(StoreError::NotFound(format!(
-            "domain {domain} is not granted to this tenant (an operator grants it: kiln admin domain grant)"
-        ))),
+    match may_change(holder(conn, domain)?, tenant) {
+        true => Ok(()),
+        false => Err(not_granted(domain)),
     }
 }
 
@@ -41,9 +41,7 @@ impl DomainStore for SqliteStore {
             match holder(&tx, &domain)? {
                 Some(held) if held == tenant => return Ok(()),
                 Some(_) => {
-                    return Err(StoreError::Conflict(format!(
-                        "domain {domain} is granted to another tenant"
-                    )));
+                    return Err(held_by_another(&domain));
                 }
                 None => {}
             }
