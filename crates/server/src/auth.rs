@@ -1,11 +1,16 @@
 //! API tokens: generated here, shown once, stored as sha256 hashes, checked on
-//! every control request (and on invocations of private functions).
+//! every control request (and on invocations of private functions); or, from
+//! a browser, the console's session cookie, which speaks for the token it was
+//! opened with (`console/`).
 
 use crate::error::ApiError;
 use axum::http::HeaderMap;
 use kiln_api::Tenant;
 use kiln_store::{MetadataStore, Principal, TokenHash};
 use sha2::{Digest, Sha256};
+
+/// The name of the console's session cookie.
+pub(crate) const SESSION_COOKIE: &str = "kiln_session";
 
 /// Tokens start with this, so they are recognisable in configs and leaks.
 const PREFIX: &str = "kiln_";
@@ -45,12 +50,33 @@ pub(crate) async fn principal(
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ApiError> {
     let Some(token) = bearer(headers)? else {
-        return Ok(None);
+        let Some(session) = session_cookie(headers) else {
+            return Ok(None);
+        };
+        return match store.session(hash(session), kiln_store::now()).await? {
+            Some(p) => Ok(Some(p)),
+            None => Err(ApiError::unauthorized(
+                "the console session has ended (signed out, expired, or its token revoked): sign in again",
+            )),
+        };
     };
     match store.authenticate(hash(token)).await? {
         Some(p) => Ok(Some(p)),
         None => Err(ApiError::unauthorized("invalid or revoked token")),
     }
+}
+
+/// The console's session id in the request's cookies, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
 }
 
 /// The principal of a request that must carry a token.

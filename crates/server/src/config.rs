@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// The shortest interval between two ticks a schedule may have (default
     /// 1 minute): a deploy with a more frequent one is refused.
     pub schedule_min_interval: Duration,
+    /// How long a console session lasts (default 12 h).
+    pub session_ttl: Duration,
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
@@ -136,6 +138,7 @@ impl ServerConfig {
             gc_grace: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(3600)),
             schedule_min_interval: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(12 * 3600),
             log_buffer: crate::logs::DEFAULT_CAPACITY,
             metrics_listen: None,
             tls: None,

@@ -29,6 +29,7 @@ mod body;
 mod bundles;
 mod certificates;
 mod config;
+mod console;
 mod data_dir;
 mod domains;
 mod error;
@@ -264,6 +265,8 @@ impl Server {
                 max_module_bytes: config.max_module_bytes,
                 metrics_on_main: metrics_listener.is_none(),
                 schedule_min_interval: config.schedule_min_interval,
+                session_ttl: config.session_ttl,
+                https: tls.is_some(),
             },
             deployments: DeploymentCache::new(
                 DEPLOYMENT_CACHE_ENTRIES,
@@ -522,7 +525,12 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
 /// hot path).
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .merge(api::routes().layer(axum::middleware::map_response(error::log_failures)))
+        .merge(
+            api::routes()
+                .layer(axum::middleware::from_fn(console::same_origin_only))
+                .layer(axum::middleware::map_response(error::log_failures)),
+        )
+        .merge(console::routes())
         .route("/fn/{tenant}/{function}", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))

@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub metrics_on_main: bool,
     /// The shortest interval between two ticks of a schedule.
     pub schedule_min_interval: Duration,
+    /// How long a console session lasts.
+    pub session_ttl: Duration,
+    /// Whether the main listener speaks HTTPS (session cookies are `Secure`).
+    pub https: bool,
 }
 
 impl Settings {
@@ -299,6 +303,8 @@ mod tests {
             max_module_bytes: 0,
             metrics_on_main: false,
             schedule_min_interval: Duration::ZERO,
+            session_ttl: Duration::ZERO,
+            https: false,
         };
         for (url, host) in [
             ("https://kiln.example.com", Some("kiln.example.com")),

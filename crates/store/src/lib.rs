@@ -25,6 +25,7 @@ mod model;
 mod postgres;
 mod s3;
 mod schedules;
+mod sessions;
 mod sqlite;
 mod usage;
 
@@ -41,5 +42,6 @@ pub use model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash, now};
 pub use postgres::PostgresStore;
 pub use s3::{PART_BYTES, S3Blobs, S3Config};
 pub use schedules::{LostRun, RUNS_KEPT, ScheduleStore, ScheduledFunction, TickClaim};
+pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
 pub use usage::{UsageDelta, UsageQuery, UsageRow};

@@ -16,6 +16,7 @@ mod domains;
 mod gc;
 mod grants;
 mod schedules;
+mod sessions;
 mod tls;
 mod usage;
 
@@ -220,6 +221,17 @@ CREATE TABLE schedule_runs (
     PRIMARY KEY (function_id, tick)
 );
 CREATE INDEX schedule_runs_unfinished ON schedule_runs (lease_until) WHERE finished_at IS NULL;
+"#,
+    r#"
+-- Console sessions (crates/store/src/sessions.rs): the sha256 of a session's
+-- id, the token it speaks for (revoking it ends the session), its expiry.
+CREATE TABLE sessions (
+    hash BYTEA PRIMARY KEY,
+    token_id BIGINT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
 "#,
 ];
 

@@ -8,8 +8,10 @@ mod kv;
 mod readers;
 mod schedules;
 mod schema;
+mod sessions;
 mod tenants;
 mod usage;
+mod versions;
 
 use crate::error::{StoreError, StoreResult};
 use crate::metadata::{LOGS_KEPT, MetadataStore};
@@ -23,6 +25,7 @@ use kiln_api::{
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use versions::{read_version, version};
 
 /// Metadata in a SQLite file. Cheap to clone; queries run on the blocking pool.
 #[derive(Clone)]
@@ -97,41 +100,6 @@ fn read_tenant(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         name: row.get(1)?,
         created_at: row.get(2)?,
     })
-}
-
-fn read_version(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Version> {
-    let config: String = row.get(first + 3)?;
-    let digest: String = row.get(first + 1)?;
-    Ok(Version {
-        number: row.get(first)?,
-        digest: digest.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                first + 1,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })?,
-        size: row.get(first + 2)?,
-        config: serde_json::from_str(&config).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                first + 3,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })?,
-        created_at: row.get(first + 4)?,
-    })
-}
-
-fn version(tx: &Transaction<'_>, function_id: i64, number: u32) -> StoreResult<Option<Version>> {
-    tx.query_row(
-        "SELECT number, digest, size, config, created_at FROM versions
-         WHERE function_id = ?1 AND number = ?2",
-        params![function_id, number],
-        |r| read_version(r, 0),
-    )
-    .optional()
-    .map_err(internal)
 }
 
 #[async_trait]

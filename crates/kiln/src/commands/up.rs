@@ -204,6 +204,10 @@ pub(crate) struct UpArgs {
     /// with a more frequent one is refused
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1m")]
     schedule_min_interval: Duration,
+    /// How long a console session lasts (signing out, or revoking its token,
+    /// ends it sooner)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "12h")]
+    session_ttl: Duration,
     /// Run without the seccomp filter (an allow-list of the system calls Kiln
     /// makes, installed once the server has started): for debugging only
     #[arg(long)]
@@ -353,6 +357,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.gc_grace = args.gc_grace;
     config.gc_interval = (!args.gc_interval.is_zero()).then_some(args.gc_interval);
     config.schedule_min_interval = args.schedule_min_interval;
+    config.session_ttl = args.session_ttl;
     config.egress = kiln_runtime::EgressPolicy {
         allowed_nets: args.outbound_allow_net,
     };

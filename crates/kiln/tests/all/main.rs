@@ -6,6 +6,7 @@
 mod cli;
 mod cluster;
 mod cluster_quotas;
+mod console;
 mod crash;
 mod domains;
 mod files;

@@ -190,6 +190,17 @@ CREATE TABLE schedule_runs (
 );
 CREATE INDEX schedule_runs_unfinished ON schedule_runs (lease_until) WHERE finished_at IS NULL;
 "#,
+    r#"
+-- Console sessions (crates/store/src/sessions.rs): the sha256 of a session's
+-- id, the token it speaks for (revoking it ends the session), its expiry.
+CREATE TABLE sessions (
+    hash BLOB PRIMARY KEY,
+    token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -6,12 +6,14 @@ mod edge;
 mod gc;
 mod grants;
 mod kv;
+mod sessions;
 
 use edge::*;
 use gc::*;
 use kiln_api::{Digest, FunctionConfig, Quota, TenantId, UsageTotals};
 use kiln_store::*;
 use kv::*;
+use sessions::*;
 
 /// Where a test's store lives; `open` may be called again to reopen it.
 enum Backend {
@@ -102,6 +104,7 @@ contract!(
     a_pin_waits_for_a_collection_in_progress_and_then_keeps_the_blob,
     domains_belong_to_one_tenant_with_their_routes_and_certificate,
     each_tick_is_claimed_once_however_many_ask_and_a_lost_run_is_reaped_once,
+    a_session_speaks_for_its_token_until_it_ends,
 );
 
 async fn shared_artifacts_are_recorded_by_key(backend: Backend) {
