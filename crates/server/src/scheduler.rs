@@ -15,14 +15,15 @@
 //! A run's claim holds a lease: its time limit plus [`LEASE_MARGIN`]. If the
 //! node dies mid-run, the lease passes unfinished; any node then marks the run
 //! `node-lost` and logs it. It is not run again: it may have done part of its
-//! work, and a tick runs at most once. Checked every [`REAP_EVERY`].
+//! work, and a tick runs at most once. Checked every [`REAP_EVERY`] (every
+//! [`REAP_IDLE`] on a node with nothing scheduled).
 
 use crate::invoke;
 use crate::state::AppState;
 use http_body_util::BodyExt;
 use kiln_api::{NODE_LOST, SCHEDULED_TIME_HEADER, Schedule, rfc3339};
 use kiln_store::{NewLogEntry, ScheduledFunction, TickClaim};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,10 +36,17 @@ pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// How often runs whose node died are looked for.
 pub(crate) const REAP_EVERY: Duration = Duration::from_secs(2);
 
+/// How often, on a node with no scheduled function (whose lost runs can only
+/// be those of functions unscheduled since).
+pub(crate) const REAP_IDLE: Duration = Duration::from_secs(60);
+
 /// One scheduled function, parsed once per refresh.
 struct Entry {
     function: ScheduledFunction,
     schedule: Schedule,
+    /// Its next tick, once computed: until then the entry is skipped (one cron
+    /// search per tick, not one a second).
+    next: Option<i64>,
 }
 
 /// The node's scheduler: runs until its task is aborted.
@@ -56,9 +64,14 @@ pub(crate) async fn run(state: Arc<AppState>, node: String) {
             .unwrap_or_default();
         let to_next = Duration::from_secs(1)
             .saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
-        tokio::select! {
-            _ = tokio::time::sleep(to_next + Duration::from_millis(5)) => {}
-            _ = state.schedules_changed.notified() => refreshed = None,
+        // A change is read at the next second, with the ticks.
+        let tick = tokio::time::sleep(to_next + Duration::from_millis(5));
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                _ = &mut tick => break,
+                _ = state.schedules_changed.notified() => refreshed = None,
+            }
         }
         if refreshed.is_none_or(|at| at.elapsed() >= REFRESH_EVERY) {
             match state.store.scheduled_functions().await {
@@ -67,21 +80,28 @@ pub(crate) async fn run(state: Arc<AppState>, node: String) {
                         .into_iter()
                         .filter_map(|function| {
                             let schedule = function.deployment.config.schedule.clone()?;
-                            Some(Entry { function, schedule })
+                            Some(Entry {
+                                function,
+                                schedule,
+                                next: None,
+                            })
                         })
                         .collect();
-                    seen.retain(|id, _| {
-                        entries
-                            .iter()
-                            .any(|e| e.function.deployment.function_id == *id)
-                    });
+                    let ids: HashSet<i64> = entries
+                        .iter()
+                        .map(|e| e.function.deployment.function_id)
+                        .collect();
+                    seen.retain(|id, _| ids.contains(id));
                     refreshed = Some(Instant::now());
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the scheduled functions"),
             }
         }
         let now = kiln_store::now();
-        for entry in &entries {
+        for entry in &mut entries {
+            if entry.next.is_some_and(|next| now < next) {
+                continue;
+            }
             let id = entry.function.deployment.function_id;
             let after = seen
                 .get(&id)
@@ -89,11 +109,13 @@ pub(crate) async fn run(state: Arc<AppState>, node: String) {
                 .unwrap_or(i64::MIN)
                 .max(entry.function.since);
             let Some(tick) = entry.schedule.latest_due(after, now) else {
+                entry.next = entry.schedule.next_after(now.max(after));
                 continue;
             };
             match claim(&state, &node, &entry.function, tick, now).await {
                 Ok(claimed) => {
                     seen.insert(id, tick);
+                    entry.next = entry.schedule.next_after(now.max(tick));
                     if claimed {
                         // Tracked: a shutdown waits for the runs in progress.
                         state
@@ -105,7 +127,11 @@ pub(crate) async fn run(state: Arc<AppState>, node: String) {
                 Err(e) => tracing::warn!(error = %e, "cannot claim a scheduled tick"),
             }
         }
-        if reaped.elapsed() >= REAP_EVERY {
+        let reap_every = match entries.is_empty() {
+            true => REAP_IDLE,
+            false => REAP_EVERY,
+        };
+        if reaped.elapsed() >= reap_every {
             reaped = Instant::now();
             reap(&state, now).await;
         }

@@ -436,6 +436,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         if let Some(addr) = server.metrics_addr() {
             println!("kiln metrics on http://{addr}/metrics");
         }
+        println!("kiln console on {url}/console (sign in with an API token)");
         server.run(shutdown_signal()).await
     })?;
     eprintln!("kiln: stopped");
