@@ -23,6 +23,25 @@ pub enum Principal {
     Tenant(Tenant),
 }
 
+impl Principal {
+    /// Who a token row speaks for: its tenant's id, name and creation time
+    /// (all `None` for an admin token, which has no tenant).
+    pub(crate) fn of_token(
+        tenant: Option<TenantId>,
+        name: Option<String>,
+        created_at: Option<i64>,
+    ) -> Principal {
+        match (tenant, name, created_at) {
+            (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
+                id,
+                name,
+                created_at,
+            }),
+            _ => Principal::Admin,
+        }
+    }
+}
+
 /// A version about to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewVersion {

@@ -504,20 +504,7 @@ impl MetadataStore for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| {
-            match (
-                r.get::<_, Option<i64>>(0),
-                r.get::<_, Option<String>>(1),
-                r.get::<_, Option<i64>>(2),
-            ) {
-                (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
-                    id,
-                    name,
-                    created_at,
-                }),
-                _ => Principal::Admin,
-            }
-        }))
+        Ok(row.map(|r| Principal::of_token(r.get(0), r.get(1), r.get(2))))
     }
 
     async fn has_admin(&self) -> StoreResult<bool> {

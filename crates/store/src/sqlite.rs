@@ -116,16 +116,7 @@ impl MetadataStore for SqliteStore {
                 )
                 .optional()
                 .map_err(internal)?;
-            Ok(
-                row.map(|(tenant, name, created)| match (tenant, name, created) {
-                    (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
-                        id,
-                        name,
-                        created_at,
-                    }),
-                    _ => Principal::Admin,
-                }),
-            )
+            Ok(row.map(|(tenant, name, created)| Principal::of_token(tenant, name, created)))
         })
         .await
     }

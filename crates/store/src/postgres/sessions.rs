@@ -6,7 +6,6 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{Principal, TokenHash};
 use crate::sessions::SessionStore;
 use async_trait::async_trait;
-use kiln_api::Tenant;
 
 #[async_trait]
 impl SessionStore for PostgresStore {
@@ -43,20 +42,7 @@ impl SessionStore for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| {
-            match (
-                r.get::<_, Option<i64>>(0),
-                r.get::<_, Option<String>>(1),
-                r.get::<_, Option<i64>>(2),
-            ) {
-                (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
-                    id,
-                    name,
-                    created_at,
-                }),
-                _ => Principal::Admin,
-            }
-        }))
+        Ok(row.map(|r| Principal::of_token(r.get(0), r.get(1), r.get(2))))
     }
 
     async fn delete_session(&self, session: TokenHash) -> StoreResult<bool> {

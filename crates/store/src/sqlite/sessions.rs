@@ -5,7 +5,6 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{Principal, TokenHash};
 use crate::sessions::SessionStore;
 use async_trait::async_trait;
-use kiln_api::Tenant;
 use rusqlite::{OptionalExtension, params};
 
 #[async_trait]
@@ -45,14 +44,7 @@ impl SessionStore for SqliteStore {
                 )
                 .optional()
                 .map_err(internal)?;
-            Ok(row.map(|row| match row {
-                (Some(id), Some(name), Some(created_at)) => Principal::Tenant(Tenant {
-                    id,
-                    name,
-                    created_at,
-                }),
-                _ => Principal::Admin,
-            }))
+            Ok(row.map(|(tenant, name, created)| Principal::of_token(tenant, name, created)))
         })
         .await
     }
