@@ -292,6 +292,80 @@ pub struct QuotaStatus {
     pub currency: String,
 }
 
+/// The columns of [`UsageReport::to_csv`], in order.
+pub const USAGE_CSV_HEADER: [&str; 22] = [
+    "tenant",
+    "function",
+    "period",
+    "requests",
+    "failures",
+    "wall_us",
+    "cpu_us",
+    "instantiation_us",
+    "gb_seconds",
+    "peak_memory_bytes",
+    "bytes_in",
+    "bytes_out",
+    "cost_requests",
+    "cost_cpu",
+    "cost_memory",
+    "cost_egress",
+    "cost_total",
+    "currency",
+    "kv_reads",
+    "kv_writes",
+    "cost_kv",
+    "kv_byte_hours",
+];
+
+impl UsageReport {
+    /// The report as CSV ([`USAGE_CSV_HEADER`], one record per row, then the
+    /// total with `TOTAL` as its tenant): what `kiln usage --csv` prints and
+    /// `GET /v1/usage?format=csv` answers.
+    pub fn to_csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut records = vec![USAGE_CSV_HEADER.map(str::to_owned).to_vec()];
+        let record = |l: &UsageLine, tenant: &str| {
+            let u = &l.units.totals;
+            let c = &l.cost;
+            vec![
+                tenant.to_owned(),
+                l.function.clone().unwrap_or_default(),
+                l.period.clone().unwrap_or_default(),
+                u.requests.to_string(),
+                u.failures.to_string(),
+                u.wall_us.to_string(),
+                u.cpu_us.to_string(),
+                u.instantiation_us.to_string(),
+                l.units.gb_seconds.to_string(),
+                u.peak_memory_bytes.to_string(),
+                u.bytes_in.to_string(),
+                u.bytes_out.to_string(),
+                c.requests.to_string(),
+                c.cpu.to_string(),
+                c.memory.to_string(),
+                c.egress.to_string(),
+                c.total.to_string(),
+                self.prices.currency.clone(),
+                u.kv_reads.to_string(),
+                u.kv_writes.to_string(),
+                c.kv.to_string(),
+                u.kv_byte_hours.to_string(),
+            ]
+        };
+        for l in &self.rows {
+            records.push(record(l, l.tenant.as_deref().unwrap_or("")));
+        }
+        records.push(record(&self.total, "TOTAL"));
+        for r in records {
+            // Writing to a `Vec` cannot fail.
+            let _ = writer.write_record(&r);
+        }
+        let bytes = writer.into_inner().unwrap_or_default();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +429,39 @@ mod tests {
             (0.5, 2.0, 6.0, 2.0, 2.5)
         );
         assert_eq!(cost.total, 13.0);
+    }
+
+    #[test]
+    fn usage_csv_quotes_what_needs_quoting_and_ends_with_the_total() {
+        let prices = PriceList::default();
+        let totals = UsageTotals {
+            requests: 3,
+            ..Default::default()
+        };
+        let line = |tenant: Option<&str>, function: Option<&str>| UsageLine {
+            tenant: tenant.map(str::to_owned),
+            function: function.map(str::to_owned),
+            period: None,
+            units: totals.into(),
+            cost: prices.cost(&totals),
+        };
+        let report = UsageReport {
+            since: "2026-12-01T00:00:00Z".into(),
+            until: "2026-12-02T00:00:00Z".into(),
+            by: UsageGrouping::Function,
+            prices: prices.clone(),
+            rows: vec![line(Some("acme"), Some("say \"hi\", twice"))],
+            total: line(None, None),
+        };
+        let csv = report.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], USAGE_CSV_HEADER.join(","));
+        assert!(
+            lines[1].starts_with("acme,\"say \"\"hi\"\", twice\",,3,"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].starts_with("TOTAL,,,3,"), "{}", lines[2]);
     }
 }

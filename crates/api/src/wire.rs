@@ -337,6 +337,9 @@ pub enum ErrorCode {
     /// The write would take the tenant past its storage quota; nothing was
     /// changed.
     QuotaExceeded,
+    /// Too many requests of this kind from this client lately (open
+    /// sign-ups); `Retry-After` says when to try again.
+    RateLimited,
     /// A store the server depends on cannot be reached; try again later.
     Unavailable,
     /// Kiln itself failed; the server log has the cause.

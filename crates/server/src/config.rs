@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub schedule_min_interval: Duration,
     /// How long a console session lasts (default 12 h).
     pub session_ttl: Duration,
+    /// The web console and who may sign up through it.
+    pub console: ConsoleConfig,
     /// A separate address serving `GET /metrics` without a token. When `None`,
     /// the main listener serves it to admin tokens.
     pub metrics_listen: Option<SocketAddr>,
@@ -118,6 +120,30 @@ pub struct ServerConfig {
     pub secret_key: Option<String>,
 }
 
+/// The web console (`/console`) and its open sign-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Serve the console (default on). On, `/fn` answers carry a
+    /// `Content-Security-Policy: sandbox` so that a function's page, which
+    /// shares the console's origin, cannot act with a visitor's session.
+    pub enabled: bool,
+    /// Anyone may create a tenant from the console (default off).
+    pub open_signup: bool,
+    /// With open sign-up: tenants one client address may create per hour
+    /// (default 3); the whole node allows ten times as many.
+    pub signups_per_hour: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            enabled: true,
+            open_signup: false,
+            signups_per_hour: 3,
+        }
+    }
+}
+
 impl ServerConfig {
     /// Defaults for everything but where to listen and where to keep data.
     pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> ServerConfig {
@@ -139,6 +165,7 @@ impl ServerConfig {
             gc_interval: Some(Duration::from_secs(3600)),
             schedule_min_interval: Duration::from_secs(60),
             session_ttl: Duration::from_secs(12 * 3600),
+            console: ConsoleConfig::default(),
             log_buffer: crate::logs::DEFAULT_CAPACITY,
             metrics_listen: None,
             tls: None,

@@ -54,7 +54,9 @@ mod sync;
 mod tests;
 mod tls;
 
-pub use config::{BundleLimits, InitialCredentials, S3Config, ServerConfig, TlsFiles};
+pub use config::{
+    BundleLimits, ConsoleConfig, InitialCredentials, S3Config, ServerConfig, TlsFiles,
+};
 pub use listen::ConnectionLimits;
 pub use pricing::read_price_list;
 pub use recovery::{ResetToken, reset_admin_token};
@@ -267,6 +269,7 @@ impl Server {
                 schedule_min_interval: config.schedule_min_interval,
                 session_ttl: config.session_ttl,
                 https: tls.is_some(),
+                console: config.console,
             },
             deployments: DeploymentCache::new(
                 DEPLOYMENT_CACHE_ENTRIES,
@@ -290,6 +293,7 @@ impl Server {
             domains,
             domains_changed: tokio::sync::Notify::new(),
             schedules_changed: tokio::sync::Notify::new(),
+            signups: console::SignupLimiter::new(config.console.signups_per_hour),
         });
         state
             .domains
@@ -524,13 +528,17 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
 /// layer of its own, and the invoke path, which logs its own (no layer on the
 /// hot path).
 fn router(state: Arc<AppState>) -> Router {
+    let console = match state.settings.console.enabled {
+        true => console::routes(),
+        false => Router::new(),
+    };
     Router::new()
         .merge(
             api::routes()
                 .layer(axum::middleware::from_fn(console::same_origin_only))
                 .layer(axum::middleware::map_response(error::log_failures)),
         )
-        .merge(console::routes())
+        .merge(console)
         .route("/fn/{tenant}/{function}", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/", any(invoke::invoke))
         .route("/fn/{tenant}/{function}/{*rest}", any(invoke::invoke))

@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub session_ttl: Duration,
     /// Whether the main listener speaks HTTPS (session cookies are `Secure`).
     pub https: bool,
+    /// The console and its sign-up.
+    pub console: crate::config::ConsoleConfig,
 }
 
 impl Settings {
@@ -102,6 +104,8 @@ pub(crate) struct AppState {
     /// Told when what a function runs changes, so the scheduler reads its
     /// schedules again at once.
     pub schedules_changed: tokio::sync::Notify,
+    /// Open sign-ups seen lately, by client address.
+    pub signups: crate::console::SignupLimiter,
 }
 
 /// Deployments (a route and its configuration, a few hundred bytes each) kept in
@@ -305,6 +309,7 @@ mod tests {
             schedule_min_interval: Duration::ZERO,
             session_ttl: Duration::ZERO,
             https: false,
+            console: crate::config::ConsoleConfig::default(),
         };
         for (url, host) in [
             ("https://kiln.example.com", Some("kiln.example.com")),

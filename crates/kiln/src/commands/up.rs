@@ -208,10 +208,28 @@ pub(crate) struct UpArgs {
     /// ends it sooner)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "12h")]
     session_ttl: Duration,
+    /// Serve the web console at /console. On, `/fn` answers carry a sandbox
+    /// Content-Security-Policy, since a function's page shares the console's
+    /// origin (web apps that need their own origin belong on a custom domain)
+    #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
+    console: Switch,
+    /// Whether visitors may create a tenant from the console
+    #[arg(long, value_enum, value_name = "closed|open", default_value = "closed")]
+    signup: Signup,
+    /// With `--signup open`: tenants one client address may create per hour
+    /// (the node allows ten times as many)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    signups_per_hour: u32,
     /// Run without the seccomp filter (an allow-list of the system calls Kiln
     /// makes, installed once the server has started): for debugging only
     #[arg(long)]
     no_seccomp: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Signup {
+    Closed,
+    Open,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,6 +376,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.gc_interval = (!args.gc_interval.is_zero()).then_some(args.gc_interval);
     config.schedule_min_interval = args.schedule_min_interval;
     config.session_ttl = args.session_ttl;
+    config.console = kiln_server::ConsoleConfig {
+        enabled: args.console == Switch::On,
+        open_signup: args.signup == Signup::Open,
+        signups_per_hour: args.signups_per_hour,
+    };
     config.egress = kiln_runtime::EgressPolicy {
         allowed_nets: args.outbound_allow_net,
     };

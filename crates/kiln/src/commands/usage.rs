@@ -163,53 +163,7 @@ fn print_table(report: &UsageReport, with_tenant: bool, by: &str) {
 }
 
 fn print_csv(report: &UsageReport) {
-    println!(
-        "tenant,function,period,requests,failures,wall_us,cpu_us,instantiation_us,gb_seconds,\
-         peak_memory_bytes,bytes_in,bytes_out,cost_requests,cost_cpu,cost_memory,cost_egress,\
-         cost_total,currency,kv_reads,kv_writes,cost_kv,kv_byte_hours"
-    );
-    let csv = |l: &UsageLine, tenant: &str| {
-        let u = &l.units.totals;
-        let c = &l.cost;
-        println!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            field(tenant),
-            field(l.function.as_deref().unwrap_or("")),
-            field(l.period.as_deref().unwrap_or("")),
-            u.requests,
-            u.failures,
-            u.wall_us,
-            u.cpu_us,
-            u.instantiation_us,
-            l.units.gb_seconds,
-            u.peak_memory_bytes,
-            u.bytes_in,
-            u.bytes_out,
-            c.requests,
-            c.cpu,
-            c.memory,
-            c.egress,
-            c.total,
-            field(&report.prices.currency),
-            u.kv_reads,
-            u.kv_writes,
-            c.kv,
-            u.kv_byte_hours,
-        );
-    };
-    for l in &report.rows {
-        csv(l, l.tenant.as_deref().unwrap_or(""));
-    }
-    csv(&report.total, "TOTAL");
-}
-
-/// A CSV field, quoted when it needs to be.
-fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
+    print!("{}", report.to_csv());
 }
 
 /// Show a tenant's quota and its usage this month; with flags (admin), change it

@@ -3,6 +3,7 @@
 //! speaks real HTTP and the real CLI to them. One test binary, so that the
 //! server and wasmtime are linked once rather than once per file.
 
+mod browser;
 mod cli;
 mod cluster;
 mod cluster_quotas;

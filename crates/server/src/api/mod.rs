@@ -143,12 +143,40 @@ async fn collect_garbage(
     Ok(Json(state.collector.pass(query.dry_run).await?))
 }
 
+/// Most functions one page of `GET /v1/functions?limit=` holds.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/functions?limit=N&after=NAME`: a page of the list, in name order.
+#[derive(Deserialize)]
+struct FunctionsPage {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
 async fn list_functions(
     State(state): State<Arc<AppState>>,
+    Query(page): Query<FunctionsPage>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Vec<FunctionSummary>>> {
     let tenant = auth::tenant(&*state.store, &headers).await?;
-    Ok(Json(state.store.list_functions(tenant.id).await?))
+    let limit = match page.limit {
+        None => usize::MAX,
+        Some(n @ 1..=MAX_PAGE) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit {n} is out of range: 1 to {MAX_PAGE}"
+            )));
+        }
+    };
+    let mut functions = state.store.list_functions(tenant.id).await?;
+    // Byte order, whatever the store's collation: `after` must cut the same list.
+    functions.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let page = functions
+        .into_iter()
+        .filter(|f| page.after.as_ref().is_none_or(|after| f.name > *after))
+        .take(limit)
+        .collect();
+    Ok(Json(page))
 }
 
 fn no_function(name: &str) -> ApiError {
@@ -316,13 +344,20 @@ async fn create_tenant(
     auth::admin(&*state.store, &headers).await?;
     let request: NewNamed = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
-    check_name(NameKind::Tenant, &request.name)?;
-    let tenant = state.store.create_tenant(&request.name).await?;
+    let created = new_tenant(&state, &request.name).await?;
+    tracing::info!(tenant = %created.tenant.name, "tenant created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// A new tenant (default quotas) and its first token, for the admin's
+/// `POST /v1/tenants` and the console's open sign-up.
+pub(crate) async fn new_tenant(state: &AppState, name: &str) -> ApiResult<CreatedTenant> {
+    check_name(NameKind::Tenant, name)?;
+    let tenant = state.store.create_tenant(name).await?;
     let (token, hash) = auth::generate().map_err(ApiError::internal)?;
     state
         .store
         .create_token(Some(tenant.id), "initial", hash)
         .await?;
-    tracing::info!(tenant = %tenant.name, "tenant created");
-    Ok((StatusCode::CREATED, Json(CreatedTenant { tenant, token })))
+    Ok(CreatedTenant { tenant, token })
 }

@@ -9,7 +9,8 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use kiln_api::{
     HOUR, PriceList, Quota, QuotaStatus, TenantId, UsageGrouping as By, UsageLine, UsageReport,
     UsageTotals,
@@ -34,6 +35,8 @@ pub(crate) struct UsageParams {
     by: By,
     /// Admins only: one tenant instead of all.
     tenant: Option<String>,
+    /// `csv` for a CSV download instead of JSON.
+    format: Option<String>,
 }
 
 /// Parses a time the way users write one.
@@ -85,7 +88,16 @@ pub(crate) async fn usage(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(params): Query<UsageParams>,
-) -> ApiResult<Json<UsageReport>> {
+) -> ApiResult<Response> {
+    let csv = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}: use `json` or `csv`"
+            )));
+        }
+    };
     let tenant = match auth::require(&*state.store, &headers).await? {
         Principal::Tenant(t) => {
             if params.tenant.as_ref().is_some_and(|n| *n != t.name) {
@@ -148,14 +160,30 @@ pub(crate) async fn usage(
             ),
         })
         .collect();
-    Ok(Json(UsageReport {
+    let report = UsageReport {
         since: format_time(since, By::Hour),
         until: format_time(until, By::Hour),
         by: params.by,
         prices: prices.clone(),
         rows: lines,
         total: line(None, params.function, None, total, prices),
-    }))
+    };
+    if !csv {
+        return Ok(Json(report).into_response());
+    }
+    let file = format!(
+        "attachment; filename=\"kiln-usage-{}-{}.csv\"",
+        &report.since[..10],
+        report.by.as_str()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        report.to_csv(),
+    )
+        .into_response())
 }
 
 async fn tenant_id(state: &AppState, name: &str) -> ApiResult<TenantId> {

@@ -19,41 +19,79 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use kiln_api::WhoAmI;
-use kiln_store::Principal;
+use kiln_store::{Principal, TokenHash};
 use serde::Deserialize;
 use std::sync::Arc;
+
+mod signup;
+
+pub(crate) use signup::SignupLimiter;
 
 /// What the console's pages may load: only their own scripts and styles, no
 /// inline script, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-const INDEX: &str = include_str!("../../console/index.html");
-const APP_JS: &str = include_str!("../../console/app.js");
-const APP_CSS: &str = include_str!("../../console/app.css");
+/// Sent with every `/fn` answer while the console is served: a function's
+/// page shares the console's origin, so it runs in a sandbox with an origin
+/// of its own (scripts and forms still work), where it cannot call `/v1` with
+/// a signed-in visitor's session. A web app that needs its own origin
+/// belongs on a custom domain, which the console never shares.
+pub(crate) const FUNCTION_SANDBOX: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
-/// The console's routes (its page, assets and sessions), and `/` sending a
-/// browser to it.
+/// The console's files, all in the binary: its page, its script and style,
+/// and the vendored charting library (uPlot, MIT, `vendor/uplot.LICENSE`;
+/// `scripts/vendor-console` checks it against npm).
+const ASSETS: [(&str, &str, &str); 6] = [
+    (
+        "/console",
+        include_str!("../../console/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/console/",
+        include_str!("../../console/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/console/app.js",
+        include_str!("../../console/app.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/console/app.css",
+        include_str!("../../console/app.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "/console/vendor/uplot.js",
+        include_str!("../../console/vendor/uplot.iife.min.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/console/vendor/uplot.css",
+        include_str!("../../console/vendor/uplot.min.css"),
+        "text/css; charset=utf-8",
+    ),
+];
+
+/// The console's routes (its page, assets, sessions and sign-up), and `/`
+/// sending a browser to it.
 pub(crate) fn routes() -> axum::Router<Arc<AppState>> {
-    axum::Router::new()
+    let mut router = axum::Router::new();
+    for (path, body, content_type) in ASSETS {
+        router = router.route(path, get(move || asset(body, content_type)));
+    }
+    router
+        .layer(tower_http::compression::CompressionLayer::new())
         .route("/", get(|| async { Redirect::to("/console") }))
-        .route("/console", get(|| asset(INDEX, "text/html; charset=utf-8")))
-        .route(
-            "/console/",
-            get(|| asset(INDEX, "text/html; charset=utf-8")),
-        )
-        .route(
-            "/console/app.js",
-            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/console/app.css",
-            get(|| asset(APP_CSS, "text/css; charset=utf-8")),
-        )
         .route(
             "/console/session",
             axum::routing::post(sign_in).delete(sign_out),
         )
+        .route("/console/config", get(signup::settings))
+        .route("/console/signup", axum::routing::post(signup::sign_up))
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -73,6 +111,8 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // The files change only with the binary: a browser asks again each time.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -94,6 +134,24 @@ async fn sign_in(
         .authenticate(token_hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    let cookie = start_session(&state, token_hash).await?;
+    let who = match principal {
+        Principal::Admin => WhoAmI {
+            admin: true,
+            tenant: None,
+        },
+        Principal::Tenant(t) => WhoAmI {
+            admin: false,
+            tenant: Some(t.name),
+        },
+    };
+    let mut response = Json(who).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// A new session for a token: stored, and the cookie that carries it.
+async fn start_session(state: &AppState, token_hash: TokenHash) -> ApiResult<HeaderValue> {
     let (session, session_hash) = auth::generate().map_err(ApiError::internal)?;
     let now = kiln_store::now();
     let ttl = state.settings.session_ttl;
@@ -111,20 +169,7 @@ async fn sign_in(
         "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         ttl.as_secs()
     );
-    let who = match principal {
-        Principal::Admin => WhoAmI {
-            admin: true,
-            tenant: None,
-        },
-        Principal::Tenant(t) => WhoAmI {
-            admin: false,
-            tenant: Some(t.name),
-        },
-    };
-    let mut response = Json(who).into_response();
-    let cookie = HeaderValue::from_str(&cookie).map_err(ApiError::internal)?;
-    response.headers_mut().insert(header::SET_COOKIE, cookie);
-    Ok(response)
+    HeaderValue::from_str(&cookie).map_err(ApiError::internal)
 }
 
 /// `DELETE /console/session`: the session ends, everywhere, now.

@@ -75,7 +75,14 @@ pub(crate) async fn invoke(
     };
     let (mut parts, body) = request.into_parts();
     parts.headers.remove(SCHEDULED_TIME_HEADER);
-    serve(&state, peer, &target, parts, body).await.0
+    let mut response = serve(&state, peer, &target, parts, body).await.0;
+    if state.settings.console.enabled {
+        response.headers_mut().append(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            axum::http::HeaderValue::from_static(crate::console::FUNCTION_SANDBOX),
+        );
+    }
+    response
 }
 
 /// In front of every route: a request whose `Host` is a custom domain runs
