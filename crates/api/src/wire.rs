@@ -81,6 +81,10 @@ pub struct Version {
     pub config: FunctionConfig,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// What kind of binary it is (absent for versions deployed before Kiln
+    /// kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BinaryKind>,
 }
 
 /// One function in `GET /v1/functions`.
@@ -133,6 +137,28 @@ pub enum BinaryKind {
     Component,
     /// A WASI 0.2 `wasi:http/proxy` component.
     HttpComponent,
+}
+
+impl BinaryKind {
+    /// Its name on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryKind::Module => "module",
+            BinaryKind::Component => "component",
+            BinaryKind::HttpComponent => "http-component",
+        }
+    }
+
+    /// The kind of that name.
+    pub fn from_name(name: &str) -> Option<BinaryKind> {
+        [
+            BinaryKind::Module,
+            BinaryKind::Component,
+            BinaryKind::HttpComponent,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }
 
 /// Answer to a deploy (`POST /v1/functions/{name}/versions`).

@@ -64,7 +64,8 @@ function when(seconds) {
 }
 
 function money(x, currency) {
-  return `${x.toFixed(4)} ${currency}`;
+  const digits = x === 0 || x >= 1 ? x.toFixed(2) : x.toPrecision(3);
+  return `${digits} ${currency}`;
 }
 
 function showError(e) {
@@ -97,11 +98,14 @@ function show(view) {
   }
 }
 
-function kindOf(config) {
-  if (config.script) return config.script.language;
-  if (config.stream) return "wasm, streamed";
-  if (config.cgi) return "wasm, CGI";
-  return "wasm";
+const KINDS = { module: "module", component: "component", "http-component": "wasi:http" };
+
+function kindOf(version) {
+  const config = version.config;
+  const kind = config.script ? config.script.language : (KINDS[version.kind] || "wasm");
+  if (config.stream) return `${kind}, streamed`;
+  if (config.cgi && !config.script) return `${kind}, CGI`;
+  return kind;
 }
 
 function functionUrl(name) {
@@ -142,7 +146,7 @@ async function functionsView(mine) {
   const body = $("functions");
   body.replaceChildren(...functions.slice(0, PAGE).map((f) => row(
     el("a", { href: `#/functions/${encodeURIComponent(f.name)}`, text: f.name }),
-    kindOf(f.current.config),
+    kindOf(f.current),
     String(f.current.number),
     bytes(f.current.size),
     String(requests.get(f.name) || 0),
@@ -325,10 +329,8 @@ async function usageView(mine) {
     $("usage-until").value = day(1);
   }
   if (!who.admin) {
-    const [quota, functions] = await Promise.all([
-      api("GET", "/v1/quota"), api("GET", "/v1/functions")]);
+    const functions = await api("GET", "/v1/functions");
     if (mine !== generation) return;
-    showQuota(quota);
     const select = $("usage-function");
     const chosen = select.value;
     select.replaceChildren(el("option", { value: "", text: "all" }),
@@ -362,8 +364,12 @@ function showQuota(status) {
 
 async function drawUsage(mine) {
   const params = usageQuery();
-  const report = await api("GET", `/v1/usage?${params}`);
+  const [report, quota] = await Promise.all([
+    api("GET", `/v1/usage?${params}`),
+    who.admin ? null : api("GET", "/v1/quota"),
+  ]);
   if (mine !== generation) return;
+  if (quota) showQuota(quota);
   const csv = new URLSearchParams(params);
   csv.set("format", "csv");
   $("usage-csv").href = `/v1/usage?${csv}`;

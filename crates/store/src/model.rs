@@ -1,7 +1,7 @@
 //! The storage-side nouns: what the store takes in and hands to the invoke path.
 //! The nouns the API shows (tenants, tokens, versions, logs) are `kiln_api`'s.
 
-use kiln_api::{Digest, FunctionConfig, Tenant, TenantId};
+use kiln_api::{BinaryKind, Digest, FunctionConfig, Tenant, TenantId};
 
 /// sha256 of an API token. Tokens themselves are never stored.
 pub type TokenHash = [u8; 32];
@@ -51,6 +51,8 @@ pub struct NewVersion {
     pub size: u64,
     /// How the version runs.
     pub config: FunctionConfig,
+    /// What kind of binary it is, as the deploy found.
+    pub kind: BinaryKind,
 }
 
 /// What the invoke path needs to run a function.

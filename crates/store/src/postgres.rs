@@ -27,8 +27,8 @@ use crate::usage::{UsageDelta, UsageQuery, UsageRow};
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use kiln_api::{
-    BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, SecretInfo, Tenant,
-    TenantId, TokenInfo, UsageTotals, Version,
+    BinaryKind, BundleInfo, Digest, FunctionDetail, FunctionSummary, LogEntry, Quota, SecretInfo,
+    Tenant, TenantId, TokenInfo, UsageTotals, Version,
 };
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -232,6 +232,11 @@ CREATE TABLE sessions (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+"#,
+    r#"
+-- What kind of binary a version is (module, component, http-component), as
+-- the deploy detected it; NULL for versions deployed before it was kept.
+ALTER TABLE versions ADD COLUMN kind TEXT;
 "#,
 ];
 
@@ -451,6 +456,9 @@ fn read_version(row: &Row, first: usize) -> StoreResult<Version> {
         size: unsigned(row.get(first + 2)),
         config: serde_json::from_str(&config).map_err(internal)?,
         created_at: row.get(first + 4),
+        kind: row
+            .get::<_, Option<&str>>(first + 5)
+            .and_then(BinaryKind::from_name),
     })
 }
 
@@ -481,7 +489,7 @@ async fn version(
 ) -> StoreResult<Option<Version>> {
     client
         .query_opt(
-            "SELECT number, digest, size, config, created_at FROM versions
+            "SELECT number, digest, size, config, created_at, kind FROM versions
              WHERE function_id = $1 AND number = $2",
             &[&function_id, &number],
         )
@@ -697,8 +705,8 @@ impl MetadataStore for PostgresStore {
             .get(0);
         let number = last + 1;
         tx.execute(
-            "INSERT INTO versions (function_id, number, digest, size, config, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO versions (function_id, number, digest, size, config, created_at, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &id,
                 &number,
@@ -706,6 +714,7 @@ impl MetadataStore for PostgresStore {
                 &big(new.size),
                 &config,
                 &at,
+                &new.kind.as_str(),
             ],
         )
         .await
@@ -758,7 +767,7 @@ impl MetadataStore for PostgresStore {
             .query(
                 "SELECT f.name, f.created_at, f.updated_at,
                         (SELECT COUNT(*) FROM versions c WHERE c.function_id = f.id),
-                        v.number, v.digest, v.size, v.config, v.created_at
+                        v.number, v.digest, v.size, v.config, v.created_at, v.kind
                  FROM functions f
                  JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
                  WHERE f.tenant_id = $1 ORDER BY f.name",
@@ -795,7 +804,7 @@ impl MetadataStore for PostgresStore {
         let id: i64 = row.get(0);
         let versions = client
             .query(
-                "SELECT number, digest, size, config, created_at FROM versions
+                "SELECT number, digest, size, config, created_at, kind FROM versions
                  WHERE function_id = $1 ORDER BY number DESC",
                 &[&id],
             )

@@ -263,9 +263,9 @@ impl MetadataStore for SqliteStore {
                 }
             };
             tx.execute(
-                "INSERT INTO versions (function_id, number, digest, size, config, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, number, new.digest.to_hex(), new.size, config, at],
+                "INSERT INTO versions (function_id, number, digest, size, config, created_at, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, number, new.digest.to_hex(), new.size, config, at, new.kind.as_str()],
             )
             .map_err(internal)?;
             tx.execute(
@@ -328,7 +328,7 @@ impl MetadataStore for SqliteStore {
                 .prepare(
                     "SELECT f.name, f.created_at, f.updated_at,
                             (SELECT COUNT(*) FROM versions c WHERE c.function_id = f.id),
-                            v.number, v.digest, v.size, v.config, v.created_at
+                            v.number, v.digest, v.size, v.config, v.created_at, v.kind
                      FROM functions f
                      JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
                      WHERE f.tenant_id = ?1 ORDER BY f.name",
@@ -367,7 +367,7 @@ impl MetadataStore for SqliteStore {
             };
             let mut stmt = conn
                 .prepare(
-                    "SELECT number, digest, size, config, created_at FROM versions
+                    "SELECT number, digest, size, config, created_at, kind FROM versions
                      WHERE function_id = ?1 ORDER BY number DESC",
                 )
                 .map_err(internal)?;

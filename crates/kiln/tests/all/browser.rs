@@ -200,7 +200,7 @@ async fn tenant_journey(browser: &Client, home: &Home, server: &KilnServer, xss:
     )
     .await;
     assert_eq!(rows[0][0], "hello");
-    assert_eq!(rows[0][1], "wasm");
+    assert_eq!(rows[0][1], "module");
     assert_eq!(rows[0][2], "1");
     assert_eq!(rows[1][0], "noisy");
     snap(browser, "functions").await;
@@ -428,6 +428,10 @@ async fn tenant_journey(browser: &Client, home: &Home, server: &KilnServer, xss:
     };
     assert!(width <= 360, "the window is {width} px wide");
     assert!(fits, "the page scrolls sideways at {width} px");
+    browser
+        .execute("document.activeElement.blur()", vec![])
+        .await
+        .expect("blur");
     snap(browser, "functions-360px").await;
     browser
         .set_window_size(1200, 900)

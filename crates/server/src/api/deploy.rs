@@ -110,6 +110,11 @@ async fn deploy_from(
         .await
         .map_err(compile_failed)?;
     check_config_fits(&config, compiled.info.kind)?;
+    let kind = match compiled.info.kind {
+        ModuleKind::CoreCommand => BinaryKind::Module,
+        ModuleKind::ComponentCommand => BinaryKind::Component,
+        ModuleKind::HttpComponent => BinaryKind::HttpComponent,
+    };
     state.blobs.commit(BlobKind::Module, staged).await?;
     let version = state
         .store
@@ -120,6 +125,7 @@ async fn deploy_from(
                 digest,
                 size,
                 config,
+                kind,
             },
         )
         .await?;
@@ -130,7 +136,6 @@ async fn deploy_from(
     // Its first request finds it loaded: no cold start after a deploy.
     let Compiled {
         function,
-        info,
         compile_time,
         ..
     } = compiled;
@@ -146,11 +151,7 @@ async fn deploy_from(
             digest,
             size,
             compile_ms: compile_time.map(|t| t.as_secs_f64() * 1e3),
-            kind: match info.kind {
-                ModuleKind::CoreCommand => BinaryKind::Module,
-                ModuleKind::ComponentCommand => BinaryKind::Component,
-                ModuleKind::HttpComponent => BinaryKind::HttpComponent,
-            },
+            kind,
         }),
     ))
 }

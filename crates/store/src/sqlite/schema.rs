@@ -201,6 +201,11 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
 "#,
+    r#"
+-- What kind of binary a version is (module, component, http-component), as
+-- the deploy detected it; NULL for versions deployed before it was kept.
+ALTER TABLE versions ADD COLUMN kind TEXT;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

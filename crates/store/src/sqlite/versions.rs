@@ -2,7 +2,7 @@
 
 use super::internal;
 use crate::error::StoreResult;
-use kiln_api::Version;
+use kiln_api::{BinaryKind, Version};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 pub(super) fn read_version(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Version> {
@@ -26,6 +26,9 @@ pub(super) fn read_version(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::R
             )
         })?,
         created_at: row.get(first + 4)?,
+        kind: row
+            .get::<_, Option<String>>(first + 5)?
+            .and_then(|k| BinaryKind::from_name(&k)),
     })
 }
 
@@ -35,7 +38,7 @@ pub(super) fn version(
     number: u32,
 ) -> StoreResult<Option<Version>> {
     tx.query_row(
-        "SELECT number, digest, size, config, created_at FROM versions
+        "SELECT number, digest, size, config, created_at, kind FROM versions
          WHERE function_id = ?1 AND number = ?2",
         params![function_id, number],
         |r| read_version(r, 0),

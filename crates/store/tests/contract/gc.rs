@@ -48,6 +48,7 @@ pub(crate) async fn blobs_go_only_unreferenced_unpinned_and_past_their_grace(bac
         digest: used.digest,
         size: 4,
         config,
+        kind: kiln_api::BinaryKind::Component,
     };
     store.deploy(acme.id, "f", new).await.unwrap();
     assert_eq!(

@@ -10,7 +10,7 @@ mod sessions;
 
 use edge::*;
 use gc::*;
-use kiln_api::{Digest, FunctionConfig, Quota, TenantId, UsageTotals};
+use kiln_api::{BinaryKind, Digest, FunctionConfig, Quota, TenantId, UsageTotals};
 use kiln_store::*;
 use kv::*;
 use sessions::*;
@@ -127,6 +127,7 @@ fn version(bytes: &[u8]) -> NewVersion {
         digest: Digest::of(bytes),
         size: bytes.len() as u64,
         config: FunctionConfig::default(),
+        kind: BinaryKind::Module,
     }
 }
 
@@ -208,7 +209,16 @@ async fn versions_deploy_roll_back_and_delete(backend: Backend) {
     let detail = store.function(acme.id, "hello").await.unwrap().unwrap();
     assert_eq!(detail.current_version, 2);
     assert_eq!(detail.versions.len(), 2);
-    assert_eq!(store.list_functions(acme.id).await.unwrap()[0].versions, 2);
+    // The kind the deploy found is kept with each version.
+    assert!(
+        detail
+            .versions
+            .iter()
+            .all(|v| v.kind == Some(BinaryKind::Module))
+    );
+    let listed = store.list_functions(acme.id).await.unwrap();
+    assert_eq!(listed[0].versions, 2);
+    assert_eq!(listed[0].current.kind, Some(BinaryKind::Module));
 
     assert!(store.delete_function(acme.id, "hello").await.unwrap());
     assert!(store.resolve("acme", "hello").await.unwrap().is_none());
