@@ -65,6 +65,6 @@ pub use usage::{
 };
 pub use wire::{
     BinaryKind, CreatedTenant, CreatedToken, Deployed, ErrorBody, ErrorCode, FunctionDetail,
-    FunctionSummary, GcItem, GcItemKind, GcReport, GcSummary, LogEntry, NewNamed, NodeStatus,
-    RollbackRequest, Tenant, TenantId, TokenInfo, Version, WhoAmI,
+    FunctionSummary, GcItem, GcItemKind, GcReport, GcSummary, LogEntry, NewNamed, NodeSeen,
+    NodeStatus, RollbackRequest, Tenant, TenantId, TokenInfo, Version, WhoAmI,
 };

@@ -246,6 +246,24 @@ pub struct NodeStatus {
     pub gc: Option<GcSummary>,
 }
 
+/// `GET /v1/admin/nodes`: a node that served on this store, and what it last
+/// reported of itself (every 10 s while it runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSeen {
+    /// The node's name: the address it serves on (its host name and port when
+    /// it listens on every address).
+    pub node: String,
+    /// When it started (seconds since the epoch).
+    pub started_at: i64,
+    /// When it last reported (seconds since the epoch).
+    pub seen_at: i64,
+    /// Whether it stopped cleanly since (a node that vanished just stops
+    /// reporting).
+    pub stopped: bool,
+    /// Its counters then.
+    pub status: NodeStatus,
+}
+
 /// The totals of one pass of the blob collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcSummary {

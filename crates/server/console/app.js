@@ -441,11 +441,18 @@ async function tenantsView(mine) {
 
 async function clusterView(mine) {
   show("cluster-view");
-  const [status, usage] = await Promise.all([
+  const [status, usage, nodes] = await Promise.all([
     api("GET", "/v1/status"),
     api("GET", "/v1/usage?by=function"),
+    api("GET", "/v1/admin/nodes"),
   ]);
   if (mine !== generation) return;
+  const now = Date.now() / 1000;
+  $("nodes").replaceChildren(...nodes.map((n) => row(
+    n.node, when(n.seen_at),
+    n.stopped ? "stopped" : now - n.seen_at > 30 ? "silent" : "up",
+    String(n.status.in_flight), String(n.status.compiles),
+    String(n.status.function_cache_hits), String(n.status.loaded_functions))));
   const pairs = (object, names) => names.flatMap(([key, label]) =>
     [el("dt", { text: label }), el("dd", { text: String(object[key]) })]);
   $("node-status").replaceChildren(...pairs(status, [

@@ -42,6 +42,7 @@ mod listen;
 mod logs;
 mod metering;
 mod metrics;
+mod nodes;
 mod pricing;
 mod quota;
 mod recovery;
@@ -373,11 +374,15 @@ impl Server {
         let reloader = tls.map(|tls| tokio::spawn(tls::watch(tls.current, tls.files)));
         let collector = gc_interval.map(|every| state.collector.clone().start(every));
         let domains = tokio::spawn(renewal::keep_loaded(state.clone()));
-        // The node's name in the runs it claims: the address it serves on.
-        let node = listener
-            .local_addr()
-            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
-        let scheduler = tokio::spawn(scheduler::run(state.clone(), node));
+        // The node's name in the runs it claims and in the nodes it reports.
+        let node = node_name(&listener);
+        let started_at = kiln_store::now();
+        let reporter = tokio::spawn(nodes::keep_reporting(
+            state.clone(),
+            node.clone(),
+            started_at,
+        ));
+        let scheduler = tokio::spawn(scheduler::run(state.clone(), node.clone()));
         let quota_sync = cluster_quotas.then(|| tokio::spawn(sync_quotas(state.clone())));
         // The metrics address gets the same client limits as the main one, and
         // counters of its own (its scrapers are not clients of functions).
@@ -419,6 +424,7 @@ impl Server {
         let settling = state.settling.clone();
         let counters = state.counters.clone();
         let metrics = state.metrics.clone();
+        let reporting = state.clone();
         let app = router(state);
         listen::serve(
             listener,
@@ -435,6 +441,11 @@ impl Server {
         }
         // No new scheduled run; those running are tracked by `settling`.
         scheduler.abort();
+        reporter.abort();
+        nodes::report(&reporting, &node, started_at, true).await;
+        // The state holds a log sink: the log writer below ends once every
+        // holder is gone.
+        drop(reporting);
         domains.abort();
         if let Some(task) = metrics_server {
             task.abort();
@@ -522,6 +533,25 @@ async fn bootstrap(store: &dyn MetadataStore) -> anyhow::Result<Option<InitialCr
         tenant: tenant.name,
         tenant_token,
     }))
+}
+
+/// A node's name: the address it serves on, or, when that is every address
+/// (`0.0.0.0`, `::`), its host name and port, which tell the nodes of a
+/// cluster apart.
+fn node_name(listener: &TcpListener) -> String {
+    match listener.local_addr() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            match host.is_empty() {
+                true => addr.to_string(),
+                false => format!("{host}:{}", addr.port()),
+            }
+        }
+        Ok(addr) => addr.to_string(),
+        Err(_) => "unknown".to_owned(),
+    }
 }
 
 /// Both wings: the control API, whose failures are logged with their causes by a

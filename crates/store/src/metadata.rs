@@ -5,6 +5,7 @@ use crate::domains::DomainStore;
 use crate::error::StoreResult;
 use crate::gc::BlobCollection;
 use crate::model::{Deployment, NewLogEntry, NewVersion, Principal, TokenHash};
+use crate::nodes::NodeStore;
 use crate::schedules::ScheduleStore;
 use crate::sessions::SessionStore;
 use crate::usage::{UsageDelta, UsageQuery, UsageRow};
@@ -20,7 +21,7 @@ use kiln_api::{
 /// cannot reach another tenant's data by accident.
 #[async_trait]
 pub trait MetadataStore:
-    BlobCollection + DomainStore + ScheduleStore + SessionStore + Send + Sync + 'static
+    BlobCollection + DomainStore + NodeStore + ScheduleStore + SessionStore + Send + Sync + 'static
 {
     /// The principal a token hash belongs to, if it exists and is not revoked.
     async fn authenticate(&self, token_hash: TokenHash) -> StoreResult<Option<Principal>>;

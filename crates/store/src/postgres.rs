@@ -15,6 +15,7 @@ mod kv;
 mod domains;
 mod gc;
 mod grants;
+mod nodes;
 mod schedules;
 mod sessions;
 mod tls;
@@ -237,6 +238,17 @@ CREATE INDEX sessions_by_expiry ON sessions (expires_at);
 -- What kind of binary a version is (module, component, http-component), as
 -- the deploy detected it; NULL for versions deployed before it was kept.
 ALTER TABLE versions ADD COLUMN kind TEXT;
+"#,
+    r#"
+-- The nodes that serve on this store (crates/store/src/nodes.rs): what each
+-- last reported of itself, as JSON.
+CREATE TABLE nodes (
+    name TEXT PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    stopped BOOLEAN NOT NULL,
+    status TEXT NOT NULL
+);
 "#,
 ];
 

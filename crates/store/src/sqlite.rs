@@ -5,6 +5,7 @@
 mod domains;
 mod gc;
 mod kv;
+mod nodes;
 mod readers;
 mod schedules;
 mod schema;

@@ -499,6 +499,15 @@ async fn operator_journey(browser: &Client, home: &Home, server: &KilnServer) {
     )
     .await;
     assert_eq!(status, json!(8));
+    let nodes = until(
+        browser,
+        "the nodes seen",
+        "const rows = [...document.querySelectorAll('#nodes tr')];
+         return rows.length ? rows.map(r => [r.cells[0].textContent, r.cells[2].textContent]) : null",
+    )
+    .await;
+    let name = server.url.trim_start_matches("http://");
+    assert_eq!(nodes, json!([[name, "up"]]));
     let top = text_of(browser, "top-tenants").await;
     assert!(top.starts_with("default:"), "{top}");
     snap(browser, "cluster").await;

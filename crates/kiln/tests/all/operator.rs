@@ -1,7 +1,7 @@
 //! What an operator relies on, through a real `kiln up`: a private data
 //! directory, logs that are there when looked at and never lost silently, an
-//! admin token replaced offline when the credentials are lost, and the seccomp
-//! filter the server runs under.
+//! admin token replaced offline when the credentials are lost, the nodes that
+//! served on a store, and the seccomp filter the server runs under.
 
 use crate::support::*;
 
@@ -220,4 +220,45 @@ fn a_started_server_runs_under_its_seccomp_filter_unless_told_not_to() {
 
     let server = home.start(&["--no-seccomp"]);
     assert_eq!(seccomp_of(server.pid()), ("0".into(), "0".into()));
+}
+
+#[test]
+fn nodes_report_themselves_and_a_clean_stop_says_so() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let admin = home.admin_token();
+    let nodes_of = |server: &KilnServer| {
+        let listed = get_as(&format!("{}/v1/admin/nodes", server.url), &admin);
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        serde_json::from_str::<Vec<serde_json::Value>>(&listed.body).expect("nodes")
+    };
+    let name = server.url.trim_start_matches("http://").to_owned();
+    let first = eventually("the node's first report", || {
+        let nodes = nodes_of(&server);
+        (nodes.len() == 1).then(|| nodes[0].clone())
+    });
+    assert_eq!(first["node"], name.as_str());
+    assert_eq!(first["stopped"], false);
+    assert!(first["status"]["loaded_functions"].is_u64(), "{first}");
+    // A tenant token may not list them.
+    let refused = get_as(&format!("{}/v1/admin/nodes", server.url), &home.token());
+    assert_eq!(refused.status, 403);
+
+    // Stopped cleanly, it says so; the node that replaces it reports too.
+    assert!(server.stop().success());
+    let server = home.start(&[]);
+    let again = eventually("both nodes listed", || {
+        let nodes = nodes_of(&server);
+        (nodes.len() == 2).then_some(nodes)
+    });
+    let old = again
+        .iter()
+        .find(|n| n["node"] == name.as_str())
+        .expect("the old node");
+    assert_eq!(old["stopped"], true, "{old}");
+    let new = again
+        .iter()
+        .find(|n| n["node"] != name.as_str())
+        .expect("the new node");
+    assert_eq!(new["stopped"], false, "{new}");
 }

@@ -25,18 +25,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_api::{
     CreatedTenant, CreatedToken, FunctionDetail, FunctionSummary, GcReport, LogEntry, NameKind,
-    NewNamed, NodeStatus, RollbackRequest, Tenant, TokenInfo, Version, WhoAmI, check_name,
+    NewNamed, NodeSeen, NodeStatus, RollbackRequest, Tenant, TokenInfo, Version, WhoAmI,
+    check_name,
 };
 use kiln_store::Principal;
 use serde::Deserialize;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Every `/v1` route, and `/metrics` for admin tokens.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/whoami", get(whoami))
         .route("/v1/status", get(status))
+        .route("/v1/admin/nodes", get(nodes))
         .route("/v1/admin/gc", post(collect_garbage))
         .route("/v1/functions", get(list_functions))
         .route(
@@ -110,20 +111,17 @@ async fn status(
     headers: HeaderMap,
 ) -> ApiResult<Json<NodeStatus>> {
     auth::admin(&*state.store, &headers).await?;
-    let counters = &state.counters;
-    let cache = state.functions.stats();
-    Ok(Json(NodeStatus {
-        in_flight: counters.in_flight.load(Ordering::Relaxed),
-        connections: counters.connections.load(Ordering::Relaxed),
-        active_instances: state.runtime.active_instances(),
-        compiles: cache.compiles.load(Ordering::Relaxed),
-        artifact_downloads: cache.downloads.load(Ordering::Relaxed),
-        loaded_functions: state.functions.loaded(),
-        function_cache_hits: cache.hits.load(Ordering::Relaxed),
-        function_cache_misses: cache.misses.load(Ordering::Relaxed),
-        function_cache_evictions: cache.evictions.load(Ordering::Relaxed),
-        gc: state.collector.last(),
-    }))
+    Ok(Json(crate::nodes::status(&state)))
+}
+
+/// `GET /v1/admin/nodes` (admin): every node serving on this store, with what
+/// it last reported.
+async fn nodes(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<NodeSeen>>> {
+    auth::admin(&*state.store, &headers).await?;
+    Ok(Json(state.store.nodes().await?))
 }
 
 #[derive(Deserialize)]

@@ -206,6 +206,17 @@ CREATE INDEX sessions_by_expiry ON sessions (expires_at);
 -- the deploy detected it; NULL for versions deployed before it was kept.
 ALTER TABLE versions ADD COLUMN kind TEXT;
 "#,
+    r#"
+-- The nodes that serve on this store (crates/store/src/nodes.rs): what each
+-- last reported of itself, as JSON.
+CREATE TABLE nodes (
+    name TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL,
+    stopped INTEGER NOT NULL,
+    status TEXT NOT NULL
+);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

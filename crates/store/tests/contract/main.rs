@@ -105,6 +105,7 @@ contract!(
     domains_belong_to_one_tenant_with_their_routes_and_certificate,
     each_tick_is_claimed_once_however_many_ask_and_a_lost_run_is_reaped_once,
     a_session_speaks_for_its_token_until_it_ends,
+    nodes_report_under_their_names_and_silent_ones_are_forgotten,
 );
 
 async fn shared_artifacts_are_recorded_by_key(backend: Backend) {

@@ -1,5 +1,6 @@
-//! Console sessions, on both stores: a session speaks for its token until it
-//! expires, is deleted, or the token is revoked.
+//! Console sessions and node reports, on both stores: a session speaks for its
+//! token until it expires, is deleted, or the token is revoked; a node's report
+//! replaces its last one.
 
 use super::Backend;
 use kiln_store::*;
@@ -45,4 +46,64 @@ pub(crate) async fn a_session_speaks_for_its_token_until_it_ends(backend: Backen
     assert!(store.delete_session([14; 32]).await.unwrap());
     assert!(!store.delete_session([14; 32]).await.unwrap());
     assert_eq!(store.session([14; 32], 1000).await.unwrap(), None);
+}
+
+pub(crate) async fn nodes_report_under_their_names_and_silent_ones_are_forgotten(backend: Backend) {
+    let store = backend.open().await;
+    assert!(store.nodes().await.unwrap().is_empty());
+    let status = |in_flight| kiln_api::NodeStatus {
+        in_flight,
+        connections: 2,
+        active_instances: 1,
+        compiles: 3,
+        artifact_downloads: 0,
+        loaded_functions: 4,
+        function_cache_hits: 5,
+        function_cache_misses: 6,
+        function_cache_evictions: 0,
+        gc: None,
+    };
+    let report = |node: &str, seen_at, stopped, in_flight| kiln_api::NodeSeen {
+        node: node.into(),
+        started_at: 1_000,
+        seen_at,
+        stopped,
+        status: status(in_flight),
+    };
+    store
+        .report_node(&report("b:8080", 1_010, false, 1))
+        .await
+        .unwrap();
+    store
+        .report_node(&report("a:8080", 1_010, false, 7))
+        .await
+        .unwrap();
+    // A later report replaces the node's last one.
+    store
+        .report_node(&report("b:8080", 1_020, true, 0))
+        .await
+        .unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        store.nodes().await.unwrap(),
+        vec![
+            report("a:8080", 1_010, false, 7),
+            report("b:8080", 1_020, true, 0)
+        ]
+    );
+    // A node silent for longer than a day is forgotten at the next report.
+    let later = 1_015 + NODES_KEPT_SECONDS;
+    store
+        .report_node(&report("c:8080", later, false, 0))
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node)
+        .collect();
+    assert_eq!(names, ["b:8080", "c:8080"]);
 }
