@@ -10,6 +10,7 @@
 //! [`services`] starts the throwaway PostgreSQL and S3 server the cluster tests use;
 //! [`kiln_up`] starts a real `kiln up` and reads where it listens.
 
+pub mod browser;
 pub mod kiln_up;
 pub mod services;
 

@@ -6,6 +6,7 @@ mod big;
 mod client;
 mod cluster;
 mod cold;
+mod console;
 mod density;
 mod kiln;
 mod kv;
@@ -75,6 +76,7 @@ enum Scenario {
     Kv,
     KvCluster,
     Schedule,
+    Console,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -259,6 +261,11 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
     if wants(Scenario::Schedule) {
         eprintln!("schedule: an every-minute schedule on 3 nodes, watched for 10 minutes");
         schedule::run(&binary, &mut report)?;
+    }
+    if wants(Scenario::Console) {
+        eprintln!("console: the functions page in headless Chromium, with 10 and 1,000 functions");
+        let (_home, kiln) = fresh(&[])?;
+        console::run(&kiln, &hello, &mut report)?;
     }
     println!("{}", report.markdown());
     Ok(())

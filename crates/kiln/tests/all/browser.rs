@@ -5,7 +5,7 @@
 //! markup, watches the usage chart change, creates and revokes a token, reads
 //! the page at 360 px, and signs out; the operator sees tenants and the node.
 //!
-//! Without `chromedriver` on the PATH the test says so and passes, unless
+//! Without `chromedriver` (`kiln_guests::browser`) the test says so and passes, unless
 //! `KILN_REQUIRE_BROWSER=1` (set by `scripts/test` once it installed the
 //! browser). With `KILN_SCREENSHOTS=DIR` it saves a PNG of each page there
 //! (`scripts/screenshots`).
@@ -13,50 +13,11 @@
 use crate::support::*;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
+use kiln_guests::browser::Driver;
 use serde_json::{Value, json};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `chromedriver` of our own on a free loopback port, stopped on drop.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    /// `None` when no `chromedriver` can be found.
-    fn start() -> Option<Driver> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let driver = Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        eventually("chromedriver to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Some(driver)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Where `KILN_SCREENSHOTS` asks for the pages' pictures, if it does.
 fn screenshots() -> Option<PathBuf> {
@@ -120,16 +81,16 @@ async fn go(browser: &Client, server: &KilnServer, hash: &str) {
 
 #[test]
 fn the_console_works_in_a_real_browser() {
-    if which("chromedriver").is_none() {
+    let Some(driver) = Driver::start() else {
         assert!(
             std::env::var_os("KILN_REQUIRE_BROWSER").is_none(),
-            "KILN_REQUIRE_BROWSER is set but chromedriver is not on the PATH"
+            "KILN_REQUIRE_BROWSER is set but chromedriver is missing or did not start"
         );
         eprintln!(
-            "skipped: no chromedriver on the PATH (scripts/test installs chromium and chromium-driver)"
+            "skipped: no chromedriver on the PATH, or it did not start (scripts/test installs chromium and chromium-driver)"
         );
         return;
-    }
+    };
     let home = Home::new();
     let server = home.start(&["--usage-flush", "100ms"]);
     server.ok(&["deploy", "--name", "hello", &guest("hello")]);
@@ -144,26 +105,12 @@ fn the_console_works_in_a_real_browser() {
         "--stderr",
         &guest("echo-env"),
     ]);
-    let driver = Driver::start().expect("chromedriver starts");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let mut capabilities = serde_json::Map::new();
-        let args = [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--window-size=1200,900",
-        ];
-        capabilities.insert("goog:chromeOptions".into(), json!({ "args": args }));
-        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&driver.url)
-            .await
-            .expect("a browser session");
+        let browser = driver.session(1200, 900).await.expect("a browser session");
         tenant_journey(&browser, &home, &server, xss).await;
         operator_journey(&browser, &home, &server).await;
         let _ = browser.close().await;
@@ -511,13 +458,4 @@ async fn operator_journey(browser: &Client, home: &Home, server: &KilnServer) {
     let top = text_of(browser, "top-tenants").await;
     assert!(top.starts_with("default:"), "{top}");
     snap(browser, "cluster").await;
-}
-
-/// The path of `program` on the PATH, if there is one.
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
 }
