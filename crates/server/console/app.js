@@ -249,6 +249,8 @@ async function functionView(name, mine) {
     });
     return row(String(v.number), when(v.created_at), bytes(v.size), v.digest.slice(0, 12), action);
   }));
+  const current = detail.versions.find((v) => v.number === detail.current_version);
+  showConfig(current);
   mountDeploy($("version-deploy"), detail.name);
   $("try").onsubmit = async (event) => {
     event.preventDefault();
@@ -268,6 +270,21 @@ async function functionView(name, mine) {
   };
   $("logs").replaceChildren();
   await followLogs(name, mine, 0);
+}
+
+// The served version's configuration, every value as text.
+function showConfig(version) {
+  const c = version.config;
+  const items = [["Kind", kindOf(version)]];
+  if ((c.env || []).length) items.push(["Environment", c.env.map(([k, v]) => `${k}=${v}`).join("\n")]);
+  if ((c.args || []).length) items.push(["Arguments", c.args.join("\n")]);
+  if (c.memory_bytes) items.push(["Memory limit", bytes(c.memory_bytes)]);
+  if (c.timeout_ms) items.push(["Time limit", `${c.timeout_ms} ms`]);
+  if (c.schedule) items.push(["Schedule", String(c.schedule)]);
+  const flags = ["cgi", "stream", "private", "receipt"].filter((f) => c[f]);
+  if (flags.length) items.push(["Flags", flags.join(", ")]);
+  $("function-config").replaceChildren(...items.flatMap(([label, value]) =>
+    [el("dt", { text: label }), el("dd", {}, el("pre", { text: value }))]));
 }
 
 // Shows the latest logs, then, while "Follow live" is ticked and the page is
@@ -554,24 +571,18 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     drawUsage(generation).catch(showError);
   });
-  $("token-create").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const created = await api("POST", "/v1/tokens", { name: $("token-name").value.trim() });
-      $("token-name").value = "";
-      shownOnce("token-created", "token-created-value", "token-created-copy", created.token);
-      route();
-    } catch (e) { showError(e); }
-  });
-  $("tenant-create").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const created = await api("POST", "/v1/tenants", { name: $("tenant-name").value.trim() });
-      $("tenant-name").value = "";
-      shownOnce("tenant-created", "tenant-created-value", "tenant-created-copy", created.token);
-      route();
-    } catch (e) { showError(e); }
-  });
+  // Creating a token or a tenant: its secret is shown once.
+  for (const [thing, path] of [["token", "/v1/tokens"], ["tenant", "/v1/tenants"]]) {
+    $(`${thing}-create`).addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const created = await api("POST", path, { name: $(`${thing}-name`).value.trim() });
+        $(`${thing}-name`).value = "";
+        shownOnce(`${thing}-created`, `${thing}-created-value`, `${thing}-created-copy`, created.token);
+        route();
+      } catch (e) { showError(e); }
+    });
+  }
   $("quota-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const quota = {};

@@ -1,7 +1,7 @@
 //! The storage-side nouns: what the store takes in and hands to the invoke path.
 //! The nouns the API shows (tenants, tokens, versions, logs) are `kiln_api`'s.
 
-use kiln_api::{BinaryKind, Digest, FunctionConfig, Tenant, TenantId};
+use kiln_api::{BinaryKind, Digest, FunctionConfig, Tenant, TenantId, WhoAmI};
 
 /// sha256 of an API token. Tokens themselves are never stored.
 pub type TokenHash = [u8; 32];
@@ -38,6 +38,20 @@ impl Principal {
                 created_at,
             }),
             _ => Principal::Admin,
+        }
+    }
+
+    /// What `GET /v1/whoami` and a console sign-in answer for it.
+    pub fn who(&self) -> WhoAmI {
+        match self {
+            Principal::Admin => WhoAmI {
+                admin: true,
+                tenant: None,
+            },
+            Principal::Tenant(t) => WhoAmI {
+                admin: false,
+                tenant: Some(t.name.clone()),
+            },
         }
     }
 }

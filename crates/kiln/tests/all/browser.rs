@@ -103,6 +103,8 @@ fn the_console_works_in_a_real_browser() {
         xss,
         "--arg",
         "--stderr",
+        "--env",
+        "NOTE=<b id=\"bold\">bold</b>",
         &guest("echo-env"),
     ]);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -221,6 +223,15 @@ async fn tenant_journey(browser: &Client, home: &Home, server: &KilnServer, xss:
         "return document.getElementById('function-name').textContent === 'noisy'",
     )
     .await;
+    // Its environment shows as text too.
+    let env = until(
+        browser,
+        "the configuration",
+        "const dd = [...document.querySelectorAll('#function-config dd')].find(d => d.textContent.startsWith('NOTE='));
+         return dd ? [dd.textContent, document.getElementById('bold') === null] : null",
+    )
+    .await;
+    assert_eq!(env, json!(["NOTE=<b id=\"bold\">bold</b>", true]));
     click(browser, Locator::Id("follow")).await;
     assert_eq!(
         post(&server.function_url("default", "noisy"), "").status,

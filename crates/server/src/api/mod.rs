@@ -93,16 +93,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 }
 
 async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
-    Ok(Json(match auth::require(&*state.store, &headers).await? {
-        Principal::Admin => WhoAmI {
-            admin: true,
-            tenant: None,
-        },
-        Principal::Tenant(t) => WhoAmI {
-            admin: false,
-            tenant: Some(t.name),
-        },
-    }))
+    Ok(Json(auth::require(&*state.store, &headers).await?.who()))
 }
 
 /// Live counters of this node (admin only).

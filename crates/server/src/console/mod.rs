@@ -18,8 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use kiln_api::WhoAmI;
-use kiln_store::{Principal, TokenHash};
+use kiln_store::TokenHash;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -135,17 +134,7 @@ async fn sign_in(
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
     let cookie = start_session(&state, token_hash).await?;
-    let who = match principal {
-        Principal::Admin => WhoAmI {
-            admin: true,
-            tenant: None,
-        },
-        Principal::Tenant(t) => WhoAmI {
-            admin: false,
-            tenant: Some(t.name),
-        },
-    };
-    let mut response = Json(who).into_response();
+    let mut response = Json(principal.who()).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
