@@ -49,6 +49,7 @@ mod recovery;
 mod renewal;
 mod scheduler;
 mod secrets;
+mod signups;
 mod state;
 mod sync;
 #[cfg(test)]
@@ -270,7 +271,8 @@ impl Server {
                 schedule_min_interval: config.schedule_min_interval,
                 session_ttl: config.session_ttl,
                 https: tls.is_some(),
-                console: config.console,
+                console: config.console.enabled,
+                open_signup: config.console.open_signup,
             },
             deployments: DeploymentCache::new(
                 DEPLOYMENT_CACHE_ENTRIES,
@@ -294,7 +296,7 @@ impl Server {
             domains,
             domains_changed: tokio::sync::Notify::new(),
             schedules_changed: tokio::sync::Notify::new(),
-            signups: console::SignupLimiter::new(config.console.signups_per_hour),
+            signups: signups::SignupLimiter::new(config.console.signups_per_hour),
         });
         state
             .domains
@@ -558,7 +560,7 @@ fn node_name(listener: &TcpListener) -> String {
 /// layer of its own, and the invoke path, which logs its own (no layer on the
 /// hot path).
 fn router(state: Arc<AppState>) -> Router {
-    let console = match state.settings.console.enabled {
+    let console = match state.settings.console {
         true => console::routes(),
         false => Router::new(),
     };

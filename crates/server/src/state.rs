@@ -39,8 +39,10 @@ pub(crate) struct Settings {
     pub session_ttl: Duration,
     /// Whether the main listener speaks HTTPS (session cookies are `Secure`).
     pub https: bool,
-    /// The console and its sign-up.
-    pub console: crate::config::ConsoleConfig,
+    /// Whether the console is served (and `/fn` answers sandboxed).
+    pub console: bool,
+    /// Whether visitors may create a tenant from the console.
+    pub open_signup: bool,
 }
 
 impl Settings {
@@ -105,7 +107,7 @@ pub(crate) struct AppState {
     /// schedules again at once.
     pub schedules_changed: tokio::sync::Notify,
     /// Open sign-ups seen lately, by client address.
-    pub signups: crate::console::SignupLimiter,
+    pub signups: crate::signups::SignupLimiter,
 }
 
 /// Deployments (a route and its configuration, a few hundred bytes each) kept in
@@ -309,7 +311,8 @@ mod tests {
             schedule_min_interval: Duration::ZERO,
             session_ttl: Duration::ZERO,
             https: false,
-            console: crate::config::ConsoleConfig::default(),
+            console: true,
+            open_signup: false,
         };
         for (url, host) in [
             ("https://kiln.example.com", Some("kiln.example.com")),

@@ -7,7 +7,9 @@
 //! token is revoked. A state-changing `/v1` request authenticated by a cookie
 //! must come from the console's own origin ([`same_origin_only`]), and the
 //! page's Content-Security-Policy allows no inline script: what a function, a
-//! tenant or a guest's stderr says is only ever set as text.
+//! tenant or a guest's stderr says is only ever set as text. While the console
+//! is served, `/fn` answers run sandboxed in an origin of their own
+//! ([`FUNCTION_SANDBOX`]). Open sign-up is in [`signup`].
 
 use crate::auth::{self, SESSION_COOKIE};
 use crate::error::{ApiError, ApiResult};
@@ -23,8 +25,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 mod signup;
-
-pub(crate) use signup::SignupLimiter;
 
 /// What the console's pages may load: only their own scripts and styles, no
 /// inline script, no framing.

@@ -76,7 +76,7 @@ pub(crate) async fn invoke(
     let (mut parts, body) = request.into_parts();
     parts.headers.remove(SCHEDULED_TIME_HEADER);
     let mut response = serve(&state, peer, &target, parts, body).await.0;
-    if state.settings.console.enabled {
+    if state.settings.console {
         response.headers_mut().append(
             axum::http::header::CONTENT_SECURITY_POLICY,
             axum::http::HeaderValue::from_static(crate::console::FUNCTION_SANDBOX),
