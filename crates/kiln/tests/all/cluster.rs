@@ -222,7 +222,7 @@ fn a_deploy_rollback_and_delete_on_one_node_is_served_by_the_others_within_a_sec
     assert_eq!(compiles, [1, 1, 0], "hello on A, echo-env on B");
     assert_eq!(downloads.iter().sum::<u64>(), 4, "{downloads:?}");
     // Any node lists every node of the cluster, by the address it serves on.
-    let admin = cluster.homes[2].admin_token();
+    let admin = cluster.homes[0].admin_token();
     let listed = get_as(&format!("{}/v1/admin/nodes", cluster.node(2).url), &admin);
     let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.body).expect("nodes");
     let mut names: Vec<&str> = listed.iter().filter_map(|n| n["node"].as_str()).collect();
