@@ -231,10 +231,14 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
             .into_iter()
             .next()
             .context("no CPython in the real-program cache")?;
+        // The wasmtime CLI serves the toolchains' components beside Kiln when
+        // it is installed (`scripts/bench` installs it).
+        let cli = peer::wasmtime_cli().ok();
         scripts::run(
             &mut kiln,
             &binary,
             &cpython,
+            cli.as_deref(),
             Duration::from_secs(args.seconds),
             &mut report,
         )?;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 3;
 
 /// `wasmtime serve` of a component, as a child process.
-struct WasmtimeServe {
+pub(super) struct WasmtimeServe {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl WasmtimeServe {
-    fn start(cli: &Path, component: &Path) -> anyhow::Result<WasmtimeServe> {
+    pub(super) fn start(cli: &Path, component: &Path) -> anyhow::Result<WasmtimeServe> {
         // A free loopback port (wasmtime serve does not report the one it got).
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(cli)

@@ -5,7 +5,10 @@
 //! after a restart, and wrk at 32 connections with the server's CPU time per
 //! request. Peers in the same run: the same Python program on a user-supplied
 //! CPython module on Kiln (the real-program lane's CPython 3.12, booting per
-//! request), and the same JavaScript on Node.js as a process per request.
+//! request), the same JavaScript on Node.js as a process per request, and the
+//! wasi:http components componentize-py and componentize-js build
+//! (`scripts/toolchains`) on Kiln and on `wasmtime serve` (when the wasmtime
+//! CLI 48.0.8 is installed).
 
 use super::client::expect;
 use super::kiln::Kiln;
@@ -36,6 +39,7 @@ pub(super) fn run(
     kiln: &mut Kiln,
     binary: &Path,
     cpython: &Path,
+    wasmtime: Option<&Path>,
     duration: Duration,
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -157,6 +161,59 @@ pub(super) fn run(
     );
     report.add(scenario, "p50", latency(load_node.p50));
     report.add(scenario, "p99", latency(load_node.p99));
+    toolchain_peers(kiln, wasmtime, duration, report)
+}
+
+/// The componentize-py and componentize-js wasi:http components (hello
+/// handlers) on Kiln, and on `wasmtime serve` when there is one.
+fn toolchain_peers(
+    kiln: &Kiln,
+    wasmtime: Option<&Path>,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let built = Command::new(super::kiln::workspace_root().join("scripts/toolchains"))
+        .output()
+        .context("running scripts/toolchains")?;
+    if !built.status.success() {
+        bail!(
+            "scripts/toolchains: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+    }
+    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
+    let agent = super::client::agent();
+    for (name, file, language) in [
+        ("pyhttp", "py-http.wasm", "Python, componentize-py"),
+        ("jshttp", "js-http.wasm", "JavaScript, componentize-js"),
+    ] {
+        let component = dir.join(file);
+        let wasm = std::fs::read(&component)
+            .with_context(|| format!("reading {}", component.display()))?;
+        super::client::deploy(&agent, kiln.addr, &kiln.token, name, &wasm)?;
+        let path = format!("/fn/default/{name}");
+        load(
+            kiln,
+            &format!("{language} wasi:http component on Kiln (peer)"),
+            &path,
+            duration,
+            report,
+        )?;
+        if let Some(cli) = wasmtime {
+            let serve = super::proxy::WasmtimeServe::start(cli, &component)?;
+            let run = wrk::run(
+                &format!("http://{}/", serve.addr),
+                "world",
+                CONNECTIONS,
+                duration,
+            )?;
+            rows(
+                report,
+                &format!("{language} wasi:http component on wasmtime serve (peer)"),
+                &run,
+            );
+        }
+    }
     Ok(())
 }
 
