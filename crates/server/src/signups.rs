@@ -64,8 +64,11 @@ impl SignupLimiter {
         }
     }
 
-    /// `Err(wait)` when the client or the node has had its sign-ups for now.
-    pub(crate) fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Takes one of the client's sign-ups at `now`, in one step (two at once
+    /// cannot both take the last one); `Err(wait)` when the client or the node
+    /// has had its sign-ups for now. [`SignupLimiter::give_back`] returns it
+    /// when the sign-up then fails.
+    pub(crate) fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let per_address = self.per_address as usize;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let all = wait_in(&mut seen.all, per_address.saturating_mul(10), now);
@@ -73,15 +76,9 @@ impl SignupLimiter {
             Some(times) => wait_in(times, per_address, now),
             None => (per_address == 0).then_some(WINDOW),
         };
-        match all.max(mine) {
-            Some(wait) => Err(wait),
-            None => Ok(()),
+        if let Some(wait) = all.max(mine) {
+            return Err(wait);
         }
-    }
-
-    /// Counts a sign-up that happened.
-    pub(crate) fn record(&self, client: IpAddr, now: Instant) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.all.push_back(now);
         seen.by_address
             .entry(counted_as(client))
@@ -94,6 +91,22 @@ impl SignupLimiter {
                     .back()
                     .is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
             });
+        }
+        Ok(())
+    }
+
+    /// Returns what [`SignupLimiter::take`] took at `at` for a sign-up that
+    /// failed (a taken name, a store error): it does not count.
+    pub(crate) fn give_back(&self, client: IpAddr, at: Instant) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let forget = |times: &mut VecDeque<Instant>| {
+            if let Some(i) = times.iter().rposition(|t| *t == at) {
+                times.remove(i);
+            }
+        };
+        forget(&mut seen.all);
+        if let Some(times) = seen.by_address.get_mut(&counted_as(client)) {
+            forget(times);
         }
     }
 }
@@ -108,22 +121,24 @@ mod tests {
         let start = Instant::now();
         let me: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..2 {
-            assert_eq!(limiter.check(me, start), Ok(()));
-            limiter.record(me, start);
+            assert_eq!(limiter.take(me, start), Ok(()));
         }
         let later = start + Duration::from_secs(600);
-        let wait = limiter.check(me, later).unwrap_err();
+        let wait = limiter.take(me, later).unwrap_err();
         assert_eq!(wait, WINDOW - Duration::from_secs(600));
         // Others still can; the node stops at 20 in the hour.
         for i in 0..18u8 {
             let other = IpAddr::from([198, 51, 100, i]);
-            assert_eq!(limiter.check(other, later), Ok(()));
-            limiter.record(other, later);
+            assert_eq!(limiter.take(other, later), Ok(()));
         }
         let stranger = IpAddr::from([203, 0, 113, 1]);
-        assert!(limiter.check(stranger, later).is_err());
+        assert!(limiter.take(stranger, later).is_err());
+        // A sign-up that failed is given back: the stranger gets its turn.
+        limiter.give_back(IpAddr::from([198, 51, 100, 0]), later);
+        assert_eq!(limiter.take(stranger, later), Ok(()));
+        assert!(limiter.take(stranger, later).is_err());
         // An hour after its sign-ups, the address may sign up again.
-        assert_eq!(limiter.check(me, start + WINDOW), Ok(()));
+        assert_eq!(limiter.take(me, start + WINDOW), Ok(()));
     }
 
     #[test]
@@ -132,16 +147,16 @@ mod tests {
         let now = Instant::now();
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        limiter.record(a, now);
-        assert!(limiter.check(b, now).is_err());
+        assert!(limiter.take(a, now).is_ok());
+        assert!(limiter.take(b, now).is_err());
         assert!(
             limiter
-                .check("2001:db8:1:3::1".parse().unwrap(), now)
+                .take("2001:db8:1:3::1".parse().unwrap(), now)
                 .is_ok()
         );
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        limiter.record(mapped, now);
-        assert!(limiter.check("192.0.2.1".parse().unwrap(), now).is_err());
+        assert!(limiter.take(mapped, now).is_ok());
+        assert!(limiter.take("192.0.2.1".parse().unwrap(), now).is_err());
     }
 
     #[test]
@@ -149,7 +164,7 @@ mod tests {
         let limiter = SignupLimiter::new(0);
         assert!(
             limiter
-                .check("192.0.2.1".parse().unwrap(), Instant::now())
+                .take("192.0.2.1".parse().unwrap(), Instant::now())
                 .is_err()
         );
     }

@@ -48,7 +48,7 @@ pub(super) async fn sign_up(
     let request: NewNamed = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"name\": \"...\"}}: {e}")))?;
     let now = Instant::now();
-    if let Err(wait) = state.signups.check(peer.ip(), now) {
+    if let Err(wait) = state.signups.take(peer.ip(), now) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -62,8 +62,13 @@ pub(super) async fn sign_up(
         );
         return Ok(response);
     }
-    let created = api::new_tenant(&state, &request.name).await?;
-    state.signups.record(peer.ip(), now);
+    let created = match api::new_tenant(&state, &request.name).await {
+        Ok(created) => created,
+        Err(refused) => {
+            state.signups.give_back(peer.ip(), now);
+            return Err(refused);
+        }
+    };
     tracing::info!(tenant = %created.tenant.name, client = %peer.ip(), "tenant signed up");
     let cookie = start_session(&state, crate::auth::hash(&created.token)).await?;
     let mut response = (StatusCode::CREATED, Json(created)).into_response();
