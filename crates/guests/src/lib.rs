@@ -151,6 +151,28 @@ pub fn runtimes() -> PathBuf {
     }
 }
 
+/// The components the standard toolchains build (`scripts/toolchains`:
+/// componentize-py's `py-cli.wasm` and `py-http.wasm`, componentize-js's
+/// `js-http.wasm`), built once per process; the directory holding them.
+pub fn toolchains() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let output = Command::new(repo_root().join("scripts").join("toolchains"))
+            .output()
+            .map_err(|e| format!("cannot run scripts/toolchains: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(PathBuf::from(
+            String::from_utf8_lossy(&output.stdout).trim(),
+        ))
+    });
+    match built {
+        Ok(dir) => dir.clone(),
+        Err(message) => panic!("scripts/toolchains failed:\n{message}"),
+    }
+}
+
 /// Builds every example for `target`; returns the directory holding the `.wasm` files.
 pub fn build(target: &str) -> Result<PathBuf, String> {
     build_workspace(".", target)

@@ -172,16 +172,7 @@ fn toolchain_peers(
     duration: Duration,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let built = Command::new(super::kiln::workspace_root().join("scripts/toolchains"))
-        .output()
-        .context("running scripts/toolchains")?;
-    if !built.status.success() {
-        bail!(
-            "scripts/toolchains: {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-    }
-    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
+    let dir = kiln_guests::toolchains();
     let agent = super::client::agent();
     for (name, file, language) in [
         ("pyhttp", "py-http.wasm", "Python, componentize-py"),

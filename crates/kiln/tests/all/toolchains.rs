@@ -6,25 +6,10 @@
 //! the first time.
 
 use crate::support::*;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 /// Where `scripts/toolchains` left the components (built once per process).
 fn built(name: &str) -> String {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let root = kiln_guests::repo_root();
-        let output = std::process::Command::new(root.join("scripts/toolchains"))
-            .output()
-            .expect("run scripts/toolchains");
-        assert!(
-            output.status.success(),
-            "scripts/toolchains failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    });
-    dir.join(name).display().to_string()
+    kiln_guests::toolchains().join(name).display().to_string()
 }
 
 /// A server whose compile-time limit leaves room for a debug build compiling
