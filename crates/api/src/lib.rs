@@ -60,8 +60,8 @@ pub use script::{APP_DIR, Language, Script};
 pub use secrets::{InvalidSecretName, MAX_SECRET_BYTES, SecretInfo, check_secret_name};
 pub use units::{ByteCount, GIB, KIB, MIB, ParseLimitError, parse_duration, parse_size};
 pub use usage::{
-    Cost, HOUR, PriceList, Quota, QuotaStatus, STORAGE, Units, UsageGrouping, UsageLine,
-    UsageReport, UsageTotals, hour_of,
+    Cost, DEFAULT_CPU_WEIGHT, HOUR, MAX_CPU_WEIGHT, PriceList, Quota, QuotaStatus, STORAGE, Units,
+    UsageGrouping, UsageLine, UsageReport, UsageTotals, hour_of,
 };
 pub use wire::{
     BinaryKind, CreatedTenant, CreatedToken, Deployed, ErrorBody, ErrorCode, FunctionDetail,

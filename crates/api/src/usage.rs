@@ -177,6 +177,12 @@ pub struct Cost {
     pub total: f64,
 }
 
+/// The CPU weight of a tenant whose quota gives none.
+pub const DEFAULT_CPU_WEIGHT: u32 = 1;
+
+/// The largest CPU weight a tenant's quota may give it.
+pub const MAX_CPU_WEIGHT: u32 = 1000;
+
 /// A tenant's limits. `None` is unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quota {
@@ -198,6 +204,10 @@ pub struct Quota {
     /// Bytes of keys and values in all its buckets (default: the server's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_bytes: Option<u64>,
+    /// Its weight in the sharing of CPU when the machine is saturated (default
+    /// 1: every tenant with work gets an equal share; 2 gets twice as much).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u32>,
 }
 
 /// How `/v1/usage` groups its lines.

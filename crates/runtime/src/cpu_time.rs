@@ -11,28 +11,53 @@ use std::time::Duration;
 
 /// CPU time consumed so far by the calling thread.
 pub(crate) fn thread_cpu_time() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time consumed so far by the whole process (all its threads).
+pub(crate) fn process_cpu_time() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec and CLOCK_THREAD_CPUTIME_ID is
+    // SAFETY: `ts` is a valid, writable timespec and both CPU-time clocks are
     // supported on every Linux kernel Kiln targets; the call only writes `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return Duration::ZERO;
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Wraps a future and adds the thread CPU time of each of its polls to `spent`.
+/// What measured CPU time is charged to (a tenant's share).
+pub(crate) trait ChargeCpu: Sync {
+    /// Adds `cpu` to what was used.
+    fn charge(&self, cpu: Duration);
+}
+
+/// Wraps a future and adds the thread CPU time of each of its polls to `spent`
+/// (and charges it to the tenant's share, when there is one).
 pub(crate) struct MeasureCpu<'a, F> {
     inner: Pin<&'a mut F>,
     spent: &'a mut Duration,
+    share: Option<&'a dyn ChargeCpu>,
 }
 
 impl<'a, F> MeasureCpu<'a, F> {
-    pub(crate) fn new(inner: Pin<&'a mut F>, spent: &'a mut Duration) -> Self {
-        MeasureCpu { inner, spent }
+    pub(crate) fn new(
+        inner: Pin<&'a mut F>,
+        spent: &'a mut Duration,
+        share: Option<&'a dyn ChargeCpu>,
+    ) -> Self {
+        MeasureCpu {
+            inner,
+            spent,
+            share,
+        }
     }
 }
 
@@ -42,7 +67,11 @@ impl<F: Future> Future for MeasureCpu<'_, F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let start = thread_cpu_time();
         let result = self.inner.as_mut().poll(cx);
-        *self.spent += thread_cpu_time().saturating_sub(start);
+        let spent = thread_cpu_time().saturating_sub(start);
+        *self.spent += spent;
+        if let Some(share) = self.share {
+            share.charge(spent);
+        }
         result
     }
 }

@@ -7,6 +7,7 @@
 //! interruption (compiled code checks a counter at loop heads and calls, which a guest
 //! cannot skip).
 
+use crate::cpu_share::CpuShares;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct EngineConfig {
     /// How often the epoch advances: the granularity of wall-time limits and of
     /// yielding a running guest back to the executor. Default 2 ms.
     pub epoch_tick: Duration,
+    /// The cores tenants share ([`crate::CpuShares`]). Default: the cores this
+    /// process may run on.
+    pub cpu_cores: usize,
     /// The per-slot shape of the instance pool: what the largest instance may
     /// hold. A module over any of these is refused at deploy.
     pub slot: SlotLimits,
@@ -70,6 +74,7 @@ impl Default for EngineConfig {
             instance_wait: Duration::from_secs(5),
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(2),
+            cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             slot: SlotLimits::default(),
         }
     }
@@ -140,14 +145,19 @@ pub(crate) const KEPT_OFF: &[(WasmFeatures, &str)] = &[
     (WasmFeatures::WIDE_ARITHMETIC, "wide arithmetic"),
 ];
 
-/// Advances the engine's epoch every tick until dropped. The thread holds the
-/// engine alive; dropping the ticker stops it within one tick.
+/// Advances the engine's epoch every tick, and balances the tenants' shares of
+/// CPU, until dropped. The thread holds the engine alive; dropping the ticker
+/// stops it within one tick.
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
+    pub(crate) fn start(
+        engine: Engine,
+        tick: Duration,
+        shares: Arc<CpuShares>,
+    ) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         std::thread::Builder::new()
@@ -156,6 +166,7 @@ impl EpochTicker {
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     engine.increment_epoch();
+                    shares.balance();
                 }
             })?;
         Ok(EpochTicker { stop })

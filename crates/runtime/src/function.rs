@@ -27,6 +27,8 @@ pub(crate) struct Host<W> {
     pub(crate) kv_core: crate::kv::CoreKv,
     /// Key-value operations made so far.
     pub(crate) kv_ops: crate::kv::KvOps,
+    /// The tenant's share of CPU, charged and checked at epoch ticks.
+    pub(crate) share: Option<crate::cpu_share::CpuShare>,
 }
 
 /// A core module's host state: WASI preview 1.

@@ -39,6 +39,8 @@ pub struct HttpRequest<B> {
     pub kv: crate::kv::KvGrant,
     /// What `wasi:config/store` holds.
     pub config: Arc<[(String, String)]>,
+    /// The tenant's share of CPU (none: never delayed, never counted).
+    pub cpu: Option<crate::cpu_share::CpuShare>,
 }
 
 /// How a wasi:http invocation answered.
@@ -85,6 +87,7 @@ impl Invoker {
             &limits,
             dir,
             request.kv,
+            request.cpu,
         );
 
         let (parts, body) = request.request.into_parts();

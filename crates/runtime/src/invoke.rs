@@ -1,7 +1,8 @@
 //! One invocation: a fresh instance of a [`Function`], fed a [`Request`], run to its
 //! end under [`Limits`], and reported as an [`Invocation`].
 
-use crate::cpu_time::MeasureCpu;
+use crate::cpu_share::CpuShare;
+use crate::cpu_time::{ChargeCpu, MeasureCpu};
 use crate::files::{Files, FilesError, InvocationDir, ScratchLimitExceeded, ScratchRoot};
 use crate::function::{
     ComponentCtx, Entry, Function, Host, run_command as run_command_component, run_core,
@@ -41,6 +42,8 @@ pub struct Request {
     pub kv: KvGrant,
     /// What a component's `wasi:config/store` holds (none by default).
     pub config: Arc<[(String, String)]>,
+    /// The tenant's share of CPU (none: never delayed, never counted).
+    pub cpu: Option<CpuShare>,
 }
 
 /// How an invocation ended. Each way of failing is its own variant so that callers
@@ -271,6 +274,7 @@ impl Invoker {
         limits: &Limits,
         dir: Option<Arc<InvocationDir>>,
         kv: KvGrant,
+        share: Option<CpuShare>,
     ) -> Store<Host<W>> {
         let host = Host {
             wasi,
@@ -279,6 +283,7 @@ impl Invoker {
             kv,
             kv_core: Default::default(),
             kv_ops: Default::default(),
+            share,
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
@@ -291,6 +296,16 @@ impl Invoker {
             }
             if let Some(dir) = &store.data().dir {
                 dir.check_on_tick(tick).map_err(wasmtime::Error::new)?;
+            }
+            // A tenant over its share of a saturated machine waits for its
+            // turn, its instance suspended and its thread free.
+            if let Some(share) = &store.data().share
+                && share.must_wait()
+            {
+                return Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(share.clone().wait_turn()),
+                ));
             }
             {
                 // Hand the thread back to the executor once per tick so that a busy
@@ -341,6 +356,7 @@ impl Invoker {
                 allowed_hosts: request.allowed_hosts,
                 kv: request.kv,
                 config: request.config,
+                cpu: request.cpu,
             },
             dir,
         )
@@ -369,6 +385,8 @@ pub(crate) struct Reach {
     pub(crate) kv: KvGrant,
     /// What a component's `wasi:config/store` holds.
     pub(crate) config: Arc<[(String, String)]>,
+    /// The tenant's share of CPU.
+    pub(crate) cpu: Option<CpuShare>,
 }
 
 /// Runs a command (core module or command component) to its end in a store made
@@ -385,10 +403,11 @@ pub(crate) async fn run_command(
         allowed_hosts,
         kv,
         config,
+        cpu,
     } = reach;
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
-            let store = invoker.store(wasi.build_p1(), limits, dir, kv);
+            let store = invoker.store(wasi.build_p1(), limits, dir, kv, cpu);
             // The entry future owns its (reference-counted) copies of what it runs.
             let (pre, start) = (pre.clone(), *start);
             drive(store, limits, move |store, instantiation| {
@@ -399,7 +418,7 @@ pub(crate) async fn run_command(
         Entry::Command(pre) => {
             let outbound = OutboundHooks::new(allowed_hosts, invoker.egress.clone());
             let wasi = ComponentCtx::new(wasi.build(), outbound).with_config(&config);
-            let store = invoker.store(wasi, limits, dir, kv);
+            let store = invoker.store(wasi, limits, dir, kv, cpu);
             let pre = pre.clone();
             drive(store, limits, move |store, instantiation| {
                 Box::pin(async move { run_command_component(&pre, store, instantiation).await })
@@ -467,9 +486,14 @@ pub(crate) async fn drive<W: Send>(
     let deadline = started + limits.wall_time;
     let mut cpu = Duration::ZERO;
     let mut instantiation = Duration::ZERO;
+    let share = store.data().share.clone();
+    if let Some(share) = &share {
+        share.called();
+    }
     let mut result = {
         let run = pin!(enter(&mut store, &mut instantiation));
-        let measured = MeasureCpu::new(run, &mut cpu);
+        let charge = share.as_deref().map(|share| share as &dyn ChargeCpu);
+        let measured = MeasureCpu::new(run, &mut cpu, charge);
         tokio::time::timeout_at(deadline.into(), measured)
             .await
             .ok()

@@ -37,6 +37,7 @@
 
 mod artifact;
 mod compile_cache;
+mod cpu_share;
 mod cpu_time;
 mod egress;
 mod engine;
@@ -58,6 +59,7 @@ mod streaming;
 mod validate;
 
 pub use artifact::ArtifactCache;
+pub use cpu_share::{CpuShare, CpuShares, TenantCpu};
 pub use egress::{EgressPolicy, is_public};
 pub use engine::{EngineConfig, SlotLimits};
 pub use files::{Files, HostMount, ScratchConfig, ScratchLimitExceeded, ScratchLimits};

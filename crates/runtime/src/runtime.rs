@@ -3,6 +3,7 @@
 
 use crate::artifact::ArtifactCache;
 use crate::compile_cache::DiskCacheStore;
+use crate::cpu_share::{CpuShare, CpuShares};
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
 use crate::files::{ScratchConfig, ScratchRoot};
 use crate::function::{ComponentHost, CoreHost, Entry, Function, Host};
@@ -14,6 +15,7 @@ use crate::streaming::{BoxError, StreamRequest, Streamed};
 use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
 use kiln_api::Digest;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
@@ -169,6 +171,8 @@ pub struct Runtime {
     invoker: Invoker,
     /// Instrumented copies of binaries snapshotted at deploy, compiled once.
     instrumented: InstrumentedCache,
+    /// The tenants' shares of CPU, balanced by the epoch thread.
+    shares: Arc<CpuShares>,
     _ticker: EpochTicker,
 }
 
@@ -225,7 +229,11 @@ impl Runtime {
                 source,
             }
         })?;
-        let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick)
+        let shares = Arc::new(CpuShares::new(
+            config.engine.cpu_cores,
+            config.engine.epoch_tick,
+        ));
+        let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick, shares.clone())
             .map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
             invoker: Invoker {
@@ -246,8 +254,19 @@ impl Runtime {
             provided,
             artifacts,
             instrumented: InstrumentedCache::default(),
+            shares,
             _ticker: ticker,
         })
+    }
+
+    /// The CPU account of the tenant numbered `key`, to hand its invocations.
+    pub fn cpu_share(&self, key: u64) -> CpuShare {
+        self.shares.share(key)
+    }
+
+    /// The tenants' shares of CPU.
+    pub fn cpu_shares(&self) -> &CpuShares {
+        &self.shares
     }
 
     /// The largest memory limit a function may be given (the pool's slot size).
@@ -621,6 +640,7 @@ fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> Pro
         kv: None,
         kv_core: Default::default(),
         kv_ops: Default::default(),
+        share: None,
     };
     let mut store = Store::new(engine, host);
     linker

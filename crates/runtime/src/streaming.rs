@@ -60,6 +60,8 @@ pub struct StreamRequest<B> {
     pub kv: crate::kv::KvGrant,
     /// What a component's `wasi:config/store` holds.
     pub config: Arc<[(String, String)]>,
+    /// The tenant's share of CPU (none: never delayed, never counted).
+    pub cpu: Option<crate::cpu_share::CpuShare>,
 }
 
 /// A streamed invocation under way: what the guest writes, and its end.
@@ -483,6 +485,7 @@ impl Invoker {
             allowed_hosts: request.allowed_hosts,
             kv: request.kv,
             config: request.config,
+            cpu: request.cpu,
         };
         let ok_exit = request.ok_exit;
         let slot = self.admit(&limits).await?;

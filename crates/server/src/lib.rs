@@ -263,7 +263,7 @@ impl Server {
         let state = Arc::new(AppState {
             store,
             blobs,
-            runtime,
+            runtime: runtime.clone(),
             settings: Settings {
                 public_url: url.trim_end_matches('/').to_owned(),
                 max_module_bytes: config.max_module_bytes,
@@ -280,6 +280,7 @@ impl Server {
                 config.scratch_files,
                 languages.mounts(),
                 kv.clone(),
+                runtime,
             ),
             bundles,
             collector,

@@ -15,7 +15,9 @@ use crate::quota::Quotas;
 use crate::secrets::SecretKeys;
 use crate::sync::lock;
 use kiln_api::MountMode;
-use kiln_runtime::{AllowedHosts, Files, HostMount, KvGrant, Limits, Runtime, ScratchLimits};
+use kiln_runtime::{
+    AllowedHosts, CpuShare, Files, HostMount, KvGrant, Limits, Runtime, ScratchLimits,
+};
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -130,6 +132,8 @@ pub(crate) struct DeploymentCache {
     language_mounts: LanguageMounts,
     /// What grants of key-value buckets are made from.
     kv: Arc<KvService>,
+    /// Whose tenants' CPU accounts entries hold.
+    runtime: Arc<Runtime>,
     /// Bumped by every `forget`: a lookup that raced with a change (read the old
     /// row, then the change forgot the entry) must not cache what it read.
     generation: AtomicU64,
@@ -158,6 +162,8 @@ pub(crate) struct CachedDeployment {
     /// Its own variables (the environment before the request's, and a
     /// component's `wasi:config`), before any secrets are added.
     pub config_vars: Arc<[(String, String)]>,
+    /// Its tenant's share of CPU, charged by its invocations.
+    pub cpu: CpuShare,
 }
 
 /// The limits of a function configured with `config` on a server whose defaults
@@ -183,6 +189,7 @@ impl CachedDeployment {
         scratch_files: u64,
         language_mounts: &LanguageMounts,
         kv: &Arc<KvService>,
+        runtime: &Runtime,
     ) -> CachedDeployment {
         let config = &deployment.config;
         let runtime_mounts = config
@@ -225,6 +232,7 @@ impl CachedDeployment {
             files_ready: AtomicBool::new(config.mounts.is_empty()),
             kv: kv.grant(deployment.tenant_id, &config.kv),
             config_vars: config.env.as_slice().into(),
+            cpu: runtime.cpu_share(deployment.tenant_id.cast_unsigned()),
             row: deployment,
         }
     }
@@ -237,6 +245,7 @@ impl DeploymentCache {
         scratch_files: u64,
         language_mounts: LanguageMounts,
         kv: Arc<KvService>,
+        runtime: Arc<Runtime>,
     ) -> DeploymentCache {
         DeploymentCache {
             map: Mutex::new(LruCache::new(capacity)),
@@ -244,6 +253,7 @@ impl DeploymentCache {
             scratch_files,
             language_mounts,
             kv,
+            runtime,
             generation: AtomicU64::new(0),
         }
     }
@@ -270,6 +280,7 @@ impl DeploymentCache {
             self.scratch_files,
             &self.language_mounts,
             &self.kv,
+            &self.runtime,
         ));
         let mut map = lock(&self.map);
         if self.generation.load(Ordering::Acquire) == generation {

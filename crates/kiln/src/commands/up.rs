@@ -55,6 +55,11 @@ pub(crate) struct UpArgs {
     /// How long a request waits for a free instance when all are busy, before a 503
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     instance_wait: Duration,
+    /// Cores the tenants' shares of CPU divide when the machine is saturated
+    /// (each tenant with work gets its weighted share; see `kiln quota
+    /// --cpu-weight`) [default: the cores this process may use]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    cpu_cores: Option<u32>,
     /// Largest memory limit a function may be given (the size of each pool slot)
     #[arg(long, value_name = "SIZE", value_parser = parse_max_memory, default_value = "4GiB")]
     max_memory: u64,
@@ -362,6 +367,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.max_module_bytes = args.max_module_size;
     config.engine.max_instances = args.max_instances;
     config.engine.instance_wait = args.instance_wait;
+    if let Some(cores) = args.cpu_cores {
+        config.engine.cpu_cores = cores as usize;
+    }
     config.engine.max_memory_bytes = args.max_memory;
     config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(args.max_memory);
     config.max_loaded_functions = args.max_loaded_functions;

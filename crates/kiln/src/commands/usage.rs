@@ -185,34 +185,51 @@ pub(crate) struct QuotaArgs {
     requests_per_second: Option<Limit>,
     /// Keys in all the tenant's key-value buckets, or `default` (the server's)
     #[arg(long, value_name = "N|default", requires = "tenant", value_parser = parse_kv_limit)]
-    kv_keys: Option<KvLimit>,
+    kv_keys: Option<OrDefault>,
     /// Bytes of keys and values in all its buckets (e.g. 100MiB), or `default`
     #[arg(long, value_name = "SIZE|default", requires = "tenant", value_parser = parse_kv_size)]
-    kv_bytes: Option<KvLimit>,
+    kv_bytes: Option<OrDefault>,
+    /// Its weight in the sharing of CPU when the machine is saturated (1 to
+    /// 1000; 2 gets twice the share of 1), or `default` (1)
+    #[arg(long, value_name = "N|default", requires = "tenant", value_parser = parse_cpu_weight)]
+    cpu_weight: Option<OrDefault>,
     #[command(flatten)]
     server: ServerArgs,
 }
 
-/// A key-value cap given on the command line: a number, or `default` for the
+/// A cap or weight given on the command line: a number, or `default` for the
 /// server's.
 #[derive(Clone, Copy, Debug)]
-struct KvLimit(Option<u64>);
+struct OrDefault(Option<u64>);
 
-fn parse_kv_limit(text: &str) -> Result<KvLimit, String> {
+fn parse_kv_limit(text: &str) -> Result<OrDefault, String> {
     match text {
-        "default" => Ok(KvLimit(None)),
+        "default" => Ok(OrDefault(None)),
         _ => text
             .parse()
-            .map(|n| KvLimit(Some(n)))
+            .map(|n| OrDefault(Some(n)))
             .map_err(|_| format!("expected a number of keys or `default`, got {text:?}")),
     }
 }
 
-fn parse_kv_size(text: &str) -> Result<KvLimit, String> {
+fn parse_cpu_weight(text: &str) -> Result<OrDefault, String> {
+    let max = kiln_api::MAX_CPU_WEIGHT;
     match text {
-        "default" => Ok(KvLimit(None)),
+        "default" => Ok(OrDefault(None)),
+        _ => match text.parse::<u32>() {
+            Ok(weight) if (1..=max).contains(&weight) => Ok(OrDefault(Some(weight.into()))),
+            _ => Err(format!(
+                "expected a weight from 1 to {max} or `default`, got {text:?}"
+            )),
+        },
+    }
+}
+
+fn parse_kv_size(text: &str) -> Result<OrDefault, String> {
+    match text {
+        "default" => Ok(OrDefault(None)),
         _ => kiln_api::parse_size(text)
-            .map(|n| KvLimit(Some(n)))
+            .map(|n| OrDefault(Some(n)))
             .map_err(|e| e.to_string()),
     }
 }
@@ -253,14 +270,18 @@ pub(crate) fn quota(args: QuotaArgs) -> anyhow::Result<ExitCode> {
         &args.max_concurrent,
         &args.requests_per_second,
     ];
-    let kv_changes = args.kv_keys.is_some() || args.kv_bytes.is_some();
+    let kv_changes = args.kv_keys.is_some() || args.kv_bytes.is_some() || args.cpu_weight.is_some();
     if changes.iter().any(|change| change.is_some()) || kv_changes {
         let mut quota = status.quota;
-        if let Some(KvLimit(keys)) = args.kv_keys {
+        if let Some(OrDefault(keys)) = args.kv_keys {
             quota.kv_keys = keys;
         }
-        if let Some(KvLimit(bytes)) = args.kv_bytes {
+        if let Some(OrDefault(bytes)) = args.kv_bytes {
             quota.kv_bytes = bytes;
+        }
+        if let Some(OrDefault(weight)) = args.cpu_weight {
+            // Parsed within 1..=MAX_CPU_WEIGHT.
+            quota.cpu_weight = weight.and_then(|w| u32::try_from(w).ok());
         }
         set_whole(
             &mut quota.requests_per_month,
@@ -341,5 +362,9 @@ fn print_quota(status: &QuotaStatus) {
     println!(
         "key-value bytes      {:>14}",
         default(quota.kv_bytes.map(|v| kiln_api::ByteCount(v).to_string()))
+    );
+    println!(
+        "CPU weight           {:>14}",
+        quota.cpu_weight.unwrap_or(kiln_api::DEFAULT_CPU_WEIGHT)
     );
 }

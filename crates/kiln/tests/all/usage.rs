@@ -587,3 +587,57 @@ fn a_rate_limit_refuses_a_flood_with_429_and_spares_other_tenants() {
         assert_eq!(post(&url, "x").status, 200);
     }
 }
+
+#[test]
+fn a_tenants_cpu_weight_is_set_shown_and_bounded() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let weight_of = |shown: &str| -> String {
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with("CPU weight"))
+            .unwrap_or_else(|| panic!("no CPU weight in {shown}"));
+        line.split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(weight_of(&server.ok(&["quota", "default"])), "1");
+    assert_eq!(
+        weight_of(&server.ok(&["quota", "default", "--cpu-weight", "3"])),
+        "3"
+    );
+
+    // Out of range: refused by the CLI, and by the API, which changes nothing.
+    for bad in ["0", "1001", "x"] {
+        let out = server.cli(&["quota", "default", "--cpu-weight", bad], &[], b"");
+        assert!(!out.status.success(), "--cpu-weight {bad} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("expected a weight from 1 to 1000"),
+            "{stderr}"
+        );
+    }
+    let url = format!("{}/v1/tenants/default/quota", server.url);
+    for bad in [r#"{"cpu_weight": 0}"#, r#"{"cpu_weight": 5000}"#] {
+        let refused = answer(
+            http()
+                .put(&url)
+                .header("Authorization", &format!("Bearer {}", home.admin_token()))
+                .send(bad),
+        );
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+        assert!(
+            refused
+                .body
+                .contains("cpu_weight must be between 1 and 1000"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(weight_of(&server.ok(&["quota", "default"])), "3");
+    assert_eq!(
+        weight_of(&server.ok(&["quota", "default", "--cpu-weight", "default"])),
+        "1"
+    );
+}

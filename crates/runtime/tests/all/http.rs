@@ -32,6 +32,7 @@ fn request(
         files: Default::default(),
         kv: None,
         config: Default::default(),
+        cpu: None,
     }
 }
 

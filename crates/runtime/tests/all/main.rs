@@ -3,6 +3,7 @@
 
 mod cache;
 mod component;
+mod cpu_share;
 mod guests;
 mod hostile;
 mod http;

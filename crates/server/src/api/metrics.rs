@@ -77,7 +77,8 @@ pub(crate) fn render(state: &AppState) -> String {
 
     let functions = state.functions.stats();
     let counters = &state.counters;
-    let scalars: [(&str, &str, &str, f64); 12] = [
+    let shares = state.runtime.cpu_shares();
+    let scalars: [(&str, &str, &str, f64); 14] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -95,6 +96,18 @@ pub(crate) fn render(state: &AppState) -> String {
             "gauge",
             "Instances alive in the pool.",
             f64::from(state.runtime.active_instances()),
+        ),
+        (
+            "kiln_cpu_share_delays_total",
+            "counter",
+            "Times a guest waited at an epoch tick because its tenant was over its share of CPU.",
+            shares.delays() as f64,
+        ),
+        (
+            "kiln_cpu_share_limited_tenants",
+            "gauge",
+            "Tenants held to their share of CPU now (the machine is saturated).",
+            shares.limited() as f64,
         ),
         (
             "kiln_loaded_functions",

@@ -12,8 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use kiln_api::{
-    HOUR, PriceList, Quota, QuotaStatus, TenantId, UsageGrouping as By, UsageLine, UsageReport,
-    UsageTotals,
+    HOUR, MAX_CPU_WEIGHT, PriceList, Quota, QuotaStatus, TenantId, UsageGrouping as By, UsageLine,
+    UsageReport, UsageTotals,
 };
 use kiln_store::{Principal, UsageQuery, now};
 use serde::Deserialize;
@@ -238,7 +238,7 @@ pub(crate) async fn set_tenant_quota(
     let quota: Quota = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"requests_per_month\": N, \"cost_per_month\": X, \"max_concurrent\": N, \
-             \"requests_per_second\": N}} (each optional): {e}"
+             \"requests_per_second\": N, \"cpu_weight\": N}} (each optional): {e}"
         ))
     })?;
     if quota
@@ -246,6 +246,14 @@ pub(crate) async fn set_tenant_quota(
         .is_some_and(|c| !c.is_finite() || c < 0.0)
     {
         return Err(ApiError::bad_request("cost_per_month must be a number ≥ 0"));
+    }
+    if quota
+        .cpu_weight
+        .is_some_and(|w| !(1..=MAX_CPU_WEIGHT).contains(&w))
+    {
+        return Err(ApiError::bad_request(format!(
+            "cpu_weight must be between 1 and {MAX_CPU_WEIGHT}"
+        )));
     }
     let id = tenant_id(&state, &name).await?;
     state.store.set_quota(id, quota).await?;

@@ -38,6 +38,7 @@ pub(crate) async fn run(
                 files: deployment.files.clone(),
                 kv: deployment.kv.clone(),
                 config: pipeline.config.clone(),
+                cpu: Some(deployment.cpu.clone()),
             },
         )
         .await;

@@ -243,6 +243,7 @@ async fn run(
             return Err(answer);
         }
     };
+    deployment.cpu.set_weight(admission.cpu_weight());
     let limit = deployment.limits.stdin_bytes;
     if declared_length(&parts.headers).is_some_and(|len| len > limit) {
         return Err(Answer::too_large(limit));

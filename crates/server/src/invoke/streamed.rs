@@ -88,6 +88,7 @@ pub(crate) async fn http(
                 files: deployment.files.clone(),
                 kv: deployment.kv.clone(),
                 config: pipeline.config.clone(),
+                cpu: Some(deployment.cpu.clone()),
             },
         )
         .await;
@@ -149,6 +150,7 @@ pub(crate) async fn command(
                 files: deployment.files.clone(),
                 kv: deployment.kv.clone(),
                 config: pipeline.config.clone(),
+                cpu: Some(deployment.cpu.clone()),
             },
         )
         .await;

@@ -263,6 +263,7 @@ impl Quotas {
             metering: self.metering,
             tenant,
             used: None,
+            cpu_weight: quota.cpu_weight,
         }))
     }
 
@@ -362,6 +363,7 @@ impl Quotas {
         }
         entry.running += 1;
         Ok(Admission {
+            cpu_weight: quota.cpu_weight,
             book: self.book.clone(),
             metering: self.metering,
             tenant,
@@ -420,9 +422,16 @@ pub(crate) struct Admission {
     metering: bool,
     tenant: TenantId,
     used: Option<UsageTotals>,
+    /// The tenant's weight in the sharing of CPU, as its quota says now.
+    cpu_weight: Option<u32>,
 }
 
 impl Admission {
+    /// The tenant's weight in the sharing of CPU.
+    pub(crate) fn cpu_weight(&self) -> u32 {
+        self.cpu_weight.unwrap_or(kiln_api::DEFAULT_CPU_WEIGHT)
+    }
+
     /// Records what the invocation used, counted when the admission is dropped.
     pub(crate) fn ran(&mut self, used: UsageTotals) {
         self.used = Some(used);

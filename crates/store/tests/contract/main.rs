@@ -368,6 +368,7 @@ async fn quotas_are_stored_per_tenant(backend: Backend) {
         requests_per_second: Some(50),
         kv_keys: Some(7),
         kv_bytes: Some(1 << 20),
+        cpu_weight: Some(4),
     };
     store.set_quota(acme.id, quota).await.unwrap();
     let quotas = store.quotas().await.unwrap();
