@@ -45,6 +45,16 @@ pub(crate) const SMOOTHING: Duration = Duration::from_millis(20);
 /// used (times its usage), so that it can grow before it is limited.
 pub(crate) const HEADROOM: f64 = 1.25;
 
+/// A tenant that uses at least half of what is set aside for it may be held
+/// back by its neighbours (a tenant of short requests never waits at a tick,
+/// but its requests queue behind theirs): what is set aside for it grows to
+/// this many times its usage, up to its share.
+pub(crate) const GROWTH: f64 = 2.0;
+
+/// What is set aside for a tenant shrinks towards what it uses with this
+/// time constant (it grows at once).
+pub(crate) const RELEASE: Duration = Duration::from_millis(500);
+
 /// A limited tenant banks at most this many ticks of its allowance.
 pub(crate) const BURST_TICKS: u32 = 2;
 
@@ -78,6 +88,8 @@ pub struct TenantCpu {
     limited: AtomicBool,
     /// The balancer tracks it (else its next call lists it).
     listed: AtomicBool,
+    /// Guests running now (waiting ones included).
+    in_flight: AtomicU32,
     /// Guests waiting for their turn now.
     waiting: AtomicU32,
     delays: AtomicU64,
@@ -103,6 +115,8 @@ struct Tracked {
     calls: u64,
     /// Smoothed usage, in cores.
     usage: f64,
+    /// What is set aside for it when others want more, in cores.
+    reserve: f64,
     /// Its allowance when limited, in cores.
     allowance: f64,
     last_active: Instant,
@@ -151,6 +165,7 @@ impl CpuShares {
             budget_ns: AtomicI64::new(0),
             limited: AtomicBool::new(false),
             listed: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
             delays: AtomicU64::new(0),
             turn: tokio::sync::Notify::new(),
@@ -186,6 +201,7 @@ impl CpuShares {
                     used_ns: 0,
                     calls: 0,
                     usage: 0.0,
+                    reserve: 0.0,
                     allowance: self.cores,
                     last_active: now,
                     share,
@@ -222,6 +238,7 @@ impl CpuShares {
         let server_ns = (process_ns - guests_ns).max(0.0);
         let elapsed_ns = elapsed.as_nanos() as f64;
         let alpha = elapsed_ns / (elapsed_ns + SMOOTHING.as_nanos() as f64);
+        let release = elapsed_ns / (elapsed_ns + RELEASE.as_nanos() as f64);
         for (key, used, calls) in deltas {
             let server_part = match all_calls > 0.0 {
                 true => server_ns * calls / all_calls,
@@ -230,6 +247,16 @@ impl CpuShares {
             if let Some(tracked) = balancer.tracked.get_mut(&key) {
                 let rate = (used + server_part) / elapsed_ns;
                 tracked.usage += alpha * (rate - tracked.usage);
+                let usage = tracked.usage;
+                let target = match usage >= 0.5 * tracked.reserve {
+                    true => usage * GROWTH,
+                    false => usage * HEADROOM,
+                };
+                if target > tracked.reserve {
+                    tracked.reserve = target;
+                } else {
+                    tracked.reserve += release * (target - tracked.reserve);
+                }
             }
         }
         balancer.tracked.retain(|_, tracked| {
@@ -282,7 +309,7 @@ impl CpuShares {
                         || t.usage >= 0.9 * t.allowance);
                 let wants = match starved {
                     true => f64::INFINITY,
-                    false => t.usage * HEADROOM,
+                    false => t.reserve,
                 };
                 (key, weight, wants)
             })
@@ -325,9 +352,15 @@ impl TenantCpu {
     /// An invocation starts: counted, and the tenant tracked if it was not.
     pub(crate) fn called(self: &Arc<Self>) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         if !self.listed.load(Ordering::Acquire) && !self.listed.swap(true, Ordering::AcqRel) {
             lock(&self.arrivals).push(self.clone());
         }
+    }
+
+    /// An invocation ended.
+    pub(crate) fn ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// At an epoch tick: the guest must wait for its turn.
@@ -352,8 +385,11 @@ impl TenantCpu {
         self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Adds a tick's allowance to a limited tenant's budget and lets its
-    /// waiting guests go once there is some.
+    /// Adds a tick's allowance to a limited tenant's budget and, once there is
+    /// some, lets as many waiting guests go as the allowance has cores for
+    /// besides those still running (all at once would run them all for a
+    /// tick, then park them all: the neighbours would see the whole machine
+    /// taken every other tick).
     fn refill(&self, allowance: f64, elapsed_ns: f64, tick: Duration) {
         let cap = (allowance * tick.as_nanos() as f64 * f64::from(BURST_TICKS)) as i64;
         let add = (allowance * elapsed_ns) as i64;
@@ -366,8 +402,16 @@ impl TenantCpu {
             // tick's accuracy is all the budget needs.
             self.budget_ns.store(refilled, Ordering::Relaxed);
         }
-        if self.budget_ns.load(Ordering::Relaxed) > 0 && self.waiting.load(Ordering::Relaxed) > 0 {
-            self.turn.notify_waiters();
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if self.budget_ns.load(Ordering::Relaxed) > 0 && waiting > 0 {
+            let running = self
+                .in_flight
+                .load(Ordering::Relaxed)
+                .saturating_sub(waiting);
+            let cores = allowance.ceil().max(1.0) as u32;
+            for _ in 0..cores.saturating_sub(running).min(waiting) {
+                self.turn.notify_one();
+            }
         }
     }
 
@@ -400,6 +444,7 @@ mod tests {
             used_ns: 0,
             calls: 0,
             usage,
+            reserve: usage * HEADROOM,
             allowance: 2.0,
             last_active: Instant::now(),
         }
@@ -450,6 +495,7 @@ mod tests {
         while share.waiting.load(Ordering::Relaxed) == 0 {
             tokio::task::yield_now().await;
         }
+        share.in_flight.store(1, Ordering::Relaxed);
         share.refill(0.5, 2e6, Duration::from_millis(2));
         waiter.await.expect("the waiter ends");
         assert_eq!(share.delays(), 1);

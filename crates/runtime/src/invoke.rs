@@ -512,6 +512,9 @@ pub(crate) async fn drive<W: Send>(
     {
         result = Some(Err(wasmtime::Error::new(exceeded)));
     }
+    if let Some(share) = &share {
+        share.ended();
+    }
     let wall = started.elapsed();
     let peak_memory_bytes = store.data().limiter.peak_memory();
     let kv_ops = store.data().kv_ops;

@@ -93,6 +93,12 @@ impl Kiln {
     /// SIGTERM, wait for the drain, start again on the same data directory.
     pub(super) fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
+        self.start_again()
+    }
+
+    /// After [`Kiln::stop`]: starts again on the same data directory and
+    /// returns once it serves.
+    pub(super) fn start_again(&mut self) -> anyhow::Result<()> {
         let (child, addr, scheme) = spawn(&self.binary, &self.home, &self.extra)?;
         self.child = child;
         self.addr = addr;

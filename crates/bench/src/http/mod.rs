@@ -199,8 +199,8 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
     if wants(Scenario::Density) {
         eprintln!("density: {} functions", args.functions);
         // The collector runs only when the scenario asks, with no grace.
-        let (_home, kiln) = fresh(&["--gc-grace", "0s", "--gc-interval", "0s"])?;
-        density::run(&kiln, args.functions, &mut report)?;
+        let (_home, mut kiln) = fresh(&["--gc-grace", "0s", "--gc-interval", "0s"])?;
+        density::run(&mut kiln, args.functions, &mut report)?;
     }
     if wants(Scenario::Big) {
         eprintln!("big module: {} MiB", args.big_mib);
