@@ -66,5 +66,5 @@ pub use usage::{
 pub use wire::{
     BinaryKind, CreatedTenant, CreatedToken, Deployed, ErrorBody, ErrorCode, FunctionDetail,
     FunctionSummary, GcItem, GcItemKind, GcReport, GcSummary, LogEntry, NewNamed, NodeSeen,
-    NodeStatus, RollbackRequest, Tenant, TenantId, TokenInfo, Version, WhoAmI,
+    NodeStatus, RollbackRequest, Tenant, TenantId, Tier, TokenInfo, Version, WhoAmI,
 };

@@ -115,6 +115,10 @@ pub struct FunctionDetail {
     pub created_at: i64,
     /// Last deploy or rollback, seconds since the Unix epoch.
     pub updated_at: i64,
+    /// Which compiler made the current version's code on the node that
+    /// answered (`None`: not compiled there yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
 }
 
 /// `POST /v1/functions/{name}/rollback`: the version to serve (default: the one
@@ -124,6 +128,33 @@ pub struct RollbackRequest {
     /// The version number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
+}
+
+/// Which compiler made a function's machine code on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Winch, wasmtime's baseline compiler: compiled in seconds at deploy,
+    /// served until the optimized code is in.
+    Baseline,
+    /// Cranelift: the code every function ends up with.
+    Optimized,
+}
+
+impl Tier {
+    /// Its name in answers and logs: `baseline` or `optimized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What kind of WASI binary a version is, detected at deploy.
@@ -178,6 +209,14 @@ pub struct Deployed {
     pub compile_ms: Option<f64>,
     /// What kind of binary it is.
     pub kind: BinaryKind,
+    /// Which compiler made the code it is served with now: `baseline` for a
+    /// big module (the optimized code follows in the background).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// Why a big module was not given baseline code (a proposal the baseline
+    /// compiler lacks), when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_note: Option<String>,
     /// Where it is served.
     pub url: String,
 }

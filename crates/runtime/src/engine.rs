@@ -33,6 +33,10 @@ pub struct EngineConfig {
     /// The cores tenants share ([`crate::CpuShares`]). Default: the cores this
     /// process may run on.
     pub cpu_cores: usize,
+    /// Keep a second engine compiling with Winch, wasmtime's baseline compiler
+    /// (an order of magnitude faster to compile, slower code), for
+    /// [`crate::Tier::Baseline`]. Default on.
+    pub baseline: bool,
     /// The per-slot shape of the instance pool: what the largest instance may
     /// hold. A module over any of these is refused at deploy.
     pub slot: SlotLimits,
@@ -75,6 +79,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(2),
             cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            baseline: true,
             slot: SlotLimits::default(),
         }
     }
@@ -83,9 +88,14 @@ impl Default for EngineConfig {
 /// Bytes of each pooled memory, table and stack kept mapped between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
+/// The engine of `tier`: the same pool and proposals for both (a proposal
+/// Winch cannot compile is left off its engine, so such a module fails its
+/// baseline compile and is compiled with Cranelift instead); the incremental
+/// compilation cache is Cranelift's.
 pub(crate) fn build_engine(
     config: &EngineConfig,
     compile_cache: Option<crate::compile_cache::DiskCacheStore>,
+    tier: crate::Tier,
 ) -> wasmtime::Result<Engine> {
     let max_memory = usize::try_from(config.max_memory_bytes)
         .map_err(|_| wasmtime::format_err!("max_memory_bytes does not fit in usize"))?;
@@ -120,8 +130,15 @@ pub(crate) fn build_engine(
         .memory_init_cow(true)
         .epoch_interruption(true)
         .parallel_compilation(true);
-    if let Some(cache) = compile_cache {
-        wasm.enable_incremental_compilation(Arc::new(cache))?;
+    match tier {
+        crate::Tier::Baseline => {
+            wasm.strategy(wasmtime::Strategy::Winch);
+        }
+        crate::Tier::Optimized => {
+            if let Some(cache) = compile_cache {
+                wasm.enable_incremental_compilation(Arc::new(cache))?;
+            }
+        }
     }
     Engine::new(&wasm)
 }
@@ -154,7 +171,7 @@ pub(crate) struct EpochTicker {
 
 impl EpochTicker {
     pub(crate) fn start(
-        engine: Engine,
+        engines: Vec<Engine>,
         tick: Duration,
         shares: Arc<CpuShares>,
     ) -> std::io::Result<EpochTicker> {
@@ -165,7 +182,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                     shares.balance();
                 }
             })?;

@@ -4,6 +4,7 @@
 use crate::limiter::GuestLimiter;
 use crate::outbound::OutboundHooks;
 use kiln_api::Digest;
+use kiln_api::Tier;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{InstancePre, ModuleExport, Store};
@@ -119,17 +120,37 @@ pub(crate) enum Entry {
 #[derive(Clone)]
 pub struct Function {
     digest: Digest,
+    tier: Tier,
     pub(crate) entry: Entry,
 }
 
 impl Function {
-    pub(crate) fn new(digest: Digest, entry: Entry) -> Function {
-        Function { digest, entry }
+    pub(crate) fn new(digest: Digest, tier: Tier, entry: Entry) -> Function {
+        Function {
+            digest,
+            tier,
+            entry,
+        }
     }
 
     /// The sha256 of the binary this function was compiled from.
     pub fn digest(&self) -> Digest {
         self.digest
+    }
+
+    /// Which compiler made its code.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The engine its code was compiled for: its instances' stores are made
+    /// on it.
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match &self.entry {
+            Entry::Core { pre, .. } => pre.module().engine(),
+            Entry::Command(pre) => pre.engine(),
+            Entry::Http(pre) => pre.engine(),
+        }
     }
 
     /// How this function is invoked.
@@ -204,6 +225,7 @@ impl std::fmt::Debug for Function {
         };
         f.debug_struct("Function")
             .field("digest", &self.digest)
+            .field("tier", &self.tier)
             .field("kind", &kind)
             .finish_non_exhaustive()
     }

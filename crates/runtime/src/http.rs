@@ -83,6 +83,7 @@ impl Invoker {
         let outbound = OutboundHooks::new(request.allowed_hosts, self.egress.clone());
         let denied = outbound.denied();
         let mut store = self.store(
+            function.engine(),
             ComponentCtx::new(wasi.build(), outbound).with_config(&request.config),
             &limits,
             dir,

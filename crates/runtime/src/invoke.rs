@@ -270,6 +270,7 @@ impl Invoker {
     /// enforced at every epoch tick.
     pub(crate) fn store<W: Send>(
         &self,
+        engine: &wasmtime::Engine,
         wasi: W,
         limits: &Limits,
         dir: Option<Arc<InvocationDir>>,
@@ -285,7 +286,7 @@ impl Invoker {
             kv_ops: Default::default(),
             share,
         };
-        let mut store = Store::new(&self.engine, host);
+        let mut store = Store::new(engine, host);
         store.limiter(|host| &mut host.limiter);
         let deadline = Instant::now() + limits.wall_time;
         let tick = self.epoch_tick;
@@ -407,7 +408,7 @@ pub(crate) async fn run_command(
     } = reach;
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
-            let store = invoker.store(wasi.build_p1(), limits, dir, kv, cpu);
+            let store = invoker.store(function.engine(), wasi.build_p1(), limits, dir, kv, cpu);
             // The entry future owns its (reference-counted) copies of what it runs.
             let (pre, start) = (pre.clone(), *start);
             drive(store, limits, move |store, instantiation| {
@@ -418,7 +419,7 @@ pub(crate) async fn run_command(
         Entry::Command(pre) => {
             let outbound = OutboundHooks::new(allowed_hosts, invoker.egress.clone());
             let wasi = ComponentCtx::new(wasi.build(), outbound).with_config(&config);
-            let store = invoker.store(wasi, limits, dir, kv, cpu);
+            let store = invoker.store(function.engine(), wasi, limits, dir, kv, cpu);
             let pre = pre.clone();
             drive(store, limits, move |store, instantiation| {
                 Box::pin(async move { run_command_component(&pre, store, instantiation).await })

@@ -41,6 +41,7 @@ mod cpu_share;
 mod cpu_time;
 mod egress;
 mod engine;
+mod errors;
 mod files;
 mod function;
 mod http;
@@ -56,25 +57,26 @@ mod output;
 mod runtime;
 mod snapshot;
 mod streaming;
+mod tier;
 mod validate;
 
 pub use artifact::ArtifactCache;
 pub use cpu_share::{CpuShare, CpuShares, TenantCpu};
 pub use egress::{EgressPolicy, is_public};
 pub use engine::{EngineConfig, SlotLimits};
+pub use errors::{LoadError, RuntimeError};
 pub use files::{Files, HostMount, ScratchConfig, ScratchLimitExceeded, ScratchLimits};
 pub use function::{Function, FunctionKind};
 pub use http::{HttpAnswer, HttpRequest};
 pub use invoke::{Invocation, InvokeError, Outcome, Request, Stats};
+pub use kiln_api::Tier;
 pub use kv::{KeyValue, KvError, KvGrant};
 pub use kv_core::MODULE as KV_CORE_MODULE;
 pub use limiter::MemoryLimitExceeded;
 pub use limits::Limits;
 pub use outbound::{AllowedHosts, HostPattern, ParseHostError};
 pub use output::OutputLimitExceeded;
-pub use runtime::{
-    Compiled, LoadError, LoadSource, Runtime, RuntimeConfig, RuntimeError, default_artifact_dir,
-};
+pub use runtime::{Compiled, LoadSource, Runtime, RuntimeConfig, default_artifact_dir};
 pub use snapshot::{
     Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, file_has_initializer, has_initializer,
 };

@@ -5,24 +5,24 @@ use crate::artifact::ArtifactCache;
 use crate::compile_cache::DiskCacheStore;
 use crate::cpu_share::{CpuShare, CpuShares};
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
+use crate::errors::{LoadError, RuntimeError};
 use crate::files::{ScratchConfig, ScratchRoot};
-use crate::function::{ComponentHost, CoreHost, Entry, Function, Host};
+use crate::function::{CoreHost, Function, Host};
 use crate::http::{HttpAnswer, HttpRequest};
 use crate::invoke::{Invocation, InvokeError, Invoker, Request};
 use crate::limiter::GuestLimiter;
 use crate::snapshot::{InstrumentedCache, Snapshot, SnapshotError, SnapshotHost, SnapshotInit};
 use crate::streaming::{BoxError, StreamRequest, Streamed};
-use crate::validate::{self, ModuleInfo, ModuleKind, ProvidedImports, ValidationError};
+use crate::tier::Compiler;
+use crate::validate::{self, ModuleInfo, ProvidedImports, ValidationError};
 use kiln_api::Digest;
+use kiln_api::Tier;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::Component;
-use wasmtime::{ExternType, Linker, Module, Precompiled, Store};
+use wasmtime::{Linker, Store};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Everything needed to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -57,82 +57,6 @@ impl RuntimeConfig {
     }
 }
 
-/// Why a [`Runtime`] could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RuntimeError {
-    /// wasmtime refused the configuration (its reason is the source).
-    #[error("cannot configure the WebAssembly engine")]
-    Engine(#[source] BoxError),
-    /// The artifact directory cannot be created or opened.
-    #[error("cannot open the artifact cache at {path}")]
-    ArtifactDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The thread that ticks epochs could not be started.
-    #[error("cannot start the epoch ticker thread")]
-    Ticker(#[source] std::io::Error),
-    /// The scratch root cannot be created or cleaned.
-    #[error("cannot open the scratch directory {path}")]
-    ScratchDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-/// Why a binary could not be compiled or a compiled function loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The binary is not one Kiln can run.
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
-    /// Cranelift could not compile it (the reason is the source).
-    #[error("compilation failed")]
-    Compile(#[source] BoxError),
-    /// The caller stopped waiting; the result was thrown away.
-    #[error("compilation was abandoned by its caller")]
-    Abandoned,
-    /// The module compiled, but an instance of it would not fit in a pooled slot
-    /// (a table, or globals and functions, larger than the engine reserves).
-    #[error("the module does not fit Kiln's instance limits: {0}")]
-    Unfit(String),
-    /// No artifact of this module in the cache.
-    #[error("module {0} has no compiled artifact; compile it first")]
-    NotCompiled(Digest),
-    /// The artifact is there but the engine refuses it.
-    #[error("compiled artifact {path} cannot be loaded: {message}")]
-    BadArtifact {
-        /// The artifact file.
-        path: PathBuf,
-        /// wasmtime's whole explanation.
-        message: String,
-        /// The innermost error, without the file it was read from.
-        cause: String,
-    },
-    /// The artifact could not be written to the cache.
-    #[error("cannot write the compiled artifact to {path}")]
-    WriteArtifact {
-        /// Where it was going.
-        path: PathBuf,
-        /// Why it could not.
-        source: std::io::Error,
-    },
-    /// The binary to compile could not be read.
-    #[error("cannot read {path}")]
-    ReadModule {
-        /// The file.
-        path: PathBuf,
-        /// Why it could not be read or mapped.
-        source: std::io::Error,
-    },
-}
-
 /// A binary that passed validation and has a compiled artifact on disk.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -162,12 +86,12 @@ pub enum LoadSource {
 /// and happens once per distinct module; loading a cached artifact costs an `mmap`;
 /// invoking costs a fresh instance.
 pub struct Runtime {
-    engine: wasmtime::Engine,
-    linker: Linker<CoreHost>,
-    /// WASI 0.2 for components.
-    component_linker: wasmtime::component::Linker<ComponentHost>,
+    /// Cranelift: the code every function ends up with.
+    optimized: Compiler,
+    /// Winch, when enabled: code for a big module in seconds, until the
+    /// optimized code is in.
+    baseline: Option<Compiler>,
     provided: ProvidedImports,
-    artifacts: ArtifactCache,
     invoker: Invoker,
     /// Instrumented copies of binaries snapshotted at deploy, compiled once.
     instrumented: InstrumentedCache,
@@ -194,35 +118,18 @@ impl Runtime {
             })?),
             None => None,
         };
-        let engine = build_engine(&config.engine, compile_cache)
+        let engine = build_engine(&config.engine, compile_cache, Tier::Optimized)
             .map_err(|e| RuntimeError::Engine(e.into()))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut CoreHost| &mut host.wasi)
-            .and_then(|()| crate::kv_core::add_to_linker(&mut linker))
-            .map_err(|e| RuntimeError::Engine(e.into()))?;
-        let provided = provided_imports(&engine, &linker);
-        let mut component_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
-            .and_then(|()| {
-                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
-            })
-            .and_then(|()| crate::loader::add_to_linker(&mut component_linker))
-            .and_then(|()| crate::kv_component::add_to_linker(&mut component_linker))
-            .and_then(|()| {
-                wasmtime_wasi_config::add_to_linker(
-                    &mut component_linker,
-                    |host: &mut ComponentHost| {
-                        wasmtime_wasi_config::WasiConfig::from(&host.wasi.config)
-                    },
-                )
-            })
-            .map_err(|e| RuntimeError::Engine(e.into()))?;
-        let artifacts = ArtifactCache::open(&config.artifact_dir, &engine).map_err(|source| {
-            RuntimeError::ArtifactDir {
-                path: config.artifact_dir.clone(),
-                source,
+        let optimized = Compiler::new(Tier::Optimized, engine.clone(), &config.artifact_dir)?;
+        let baseline = match config.engine.baseline {
+            true => {
+                let engine = build_engine(&config.engine, None, Tier::Baseline)
+                    .map_err(|e| RuntimeError::Engine(e.into()))?;
+                Some(Compiler::new(Tier::Baseline, engine, &config.artifact_dir)?)
             }
-        })?;
+            false => None,
+        };
+        let provided = provided_imports(&engine, &optimized.linker);
         let scratch = ScratchRoot::open(config.scratch.clone()).map_err(|source| {
             RuntimeError::ScratchDir {
                 path: config.scratch.dir.clone(),
@@ -233,7 +140,11 @@ impl Runtime {
             config.engine.cpu_cores,
             config.engine.epoch_tick,
         ));
-        let ticker = EpochTicker::start(engine.clone(), config.engine.epoch_tick, shares.clone())
+        let engines = std::iter::once(&optimized)
+            .chain(&baseline)
+            .map(|compiler| compiler.engine.clone())
+            .collect();
+        let ticker = EpochTicker::start(engines, config.engine.epoch_tick, shares.clone())
             .map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
             invoker: Invoker {
@@ -248,11 +159,9 @@ impl Runtime {
                 epoch_tick: config.engine.epoch_tick,
                 egress: std::sync::Arc::new(config.egress.clone()),
             },
-            engine,
-            linker,
-            component_linker,
+            optimized,
+            baseline,
             provided,
-            artifacts,
             instrumented: InstrumentedCache::default(),
             shares,
             _ticker: ticker,
@@ -282,9 +191,26 @@ impl Runtime {
             .saturating_sub(u32::try_from(free).unwrap_or(u32::MAX))
     }
 
-    /// The artifact cache this runtime reads and writes.
+    /// The artifact cache of the optimized tier.
     pub fn artifacts(&self) -> &ArtifactCache {
-        &self.artifacts
+        &self.optimized.artifacts
+    }
+
+    /// The artifact cache of the baseline tier, when it is enabled.
+    pub fn baseline_artifacts(&self) -> Option<&ArtifactCache> {
+        self.baseline.as_ref().map(|baseline| &baseline.artifacts)
+    }
+
+    /// Whether a baseline compiler is kept.
+    pub fn has_baseline(&self) -> bool {
+        self.baseline.is_some()
+    }
+
+    fn compiler(&self, tier: Tier) -> Result<&Compiler, LoadError> {
+        match tier {
+            Tier::Optimized => Ok(&self.optimized),
+            Tier::Baseline => self.baseline.as_ref().ok_or(LoadError::NoBaseline),
+        }
     }
 
     /// Runs the initializer of `wasm` (a core module or a component) once, in a
@@ -305,11 +231,11 @@ impl Runtime {
         init: &SnapshotInit,
     ) -> Result<Snapshot, SnapshotError> {
         SnapshotHost {
-            engine: &self.engine,
+            engine: &self.optimized.engine,
             invoker: &self.invoker,
             instrumented: &self.instrumented,
-            linker: &self.linker,
-            component_linker: &self.component_linker,
+            linker: &self.optimized.linker,
+            component_linker: &self.optimized.component_linker,
         }
         .take(wasm, init)
         .await
@@ -317,7 +243,7 @@ impl Runtime {
 
     /// Checks that `wasm` is a function Kiln can run, without compiling it.
     pub fn validate(&self, wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
-        validate::validate(&self.engine, wasm, |module, name| {
+        validate::validate(&self.optimized.engine, wasm, |module, name| {
             self.provided
                 .contains(&(module.to_owned(), name.to_owned()))
         })
@@ -346,10 +272,29 @@ impl Runtime {
         wasm: &[u8],
         abandoned: &AtomicBool,
     ) -> Result<Compiled, LoadError> {
+        self.compile_tier(digest, wasm, Tier::Optimized, abandoned)
+    }
+
+    /// [`Runtime::compile_digested`] with the compiler of `tier`. A module the
+    /// baseline compiler cannot compile (a proposal Winch lacks, such as
+    /// exceptions or GC) is a [`LoadError::Compile`]: compile it optimized.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Runtime::compile_digested`], and [`LoadError::NoBaseline`]
+    /// for the baseline tier of a runtime without one.
+    pub fn compile_tier(
+        &self,
+        digest: Digest,
+        wasm: &[u8],
+        tier: Tier,
+        abandoned: &AtomicBool,
+    ) -> Result<Compiled, LoadError> {
+        let compiler = self.compiler(tier)?;
         let info = self.validate(wasm)?;
-        let artifact = self.artifacts.path(&digest);
-        if self.artifacts.contains(&digest)
-            && let Ok(function) = self.load(&digest)
+        let artifact = compiler.artifacts.path(&digest);
+        if compiler.artifacts.contains(&digest)
+            && let Ok(function) = compiler.load(&digest)
         {
             return Ok(Compiled {
                 digest,
@@ -361,35 +306,32 @@ impl Runtime {
         }
 
         let begin = Instant::now();
-        let bytes = match info.kind {
-            ModuleKind::CoreCommand => self.engine.precompile_module(wasm),
-            ModuleKind::ComponentCommand | ModuleKind::HttpComponent => {
-                self.engine.precompile_component(wasm)
-            }
-        }
-        .map_err(|e| match validate::proposals_off(wasm) {
-            // A component's code is validated as it compiles.
-            Some(proposals) => ValidationError::ProposalOff(proposals).into(),
-            None => LoadError::Compile(e.into()),
-        })?;
+        let bytes =
+            compiler.precompile(wasm, info.kind).map_err(|e| {
+                match validate::proposals_off(wasm) {
+                    // A component's code is validated as it compiles.
+                    Some(proposals) => ValidationError::ProposalOff(proposals).into(),
+                    None => LoadError::Compile(e.into()),
+                }
+            })?;
         let compile_time = begin.elapsed();
         if abandoned.load(Ordering::Acquire) {
             return Err(LoadError::Abandoned);
         }
-        let artifact =
-            self.artifacts
-                .write(&digest, &bytes)
-                .map_err(|source| LoadError::WriteArtifact {
-                    path: artifact,
-                    source,
-                })?;
+        let artifact = compiler
+            .artifacts
+            .write(&digest, &bytes)
+            .map_err(|source| LoadError::WriteArtifact {
+                path: artifact,
+                source,
+            })?;
         drop(bytes);
         // Load and link now, so that a module too large for an instance slot, or
         // whose imports have the wrong types, is refused at deploy time rather than
         // on its first request. Code just compiled by this engine that it cannot
         // load is such a module, not a damaged file.
-        let function = self.load(&digest).map_err(|e| {
-            let _ = self.artifacts.remove(&digest);
+        let function = compiler.load(&digest).map_err(|e| {
+            let _ = compiler.artifacts.remove(&digest);
             match e {
                 LoadError::BadArtifact { cause, .. } => LoadError::Unfit(cause),
                 other => other,
@@ -418,6 +360,7 @@ impl Runtime {
         &self,
         path: &Path,
         digest: Digest,
+        tier: Tier,
         abandoned: &AtomicBool,
     ) -> Result<Compiled, LoadError> {
         let unreadable = |source| LoadError::ReadModule {
@@ -429,7 +372,7 @@ impl Runtime {
         // deploy's private staging file, a fresh name in the store's staging
         // directory); if it is removed meanwhile, the mapping stays valid.
         let wasm = unsafe { memmap2::Mmap::map(&file) }.map_err(unreadable)?;
-        self.compile_digested(digest, &wasm, abandoned)
+        self.compile_tier(digest, &wasm, tier, abandoned)
     }
 
     /// Puts an artifact compiled elsewhere (another node of the cluster, with an
@@ -444,37 +387,74 @@ impl Runtime {
     /// cluster's bucket, so that bucket must be writable by Kiln nodes only
     /// (SECURITY.md). wasmtime checks the header, kind and engine version when it
     /// loads the file, which catches damage, not malice.
-    pub fn import_artifact(&self, digest: &Digest, artifact: &[u8]) -> Result<(), LoadError> {
-        self.artifacts
+    pub fn import_artifact(
+        &self,
+        digest: &Digest,
+        tier: Tier,
+        artifact: &[u8],
+    ) -> Result<(), LoadError> {
+        let artifacts = &self.compiler(tier)?.artifacts;
+        artifacts
             .write(digest, artifact)
             .map(drop)
             .map_err(|source| LoadError::WriteArtifact {
-                path: self.artifacts.path(digest),
+                path: artifacts.path(digest),
                 source,
             })
     }
 
-    /// This node's artifact of `digest`, to share with the others: its bytes and
-    /// its name relative to the cache root (the same on every node with the same
-    /// engine).
-    pub fn export_artifact(&self, digest: &Digest) -> std::io::Result<(String, Vec<u8>)> {
-        let bytes = std::fs::read(self.artifacts.path(digest))?;
-        Ok((self.artifacts.key(digest), bytes))
+    /// This node's artifact of `digest` for `tier`, to share with the others:
+    /// its bytes and its name relative to the cache root (the same on every
+    /// node with the same engine).
+    pub fn export_artifact(
+        &self,
+        digest: &Digest,
+        tier: Tier,
+    ) -> std::io::Result<(String, Vec<u8>)> {
+        let artifacts = &self
+            .compiler(tier)
+            .map_err(std::io::Error::other)?
+            .artifacts;
+        let bytes = std::fs::read(artifacts.path(digest))?;
+        Ok((artifacts.key(digest), bytes))
     }
 
-    /// The name an artifact of `digest` is shared under (see
-    /// [`Runtime::export_artifact`]).
-    pub fn artifact_key(&self, digest: &Digest) -> String {
-        self.artifacts.key(digest)
+    /// The name an artifact of `digest` for `tier` is shared under (see
+    /// [`Runtime::export_artifact`]); `None` for a tier this runtime lacks.
+    pub fn artifact_key(&self, digest: &Digest, tier: Tier) -> Option<String> {
+        Some(self.compiler(tier).ok()?.artifacts.key(digest))
     }
 
-    /// Whether the artifact of `digest` is in this node's cache.
+    /// Whether an artifact of `digest` of any tier is in this node's cache.
     pub fn has_artifact(&self, digest: &Digest) -> bool {
-        self.artifacts.contains(digest)
+        self.best_tier(digest).is_some()
     }
 
-    /// Loads the compiled function for `digest` from the artifact cache: reads
-    /// the file, registers its code and pre-links it. Never compiles.
+    /// The best tier of `digest` in this node's cache.
+    pub fn best_tier(&self, digest: &Digest) -> Option<Tier> {
+        [Tier::Optimized, Tier::Baseline]
+            .into_iter()
+            .find(|tier| self.has_tier(digest, *tier))
+    }
+
+    /// Whether this node's cache holds the artifact of `digest` for `tier`.
+    pub fn has_tier(&self, digest: &Digest, tier: Tier) -> bool {
+        self.compiler(tier)
+            .is_ok_and(|compiler| compiler.artifacts.contains(digest))
+    }
+
+    /// Deletes this node's artifacts of `digest`, of every tier.
+    pub fn remove_artifacts(&self, digest: &Digest) -> std::io::Result<()> {
+        self.optimized.artifacts.remove(digest)?;
+        match &self.baseline {
+            Some(baseline) => baseline.artifacts.remove(digest),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads the compiled function for `digest` from the artifact cache, the
+    /// best tier present (optimized, else baseline): reads the file, registers
+    /// its code and pre-links it. Never compiles.
     ///
     /// The file is read, not mapped: wasmtime copies the code into memory of
     /// its own, so an artifact truncated or rewritten on disk while its
@@ -483,54 +463,27 @@ impl Runtime {
     /// read and one copy per load (BENCHMARKS.md), paid when a function enters
     /// the cache, never per request.
     pub fn load(&self, digest: &Digest) -> Result<Function, LoadError> {
-        let path = self.artifacts.path(digest);
-        if !path.is_file() {
-            return Err(LoadError::NotCompiled(*digest));
+        match (&self.baseline, self.optimized.artifacts.contains(digest)) {
+            (Some(baseline), false) if baseline.artifacts.contains(digest) => baseline.load(digest),
+            _ => self.optimized.load(digest),
         }
-        let bad = |e: wasmtime::Error| LoadError::BadArtifact {
-            path: path.clone(),
-            message: format!("{e:#}"),
-            cause: e.root_cause().to_string(),
-        };
-        // Both deserializations below rely on this: the artifact cache only holds files
-        // written whole (atomic rename) by `Runtime::compile_digested` through
-        // `precompile_module`/`precompile_component`, or by
-        // `Runtime::import_artifact` with the output of that same function on
-        // another Kiln node (its `# Trust` section: the shared bucket is writable
-        // by Kiln nodes only), under a directory keyed by this engine's
-        // compatibility hash; wasmtime checks the header, the kind and the version
-        // again before using it.
-        let bytes = std::fs::read(&path).map_err(|e| LoadError::BadArtifact {
-            path: path.clone(),
-            message: format!("cannot read it: {e}"),
-            cause: e.to_string(),
-        })?;
-        match wasmtime::Engine::detect_precompiled(&bytes) {
-            Some(Precompiled::Component) => {
-                // SAFETY: the bytes of a file of the artifact cache, trusted as
-                // said above.
-                let component =
-                    unsafe { Component::deserialize(&self.engine, &bytes) }.map_err(bad)?;
-                self.link_component(*digest, &component)
-            }
-            _ => {
-                // SAFETY: as above.
-                let module = unsafe { Module::deserialize(&self.engine, &bytes) }.map_err(bad)?;
-                self.link(*digest, &module)
-            }
-        }
+    }
+
+    /// Loads the artifact of `digest` compiled for `tier`.
+    pub fn load_tier(&self, digest: &Digest, tier: Tier) -> Result<Function, LoadError> {
+        self.compiler(tier)?.load(digest)
     }
 
     /// [`Runtime::load`] if `wasm` is already compiled, else [`Runtime::compile`] then
     /// load. What `kiln run` does.
     pub fn load_wasm(&self, wasm: &[u8]) -> Result<(Function, LoadSource), LoadError> {
         let digest = Digest::of(wasm);
-        if self.artifacts.contains(&digest) {
-            match self.load(&digest) {
+        if self.optimized.artifacts.contains(&digest) {
+            match self.optimized.load(&digest) {
                 Ok(function) => return Ok((function, LoadSource::Cached)),
                 // An artifact the engine refuses (damaged, foreign) is replaced.
                 Err(LoadError::BadArtifact { .. }) => {
-                    let _ = self.artifacts.remove(&digest);
+                    let _ = self.optimized.artifacts.remove(&digest);
                 }
                 Err(e) => return Err(e),
             }
@@ -586,49 +539,6 @@ impl Runtime {
     {
         self.invoker.handle_http(function, request).await
     }
-
-    fn link(&self, digest: Digest, module: &Module) -> Result<Function, LoadError> {
-        let start = match module.get_export("_start") {
-            Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {
-                module
-                    .get_export_index("_start")
-                    .ok_or(ValidationError::MissingStart)?
-            }
-            Some(ExternType::Func(ty)) => {
-                let list = |types: Vec<String>| types.join(", ");
-                let signature = format!(
-                    "({}) -> ({})",
-                    list(ty.params().map(|t| t.to_string()).collect()),
-                    list(ty.results().map(|t| t.to_string()).collect()),
-                );
-                return Err(ValidationError::BadStartType(signature).into());
-            }
-            _ => return Err(ValidationError::MissingStart.into()),
-        };
-        let pre = self
-            .linker
-            .instantiate_pre(module)
-            .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
-        Ok(Function::new(digest, Entry::Core { pre, start }))
-    }
-
-    fn link_component(&self, digest: Digest, component: &Component) -> Result<Function, LoadError> {
-        let pre = self
-            .component_linker
-            .instantiate_pre(component)
-            .map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
-        // A component exporting `wasi:http/incoming-handler` is served as a proxy,
-        // even if it also exports `wasi:cli/run`.
-        if let Ok(proxy) = ProxyPre::new(pre.clone()) {
-            return Ok(Function::new(digest, Entry::Http(proxy)));
-        }
-        let command = CommandPre::new(pre).map_err(|e| {
-            ValidationError::Unsupported(format!(
-                "neither a wasi:cli/command nor a wasi:http/proxy component: {e:#}"
-            ))
-        })?;
-        Ok(Function::new(digest, Entry::Command(command)))
-    }
 }
 
 /// Every `(module, name)` the linker defines, to name unknown imports at validation.
@@ -652,7 +562,7 @@ fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> Pro
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("artifacts", &self.artifacts.dir())
+            .field("artifacts", &self.optimized.artifacts.dir())
             .finish_non_exhaustive()
     }
 }

@@ -251,7 +251,9 @@ impl SnapshotHost<'_> {
         };
         // The store (and with it the wall-time limit) starts once the code is
         // compiled: the limit is the initializer's, as a request's is its own.
-        let mut store = self.invoker.store(wasi, &init.limits, None, None, None);
+        let mut store = self
+            .invoker
+            .store(self.engine, wasi, &init.limits, None, None, None);
         let instance = self.linker.instantiate_async(&mut store, &module).await?;
         if let Some(initialize) = instance.get_func(&mut store, "_initialize") {
             initialize
@@ -299,7 +301,9 @@ impl SnapshotHost<'_> {
         else {
             wasmtime::bail!("a component compiled as a core module");
         };
-        let mut store = self.invoker.store(ctx, &init.limits, None, None, None);
+        let mut store = self
+            .invoker
+            .store(self.engine, ctx, &init.limits, None, None, None);
         let instance = self
             .component_linker
             .instantiate_async(&mut store, &component)

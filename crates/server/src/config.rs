@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// needs, while a small module built to be expensive to compile is still
     /// stopped near the base limit.
     pub compile_time_per_mib: Duration,
+    /// Modules of at least this many bytes are served first on baseline code
+    /// (Winch, compiled in seconds) while their optimized code is compiled in
+    /// the background; `None` compiles every module optimized at deploy.
+    /// Default 4 MiB.
+    pub baseline_above: Option<u64>,
     /// What one client connection may hold of the server.
     pub connections: ConnectionLimits,
     /// What one uploaded file bundle may hold.
@@ -172,6 +177,7 @@ impl ServerConfig {
             http_redirect: None,
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),
+            baseline_above: Some(4 * kiln_api::MIB),
             connections: ConnectionLimits::default(),
             bundle_limits: BundleLimits::default(),
             scratch_total_bytes: 4 << 30,

@@ -10,13 +10,22 @@
 //! (single-flight, per instance), and every compile (a deploy's, a start-up's, a
 //! request's) waits for one of the same compiler slots and obeys the same time
 //! limit ([`Functions::compile`]).
+//!
+//! **Tiers.** A module of at least `--baseline-above` bytes is first compiled
+//! with Winch (baseline code, in seconds), served at once, and compiled with
+//! Cranelift in the background ([`Functions::optimize_later`]); the optimized
+//! function then replaces the baseline one in the cache, so new requests run
+//! it while requests under way finish on the code they started with. Both
+//! artifacts are shared through the bucket; a node loads the best one present,
+//! and one that finds only baseline code optimizes it. A module Winch cannot
+//! compile is compiled with Cranelift at deploy, and the deploy says why.
 
 use crate::sync::lock;
-use kiln_api::Digest;
+use kiln_api::{Digest, Tier};
 use kiln_runtime::{Compiled, Function, LoadError, Runtime};
 use kiln_store::{BlobKind, BlobStore, LocalBlob, MetadataStore, StoreError};
 use lru::LruCache;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +44,9 @@ pub(crate) struct FunctionLimits {
     pub(crate) compile_timeout: Duration,
     /// ...plus this much for each MiB of the module.
     pub(crate) compile_time_per_mib: Duration,
+    /// Modules of at least this many bytes get baseline code first (`None`:
+    /// every module is compiled optimized at once).
+    pub(crate) baseline_above: Option<u64>,
 }
 
 impl FunctionLimits {
@@ -84,6 +96,17 @@ pub(crate) struct FunctionStats {
     pub(crate) compile_ns: AtomicU64,
     /// Artifacts downloaded from the cluster's bucket instead of compiled.
     pub(crate) downloads: AtomicU64,
+    /// Modules compiled with the baseline compiler.
+    pub(crate) baseline_compiles: AtomicU64,
+    /// Functions whose optimized code replaced their baseline code.
+    pub(crate) tier_switches: AtomicU64,
+}
+
+/// A deploy's compile: the function, and why it did not get baseline code
+/// when it should have.
+pub(crate) struct Made {
+    pub(crate) compiled: Compiled,
+    pub(crate) tier_note: Option<String>,
 }
 
 /// Digest → loaded function, and everything it takes to get one.
@@ -98,6 +121,8 @@ pub(crate) struct Functions {
     fetching: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// A compilation past its time limit keeps its slot until it really ends.
     compile_slots: Arc<Semaphore>,
+    /// Digests whose optimized code is being made in the background.
+    optimizing: Mutex<HashSet<Digest>>,
     limits: FunctionLimits,
     stats: FunctionStats,
 }
@@ -131,6 +156,7 @@ impl Functions {
             store,
             cache: Mutex::new(LruCache::new(limits.loaded)),
             fetching: Mutex::default(),
+            optimizing: Mutex::default(),
             compile_slots: Arc::new(Semaphore::new(limits.compile_slots)),
             limits,
             stats: FunctionStats::default(),
@@ -139,7 +165,7 @@ impl Functions {
 
     /// The function of `digest`, for the invoke path: from the cache, else loaded
     /// from this node's artifact, else fetched or compiled ([`Functions::ensure_local`]).
-    pub(crate) async fn get(&self, digest: Digest) -> Result<Function, FunctionError> {
+    pub(crate) async fn get(self: &Arc<Self>, digest: Digest) -> Result<Function, FunctionError> {
         if let Some(hit) = lock(&self.cache).get(&digest) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit.clone());
@@ -170,51 +196,79 @@ impl Functions {
     /// Deletes this node's artifact of `digest` (one that does not load).
     async fn discard_artifact(&self, digest: Digest) {
         let runtime = self.runtime.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || runtime.artifacts().remove(&digest)).await;
+        let removed = tokio::task::spawn_blocking(move || runtime.remove_artifacts(&digest)).await;
         if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
             tracing::warn!(%digest, error = %e, "cannot remove a damaged artifact");
         }
     }
 
-    /// Makes sure this node's artifact cache holds `digest`'s artifact: downloaded
-    /// if another node shared it, else compiled from the blob (within the compile
-    /// slots and limit) and shared.
-    pub(crate) async fn ensure_local(&self, digest: Digest) -> Result<(), FunctionError> {
-        if self.runtime.has_artifact(&digest) {
+    /// Makes sure this node's artifact cache holds an artifact of `digest`:
+    /// downloaded if another node shared it, else compiled from the blob
+    /// (within the compile slots and limit) and shared. Baseline code found or
+    /// made here is optimized in the background.
+    pub(crate) async fn ensure_local(
+        self: &Arc<Self>,
+        digest: Digest,
+    ) -> Result<(), FunctionError> {
+        if self.runtime.has_tier(&digest, Tier::Optimized) {
             return Ok(());
         }
-        let key = self.runtime.artifact_key(&digest);
-        if let Some(artifact) = self.blobs.shared_artifact(&key).await? {
-            // Machine code is loaded only as the node that compiled it
-            // recorded it: a changed or swapped object in the bucket is not.
-            let recorded = self.store.artifact_sha256(&key).await?;
-            let found = Digest::of(&artifact);
-            if recorded == Some(found) {
-                let runtime = self.runtime.clone();
-                tokio::task::spawn_blocking(move || runtime.import_artifact(&digest, &artifact))
-                    .await??;
-                self.stats.downloads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%digest, "downloaded a compiled artifact shared by another node");
-                return Ok(());
-            }
+        if self.runtime.has_tier(&digest, Tier::Baseline) {
+            self.optimize_later(digest);
+            return Ok(());
+        }
+        if self.fetch_shared(digest, Tier::Optimized).await? {
+            return Ok(());
+        }
+        if self.fetch_shared(digest, Tier::Baseline).await? {
+            self.optimize_later(digest);
+            return Ok(());
+        }
+        tracing::info!(%digest, "compiling a deployed module with no artifact");
+        let blob = self.blobs.local(BlobKind::Module, &digest).await?;
+        let made = self
+            .compile_tiered(digest, Arc::new(Source::Blob(Box::new(blob))))
+            .await?;
+        if made.compiled.function.tier() == Tier::Baseline {
+            self.optimize_later(digest);
+        }
+        Ok(())
+    }
+
+    /// Imports the artifact of `digest` for `tier` another node shared, if
+    /// there is one and it is the one recorded; whether it did.
+    async fn fetch_shared(&self, digest: Digest, tier: Tier) -> Result<bool, FunctionError> {
+        let Some(key) = self.runtime.artifact_key(&digest, tier) else {
+            return Ok(false);
+        };
+        let Some(artifact) = self.blobs.shared_artifact(&key).await? else {
+            return Ok(false);
+        };
+        // Machine code is loaded only as the node that compiled it recorded
+        // it: a changed or swapped object in the bucket is not.
+        let recorded = self.store.artifact_sha256(&key).await?;
+        let found = Digest::of(&artifact);
+        if recorded != Some(found) {
             tracing::error!(
                 %digest, %key, %found,
                 recorded = ?recorded.map(|d| d.to_string()),
                 "the shared artifact in the bucket is not the one recorded; compiling here instead"
             );
+            return Ok(false);
         }
-        tracing::info!(%digest, "compiling a deployed module with no artifact");
-        let blob = self.blobs.local(BlobKind::Module, &digest).await?;
-        self.compile(digest, Source::Blob(Box::new(blob))).await?;
-        Ok(())
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.import_artifact(&digest, tier, &artifact))
+            .await??;
+        self.stats.downloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%digest, %tier, "downloaded a compiled artifact shared by another node");
+        Ok(true)
     }
 
     /// Start-up: makes sure every deployed module has an artifact here, so that
     /// the request path only loads. A module that cannot be had now (its compile
     /// is over the limit, the bucket is down) is logged and left to the request
     /// path, which tries again and answers 503 meanwhile.
-    pub(crate) async fn ensure_all(&self, digests: Vec<Digest>) {
+    pub(crate) async fn ensure_all(self: &Arc<Self>, digests: Vec<Digest>) {
         for digest in digests {
             if let Err(e) = self.ensure_local(digest).await {
                 let cause = crate::error::FailureCause::of(&e);
@@ -224,14 +278,114 @@ impl Functions {
     }
 
     /// A deploy's compile of its staged upload, within the compile slots and
-    /// limit; a new artifact is shared with the cluster before the deploy
-    /// commits, so that a node that sees the version finds it.
+    /// limit: baseline code for a big module, else optimized; a new artifact is
+    /// shared with the cluster before the deploy commits, so that a node that
+    /// sees the version finds it. The deploy calls [`Functions::optimize_later`]
+    /// for baseline code once its blob is stored.
     pub(crate) async fn compile_upload(
         &self,
         digest: Digest,
         staged: PathBuf,
-    ) -> Result<Compiled, FunctionError> {
-        self.compile(digest, Source::File(staged)).await
+    ) -> Result<Made, FunctionError> {
+        self.compile_tiered(digest, Arc::new(Source::File(staged)))
+            .await
+    }
+
+    /// Baseline code if the module is big enough and Winch can compile it,
+    /// else optimized code.
+    async fn compile_tiered(
+        &self,
+        digest: Digest,
+        source: Arc<Source>,
+    ) -> Result<Made, FunctionError> {
+        let size = tokio::fs::metadata(source.path())
+            .await
+            .map_or(0, |m| m.len());
+        let baseline = self.runtime.has_baseline()
+            && self.limits.baseline_above.is_some_and(|min| size >= min)
+            && !self.runtime.has_tier(&digest, Tier::Optimized);
+        if baseline {
+            match self.compile(digest, source.clone(), Tier::Baseline).await {
+                Ok(compiled) => {
+                    return Ok(Made {
+                        compiled,
+                        tier_note: None,
+                    });
+                }
+                Err(FunctionError::Load(LoadError::Compile(cause))) => {
+                    // The innermost cause names the proposal ("exceptions
+                    // proposal not enabled").
+                    let mut root: &dyn std::error::Error = &*cause;
+                    while let Some(source) = root.source() {
+                        root = source;
+                    }
+                    let why = root.to_string();
+                    tracing::info!(%digest, %why, "the baseline compiler cannot compile it: compiling optimized code");
+                    let compiled = self.compile(digest, source, Tier::Optimized).await?;
+                    return Ok(Made {
+                        compiled,
+                        tier_note: Some(format!(
+                            "the baseline compiler (Winch) cannot compile this module ({why}); \
+                             it was compiled optimized (Cranelift) instead"
+                        )),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Made {
+            compiled: self.compile(digest, source, Tier::Optimized).await?,
+            tier_note: None,
+        })
+    }
+
+    /// Makes `digest`'s optimized code in the background (once, however many
+    /// ask), then switches the cache to it: new requests run it, requests under
+    /// way finish on the baseline code they started with.
+    pub(crate) fn optimize_later(self: &Arc<Self>, digest: Digest) {
+        if !lock(&self.optimizing).insert(digest) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.optimize(digest).await;
+            lock(&this.optimizing).remove(&digest);
+            match result {
+                Ok(()) => tracing::info!(%digest, "optimized code in: new requests run it"),
+                Err(e) => {
+                    let cause = crate::error::FailureCause::of(&e);
+                    tracing::warn!(%digest, %cause, "cannot make optimized code; serving baseline code");
+                }
+            }
+        });
+    }
+
+    async fn optimize(&self, digest: Digest) -> Result<(), FunctionError> {
+        if !self.runtime.has_tier(&digest, Tier::Optimized)
+            && !self.fetch_shared(digest, Tier::Optimized).await?
+        {
+            let blob = self.blobs.local(BlobKind::Module, &digest).await?;
+            self.compile(
+                digest,
+                Arc::new(Source::Blob(Box::new(blob))),
+                Tier::Optimized,
+            )
+            .await?;
+        }
+        let runtime = self.runtime.clone();
+        let function =
+            tokio::task::spawn_blocking(move || runtime.load_tier(&digest, Tier::Optimized))
+                .await??;
+        {
+            // Only a function still cached is switched: an evicted one loads
+            // the best tier when next asked for.
+            let mut cache = lock(&self.cache);
+            if cache.contains(&digest) {
+                cache.put(digest, function);
+            }
+        }
+        self.stats.tier_switches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Caches a function loaded elsewhere (a deploy warms the cache this way, so
@@ -244,6 +398,15 @@ impl Functions {
         if displaced.is_some_and(|(old, _)| old != digest) {
             self.stats.evictions.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Which compiler made the code `digest` is served with on this node: the
+    /// loaded function's, else the best artifact's.
+    pub(crate) fn tier_of(&self, digest: Digest) -> Option<Tier> {
+        if let Some(loaded) = lock(&self.cache).peek(&digest) {
+            return Some(loaded.tier());
+        }
+        self.runtime.best_tier(&digest)
     }
 
     /// Functions loaded now.
@@ -273,7 +436,12 @@ impl Functions {
 
     /// Validates and compiles, waiting for a compiler slot first (the wait
     /// counts against the limit); then shares a new artifact.
-    async fn compile(&self, digest: Digest, source: Source) -> Result<Compiled, FunctionError> {
+    async fn compile(
+        &self,
+        digest: Digest,
+        source: Arc<Source>,
+        tier: Tier,
+    ) -> Result<Compiled, FunctionError> {
         let size = tokio::fs::metadata(source.path())
             .await
             .map_or(0, |m| m.len());
@@ -290,7 +458,7 @@ impl Functions {
             let abandoned = abandoned.clone();
             move || {
                 let _slot = slot;
-                runtime.compile_file(source.path(), digest, &abandoned)
+                runtime.compile_file(source.path(), digest, tier, &abandoned)
             }
         });
         let Ok(joined) = tokio::time::timeout_at(deadline, job).await else {
@@ -300,18 +468,22 @@ impl Functions {
         let compiled = joined??;
         if let Some(took) = compiled.compile_time {
             self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+            if tier == Tier::Baseline {
+                self.stats.baseline_compiles.fetch_add(1, Ordering::Relaxed);
+            }
             let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             self.stats.compile_ns.fetch_add(ns, Ordering::Relaxed);
-            self.share(digest).await;
+            self.share(digest, tier).await;
         }
         Ok(compiled)
     }
 
     /// Offers this node's artifact of `digest` to the others. A failure costs the
     /// others a compilation, nothing else: it is logged, not returned.
-    async fn share(&self, digest: Digest) {
+    async fn share(&self, digest: Digest, tier: Tier) {
         let runtime = self.runtime.clone();
-        let exported = tokio::task::spawn_blocking(move || runtime.export_artifact(&digest)).await;
+        let exported =
+            tokio::task::spawn_blocking(move || runtime.export_artifact(&digest, tier)).await;
         let shared = match exported {
             Ok(Ok((key, artifact))) => {
                 let sha256 = Digest::of(&artifact);
@@ -361,11 +533,15 @@ mod tests {
         (runtime, blobs, digest)
     }
 
-    fn functions(runtime: &Arc<Runtime>, blobs: &Arc<dyn BlobStore>, slots: usize) -> Functions {
+    fn functions(
+        runtime: &Arc<Runtime>,
+        blobs: &Arc<dyn BlobStore>,
+        slots: usize,
+    ) -> Arc<Functions> {
         let dir = runtime.artifacts().dir().join("store");
         std::fs::create_dir_all(&dir).expect("store dir");
         let store = kiln_store::SqliteStore::open(&dir.join("kiln.db")).expect("store");
-        Functions::new(
+        Arc::new(Functions::new(
             runtime.clone(),
             blobs.clone(),
             Arc::new(store),
@@ -374,8 +550,9 @@ mod tests {
                 compile_slots: slots,
                 compile_timeout: Duration::from_millis(200),
                 compile_time_per_mib: Duration::ZERO,
+                baseline_above: None,
             },
-        )
+        ))
     }
 
     #[test]
@@ -385,6 +562,7 @@ mod tests {
             compile_slots: 1,
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),
+            baseline_above: None,
         };
         assert_eq!(limits.compile_limit(0), Duration::from_secs(60));
         assert_eq!(

@@ -127,10 +127,21 @@ impl Collector {
         // its blob before. Pins are read before references: a deploy releases
         // its pin only once its version refers to the blob. (Blobs themselves
         // are checked again under their lock before they go.)
-        let artifacts = self.runtime.artifacts().clone();
+        // Both tiers' artifacts (baseline code of a big module, and its
+        // optimized code).
+        let artifacts: Vec<_> = std::iter::once(self.runtime.artifacts())
+            .chain(self.runtime.baseline_artifacts())
+            .cloned()
+            .collect();
         let (local, unpacked) = tokio::task::spawn_blocking({
             let dir = self.unpacked.clone();
-            move || Ok::<_, std::io::Error>((artifacts.list()?, crate::bundles::unpacked(&dir)?))
+            move || {
+                let mut local = Vec::new();
+                for cache in &artifacts {
+                    local.extend(cache.list()?);
+                }
+                Ok::<_, std::io::Error>((local, crate::bundles::unpacked(&dir)?))
+            }
         })
         .await
         .map_err(|e| kiln_store::StoreError::internal("collector", e))?
@@ -201,8 +212,7 @@ impl Collector {
             if let Some(item) = derived(BlobRef::module(digest), GcItemKind::Artifact, bytes) {
                 if item.deleted && !dry_run {
                     self.runtime
-                        .artifacts()
-                        .remove(&digest)
+                        .remove_artifacts(&digest)
                         .map_err(|e| kiln_store::StoreError::internal("artifact cache", e))?;
                 }
                 items.push(item);

@@ -177,7 +177,7 @@ impl Server {
         ));
 
         let initial = bootstrap(&*store).await?;
-        let functions = Functions::new(
+        let functions = Arc::new(Functions::new(
             runtime.clone(),
             blobs.clone(),
             store.clone(),
@@ -186,8 +186,9 @@ impl Server {
                 compile_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 compile_timeout: config.compile_timeout,
                 compile_time_per_mib: config.compile_time_per_mib,
+                baseline_above: config.baseline_above,
             },
-        );
+        ));
         // Every deployed module gets an artifact on this node now (a new copy of
         // the data directory, a wasmtime upgrade, a new node of a cluster), so
         // that the request path only ever loads.

@@ -81,7 +81,7 @@ pub(crate) struct AppState {
     pub settings: Settings,
     pub deployments: DeploymentCache,
     /// Digest → runnable function: cache, fetch, compile, share.
-    pub functions: Functions,
+    pub functions: Arc<Functions>,
     /// The file bundles unpacked on this node.
     pub bundles: Bundles,
     /// The blob collector, which deploys and uploads pin blobs through.

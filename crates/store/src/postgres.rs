@@ -831,6 +831,7 @@ impl MetadataStore for PostgresStore {
             versions,
             created_at: row.get(2),
             updated_at: row.get(3),
+            tier: None,
         }))
     }
 

@@ -383,6 +383,7 @@ impl MetadataStore for SqliteStore {
                 versions,
                 created_at,
                 updated_at,
+                tier: None,
             }))
         })
         .await

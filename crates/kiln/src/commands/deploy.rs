@@ -10,7 +10,7 @@ use crate::client::{Client, Role, ServerArgs};
 use anyhow::{Context, anyhow, bail};
 use kiln_api::{
     APP_DIR, BinaryKind, ByteCount, Deployed, FunctionConfig, Language, Schedule, Scratch, Script,
-    parse_env_pair,
+    Tier, parse_env_pair,
 };
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -198,6 +198,15 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         ByteCount(deployed.size),
         deployed.url
     );
+    if deployed.tier == Some(Tier::Baseline) {
+        println!(
+            "serving baseline code (Winch) now; the optimized code (Cranelift) is compiling \
+             in the background and takes over when ready (`kiln info` shows the tier)"
+        );
+    }
+    if let Some(note) = &deployed.tier_note {
+        println!("note: {note}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,7 +2,9 @@
 
 use super::function_name;
 use crate::client::{Client, Role, ServerArgs};
-use kiln_api::{ByteCount, FunctionDetail, FunctionSummary, MountMode, RollbackRequest, Version};
+use kiln_api::{
+    ByteCount, FunctionDetail, FunctionSummary, MountMode, RollbackRequest, Tier, Version,
+};
 use std::process::ExitCode;
 
 fn when(unix: i64) -> String {
@@ -74,6 +76,13 @@ pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
         "{}  {}/fn/{tenant}/{}",
         detail.name, client.url, detail.name
     );
+    match detail.tier {
+        Some(Tier::Baseline) => {
+            println!("code: baseline (Winch); the optimized code is compiling in the background")
+        }
+        Some(Tier::Optimized) => println!("code: optimized (Cranelift)"),
+        None => println!("code: not compiled on this node yet"),
+    }
     for v in &detail.versions {
         let mark = if v.number == detail.current_version {
             "*"

@@ -132,6 +132,11 @@ pub(crate) struct UpArgs {
     /// gets 60s + 66s by default)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     compile_time_per_mib: Duration,
+    /// Modules of at least this size are served at once on baseline code (Winch,
+    /// compiled in seconds) while their optimized code (Cranelift) is compiled
+    /// in the background; `off` compiles every module optimized at deploy
+    #[arg(long, value_name = "SIZE|off", value_parser = parse_baseline_above, default_value = "4MiB")]
+    baseline_above: BaselineAbove,
     /// Elements one table of an instance may hold (C and C++ programs need one
     /// per address-taken function); reserved as address space in every pool slot
     #[arg(long, value_name = "N", default_value_t = 1_000_000,
@@ -400,6 +405,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.http_redirect = args.http_redirect;
     config.compile_timeout = args.compile_timeout;
     config.compile_time_per_mib = args.compile_time_per_mib;
+    config.baseline_above = args.baseline_above.0;
     config.bundle_limits = kiln_server::BundleLimits {
         max_bytes: args.max_bundle_size,
         max_files: args.max_bundle_files,
@@ -509,4 +515,17 @@ async fn shutdown_signal() {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// `--baseline-above`: a size, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct BaselineAbove(Option<u64>);
+
+fn parse_baseline_above(text: &str) -> Result<BaselineAbove, String> {
+    match text {
+        "off" => Ok(BaselineAbove(None)),
+        _ => parse_size(text)
+            .map(|bytes| BaselineAbove(Some(bytes)))
+            .map_err(|e| format!("{e} (or `off`)")),
+    }
 }

@@ -25,6 +25,7 @@ mod scripts;
 mod secrets;
 mod server;
 mod support;
+mod tiers;
 mod tls;
 mod toolchains;
 mod usage;

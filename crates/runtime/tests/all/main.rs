@@ -9,6 +9,7 @@ mod hostile;
 mod http;
 mod invoke;
 mod kv;
+mod tiers;
 mod validate;
 
 use kiln_runtime::{EngineConfig, Runtime, RuntimeConfig, ScratchConfig};

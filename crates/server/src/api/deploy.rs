@@ -13,6 +13,7 @@ use crate::auth;
 use crate::body::{declared_length, drain, worth_draining};
 use crate::error::{ApiError, ApiResult};
 use crate::functions::FunctionError;
+use crate::functions::Made;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -22,7 +23,7 @@ use kiln_api::{
     APP_DIR, BinaryKind, ByteCount, Deployed, ErrorCode, FunctionConfig, GIB, MIB, NameKind,
     check_name,
 };
-use kiln_runtime::{Compiled, HostPattern, LoadError, ModuleKind};
+use kiln_runtime::{Compiled, HostPattern, LoadError, ModuleKind, Tier};
 use kiln_store::{BlobKind, BlobRef, NewVersion, Pin};
 use std::sync::Arc;
 
@@ -104,7 +105,10 @@ async fn deploy_from(
 
     // A new artifact is shared before the version exists, so that a node that
     // sees the version finds it.
-    let compiled = state
+    let Made {
+        compiled,
+        tier_note,
+    } = state
         .functions
         .compile_upload(digest, staged.path().to_owned())
         .await
@@ -139,7 +143,13 @@ async fn deploy_from(
         compile_time,
         ..
     } = compiled;
+    let tier = function.tier();
     state.functions.insert(function);
+    // Baseline code now, optimized code once compiled in the background (from
+    // the stored blob, hence after the commit).
+    if tier == Tier::Baseline {
+        state.functions.optimize_later(digest);
+    }
     tracing::info!(tenant = %tenant.name, function = %name, version = version.number, %digest, "deployed");
     Ok((
         StatusCode::CREATED,
@@ -152,6 +162,8 @@ async fn deploy_from(
             size,
             compile_ms: compile_time.map(|t| t.as_secs_f64() * 1e3),
             kind,
+            tier: Some(tier),
+            tier_note,
         }),
     ))
 }

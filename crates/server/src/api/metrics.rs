@@ -78,7 +78,7 @@ pub(crate) fn render(state: &AppState) -> String {
     let functions = state.functions.stats();
     let counters = &state.counters;
     let shares = state.runtime.cpu_shares();
-    let scalars: [(&str, &str, &str, f64); 14] = [
+    let scalars: [(&str, &str, &str, f64); 16] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -132,6 +132,18 @@ pub(crate) fn render(state: &AppState) -> String {
             "counter",
             "Functions unloaded to stay within --max-loaded-functions.",
             load(&functions.evictions) as f64,
+        ),
+        (
+            "kiln_baseline_compiles_total",
+            "counter",
+            "Modules compiled with the baseline compiler (Winch) first.",
+            load(&functions.baseline_compiles) as f64,
+        ),
+        (
+            "kiln_tier_switches_total",
+            "counter",
+            "Functions switched from baseline to optimized code.",
+            load(&functions.tier_switches) as f64,
         ),
         (
             "kiln_compiles_total",

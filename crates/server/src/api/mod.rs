@@ -178,8 +178,17 @@ async fn function(
     headers: HeaderMap,
 ) -> ApiResult<Json<FunctionDetail>> {
     let tenant = auth::tenant(&*state.store, &headers).await?;
-    let detail = state.store.function(tenant.id, &name).await?;
-    detail.map(Json).ok_or_else(|| no_function(&name))
+    let mut detail = state
+        .store
+        .function(tenant.id, &name)
+        .await?
+        .ok_or_else(|| no_function(&name))?;
+    detail.tier = detail
+        .versions
+        .iter()
+        .find(|v| v.number == detail.current_version)
+        .and_then(|v| state.functions.tier_of(v.digest));
+    Ok(Json(detail))
 }
 
 async fn delete_function(

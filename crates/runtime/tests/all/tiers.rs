@@ -1,0 +1,117 @@
+//! The two tiers of compiled code: Winch's baseline code runs under the same
+//! limits as Cranelift's, the optimized tier is preferred once present, and a
+//! module Winch cannot compile is a compile error of its tier alone.
+
+use crate::{guests, runtime, wasm};
+use kiln_api::Digest;
+use kiln_runtime::{Limits, LoadError, Outcome, Request, Tier};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+fn echo(stdin: &str, limits: Limits) -> Request {
+    Request {
+        stdin: stdin.as_bytes().to_vec().into(),
+        args: ["echo".to_owned()].into(),
+        limits,
+        ..Request::default()
+    }
+}
+
+#[tokio::test]
+async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
+    let rt = runtime();
+    let bytes = wasm(guests::ECHO);
+    let digest = Digest::of(&bytes);
+    let never = AtomicBool::new(false);
+    let baseline = rt
+        .runtime
+        .compile_tier(digest, &bytes, Tier::Baseline, &never)
+        .expect("Winch compiles a plain module");
+    assert_eq!(baseline.function.tier(), Tier::Baseline);
+    assert_eq!(rt.runtime.best_tier(&digest), Some(Tier::Baseline));
+    let ran = rt
+        .runtime
+        .invoke(&baseline.function, echo("baseline", Limits::default()))
+        .await
+        .expect("invoke");
+    assert_eq!(
+        (ran.outcome, &ran.stdout[..]),
+        (Outcome::Success, &b"baseline"[..])
+    );
+    assert_eq!(
+        rt.runtime.load(&digest).expect("load").tier(),
+        Tier::Baseline
+    );
+
+    let optimized = rt
+        .runtime
+        .compile_tier(digest, &bytes, Tier::Optimized, &never)
+        .expect("Cranelift compiles it");
+    assert_eq!(optimized.function.tier(), Tier::Optimized);
+    let loaded = rt.runtime.load(&digest).expect("load");
+    assert_eq!(loaded.tier(), Tier::Optimized, "the best tier is loaded");
+    let ran = rt
+        .runtime
+        .invoke(&loaded, echo("optimized", Limits::default()))
+        .await
+        .expect("invoke");
+    assert_eq!(&ran.stdout[..], b"optimized");
+    // The baseline artifact stays loadable (a function still running on it).
+    assert_eq!(
+        rt.runtime
+            .load_tier(&digest, Tier::Baseline)
+            .expect("baseline")
+            .tier(),
+        Tier::Baseline
+    );
+    rt.runtime.remove_artifacts(&digest).expect("remove");
+    assert_eq!(rt.runtime.best_tier(&digest), None);
+}
+
+#[tokio::test]
+async fn baseline_code_stops_at_the_wall_time_limit() {
+    let rt = runtime();
+    let bytes = wasm(guests::LOOP);
+    let never = AtomicBool::new(false);
+    let compiled = rt
+        .runtime
+        .compile_tier(Digest::of(&bytes), &bytes, Tier::Baseline, &never)
+        .expect("compile");
+    let limit = Duration::from_millis(100);
+    let limits = Limits {
+        wall_time: limit,
+        ..Limits::default()
+    };
+    let ran = rt
+        .runtime
+        .invoke(&compiled.function, echo("", limits))
+        .await
+        .expect("invoke");
+    assert_eq!(ran.outcome, Outcome::WallTimeLimit { limit });
+}
+
+#[test]
+fn a_module_winch_cannot_compile_fails_its_baseline_tier_only() {
+    let rt = runtime();
+    // WebAssembly exceptions: valid, and Cranelift's; Winch has no support.
+    let bytes = wasm(
+        r#"(module
+  (tag $oops)
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (block $caught (try_table (catch_all $caught) (throw $oops)))))"#,
+    );
+    let digest = Digest::of(&bytes);
+    let never = AtomicBool::new(false);
+    let refused = rt
+        .runtime
+        .compile_tier(digest, &bytes, Tier::Baseline, &never)
+        .expect_err("Winch refuses exceptions");
+    assert!(matches!(refused, LoadError::Compile(_)), "{refused:?}");
+    assert_eq!(rt.runtime.best_tier(&digest), None, "nothing was written");
+    let compiled = rt
+        .runtime
+        .compile_tier(digest, &bytes, Tier::Optimized, &never)
+        .expect("Cranelift compiles it");
+    assert_eq!(compiled.function.tier(), Tier::Optimized);
+}
