@@ -20,6 +20,7 @@ mod report;
 mod schedule;
 mod scripts;
 mod switch;
+mod tiers;
 mod tls;
 mod warm;
 mod wrk;
@@ -77,6 +78,7 @@ enum Scenario {
     KvCluster,
     Schedule,
     Console,
+    Tiers,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
@@ -214,6 +216,22 @@ pub(crate) fn run(args: SuiteArgs) -> anyhow::Result<()> {
         };
         let (_home, kiln) = fresh(&[])?;
         real::run(&kiln, &wasmtime, &programs, &mut report)?;
+    }
+    if wants(Scenario::Tiers) {
+        let cache = real::default_programs()
+            .first()
+            .and_then(|p| p.ancestors().nth(4).map(std::path::Path::to_owned))
+            .context("no real-program cache")?;
+        let (_tiered_home, tiered) = fresh(&[])?;
+        let (_today_home, today) = fresh(&["--baseline-above", "off"])?;
+        tiers::run(
+            &tiered,
+            &today,
+            args.big_mib << 20,
+            &cache,
+            Duration::from_secs(args.seconds.min(5)),
+            &mut report,
+        )?;
     }
     if wants(Scenario::Kv) {
         eprintln!(
