@@ -306,14 +306,13 @@ impl Runtime {
         }
 
         let begin = Instant::now();
-        let bytes =
-            compiler.precompile(wasm, info.kind).map_err(|e| {
-                match validate::proposals_off(wasm) {
-                    // A component's code is validated as it compiles.
-                    Some(proposals) => ValidationError::ProposalOff(proposals).into(),
-                    None => LoadError::Compile(e.into()),
-                }
-            })?;
+        let bytes = compiler.precompile(wasm, info.kind).map_err(|e| {
+            match validate::proposals_off(wasm) {
+                // A component's code is validated as it compiles.
+                Some(proposals) => ValidationError::ProposalOff(proposals).into(),
+                None => LoadError::Compile(e.into()),
+            }
+        })?;
         let compile_time = begin.elapsed();
         if abandoned.load(Ordering::Acquire) {
             return Err(LoadError::Abandoned);

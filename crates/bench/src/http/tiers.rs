@@ -66,7 +66,11 @@ fn programs(big_bytes: usize, cache: &Path) -> anyhow::Result<Vec<Program>> {
 }
 
 /// Upload to first correct answer; and the tier the deploy answered.
-fn deploy_and_call(kiln: &Kiln, program: &Program, name: &str) -> anyhow::Result<(Duration, String)> {
+fn deploy_and_call(
+    kiln: &Kiln,
+    program: &Program,
+    name: &str,
+) -> anyhow::Result<(Duration, String)> {
     let agent = client::agent();
     let begin = Instant::now();
     let mut response = agent
@@ -110,7 +114,12 @@ fn optimized(kiln: &Kiln, name: &str) -> anyhow::Result<Duration> {
 }
 
 /// Sequential requests for `duration`: requests per second.
-fn throughput(kiln: &Kiln, program: &Program, name: &str, duration: Duration) -> anyhow::Result<f64> {
+fn throughput(
+    kiln: &Kiln,
+    program: &Program,
+    name: &str,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let path = format!("/fn/default/{name}");
     let begin = Instant::now();
     let mut served = 0u64;
