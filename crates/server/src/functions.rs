@@ -171,6 +171,20 @@ impl Functions {
             return Ok(hit.clone());
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let loaded = self.load_or_make(digest).await;
+        // Baseline code loaded (its optimizing failed earlier, or was cut
+        // short by a stop): optimized now.
+        if let Ok(function) = &loaded
+            && function.tier() == Tier::Baseline
+        {
+            self.optimize_later(digest);
+        }
+        loaded
+    }
+
+    /// Loads `digest`'s function from this node's artifact, else makes one
+    /// there ([`Functions::ensure_local`]) first.
+    async fn load_or_make(self: &Arc<Self>, digest: Digest) -> Result<Function, FunctionError> {
         match self.load(digest).await {
             Err(FunctionError::Load(LoadError::NotCompiled(_) | LoadError::BadArtifact { .. })) => {
                 let flight = self.flight(digest);

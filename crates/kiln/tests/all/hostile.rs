@@ -275,17 +275,6 @@ fn a_module_too_expensive_to_compile_is_refused_at_the_compile_time_limit() {
     assert_eq!(hello.status, 200, "{}", hello.body);
 }
 
-/// `kiln_cpu_share_delays_total` from `/metrics`.
-fn cpu_share_delays(server: &KilnServer, home: &Home) -> f64 {
-    let metrics = get_as(&format!("{}/metrics", server.url), &home.admin_token());
-    assert_eq!(metrics.status, 200, "{}", metrics.body);
-    metrics
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("kiln_cpu_share_delays_total ")?.parse().ok())
-        .expect("kiln_cpu_share_delays_total")
-}
-
 #[test]
 fn every_hello_is_served_while_another_tenant_burns_every_core() {
     use std::sync::Arc;
@@ -337,7 +326,7 @@ fn every_hello_is_served_while_another_tenant_burns_every_core() {
     // delayed at its epoch ticks (and never failed: every hog call above is a
     // 200 or a 429 of its concurrency limit).
     let hello = server.function_url("default", "hello");
-    let delays = || cpu_share_delays(&server, &home);
+    let delays = || metric(&metrics(&server, &home), "kiln_cpu_share_delays_total");
     let before = delays();
     let mut i = 0;
     eventually("the hog delayed for its share of CPU", || {

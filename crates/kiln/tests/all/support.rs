@@ -310,3 +310,17 @@ pub(crate) fn counts_from(urls: Vec<String>, each: usize) -> Vec<u64> {
     counts.sort_unstable();
     counts
 }
+
+/// The value of the sample `name` (with its labels) in Prometheus text.
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// `server`'s `/metrics`, read with the admin token.
+pub(crate) fn metrics(server: &KilnServer, home: &Home) -> String {
+    let answer = get_as(&format!("{}/metrics", server.url), &home.admin_token());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}

@@ -457,12 +457,6 @@ fn kiln_usage_prints_a_table_csv_and_json_and_admins_see_every_tenant() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("YYYY-MM-DD"));
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
-
 #[test]
 fn prometheus_metrics_are_served_to_admins_or_on_their_own_address() {
     let home = Home::new();
