@@ -409,7 +409,9 @@ impl TenantCpu {
                 .load(Ordering::Relaxed)
                 .saturating_sub(waiting);
             let cores = allowance.ceil().max(1.0) as u32;
-            for _ in 0..cores.saturating_sub(running).min(waiting) {
+            // At least one: a guest counted as running may be waiting on I/O,
+            // and a budget left unused would stall the tenant until it ends.
+            for _ in 0..cores.saturating_sub(running).max(1).min(waiting) {
                 self.turn.notify_one();
             }
         }
