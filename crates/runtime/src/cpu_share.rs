@@ -14,8 +14,13 @@
 //! 2. A tenant is *active* if it used CPU, started a call or had a guest
 //!    waiting within [`ACTIVE_WINDOW`]. With one active tenant or none, nobody is
 //!    limited: a tenant alone gets the whole machine.
-//! 3. Otherwise the cores are water-filled by weight: tenants that want less
-//!    than their weighted share of what is left (usage plus [`HEADROOM`]) get
+//! 3. What a tenant wants is its *reserve*: [`GROWTH`] times its usage while
+//!    it uses at least half of the reserve (a tenant of short requests held
+//!    back by a neighbour never waits at a tick, so its usage is only what the
+//!    neighbour leaves it), else sinking to [`HEADROOM`] times its usage over
+//!    [`RELEASE`].
+//! 4. With several active tenants the cores are water-filled by weight:
+//!    tenants whose reserve fits in their weighted share of what is left keep
 //!    it; the rest split the remainder by weight and are *limited* to that
 //!    allowance, which refills a budget of CPU time at every tick (at most
 //!    [`BURST_TICKS`] ticks' worth banked).
