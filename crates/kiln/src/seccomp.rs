@@ -139,6 +139,8 @@ fn allowed_calls() -> Vec<i64> {
         libc::SYS_fchown,
         libc::SYS_utimensat,
         libc::SYS_copy_file_range,
+        // A loaded artifact's private copy (kiln-runtime's `sealed_copy`).
+        libc::SYS_sendfile,
         libc::SYS_umask,
         // Sockets and readiness: the listener, clients, PostgreSQL, S3, DNS,
         // guests' outbound requests.

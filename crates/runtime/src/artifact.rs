@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,6 +54,64 @@ impl ArtifactCache {
     /// Whether the artifact of `digest` has been written.
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
+    }
+
+    /// A private, sealed in-memory copy of the artifact of `digest`, to be
+    /// mapped by wasmtime instead of the file itself: the copy is made by the
+    /// kernel (`sendfile` into a memfd, no page of it touched by this
+    /// process), then sealed against shrinking and growing, so that no change
+    /// to the file on disk — cut short, rewritten, deleted — can reach the
+    /// loaded code or raise SIGBUS on a page past a new end. Being a file,
+    /// the copy is paged in lazily and its data segments serve wasmtime's
+    /// copy-on-write memory images directly.
+    pub(crate) fn sealed_copy(&self, digest: &Digest) -> io::Result<File> {
+        let source = File::open(self.path(digest))?;
+        // SAFETY: a NUL-terminated name and valid flags; the call returns a
+        // new descriptor or -1 and touches no memory of ours.
+        let fd = unsafe {
+            libc::memfd_create(
+                c"kiln-artifact".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let copy = unsafe { File::from_raw_fd(fd) };
+        // `copy_file_range` refuses to cross file systems; `sendfile` copies
+        // from a file to any descriptor, in the kernel.
+        let mut left = source.metadata()?.len();
+        while left > 0 {
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            // SAFETY: both descriptors are open files owned here; a null
+            // offset reads from (and advances) the source's own position.
+            let sent = unsafe {
+                libc::sendfile(
+                    copy.as_raw_fd(),
+                    source.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    chunk,
+                )
+            };
+            match sent {
+                0 => break, // cut short meanwhile: the copy will not load
+                n if n > 0 => left = left.saturating_sub(n.unsigned_abs() as u64),
+                _ => {
+                    let error = io::Error::last_os_error();
+                    if error.kind() != io::ErrorKind::Interrupted {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor this function owns; it reads no memory.
+        let sealed = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+        if sealed != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(copy)
     }
 
     /// Writes the artifact of `digest` atomically and durably, returning its path.

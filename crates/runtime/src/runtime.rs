@@ -442,6 +442,15 @@ impl Runtime {
             .is_ok_and(|compiler| compiler.artifacts.contains(digest))
     }
 
+    /// The size in bytes of the artifact [`Runtime::load`] would read for
+    /// `digest` (its best tier), if this node's cache holds one.
+    pub fn artifact_len(&self, digest: &Digest) -> Option<u64> {
+        let compiler = self.compiler(self.best_tier(digest)?).ok()?;
+        std::fs::metadata(compiler.artifacts.path(digest))
+            .ok()
+            .map(|meta| meta.len())
+    }
+
     /// Deletes this node's artifacts of `digest`, of every tier.
     pub fn remove_artifacts(&self, digest: &Digest) -> std::io::Result<()> {
         self.optimized.artifacts.remove(digest)?;
@@ -455,12 +464,12 @@ impl Runtime {
     /// best tier present (optimized, else baseline): reads the file, registers
     /// its code and pre-links it. Never compiles.
     ///
-    /// The file is read, not mapped: wasmtime copies the code into memory of
-    /// its own, so an artifact truncated or rewritten on disk while its
-    /// function runs cannot fault the process (a mapped file cut short raises
-    /// SIGBUS on the next touch of a page past its new end). The cost is one
-    /// read and one copy per load (BENCHMARKS.md), paid when a function enters
-    /// the cache, never per request.
+    /// What is mapped is a sealed private copy of the file (a memfd the
+    /// kernel fills with `sendfile`), never the file itself: an artifact
+    /// truncated or rewritten on disk while its function runs cannot change
+    /// its code or fault the process (a mapped file cut short raises SIGBUS
+    /// on the next touch of a page past its new end). The copy is paged in
+    /// lazily and serves the module's copy-on-write memory image directly.
     pub fn load(&self, digest: &Digest) -> Result<Function, LoadError> {
         match (&self.baseline, self.optimized.artifacts.contains(digest)) {
             (Some(baseline), false) if baseline.artifacts.contains(digest) => baseline.load(digest),

@@ -10,6 +10,7 @@ use crate::errors::{LoadError, RuntimeError};
 use crate::function::{ComponentHost, CoreHost, Entry, Function};
 use crate::validate::{ModuleKind, ValidationError};
 use kiln_api::{Digest, Tier};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use wasmtime::component::Component;
 use wasmtime::{ExternType, Linker, Module, Precompiled};
@@ -97,23 +98,32 @@ impl Compiler {
         // another Kiln node (its `# Trust` section: the shared bucket is writable
         // by Kiln nodes only), under a directory keyed by this engine's
         // compatibility hash; wasmtime checks the header, the kind and the version
-        // again before using it.
-        let bytes = std::fs::read(&path).map_err(|e| LoadError::BadArtifact {
+        // again before using it. What is mapped is a sealed private copy
+        // ([`ArtifactCache::sealed_copy`]), never the file: nothing done to the
+        // file later changes or truncates the code in use.
+        let unreadable = |e: std::io::Error| LoadError::BadArtifact {
             path: path.clone(),
             message: format!("cannot read it: {e}"),
             cause: e.to_string(),
-        })?;
-        match wasmtime::Engine::detect_precompiled(&bytes) {
+        };
+        let kind = wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)?;
+        let copy = self.artifacts.sealed_copy(digest).map_err(unreadable)?;
+        match kind {
             Some(Precompiled::Component) => {
-                // SAFETY: the bytes of a file of the artifact cache, trusted as
-                // said above.
-                let component =
-                    unsafe { Component::deserialize(&self.engine, &bytes) }.map_err(bad)?;
+                // wasmtime 48 takes a component's file by path only: the copy's
+                // own, through /proc (the same sealed file, opened again).
+                let copy_path = format!("/proc/self/fd/{}", copy.as_raw_fd());
+                // SAFETY: a sealed copy of a file of the artifact cache, trusted
+                // as said above; the copy cannot change while it is mapped.
+                let component = unsafe { Component::deserialize_file(&self.engine, &copy_path) }
+                    .map_err(bad)?;
+                drop(copy);
                 self.link_component(*digest, &component)
             }
             _ => {
                 // SAFETY: as above.
-                let module = unsafe { Module::deserialize(&self.engine, &bytes) }.map_err(bad)?;
+                let module =
+                    unsafe { Module::deserialize_open_file(&self.engine, copy) }.map_err(bad)?;
                 self.link(*digest, &module)
             }
         }
