@@ -186,6 +186,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sealed_copy_keeps_the_bytes_whatever_happens_to_the_file_and_cannot_be_resized() {
+        use std::os::unix::fs::FileExt;
+        let root = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(root.path(), &wasmtime::Engine::default()).unwrap();
+        let digest = Digest::of(b"module");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        cache.write(&digest, &bytes).unwrap();
+        let copy = cache.sealed_copy(&digest).unwrap();
+        // The file cut short, then removed: the copy is what was loaded.
+        fs::write(cache.path(&digest), b"").unwrap();
+        cache.remove(&digest).unwrap();
+        let mut read = vec![0; bytes.len()];
+        copy.read_exact_at(&mut read, 0).unwrap();
+        assert_eq!(read, bytes);
+        assert_eq!(copy.metadata().unwrap().len(), bytes.len() as u64);
+        for len in [0, 1000, bytes.len() as u64 + 1] {
+            let refused = copy.set_len(len).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied, "{len}");
+        }
+        assert_eq!(copy.metadata().unwrap().len(), bytes.len() as u64);
+        assert!(cache.sealed_copy(&digest).is_err(), "copied a missing file");
+    }
+
+    #[test]
     fn writes_atomically_and_keys_by_engine() {
         let root = tempfile::tempdir().unwrap();
         let engine = wasmtime::Engine::default();
