@@ -93,7 +93,7 @@ fn deploy_and_call(
 }
 
 /// Waits until the function's code on the server is optimized.
-fn optimized(kiln: &Kiln, name: &str) -> anyhow::Result<Duration> {
+pub(super) fn optimized(kiln: &Kiln, name: &str) -> anyhow::Result<Duration> {
     let agent = client::agent();
     let begin = Instant::now();
     loop {
