@@ -34,8 +34,9 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The key-value writer thread's queue ([`kv`]).
     kv_writer: std::sync::mpsc::Sender<kv::Job>,
-    /// Read-only connections for key-value reads ([`readers`]).
-    kv_readers: readers::Readers,
+    /// Read-only connections for the hot-path reads: key-value gets and the
+    /// deployment lookup of a function's first request ([`readers`]).
+    readers: readers::Readers,
     /// Every blob's lock for the collector and deploys' pins (`sqlite/gc.rs`).
     gc_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -55,7 +56,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             kv_writer: kv::start_writer(path)?,
-            kv_readers: readers::Readers::open(path)?,
+            readers: readers::Readers::open(path)?,
             gc_lock: Arc::default(),
         })
     }
@@ -284,15 +285,19 @@ impl MetadataStore for SqliteStore {
 
     async fn resolve(&self, tenant: &str, function: &str) -> StoreResult<Option<Deployment>> {
         let (tenant, function) = (tenant.to_owned(), function.to_owned());
-        self.with(move |conn| {
-            let row = conn
-                .query_row(
-                    "SELECT f.id, v.number, v.digest, v.config, t.id FROM functions f
+        // On the invoke path (a function's first request on this node): a
+        // point read, answered on the calling thread by a read-only connection.
+        self.readers
+            .read(move |conn| {
+                let row = conn
+                    .prepare_cached(
+                        "SELECT f.id, v.number, v.digest, v.config, t.id FROM functions f
                      JOIN tenants t ON t.id = f.tenant_id
                      JOIN versions v ON v.function_id = f.id AND v.number = f.current_version
                      WHERE t.name = ?1 AND f.name = ?2",
-                    params![tenant, function],
-                    |r| {
+                    )
+                    .map_err(internal)?
+                    .query_row(params![tenant, function], |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
                             r.get::<_, u32>(1)?,
@@ -300,27 +305,26 @@ impl MetadataStore for SqliteStore {
                             r.get::<_, String>(3)?,
                             r.get::<_, i64>(4)?,
                         ))
-                    },
-                )
-                .optional()
-                .map_err(internal)?;
-            let Some((function_id, version, digest, config, tenant_id)) = row else {
-                return Ok(None);
-            };
-            Ok(Some(Deployment {
-                function_id,
-                tenant_id,
-                tenant,
-                function,
-                version,
-                digest: digest
-                    .parse()
-                    .map_err(|e| StoreError::internal("stored digest", e))?,
-                config: serde_json::from_str(&config)
-                    .map_err(|e| StoreError::internal("function configuration", e))?,
-            }))
-        })
-        .await
+                    })
+                    .optional()
+                    .map_err(internal)?;
+                let Some((function_id, version, digest, config, tenant_id)) = row else {
+                    return Ok(None);
+                };
+                Ok(Some(Deployment {
+                    function_id,
+                    tenant_id,
+                    tenant,
+                    function,
+                    version,
+                    digest: digest
+                        .parse()
+                        .map_err(|e| StoreError::internal("stored digest", e))?,
+                    config: serde_json::from_str(&config)
+                        .map_err(|e| StoreError::internal("function configuration", e))?,
+                }))
+            })
+            .await
     }
 
     async fn list_functions(&self, tenant: TenantId) -> StoreResult<Vec<FunctionSummary>> {

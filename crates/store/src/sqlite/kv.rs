@@ -440,7 +440,7 @@ impl KvStore for SqliteStore {
         keys: Vec<String>,
     ) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let bucket = bucket.to_owned();
-        self.kv_readers
+        self.readers
             .read(move |conn| match keys.len() {
                 1 => get_many(conn, tenant, &bucket, &keys),
                 // One snapshot for them all.
@@ -454,7 +454,7 @@ impl KvStore for SqliteStore {
 
     async fn kv_exists(&self, tenant: TenantId, bucket: &str, key: &str) -> StoreResult<bool> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.kv_readers
+        self.readers
             .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM kv WHERE tenant_id = ?1 AND bucket = ?2 AND key = ?3)",
@@ -511,19 +511,19 @@ impl KvStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<KvKeys> {
         let bucket = bucket.to_owned();
-        self.kv_readers
+        self.readers
             .read_blocking(move |conn| list(conn, tenant, &bucket, cursor, limit))
             .await
     }
 
     async fn kv_buckets(&self, tenant: TenantId) -> StoreResult<Vec<KvBucket>> {
-        self.kv_readers
+        self.readers
             .read_blocking(move |conn| buckets(conn, tenant))
             .await
     }
 
     async fn kv_usage(&self, tenant: TenantId) -> StoreResult<KvUsage> {
-        self.kv_readers
+        self.readers
             .read_blocking(move |conn| usage(conn, tenant))
             .await
     }

@@ -1,6 +1,7 @@
-//! Read-only connections for the key-value hot path: a `get` from a guest is
-//! answered on the calling thread, from a connection of its own, with a
-//! prepared statement and no explicit transaction.
+//! Read-only connections for the hot paths: a key-value `get` from a guest,
+//! and the lookup of the deployment a function's first request on this node
+//! runs, are answered on the calling thread, from a connection of their own,
+//! with a prepared statement and no explicit transaction.
 //!
 //! Why on the calling thread: a point read by primary key on a WAL database
 //! takes a few microseconds with its pages cached, while the hop to tokio's
