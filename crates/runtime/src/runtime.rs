@@ -461,8 +461,8 @@ impl Runtime {
     }
 
     /// Loads the compiled function for `digest` from the artifact cache, the
-    /// best tier present (optimized, else baseline): reads the file, registers
-    /// its code and pre-links it. Never compiles.
+    /// best tier present (optimized, else baseline): maps a copy of the file,
+    /// registers its code and pre-links it. Never compiles.
     ///
     /// What is mapped is a sealed private copy of the file (a memfd the
     /// kernel fills with `sendfile`), never the file itself: an artifact

@@ -113,10 +113,18 @@ impl Compiler {
                 // wasmtime 48 takes a component's file by path only: the copy's
                 // own, through /proc (the same sealed file, opened again).
                 let copy_path = format!("/proc/self/fd/{}", copy.as_raw_fd());
-                // SAFETY: a sealed copy of a file of the artifact cache, trusted
-                // as said above; the copy cannot change while it is mapped.
-                let component = unsafe { Component::deserialize_file(&self.engine, &copy_path) }
-                    .map_err(bad)?;
+                let component = if Path::new(&copy_path).exists() {
+                    // SAFETY: a sealed copy of a file of the artifact cache,
+                    // trusted as said above; it cannot change while mapped.
+                    unsafe { Component::deserialize_file(&self.engine, &copy_path) }
+                } else {
+                    // No /proc here: the copy's bytes, copied by wasmtime.
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut &copy, &mut bytes).map_err(unreadable)?;
+                    // SAFETY: as above.
+                    unsafe { Component::deserialize(&self.engine, &bytes) }
+                }
+                .map_err(bad)?;
                 drop(copy);
                 self.link_component(*digest, &component)
             }

@@ -33,10 +33,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Artifacts up to this size are loaded on the requesting thread: reading and
-/// linking one takes less (well under 100 µs) than a round trip through the
-/// blocking pool, the largest step of a cold start after a restart. Bigger
-/// ones go to the blocking pool, so that no executor thread stalls on a read.
+/// Artifacts up to this size are loaded on the requesting thread: copying one
+/// (in the kernel), mapping and linking it takes about as long as a round trip
+/// through the blocking pool or less (a hello's 160 KiB: well under 100 µs),
+/// and that round trip was the largest step of a cold start after a restart.
+/// Bigger ones go to the blocking pool, so that no executor thread stalls.
 const LOAD_INLINE_MAX_BYTES: u64 = 1 << 20;
 
 /// How many functions stay loaded, and how compiles are bounded.
