@@ -12,20 +12,7 @@ use std::time::{Duration, Instant};
 /// A module that prints `marker`, padded with `functions` empty functions so
 /// that compiling it takes a while (kills then land in the compile, too).
 fn module(marker: &str, functions: usize) -> Vec<u8> {
-    let padding = "(func)".repeat(functions);
-    wat::parse_str(format!(
-        r#"(module
-          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
-          (data (i32.const 16) "{marker}")
-          {padding}
-          (func (export "_start")
-            (i32.store (i32.const 0) (i32.const 16))
-            (i32.store (i32.const 4) (i32.const {len}))
-            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
-        len = marker.len()
-    ))
-    .expect("wat")
+    printing_module(marker, &"(func)".repeat(functions))
 }
 
 fn write_module(home: &Home, marker: &str) -> String {

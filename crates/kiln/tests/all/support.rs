@@ -324,3 +324,22 @@ pub(crate) fn metrics(server: &KilnServer, home: &Home) -> String {
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body
 }
+
+/// A WASI command that prints `text`, with `padding` (WAT functions) beside
+/// its code: padding makes compiling it take a while.
+pub(crate) fn printing_module(text: &str, padding: &str) -> Vec<u8> {
+    let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "{data}")
+          {padding}
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const {len}))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        len = text.len()
+    ))
+    .expect("wat")
+}

@@ -12,18 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 fn padded_module(functions: usize) -> Vec<u8> {
     let body = "local.get 0 i32.const 3 i32.mul i32.const 7 i32.add local.set 0 ".repeat(12);
     let padding = format!("(func (param i32) (result i32) {body} local.get 0)").repeat(functions);
-    wat::parse_str(format!(
-        r#"(module
-          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
-          (data (i32.const 16) "tiered\n")
-          {padding}
-          (func (export "_start")
-            (i32.store (i32.const 0) (i32.const 16))
-            (i32.store (i32.const 4) (i32.const 7))
-            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
-    ))
-    .expect("wat")
+    printing_module("tiered\n", &padding)
 }
 
 fn tier_of(server: &KilnServer, name: &str) -> String {
