@@ -9,8 +9,9 @@
 //!
 //! 1. Each tracked tenant's usage over the tick is its guests' CPU time plus a
 //!    part of the server's own work (the process's CPU time not spent in guests:
-//!    parsing, answering, metering), divided by the calls each made. A smoothed
-//!    rate, in cores, follows ([`SMOOTHING`]).
+//!    parsing, answering, metering), divided by the calls each made, refused
+//!    ones included ([`TenantCpu::refused`]). A smoothed rate, in cores,
+//!    follows ([`SMOOTHING`]).
 //! 2. A tenant is *active* if it used CPU, started a call or had a guest
 //!    waiting within [`ACTIVE_WINDOW`]. With one active tenant or none, nobody is
 //!    limited: a tenant alone gets the whole machine.
@@ -63,8 +64,25 @@ pub(crate) const RELEASE: Duration = Duration::from_millis(500);
 /// A limited tenant banks at most this many ticks of its allowance.
 pub(crate) const BURST_TICKS: u32 = 2;
 
+/// A limited tenant's guests may run at least this part of its allowance,
+/// whatever the server's work for its refused calls takes of the rest.
+const GUEST_FLOOR: f64 = 0.1;
+
 /// How long a tenant with no activity stays tracked.
 const FORGET_AFTER: Duration = Duration::from_secs(2);
+
+/// How often the balancer measures the CPU this process can have (its own CPU
+/// time plus the machine's idle time, [`Capacity`]).
+const CAPACITY_PERIOD: Duration = Duration::from_millis(50);
+
+/// The time constant of the measured capacity's smoothing (the kernel counts
+/// idle time in 10 ms jiffies: a period's sample is coarse).
+const CAPACITY_SMOOTHING: Duration = Duration::from_millis(250);
+
+/// The measured capacity never falls below this part of the configured cores
+/// (a machine whose other processes take nearly everything still leaves the
+/// tenants something to divide).
+const CAPACITY_FLOOR: f64 = 0.25;
 
 /// One tenant's handle: what its guests charge and check.
 pub type CpuShare = Arc<TenantCpu>;
@@ -86,8 +104,10 @@ pub struct TenantCpu {
     weight: AtomicU32,
     /// Guest CPU time charged so far, in nanoseconds.
     used_ns: AtomicU64,
-    /// Invocations started so far.
+    /// Invocations started so far, and calls refused.
     calls: AtomicU64,
+    /// Calls refused so far.
+    refusals: AtomicU64,
     /// What a limited tenant may still run before the next refill.
     budget_ns: AtomicI64,
     limited: AtomicBool,
@@ -120,6 +140,12 @@ struct Tracked {
     calls: u64,
     /// Smoothed usage, in cores.
     usage: f64,
+    /// Refused calls counted so far (a part of `calls`).
+    refusals: u64,
+    /// The part of its usage that is the server's work for calls it was
+    /// refused: no tick holds that back (the work for admitted calls waits
+    /// with their guests), so it comes off a limited tenant's guest budget.
+    refused_usage: f64,
     /// What is set aside for it when others want more, in cores.
     reserve: f64,
     /// Its allowance when limited, in cores.
@@ -131,6 +157,102 @@ struct Balancer {
     tracked: HashMap<u64, Tracked>,
     at: Instant,
     process_cpu: Duration,
+    capacity: Capacity,
+}
+
+/// The CPU the tenants actually divide, in cores: not the machine's cores but
+/// what this process used plus what the machine left idle, smoothed. Other
+/// processes on the machine (a load generator, a database, another server)
+/// take their part first; dividing the nominal cores would hand a heavy tenant
+/// the share those processes hold, out of its neighbours' part. A tenant held
+/// back leaves idle time, which counts: capacity does not shrink because the
+/// balancer limited someone.
+struct Capacity {
+    /// The configured cores (the ceiling).
+    cores: f64,
+    /// The smoothed estimate.
+    now: f64,
+    /// At the last sample: when, the process's CPU time, the machine's idle
+    /// time (`None`: unreadable here, and the configured cores stand).
+    at: Instant,
+    process_cpu: Duration,
+    idle: Option<Duration>,
+}
+
+impl Capacity {
+    fn new(cores: f64) -> Capacity {
+        Capacity {
+            cores,
+            now: cores,
+            at: Instant::now(),
+            process_cpu: process_cpu_time(),
+            idle: machine_idle_time(),
+        }
+    }
+
+    /// Takes a sample when a period has passed since the last one.
+    fn sample(&mut self, now: Instant, process_cpu: Duration) {
+        let elapsed = now.saturating_duration_since(self.at);
+        if elapsed < CAPACITY_PERIOD {
+            return;
+        }
+        let Some(idle_before) = self.idle else {
+            return;
+        };
+        let Some(idle) = machine_idle_time() else {
+            self.idle = None;
+            self.now = self.cores;
+            return;
+        };
+        let used = process_cpu.saturating_sub(self.process_cpu);
+        (self.at, self.process_cpu, self.idle) = (now, process_cpu, Some(idle));
+        self.update(elapsed, used + idle.saturating_sub(idle_before));
+    }
+
+    /// Over `elapsed`, the process used or could have used `available` CPU
+    /// time.
+    fn update(&mut self, elapsed: Duration, available: Duration) {
+        let sample = (available.as_secs_f64() / elapsed.as_secs_f64())
+            .clamp(self.cores * CAPACITY_FLOOR, self.cores);
+        let elapsed_ns = elapsed.as_nanos() as f64;
+        let alpha = elapsed_ns / (elapsed_ns + CAPACITY_SMOOTHING.as_nanos() as f64);
+        self.now += alpha * (sample - self.now);
+    }
+}
+
+/// The machine's idle time so far (all CPUs, I/O wait included), from the
+/// first line of `/proc/stat`; `None` where it cannot be read.
+fn machine_idle_time() -> Option<Duration> {
+    use std::io::Read;
+    let mut first = [0u8; 256];
+    let read = std::fs::File::open("/proc/stat")
+        .and_then(|mut file| file.read(&mut first))
+        .ok()?;
+    idle_of_proc_stat(std::str::from_utf8(&first[..read]).ok()?, clock_ticks())
+}
+
+/// The idle and I/O-wait time of `/proc/stat`'s aggregate `cpu` line (the
+/// 4th and 5th numbers, in clock ticks of `hz` per second).
+fn idle_of_proc_stat(text: &str, hz: u64) -> Option<Duration> {
+    let line = text.lines().next()?;
+    let mut fields = line.split_ascii_whitespace();
+    if fields.next()? != "cpu" || hz == 0 {
+        return None;
+    }
+    let mut numbers = fields.map(str::parse::<u64>);
+    let idle = numbers.nth(3)?.ok()?;
+    let iowait = numbers.next().and_then(Result::ok).unwrap_or(0);
+    let ticks = idle.saturating_add(iowait);
+    Some(Duration::from_secs(ticks / hz) + Duration::from_nanos(ticks % hz * 1_000_000_000 / hz))
+}
+
+/// The kernel's clock ticks per second (`USER_HZ`, in which `/proc/stat`
+/// counts).
+fn clock_ticks() -> u64 {
+    // SAFETY: `sysconf` reads a configuration value; it has no preconditions
+    // and touches no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).unwrap_or(100)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,10 +260,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl CpuShares {
-    /// Shares of `cores` cores, balanced every `tick`.
+    /// Shares of at most `cores` cores (fewer when other processes take
+    /// part of them, [`Capacity`]), balanced every `tick`.
     pub fn new(cores: usize, tick: Duration) -> CpuShares {
+        let cores = cores.max(1) as f64;
         CpuShares {
-            cores: cores.max(1) as f64,
+            cores,
             tick,
             registry: Mutex::default(),
             arrivals: Arc::default(),
@@ -149,6 +273,7 @@ impl CpuShares {
                 tracked: HashMap::new(),
                 at: Instant::now(),
                 process_cpu: process_cpu_time(),
+                capacity: Capacity::new(cores),
             }),
             delays: Arc::default(),
         }
@@ -167,6 +292,7 @@ impl CpuShares {
             weight: AtomicU32::new(kiln_api::DEFAULT_CPU_WEIGHT),
             used_ns: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
             budget_ns: AtomicI64::new(0),
             limited: AtomicBool::new(false),
             listed: AtomicBool::new(false),
@@ -202,10 +328,15 @@ impl CpuShares {
         let arrived: Vec<CpuShare> = std::mem::take(&mut *lock(&self.arrivals));
         for share in arrived {
             if let Entry::Vacant(slot) = balancer.tracked.entry(share.key) {
+                // Counted from now: its counters hold all it did since it was
+                // created, and a tenant tracked again after a pause would
+                // otherwise start with all of that as one tick's usage.
                 slot.insert(Tracked {
-                    used_ns: 0,
-                    calls: 0,
+                    used_ns: share.used_ns.load(Ordering::Relaxed),
+                    calls: share.calls.load(Ordering::Relaxed),
                     usage: 0.0,
+                    refusals: share.refusals.load(Ordering::Relaxed),
+                    refused_usage: 0.0,
                     reserve: 0.0,
                     allowance: self.cores,
                     last_active: now,
@@ -221,22 +352,25 @@ impl CpuShares {
         let process_cpu = process_cpu_time();
         let process_ns = process_cpu.saturating_sub(balancer.process_cpu).as_nanos() as f64;
         balancer.process_cpu = process_cpu;
+        balancer.capacity.sample(now, process_cpu);
 
         // What each used since the last round, and the server's own work.
-        let mut deltas: Vec<(u64, f64, f64)> = Vec::with_capacity(balancer.tracked.len());
+        let mut deltas: Vec<(u64, f64, f64, f64)> = Vec::with_capacity(balancer.tracked.len());
         for (key, tracked) in &mut balancer.tracked {
             let used = tracked.share.used_ns.load(Ordering::Relaxed);
             let calls = tracked.share.calls.load(Ordering::Relaxed);
+            let refusals = tracked.share.refusals.load(Ordering::Relaxed);
             let used_delta = used.saturating_sub(tracked.used_ns) as f64;
             let calls_delta = calls.saturating_sub(tracked.calls) as f64;
-            (tracked.used_ns, tracked.calls) = (used, calls);
+            let refusals_delta = refusals.saturating_sub(tracked.refusals) as f64;
+            (tracked.used_ns, tracked.calls, tracked.refusals) = (used, calls, refusals);
             if used_delta > 0.0
                 || calls_delta > 0.0
                 || tracked.share.waiting.load(Ordering::Relaxed) > 0
             {
                 tracked.last_active = now;
             }
-            deltas.push((*key, used_delta, calls_delta));
+            deltas.push((*key, used_delta, calls_delta, refusals_delta));
         }
         let guests_ns: f64 = deltas.iter().map(|d| d.1).sum();
         let all_calls: f64 = deltas.iter().map(|d| d.2).sum();
@@ -244,14 +378,16 @@ impl CpuShares {
         let elapsed_ns = elapsed.as_nanos() as f64;
         let alpha = elapsed_ns / (elapsed_ns + SMOOTHING.as_nanos() as f64);
         let release = elapsed_ns / (elapsed_ns + RELEASE.as_nanos() as f64);
-        for (key, used, calls) in deltas {
-            let server_part = match all_calls > 0.0 {
-                true => server_ns * calls / all_calls,
-                false => 0.0,
-            };
+        let per_call_ns = match all_calls > 0.0 {
+            true => server_ns / all_calls,
+            false => 0.0,
+        };
+        for (key, used, calls, refusals) in deltas {
             if let Some(tracked) = balancer.tracked.get_mut(&key) {
-                let rate = (used + server_part) / elapsed_ns;
+                let rate = (used + per_call_ns * calls) / elapsed_ns;
                 tracked.usage += alpha * (rate - tracked.usage);
+                let refused_rate = per_call_ns * refusals / elapsed_ns;
+                tracked.refused_usage += alpha * (refused_rate - tracked.refused_usage);
                 let usage = tracked.usage;
                 let target = match usage >= 0.5 * tracked.reserve {
                     true => usage * GROWTH,
@@ -281,14 +417,18 @@ impl CpuShares {
             .collect();
         let allowances = match active.len() {
             0 | 1 => HashMap::new(),
-            _ => self.water_fill(&balancer.tracked, &active),
+            _ => water_fill(&balancer.tracked, &active, balancer.capacity.now),
         };
         let tick_ns = elapsed_ns.min(self.tick.as_nanos() as f64 * f64::from(BURST_TICKS));
         for (key, tracked) in &mut balancer.tracked {
             match allowances.get(key) {
                 Some(&allowance) => {
                     tracked.allowance = allowance;
-                    tracked.share.refill(allowance, tick_ns, self.tick);
+                    // Its guests charge their own time to the budget; the
+                    // server's work for its refused calls is taken off the
+                    // allowance first, at its smoothed rate.
+                    let guests = (allowance - tracked.refused_usage).max(allowance * GUEST_FLOOR);
+                    tracked.share.refill(guests, tick_ns, self.tick);
                 }
                 None => {
                     tracked.allowance = self.cores;
@@ -297,50 +437,49 @@ impl CpuShares {
             }
         }
     }
+}
 
-    /// The allowances (in cores) of the active tenants that must be limited:
-    /// those that want more than their weighted share of what the others
-    /// leave.
-    fn water_fill(&self, tracked: &HashMap<u64, Tracked>, active: &[u64]) -> HashMap<u64, f64> {
-        let mut open: Vec<(u64, f64, f64)> = active
-            .iter()
-            .filter_map(|key| tracked.get(key).map(|t| (*key, t)))
-            .map(|(key, t)| {
-                let weight = f64::from(t.share.weight.load(Ordering::Relaxed).max(1));
-                // A limited tenant that still uses (nearly) all it is allowed,
-                // or has guests waiting, wants more than it gets.
-                let starved = t.share.limited.load(Ordering::Relaxed)
-                    && (t.share.waiting.load(Ordering::Relaxed) > 0
-                        || t.usage >= 0.9 * t.allowance);
-                let wants = match starved {
-                    true => f64::INFINITY,
-                    false => t.reserve,
-                };
-                (key, weight, wants)
-            })
-            .collect();
-        let mut left = self.cores;
-        loop {
-            let weights: f64 = open.iter().map(|o| o.1).sum();
-            let before = open.len();
-            let mut given = 0.0;
-            open.retain(|&(_, weight, wants)| {
-                let fits = wants <= left * weight / weights;
-                if fits {
-                    given += wants;
-                }
-                !fits
-            });
-            left = (left - given).max(0.0);
-            if open.len() == before || open.is_empty() {
-                break;
-            }
-        }
+/// The allowances (in cores) of the active tenants that must be limited: those
+/// that want more than their weighted share of what the others leave of
+/// `capacity` cores.
+fn water_fill(tracked: &HashMap<u64, Tracked>, active: &[u64], capacity: f64) -> HashMap<u64, f64> {
+    let mut open: Vec<(u64, f64, f64)> = active
+        .iter()
+        .filter_map(|key| tracked.get(key).map(|t| (*key, t)))
+        .map(|(key, t)| {
+            let weight = f64::from(t.share.weight.load(Ordering::Relaxed).max(1));
+            // A limited tenant that still uses (nearly) all it is allowed,
+            // or has guests waiting, wants more than it gets.
+            let starved = t.share.limited.load(Ordering::Relaxed)
+                && (t.share.waiting.load(Ordering::Relaxed) > 0 || t.usage >= 0.9 * t.allowance);
+            let wants = match starved {
+                true => f64::INFINITY,
+                false => t.reserve,
+            };
+            (key, weight, wants)
+        })
+        .collect();
+    let mut left = capacity;
+    loop {
         let weights: f64 = open.iter().map(|o| o.1).sum();
-        open.into_iter()
-            .map(|(key, weight, _)| (key, left * weight / weights))
-            .collect()
+        let before = open.len();
+        let mut given = 0.0;
+        open.retain(|&(_, weight, wants)| {
+            let fits = wants <= left * weight / weights;
+            if fits {
+                given += wants;
+            }
+            !fits
+        });
+        left = (left - given).max(0.0);
+        if open.len() == before || open.is_empty() {
+            break;
+        }
     }
+    let weights: f64 = open.iter().map(|o| o.1).sum();
+    open.into_iter()
+        .map(|(key, weight, _)| (key, left * weight / weights))
+        .collect()
 }
 
 impl TenantCpu {
@@ -355,17 +494,32 @@ impl TenantCpu {
     }
 
     /// An invocation starts: counted, and the tenant tracked if it was not.
-    pub(crate) fn called(self: &Arc<Self>) {
+    /// It ends when the returned guard drops: whatever way the invocation
+    /// ends (an answer, its deadline, a client gone), it stops counting as in
+    /// flight.
+    pub(crate) fn called(self: &Arc<Self>) -> InFlightCall {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.list();
+        InFlightCall(self.clone())
+    }
+
+    /// The server refused one of the tenant's calls (a quota, its concurrency
+    /// limit): no guest ran, but the server worked for it (a connection, a
+    /// parse, an answer, a log line). It counts as a call, so that the
+    /// tenant's part of the server's own CPU time includes it: a tenant that
+    /// floods its limit pays for the flood out of its share, not its
+    /// neighbours.
+    pub fn refused(self: &Arc<Self>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        self.list();
+    }
+
+    fn list(self: &Arc<Self>) {
         if !self.listed.load(Ordering::Acquire) && !self.listed.swap(true, Ordering::AcqRel) {
             lock(&self.arrivals).push(self.clone());
         }
-    }
-
-    /// An invocation ended.
-    pub(crate) fn ended(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// At an epoch tick: the guest must wait for its turn.
@@ -378,6 +532,11 @@ impl TenantCpu {
         self.delays.fetch_add(1, Ordering::Relaxed);
         self.all_delays.fetch_add(1, Ordering::Relaxed);
         self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted as waiting until this future ends or is dropped (its
+        // invocation's deadline passed, or its client left): a count left
+        // behind would keep the tenant active, and its neighbours limited,
+        // for ever.
+        let _waiting = Waiting(&self);
         loop {
             let notified = self.turn.notified();
             tokio::pin!(notified);
@@ -387,7 +546,6 @@ impl TenantCpu {
             }
             notified.await;
         }
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Adds a tick's allowance to a limited tenant's budget and, once there is
@@ -430,6 +588,24 @@ impl TenantCpu {
     }
 }
 
+/// An invocation in flight ([`TenantCpu::called`]); it ends when dropped.
+pub(crate) struct InFlightCall(CpuShare);
+
+impl Drop for InFlightCall {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A guest waiting for its tenant's turn ([`TenantCpu::wait_turn`]).
+struct Waiting<'a>(&'a TenantCpu);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl ChargeCpu for TenantCpu {
     fn charge(&self, cpu: Duration) {
         let ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
@@ -451,6 +627,8 @@ mod tests {
             used_ns: 0,
             calls: 0,
             usage,
+            refusals: 0,
+            refused_usage: 0.0,
             reserve: usage * HEADROOM,
             allowance: 2.0,
             last_active: Instant::now(),
@@ -464,7 +642,7 @@ mod tests {
         let map: HashMap<u64, Tracked> = [(1, tracked(light, 0.2)), (2, tracked(heavy, 2.0))]
             .into_iter()
             .collect();
-        let allowances = shares.water_fill(&map, &[1, 2]);
+        let allowances = water_fill(&map, &[1, 2], shares.cores);
         assert_eq!(allowances.len(), 1, "{allowances:?}");
         assert!((allowances[&2] - 1.75).abs() < 1e-9, "{allowances:?}");
     }
@@ -477,9 +655,113 @@ mod tests {
         let map: HashMap<u64, Tracked> = [(1, tracked(a, 2.0)), (2, tracked(b, 2.0))]
             .into_iter()
             .collect();
-        let allowances = shares.water_fill(&map, &[1, 2]);
+        let allowances = water_fill(&map, &[1, 2], shares.cores);
         assert!((allowances[&1] - 0.5).abs() < 1e-9, "{allowances:?}");
         assert!((allowances[&2] - 1.5).abs() < 1e-9, "{allowances:?}");
+    }
+
+    #[test]
+    fn refused_calls_are_charged_their_part_of_the_servers_work() {
+        let shares = CpuShares::new(2, Duration::from_millis(2));
+        let (flooder, idle) = (shares.share(1), shares.share(2));
+        flooder.refused();
+        shares.balance();
+        for _ in 0..10 {
+            flooder.refused();
+        }
+        // The server's own work: CPU time no guest charged.
+        let start = process_cpu_time();
+        while process_cpu_time().saturating_sub(start) < Duration::from_millis(5) {
+            std::hint::black_box((0..1000u64).sum::<u64>());
+        }
+        shares.balance();
+        let balancer = lock(&shares.balancer);
+        let flooder = balancer
+            .tracked
+            .get(&1)
+            .expect("tracked after its refusals");
+        assert!(flooder.usage > 0.0, "usage {}", flooder.usage);
+        assert!(
+            (flooder.refused_usage - flooder.usage).abs() < 1e-9,
+            "all its usage was refused calls: {} of {}",
+            flooder.refused_usage,
+            flooder.usage
+        );
+        assert!(
+            !balancer.tracked.contains_key(&2),
+            "a tenant with no call is not tracked"
+        );
+        drop(idle);
+    }
+
+    #[test]
+    fn the_capacity_divided_is_what_other_processes_leave() {
+        let shares = CpuShares::new(2, Duration::from_millis(2));
+        let (a, b) = (shares.share(1), shares.share(2));
+        let map: HashMap<u64, Tracked> = [(1, tracked(a, 2.0)), (2, tracked(b, 2.0))]
+            .into_iter()
+            .collect();
+        // A load generator holds half a core: 1.5 cores are left to divide.
+        let allowances = water_fill(&map, &[1, 2], 1.5);
+        assert!((allowances[&1] - 0.75).abs() < 1e-9, "{allowances:?}");
+        assert!((allowances[&2] - 0.75).abs() < 1e-9, "{allowances:?}");
+    }
+
+    #[test]
+    fn idle_time_is_read_off_the_first_line_of_proc_stat() {
+        let text = "cpu  2962905 141045 469959 823265 27176 0 40145 12288 0 0\n\
+                    cpu0 1 2 3 4 5 6 7 8 9 10\n";
+        assert_eq!(
+            idle_of_proc_stat(text, 100),
+            Some(Duration::from_millis((823_265 + 27_176) * 10))
+        );
+        assert_eq!(idle_of_proc_stat("cpu0 1 2 3 4 5\n", 100), None);
+        assert_eq!(idle_of_proc_stat("cpu  1 2\n", 100), None);
+        assert_eq!(idle_of_proc_stat(text, 0), None);
+    }
+
+    #[test]
+    fn capacity_follows_what_the_process_used_or_left_idle_within_bounds() {
+        let period = CAPACITY_PERIOD;
+        let mut capacity = Capacity::new(2.0);
+        // Another process takes half a core: the process used or left idle
+        // 1.5 cores' worth of each period.
+        for _ in 0..100 {
+            capacity.update(period, period.mul_f64(1.5));
+        }
+        assert!((capacity.now - 1.5).abs() < 0.01, "{}", capacity.now);
+        // More than the cores (clock granularity): never above them.
+        for _ in 0..100 {
+            capacity.update(period, period * 3);
+        }
+        assert!((capacity.now - 2.0).abs() < 0.01, "{}", capacity.now);
+        // Nothing left: never below the floor.
+        for _ in 0..100 {
+            capacity.update(period, Duration::ZERO);
+        }
+        assert!(
+            (capacity.now - 2.0 * CAPACITY_FLOOR).abs() < 0.01,
+            "{}",
+            capacity.now
+        );
+    }
+
+    #[test]
+    fn a_tenant_tracked_again_starts_from_what_it_does_now() {
+        let shares = CpuShares::new(2, Duration::from_millis(2));
+        let returning = shares.share(1);
+        // All it used before it was tracked (or before it was forgotten).
+        returning.charge(Duration::from_secs(100));
+        returning.called();
+        shares.balance();
+        let balancer = lock(&shares.balancer);
+        let tracked = balancer.tracked.get(&1).expect("tracked after its call");
+        assert!(tracked.usage < shares.cores, "usage {}", tracked.usage);
+        assert!(
+            tracked.reserve < shares.cores * GROWTH,
+            "reserve {}",
+            tracked.reserve
+        );
     }
 
     #[test]
@@ -488,6 +770,26 @@ mod tests {
         let first = shares.share(7);
         assert!(Arc::ptr_eq(&first, &shares.share(7)));
         assert!(!Arc::ptr_eq(&first, &shares.share(8)));
+    }
+
+    #[tokio::test]
+    async fn a_guest_dropped_while_waiting_or_running_no_longer_counts() {
+        let shares = CpuShares::new(1, Duration::from_millis(2));
+        let share = shares.share(1);
+        let call = share.called();
+        share.limited.store(true, Ordering::Relaxed);
+        share.budget_ns.store(0, Ordering::Relaxed);
+        let waiter = tokio::spawn(share.clone().wait_turn());
+        while share.waiting.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Its deadline passed, or its client left: the future is dropped.
+        waiter.abort();
+        assert!(waiter.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(share.waiting.load(Ordering::Relaxed), 0);
+        assert_eq!(share.in_flight.load(Ordering::Relaxed), 1);
+        drop(call);
+        assert_eq!(share.in_flight.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -488,9 +488,7 @@ pub(crate) async fn drive<W: Send>(
     let mut cpu = Duration::ZERO;
     let mut instantiation = Duration::ZERO;
     let share = store.data().share.clone();
-    if let Some(share) = &share {
-        share.called();
-    }
+    let call = share.as_ref().map(|share| share.called());
     let mut result = {
         let run = pin!(enter(&mut store, &mut instantiation));
         let charge = share.as_deref().map(|share| share as &dyn ChargeCpu);
@@ -513,9 +511,7 @@ pub(crate) async fn drive<W: Send>(
     {
         result = Some(Err(wasmtime::Error::new(exceeded)));
     }
-    if let Some(share) = &share {
-        share.ended();
-    }
+    drop(call);
     let wall = started.elapsed();
     let peak_memory_bytes = store.data().limiter.peak_memory();
     let kv_ops = store.data().kv_ops;

@@ -230,6 +230,7 @@ async fn run(
         Ok(admission) => admission,
         Err(exceeded) => {
             tracing::debug!(%tenant, %function, %exceeded, "refused by quota");
+            deployment.cpu.refused();
             let retry = matches!(exceeded, crate::quota::QuotaExceeded::Rate { .. });
             let answer = Answer::quota(exceeded.to_string(), retry);
             state.logs.record(NewLogEntry {
