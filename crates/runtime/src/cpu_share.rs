@@ -321,6 +321,11 @@ impl CpuShares {
             .count()
     }
 
+    /// The cores the shares divide now (measured, [`Capacity`]).
+    pub fn capacity(&self) -> f64 {
+        lock(&self.balancer).capacity.now
+    }
+
     /// One round of the balancer (the epoch thread calls it at every tick).
     pub(crate) fn balance(&self) {
         let now = Instant::now();

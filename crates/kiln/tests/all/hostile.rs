@@ -339,6 +339,12 @@ fn every_hello_is_served_while_another_tenant_burns_every_core() {
         i += 1;
         (i >= 100 && delays() > before).then_some(())
     });
+    // What the shares divide: some, and never more than `--cpu-cores`.
+    let capacity = metric(&metrics(&server, &home), "kiln_cpu_share_capacity_cores");
+    assert!(
+        capacity > 0.0 && capacity <= 1.0,
+        "capacity {capacity} with --cpu-cores 1"
+    );
     stop.store(true, Ordering::Relaxed);
     for hog in hogs {
         hog.join().expect("hog client");

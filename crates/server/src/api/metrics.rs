@@ -78,7 +78,7 @@ pub(crate) fn render(state: &AppState) -> String {
     let functions = state.functions.stats();
     let counters = &state.counters;
     let shares = state.runtime.cpu_shares();
-    let scalars: [(&str, &str, &str, f64); 16] = [
+    let scalars: [(&str, &str, &str, f64); 17] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -108,6 +108,12 @@ pub(crate) fn render(state: &AppState) -> String {
             "gauge",
             "Tenants held to their share of CPU now (the machine is saturated).",
             shares.limited() as f64,
+        ),
+        (
+            "kiln_cpu_share_capacity_cores",
+            "gauge",
+            "Cores the tenants' shares divide now: this process's CPU time plus the machine's idle time, at most --cpu-cores.",
+            shares.capacity(),
         ),
         (
             "kiln_loaded_functions",
