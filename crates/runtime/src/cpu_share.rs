@@ -261,7 +261,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl CpuShares {
     /// Shares of at most `cores` cores (fewer when other processes take
-    /// part of them, [`Capacity`]), balanced every `tick`.
+    /// part of them: the capacity, measured), balanced every `tick`.
     pub fn new(cores: usize, tick: Duration) -> CpuShares {
         let cores = cores.max(1) as f64;
         CpuShares {
@@ -321,7 +321,8 @@ impl CpuShares {
             .count()
     }
 
-    /// The cores the shares divide now (measured, [`Capacity`]).
+    /// The cores the shares divide now (measured: this process's CPU time
+    /// plus the machine's idle time, at most the configured cores).
     pub fn capacity(&self) -> f64 {
         lock(&self.balancer).capacity.now
     }
