@@ -40,6 +40,14 @@ pub struct EngineConfig {
     /// The per-slot shape of the instance pool: what the largest instance may
     /// hold. A module over any of these is refused at deploy.
     pub slot: SlotLimits,
+    /// Dirty bytes of a pooled memory reset in place (copied back from the
+    /// module's image) when its instance ends, instead of being handed back to
+    /// the kernel; the next instance in the slot finds them mapped and writes
+    /// without a page fault. Default 16 MiB: an interpreter's snapshot
+    /// (CPython's is 19 MiB) dirties several MiB per request, and each fault on
+    /// a shared address space costs a TLB shoot-down; a small module dirties a
+    /// few pages and is not affected (BENCHMARKS.md, "Pages kept resident").
+    pub keep_resident_bytes: usize,
 }
 
 /// What one pooled instance slot holds. Every slot is reserved (as address space,
@@ -81,11 +89,16 @@ impl Default for EngineConfig {
             cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             baseline: true,
             slot: SlotLimits::default(),
+            keep_resident_bytes: DEFAULT_KEEP_RESIDENT,
         }
     }
 }
 
-/// Bytes of each pooled memory, table and stack kept mapped between instances.
+/// Bytes of each pooled memory kept mapped between instances, by default
+/// ([`EngineConfig::keep_resident_bytes`]).
+pub const DEFAULT_KEEP_RESIDENT: usize = 16 << 20;
+
+/// Bytes of each pooled table and stack kept mapped between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
 /// The engine of `tier`: the same pool and proposals for both (a proposal
@@ -113,9 +126,9 @@ pub(crate) fn build_engine(
         // Reset a finished instance's dirty pages in place (found with Linux's
         // PAGEMAP_SCAN where the kernel has it, 6.7+) instead of returning them to the
         // kernel: the next instance in the slot touches warm pages instead of
-        // faulting in fresh ones. Past KEEP_RESIDENT dirty bytes, madvise as usual.
+        // faulting in fresh ones. Past that many dirty bytes, madvise as usual.
         .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .linear_memory_keep_resident(config.keep_resident_bytes)
         .table_keep_resident(KEEP_RESIDENT)
         .async_stack_keep_resident(KEEP_RESIDENT);
 

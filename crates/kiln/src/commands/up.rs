@@ -63,6 +63,12 @@ pub(crate) struct UpArgs {
     /// Largest memory limit a function may be given (the size of each pool slot)
     #[arg(long, value_name = "SIZE", value_parser = parse_max_memory, default_value = "4GiB")]
     max_memory: u64,
+    /// Dirty memory of a finished instance reset in place for the next one in
+    /// its slot, instead of handed back to the kernel and faulted in again
+    /// (larger helps interpreters' snapshots; each slot used may keep this much
+    /// resident)
+    #[arg(long, value_name = "SIZE", value_parser = parse_keep_resident, default_value = "16MiB")]
+    keep_resident: u64,
     /// Functions kept loaded in memory; the least recently used is unloaded past it
     /// (and loaded again from its compiled artifact on its next request)
     #[arg(long, value_name = "N", default_value = "1024")]
@@ -326,6 +332,15 @@ fn parse_max_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Memory kept resident per slot: at most 1 GiB (0 hands everything back).
+fn parse_keep_resident(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    if bytes > GIB {
+        return Err("must be at most 1GiB".into());
+    }
+    Ok(bytes)
+}
+
 pub(crate) fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -376,6 +391,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.engine.cpu_cores = cores as usize;
     }
     config.engine.max_memory_bytes = args.max_memory;
+    config.engine.keep_resident_bytes = usize::try_from(args.keep_resident)?;
     config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(args.max_memory);
     config.max_loaded_functions = args.max_loaded_functions;
     if let Some(path) = &args.prices {

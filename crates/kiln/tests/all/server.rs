@@ -524,6 +524,7 @@ fn out_of_range_server_limits_are_refused_before_starting() {
         ),
         ("--max-instances", "0", "0 is not in 1.."),
         ("--max-memory", "8GiB", "must be between 64KiB and 4GiB"),
+        ("--keep-resident", "2GiB", "must be at most 1GiB"),
         ("--instance-wait", "soon", "invalid value 'soon'"),
         ("--compile-timeout", "2h", "must be between 100ms and 1h"),
         ("--header-timeout", "1ms", "must be between 100ms and 1h"),

@@ -39,6 +39,55 @@ async fn every_invocation_gets_a_fresh_instance() {
     }
 }
 
+/// Checks that every page of its 25 MiB memory starts as its image says (zero,
+/// but "img5" at 5 MiB and "im20" at 20 MiB), exiting 7 if not, then dirties
+/// the first word of every page.
+const PAGE_CHECKER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 400)
+  (data (i32.const 5242880) "img5")
+  (data (i32.const 20971520) "im20")
+  (func (export "_start") (local $at i32) (local $expected i32)
+    (loop $check
+      (local.set $expected (i32.const 0))
+      (if (i32.eq (local.get $at) (i32.const 5242880))
+        (then (local.set $expected (i32.const 0x35676d69))))
+      (if (i32.eq (local.get $at) (i32.const 20971520))
+        (then (local.set $expected (i32.const 0x30326d69))))
+      (if (i32.ne (i32.load (local.get $at)) (local.get $expected))
+        (then (call $exit (i32.const 7))))
+      (local.set $at (i32.add (local.get $at) (i32.const 4096)))
+      (br_if $check (i32.lt_u (local.get $at) (i32.const 26214400))))
+    (local.set $at (i32.const 0))
+    (loop $dirty
+      (i32.store (local.get $at) (i32.const -1))
+      (local.set $at (i32.add (local.get $at) (i32.const 4096)))
+      (br_if $dirty (i32.lt_u (local.get $at) (i32.const 26214400))))))"#;
+
+#[tokio::test]
+async fn a_reused_slot_starts_from_the_image_whatever_was_kept_resident() {
+    // One slot, so every invocation reuses it; 16 MiB of the 25 MiB the last
+    // one dirtied are reset in place, the rest handed back to the kernel.
+    let rt = runtime_with(EngineConfig {
+        max_instances: 1,
+        keep_resident_bytes: 16 << 20,
+        ..EngineConfig::default()
+    });
+    let (function, _) = rt.runtime.load_wasm(&wasm(PAGE_CHECKER)).expect("load");
+    let limits = Limits {
+        memory_bytes: 32 * MIB,
+        ..Limits::default()
+    };
+    for run in 0..4 {
+        let inv = rt
+            .runtime
+            .invoke(&function, request(b"", limits.clone()))
+            .await
+            .expect("invoke");
+        assert_eq!(inv.outcome, Outcome::Success, "run {run}: {:?}", inv.detail);
+    }
+}
+
 #[tokio::test]
 async fn stdin_reaches_stdout_and_is_measured() {
     let rt = runtime();
