@@ -81,7 +81,7 @@ async fn a_reused_slot_starts_from_the_image_whatever_was_kept_resident() {
     for run in 0..4 {
         let inv = rt
             .runtime
-            .invoke(&function, request(b"", limits.clone()))
+            .invoke(&function, request(b"", limits))
             .await
             .expect("invoke");
         assert_eq!(inv.outcome, Outcome::Success, "run {run}: {:?}", inv.detail);
