@@ -43,10 +43,8 @@ pub struct EngineConfig {
     /// Dirty bytes of a pooled memory reset in place (copied back from the
     /// module's image) when its instance ends, instead of being handed back to
     /// the kernel; the next instance in the slot finds them mapped and writes
-    /// without a page fault. Default 16 MiB: an interpreter's snapshot
-    /// (CPython's is 19 MiB) dirties several MiB per request, and each fault on
-    /// a shared address space costs a TLB shoot-down; a small module dirties a
-    /// few pages and is not affected (BENCHMARKS.md, "Pages kept resident").
+    /// without a page fault. Default 2 MiB (BENCHMARKS.md, "Pages kept
+    /// resident": 16 MiB measured no gain for CPython's snapshot).
     pub keep_resident_bytes: usize,
 }
 
@@ -96,10 +94,10 @@ impl Default for EngineConfig {
 
 /// Bytes of each pooled memory kept mapped between instances, by default
 /// ([`EngineConfig::keep_resident_bytes`]).
-pub const DEFAULT_KEEP_RESIDENT: usize = 16 << 20;
+const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
 
 /// Bytes of each pooled table and stack kept mapped between instances.
-const KEEP_RESIDENT: usize = 2 << 20;
+const TABLE_AND_STACK_KEEP_RESIDENT: usize = 2 << 20;
 
 /// The engine of `tier`: the same pool and proposals for both (a proposal
 /// Winch cannot compile is left off its engine, so such a module fails its
@@ -129,8 +127,8 @@ pub(crate) fn build_engine(
         // faulting in fresh ones. Past that many dirty bytes, madvise as usual.
         .pagemap_scan(Enabled::Auto)
         .linear_memory_keep_resident(config.keep_resident_bytes)
-        .table_keep_resident(KEEP_RESIDENT)
-        .async_stack_keep_resident(KEEP_RESIDENT);
+        .table_keep_resident(TABLE_AND_STACK_KEEP_RESIDENT)
+        .async_stack_keep_resident(TABLE_AND_STACK_KEEP_RESIDENT);
 
     // The proposals are wasmtime's defaults (WebAssembly 3.0: exception handling,
     // GC, tail calls, typed function references, memory64, multi-memory, relaxed

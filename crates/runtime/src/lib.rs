@@ -63,7 +63,7 @@ mod validate;
 pub use artifact::ArtifactCache;
 pub use cpu_share::{CpuShare, CpuShares, TenantCpu};
 pub use egress::{EgressPolicy, is_public};
-pub use engine::{DEFAULT_KEEP_RESIDENT, EngineConfig, SlotLimits};
+pub use engine::{EngineConfig, SlotLimits};
 pub use errors::{LoadError, RuntimeError};
 pub use files::{Files, HostMount, ScratchConfig, ScratchLimitExceeded, ScratchLimits};
 pub use function::{Function, FunctionKind};

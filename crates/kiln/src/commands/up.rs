@@ -65,9 +65,8 @@ pub(crate) struct UpArgs {
     max_memory: u64,
     /// Dirty memory of a finished instance reset in place for the next one in
     /// its slot, instead of handed back to the kernel and faulted in again
-    /// (larger helps interpreters' snapshots; each slot used may keep this much
-    /// resident)
-    #[arg(long, value_name = "SIZE", value_parser = parse_keep_resident, default_value = "16MiB")]
+    /// (each slot used may keep this much resident)
+    #[arg(long, value_name = "SIZE", value_parser = parse_keep_resident, default_value = "2MiB")]
     keep_resident: u64,
     /// Functions kept loaded in memory; the least recently used is unloaded past it
     /// (and loaded again from its compiled artifact on its next request)
