@@ -20,18 +20,21 @@
 //!    back by a neighbour never waits at a tick, so its usage is only what the
 //!    neighbour leaves it), else sinking to [`HEADROOM`] times its usage over
 //!    [`RELEASE`].
-//! 4. With several active tenants the cores are water-filled by weight:
-//!    tenants whose reserve fits in their weighted share of what is left keep
-//!    it; the rest split the remainder by weight and are *limited* to that
-//!    allowance, which refills a budget of CPU time at every tick (at most
-//!    [`BURST_TICKS`] ticks' worth banked).
+//! 4. With several active tenants the *capacity* (the process's CPU time plus
+//!    the machine's idle time, at most the configured cores: what other
+//!    processes leave) is water-filled by weight: tenants whose reserve fits
+//!    in their weighted share of what is left keep it; the rest split the
+//!    remainder by weight and are *limited* to that allowance, which, less the
+//!    server's work for their refused calls, refills a budget of CPU time at
+//!    every tick (at most [`BURST_TICKS`] ticks' worth banked).
 //!
 //! At an epoch tick, a guest of a limited tenant whose budget is spent *waits*
 //! (its instance suspended, its thread free for others) until the next refill;
 //! it is delayed, never failed (its wall-time limit still runs). Guests that
 //! end before a tick (most requests) are never delayed, only counted. The
 //! per-request cost is three relaxed atomic additions; the balancer's is a
-//! read of the process CPU clock and a pass over the tenants seen lately.
+//! read of the process CPU clock and a pass over the tenants seen lately, and
+//! every 50 ms a read of `/proc/stat`'s first line.
 
 use crate::cpu_time::{ChargeCpu, process_cpu_time};
 use std::collections::HashMap;
