@@ -401,11 +401,11 @@ impl TenantCpu {
     /// It ends when the returned guard drops: whatever way the invocation
     /// ends (an answer, its deadline, a client gone), it stops counting as in
     /// flight.
-    pub(crate) fn called(self: &Arc<Self>) -> InFlightCall {
+    pub(crate) fn called(self: &Arc<Self>) -> InFlightCall<'_> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.list();
-        InFlightCall(self.clone())
+        InFlightCall(self)
     }
 
     /// The server refused one of the tenant's calls (a quota, its concurrency
@@ -493,9 +493,9 @@ impl TenantCpu {
 }
 
 /// An invocation in flight ([`TenantCpu::called`]); it ends when dropped.
-pub(crate) struct InFlightCall(CpuShare);
+pub(crate) struct InFlightCall<'a>(&'a TenantCpu);
 
-impl Drop for InFlightCall {
+impl Drop for InFlightCall<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
