@@ -13,6 +13,7 @@
 //! every other tenant, and the operator sees the error. A few calls are allowed
 //! only with some arguments: `socket` for IP and Unix sockets, `ioctl` for the
 //! requests the standard library and tokio make, `prctl` for thread names,
+//! `setpriority` for a thread lowering its own to the background compiles' nice,
 //! `clone` without namespace flags, and `tgkill` to this process (abort).
 //! `clone3` answers `ENOSYS` (its flags are in memory a filter cannot read), so
 //! the C library falls back to `clone`, whose flags it can.
@@ -268,6 +269,21 @@ pub(crate) fn filters() -> anyhow::Result<[BpfProgram; 2]> {
             vec![arg(0, Qword, SeccompCmpOp::MaskedEq(CLONE_NAMESPACES), 0)?],
         ),
         (
+            // A background compile thread lowering its own priority, and
+            // nothing else: no thread, process or user may be given a higher one.
+            libc::SYS_setpriority,
+            vec![SeccompRule::new(vec![
+                SeccompCondition::new(0, Dword, SeccompCmpOp::Eq, libc::PRIO_PROCESS as u64)?,
+                SeccompCondition::new(1, Dword, SeccompCmpOp::Eq, 0)?,
+                SeccompCondition::new(
+                    2,
+                    Dword,
+                    SeccompCmpOp::Eq,
+                    kiln_runtime::BACKGROUND_NICE as u64,
+                )?,
+            ])?],
+        ),
+        (
             libc::SYS_tgkill,
             vec![arg(
                 0,
@@ -344,9 +360,29 @@ mod tests {
         // kernel would read it.
         let done = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0) };
         report.push(format!("clone3 {done} {}", errno()));
+        // A higher priority, or another process's: refused.
+        // SAFETY: setpriority takes integers only.
+        let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -5) };
+        report.push(format!("raise-priority {done} {}", errno()));
+        // SAFETY: getppid takes nothing; setpriority takes integers only.
+        let done = unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::getppid() as libc::id_t,
+                kiln_runtime::BACKGROUND_NICE,
+            )
+        };
+        report.push(format!("renice-other {done} {}", errno()));
         // What Kiln needs still works: threads (clone after clone3's ENOSYS),
-        // files, sockets.
-        let thread = std::thread::spawn(|| 6 * 7).join().expect("thread");
+        // a thread lowering its own priority, files, sockets.
+        let thread = std::thread::spawn(|| {
+            // SAFETY: setpriority takes integers only.
+            let lowered =
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, kiln_runtime::BACKGROUND_NICE) };
+            if lowered == 0 { 6 * 7 } else { errno() }
+        })
+        .join()
+        .expect("thread");
         report.push(format!("thread {thread}"));
         let file = std::fs::read_to_string("/proc/self/status").expect("read a file");
         let seccomp = file
@@ -393,7 +429,8 @@ mod tests {
             report,
             format!(
                 "execve -1 {eperm}, unshare -1 {eperm}, packet-socket -1 {eperm}, \
-                 ptrace -1 {eperm}, clone3 -1 {enosys}, thread 42, Seccomp: 2, listen true"
+                 ptrace -1 {eperm}, clone3 -1 {enosys}, raise-priority -1 {eperm}, \
+                 renice-other -1 {eperm}, thread 42, Seccomp: 2, listen true"
             )
         );
     }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod artifact;
+mod background;
 mod compile_cache;
 mod cpu_share;
 mod cpu_time;
@@ -61,6 +62,7 @@ mod tier;
 mod validate;
 
 pub use artifact::ArtifactCache;
+pub use background::{BACKGROUND_NICE, CompilePriority};
 pub use cpu_share::{CpuShare, CpuShares, TenantCpu};
 pub use egress::{EgressPolicy, is_public};
 pub use engine::{EngineConfig, SlotLimits};

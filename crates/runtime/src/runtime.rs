@@ -2,6 +2,7 @@
 //! caller does with them: compile a binary, load a compiled function, invoke it.
 
 use crate::artifact::ArtifactCache;
+use crate::background::{BackgroundPool, CompilePriority};
 use crate::compile_cache::DiskCacheStore;
 use crate::cpu_share::{CpuShare, CpuShares};
 use crate::engine::{EngineConfig, EpochTicker, build_engine};
@@ -97,6 +98,8 @@ pub struct Runtime {
     instrumented: InstrumentedCache,
     /// The tenants' shares of CPU, balanced by the epoch thread.
     shares: Arc<CpuShares>,
+    /// Threads for compiles nobody waits for, at the lowest priority.
+    background: BackgroundPool,
     _ticker: EpochTicker,
 }
 
@@ -164,6 +167,7 @@ impl Runtime {
             provided,
             instrumented: InstrumentedCache::default(),
             shares,
+            background: BackgroundPool::default(),
             _ticker: ticker,
         })
     }
@@ -272,12 +276,20 @@ impl Runtime {
         wasm: &[u8],
         abandoned: &AtomicBool,
     ) -> Result<Compiled, LoadError> {
-        self.compile_tier(digest, wasm, Tier::Optimized, abandoned)
+        self.compile_tier(
+            digest,
+            wasm,
+            Tier::Optimized,
+            CompilePriority::Waited,
+            abandoned,
+        )
     }
 
     /// [`Runtime::compile_digested`] with the compiler of `tier`. A module the
     /// baseline compiler cannot compile (a proposal Winch lacks, such as
     /// exceptions or GC) is a [`LoadError::Compile`]: compile it optimized.
+    /// A [`CompilePriority::Background`] compile runs at the lowest CPU
+    /// priority, on threads of its own.
     ///
     /// # Errors
     ///
@@ -288,6 +300,7 @@ impl Runtime {
         digest: Digest,
         wasm: &[u8],
         tier: Tier,
+        priority: CompilePriority,
         abandoned: &AtomicBool,
     ) -> Result<Compiled, LoadError> {
         let compiler = self.compiler(tier)?;
@@ -306,13 +319,16 @@ impl Runtime {
         }
 
         let begin = Instant::now();
-        let bytes = compiler.precompile(wasm, info.kind).map_err(|e| {
-            match validate::proposals_off(wasm) {
-                // A component's code is validated as it compiles.
-                Some(proposals) => ValidationError::ProposalOff(proposals).into(),
-                None => LoadError::Compile(e.into()),
-            }
-        })?;
+        let bytes = self
+            .background
+            .run(priority, || compiler.precompile(wasm, info.kind))
+            .map_err(|e| {
+                match validate::proposals_off(wasm) {
+                    // A component's code is validated as it compiles.
+                    Some(proposals) => ValidationError::ProposalOff(proposals).into(),
+                    None => LoadError::Compile(e.into()),
+                }
+            })?;
         let compile_time = begin.elapsed();
         if abandoned.load(Ordering::Acquire) {
             return Err(LoadError::Abandoned);
@@ -360,6 +376,7 @@ impl Runtime {
         path: &Path,
         digest: Digest,
         tier: Tier,
+        priority: CompilePriority,
         abandoned: &AtomicBool,
     ) -> Result<Compiled, LoadError> {
         let unreadable = |source| LoadError::ReadModule {
@@ -371,7 +388,7 @@ impl Runtime {
         // deploy's private staging file, a fresh name in the store's staging
         // directory); if it is removed meanwhile, the mapping stays valid.
         let wasm = unsafe { memmap2::Mmap::map(&file) }.map_err(unreadable)?;
-        self.compile_tier(digest, &wasm, tier, abandoned)
+        self.compile_tier(digest, &wasm, tier, priority, abandoned)
     }
 
     /// Puts an artifact compiled elsewhere (another node of the cluster, with an

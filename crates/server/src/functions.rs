@@ -22,7 +22,7 @@
 
 use crate::sync::lock;
 use kiln_api::{Digest, Tier};
-use kiln_runtime::{Compiled, Function, LoadError, Runtime};
+use kiln_runtime::{CompilePriority, Compiled, Function, LoadError, Runtime};
 use kiln_store::{BlobKind, BlobStore, LocalBlob, MetadataStore, StoreError};
 use lru::LruCache;
 use std::collections::{HashMap, HashSet};
@@ -326,7 +326,15 @@ impl Functions {
             && self.limits.baseline_above.is_some_and(|min| size >= min)
             && !self.runtime.has_tier(&digest, Tier::Optimized);
         if baseline {
-            match self.compile(digest, source.clone(), Tier::Baseline).await {
+            match self
+                .compile(
+                    digest,
+                    source.clone(),
+                    Tier::Baseline,
+                    CompilePriority::Waited,
+                )
+                .await
+            {
                 Ok(compiled) => {
                     return Ok(Made {
                         compiled,
@@ -342,7 +350,9 @@ impl Functions {
                     }
                     let why = root.to_string();
                     tracing::info!(%digest, %why, "the baseline compiler cannot compile it: compiling optimized code");
-                    let compiled = self.compile(digest, source, Tier::Optimized).await?;
+                    let compiled = self
+                        .compile(digest, source, Tier::Optimized, CompilePriority::Waited)
+                        .await?;
                     return Ok(Made {
                         compiled,
                         tier_note: Some(format!(
@@ -355,7 +365,9 @@ impl Functions {
             }
         }
         Ok(Made {
-            compiled: self.compile(digest, source, Tier::Optimized).await?,
+            compiled: self
+                .compile(digest, source, Tier::Optimized, CompilePriority::Waited)
+                .await?,
             tier_note: None,
         })
     }
@@ -390,6 +402,7 @@ impl Functions {
                 digest,
                 Arc::new(Source::Blob(Box::new(blob))),
                 Tier::Optimized,
+                CompilePriority::Background,
             )
             .await?;
         }
@@ -464,13 +477,14 @@ impl Functions {
         map.entry(digest).or_default().clone()
     }
 
-    /// Validates and compiles, waiting for a compiler slot first (the wait
-    /// counts against the limit); then shares a new artifact.
+    /// Validates and compiles at `priority`, waiting for a compiler slot first
+    /// (the wait counts against the limit); then shares a new artifact.
     async fn compile(
         &self,
         digest: Digest,
         source: Arc<Source>,
         tier: Tier,
+        priority: CompilePriority,
     ) -> Result<Compiled, FunctionError> {
         let size = tokio::fs::metadata(source.path())
             .await
@@ -488,7 +502,7 @@ impl Functions {
             let abandoned = abandoned.clone();
             move || {
                 let _slot = slot;
-                runtime.compile_file(source.path(), digest, tier, &abandoned)
+                runtime.compile_file(source.path(), digest, tier, priority, &abandoned)
             }
         });
         let Ok(joined) = tokio::time::timeout_at(deadline, job).await else {

@@ -4,7 +4,7 @@
 
 use crate::{guests, runtime, wasm};
 use kiln_api::Digest;
-use kiln_runtime::{Limits, LoadError, Outcome, Request, Tier};
+use kiln_runtime::{CompilePriority, Limits, LoadError, Outcome, Request, Tier};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -25,7 +25,13 @@ async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
     let never = AtomicBool::new(false);
     let baseline = rt
         .runtime
-        .compile_tier(digest, &bytes, Tier::Baseline, &never)
+        .compile_tier(
+            digest,
+            &bytes,
+            Tier::Baseline,
+            CompilePriority::Waited,
+            &never,
+        )
         .expect("Winch compiles a plain module");
     assert_eq!(baseline.function.tier(), Tier::Baseline);
     assert_eq!(rt.runtime.best_tier(&digest), Some(Tier::Baseline));
@@ -43,9 +49,16 @@ async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
         Tier::Baseline
     );
 
+    // As the server makes it: in the background, while baseline code serves.
     let optimized = rt
         .runtime
-        .compile_tier(digest, &bytes, Tier::Optimized, &never)
+        .compile_tier(
+            digest,
+            &bytes,
+            Tier::Optimized,
+            CompilePriority::Background,
+            &never,
+        )
         .expect("Cranelift compiles it");
     assert_eq!(optimized.function.tier(), Tier::Optimized);
     let loaded = rt.runtime.load(&digest).expect("load");
@@ -75,7 +88,13 @@ async fn baseline_code_stops_at_the_wall_time_limit() {
     let never = AtomicBool::new(false);
     let compiled = rt
         .runtime
-        .compile_tier(Digest::of(&bytes), &bytes, Tier::Baseline, &never)
+        .compile_tier(
+            Digest::of(&bytes),
+            &bytes,
+            Tier::Baseline,
+            CompilePriority::Waited,
+            &never,
+        )
         .expect("compile");
     let limit = Duration::from_millis(100);
     let limits = Limits {
@@ -105,13 +124,25 @@ fn a_module_winch_cannot_compile_fails_its_baseline_tier_only() {
     let never = AtomicBool::new(false);
     let refused = rt
         .runtime
-        .compile_tier(digest, &bytes, Tier::Baseline, &never)
+        .compile_tier(
+            digest,
+            &bytes,
+            Tier::Baseline,
+            CompilePriority::Waited,
+            &never,
+        )
         .expect_err("Winch refuses exceptions");
     assert!(matches!(refused, LoadError::Compile(_)), "{refused:?}");
     assert_eq!(rt.runtime.best_tier(&digest), None, "nothing was written");
     let compiled = rt
         .runtime
-        .compile_tier(digest, &bytes, Tier::Optimized, &never)
+        .compile_tier(
+            digest,
+            &bytes,
+            Tier::Optimized,
+            CompilePriority::Waited,
+            &never,
+        )
         .expect("Cranelift compiles it");
     assert_eq!(compiled.function.tier(), Tier::Optimized);
 }
