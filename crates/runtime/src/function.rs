@@ -153,6 +153,19 @@ impl Function {
         }
     }
 
+    /// Bytes of its loaded artifact (compiled code, and the data of its
+    /// memory images) this function keeps mapped while it is loaded: a private
+    /// copy (`ArtifactCache::sealed_copy`), so memory the process holds, not
+    /// page cache the kernel may drop.
+    pub fn code_bytes(&self) -> u64 {
+        let image = match &self.entry {
+            Entry::Core { pre, .. } => pre.module().image_range(),
+            Entry::Command(pre) => pre.instance_pre().component().image_range(),
+            Entry::Http(pre) => pre.instance_pre().component().image_range(),
+        };
+        (image.end.addr() - image.start.addr()) as u64
+    }
+
     /// How this function is invoked.
     pub fn kind(&self) -> FunctionKind {
         match self.entry {

@@ -4,7 +4,7 @@
 pub use crate::bundles::BundleLimits;
 use crate::listen::ConnectionLimits;
 pub use crate::tls::TlsFiles;
-use kiln_api::{KvCaps, KvLimits, MIB, PriceList};
+use kiln_api::{GIB, KvCaps, KvLimits, MIB, PriceList};
 use kiln_runtime::{EngineConfig, Limits};
 pub use kiln_store::S3Config;
 use std::net::SocketAddr;
@@ -36,6 +36,10 @@ pub struct ServerConfig {
     /// Functions kept loaded (artifact mapped, pre-linked) at once; the least
     /// recently used is evicted past it (default 1024).
     pub max_loaded_functions: NonZeroUsize,
+    /// Bytes of artifacts the loaded functions may keep mapped (private copies
+    /// the kernel cannot drop); the least recently used is evicted past them
+    /// too (default [`default_max_loaded_code`]: a quarter of the machine's memory).
+    pub max_loaded_code_bytes: u64,
     /// What metered units cost (default [`PriceList::default`]).
     pub prices: PriceList,
     /// Record usage of every invocation (default on). Off, there is no usage
@@ -162,6 +166,7 @@ impl ServerConfig {
             default_limits: Limits::default(),
             engine: EngineConfig::default(),
             max_loaded_functions: NonZeroUsize::new(1024).expect("1024 is not zero"),
+            max_loaded_code_bytes: default_max_loaded_code(),
             prices: PriceList::default(),
             metering: true,
             usage_flush_interval: Duration::from_secs(1),
@@ -204,4 +209,42 @@ pub struct InitialCredentials {
     pub tenant: String,
     /// A token of the default tenant.
     pub tenant_token: String,
+}
+
+/// The default of [`ServerConfig::max_loaded_code_bytes`]: a quarter of the
+/// machine's memory (`MemTotal` of `/proc/meminfo`), else 4 GiB where that
+/// cannot be read; at least 256 MiB.
+pub fn default_max_loaded_code() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| mem_total(&meminfo));
+    total.map_or(4 * GIB, |bytes| bytes / 4).max(256 * MIB)
+}
+
+/// `MemTotal` of a `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loaded_code_default_is_a_quarter_of_the_machines_memory() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24_576_000 * 1024));
+        assert_eq!(mem_total("MemFree: 12 kB\n"), None);
+        assert_eq!(mem_total("MemTotal: lots kB\n"), None);
+        let here = default_max_loaded_code();
+        assert!(here >= 256 * MIB, "{here}");
+        if let Some(total) = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| mem_total(&m))
+        {
+            assert_eq!(here, (total / 4).max(256 * MIB));
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The one owner of "digest → runnable function". Every way a node gets a
 //! compiled, pre-linked function goes through [`Functions`]:
 //!
-//! 1. the cache of loaded functions (LRU, bounded);
+//! 1. the cache of loaded functions (LRU, bounded in count and bytes: `loaded.rs`);
 //! 2. the node's artifact cache on disk (a load: an `mmap`, never a compile);
 //! 3. the cluster's bucket, where another node shared the artifact;
 //! 4. a compile of the module's blob, which is then shared.
@@ -20,11 +20,11 @@
 //! and one that finds only baseline code optimizes it. A module Winch cannot
 //! compile is compiled with Cranelift at deploy, and the deploy says why.
 
+use crate::loaded::{Loaded, PushedOut};
 use crate::sync::lock;
 use kiln_api::{Digest, Tier};
 use kiln_runtime::{CompilePriority, Compiled, Function, LoadError, Runtime};
 use kiln_store::{BlobKind, BlobStore, LocalBlob, MetadataStore, StoreError};
-use lru::LruCache;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -45,6 +45,9 @@ const LOAD_INLINE_MAX_BYTES: u64 = 1 << 20;
 pub(crate) struct FunctionLimits {
     /// Functions kept loaded at once; the least recently used goes first.
     pub(crate) loaded: NonZeroUsize,
+    /// Bytes of artifacts the loaded functions may keep mapped; past them, the
+    /// least recently used goes first too.
+    pub(crate) loaded_bytes: u64,
     /// Compilations that may run at once.
     pub(crate) compile_slots: usize,
     /// The longest a compilation may take, waiting for a slot included...
@@ -122,7 +125,7 @@ pub(crate) struct Functions {
     blobs: Arc<dyn BlobStore>,
     /// Where the sha256 of each shared artifact is recorded.
     store: Arc<dyn MetadataStore>,
-    cache: Mutex<LruCache<Digest, Function>>,
+    cache: Mutex<Loaded>,
     /// Digests being fetched or compiled now: the requests that find one missing
     /// at once wait for one fetch instead of each doing its own.
     fetching: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -161,7 +164,7 @@ impl Functions {
             runtime,
             blobs,
             store,
-            cache: Mutex::new(LruCache::new(limits.loaded)),
+            cache: Mutex::new(Loaded::new(limits.loaded, limits.loaded_bytes)),
             fetching: Mutex::default(),
             optimizing: Mutex::default(),
             compile_slots: Arc::new(Semaphore::new(limits.compile_slots)),
@@ -414,8 +417,10 @@ impl Functions {
             // Only a function still cached is switched: an evicted one loads
             // the best tier when next asked for.
             let mut cache = lock(&self.cache);
-            if cache.contains(&digest) {
-                cache.put(digest, function);
+            let pushed_out = cache.contains(&digest).then(|| cache.put(function));
+            drop(cache);
+            if let Some(pushed_out) = pushed_out {
+                self.count_evictions(&pushed_out);
             }
         }
         self.stats.tier_switches.fetch_add(1, Ordering::Relaxed);
@@ -425,13 +430,15 @@ impl Functions {
     /// Caches a function loaded elsewhere (a deploy warms the cache this way, so
     /// that its first request does not load anything).
     pub(crate) fn insert(&self, function: Function) {
-        let digest = function.digest();
-        let displaced = lock(&self.cache).push(digest, function);
-        // `push` also hands back the entry it replaced for the same digest. The
-        // evicted function is dropped here, outside the lock (unmapping is a syscall).
-        if displaced.is_some_and(|(old, _)| old != digest) {
-            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-        }
+        let pushed_out = lock(&self.cache).put(function);
+        // What was pushed out is dropped here, outside the lock (unmapping is a
+        // system call).
+        self.count_evictions(&pushed_out);
+    }
+
+    fn count_evictions(&self, pushed_out: &PushedOut) {
+        let evicted = pushed_out.evicted.len() as u64;
+        self.stats.evictions.fetch_add(evicted, Ordering::Relaxed);
     }
 
     /// Which compiler made the code `digest` is served with on this node: the
@@ -446,6 +453,11 @@ impl Functions {
     /// Functions loaded now.
     pub(crate) fn loaded(&self) -> usize {
         lock(&self.cache).len()
+    }
+
+    /// Bytes of artifacts the loaded functions keep mapped now.
+    pub(crate) fn loaded_bytes(&self) -> u64 {
+        lock(&self.cache).bytes()
     }
 
     pub(crate) fn stats(&self) -> &FunctionStats {
@@ -591,6 +603,7 @@ mod tests {
             Arc::new(store),
             FunctionLimits {
                 loaded: NonZeroUsize::MIN,
+                loaded_bytes: u64::MAX,
                 compile_slots: slots,
                 compile_timeout: Duration::from_millis(200),
                 compile_time_per_mib: Duration::ZERO,
@@ -603,6 +616,7 @@ mod tests {
     fn the_compile_limit_grows_with_each_whole_mib() {
         let limits = FunctionLimits {
             loaded: NonZeroUsize::MIN,
+            loaded_bytes: u64::MAX,
             compile_slots: 1,
             compile_timeout: Duration::from_secs(60),
             compile_time_per_mib: Duration::from_secs(1),

@@ -39,6 +39,7 @@ mod invoke;
 mod kv;
 mod languages;
 mod listen;
+mod loaded;
 mod logs;
 mod metering;
 mod metrics;
@@ -58,6 +59,7 @@ mod tls;
 
 pub use config::{
     BundleLimits, ConsoleConfig, InitialCredentials, S3Config, ServerConfig, TlsFiles,
+    default_max_loaded_code,
 };
 pub use listen::ConnectionLimits;
 pub use pricing::read_price_list;
@@ -183,6 +185,7 @@ impl Server {
             store.clone(),
             FunctionLimits {
                 loaded: config.max_loaded_functions,
+                loaded_bytes: config.max_loaded_code_bytes,
                 compile_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 compile_timeout: config.compile_timeout,
                 compile_time_per_mib: config.compile_time_per_mib,

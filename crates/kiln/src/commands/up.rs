@@ -2,7 +2,7 @@
 
 use crate::credentials::{self, Credentials};
 use anyhow::Context;
-use kiln_api::{GIB, KIB, parse_duration, parse_size};
+use kiln_api::{GIB, KIB, MIB, parse_duration, parse_size};
 use kiln_server::{Server, ServerConfig};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -72,6 +72,12 @@ pub(crate) struct UpArgs {
     /// (and loaded again from its compiled artifact on its next request)
     #[arg(long, value_name = "N", default_value = "1024")]
     max_loaded_functions: NonZeroUsize,
+    /// Bytes of compiled code (and snapshot data) the loaded functions may keep
+    /// in memory; past it the least recently used is unloaded too. A loaded
+    /// artifact is a private copy the kernel cannot page out: a Python
+    /// function's is ~36 MiB [default: a quarter of the machine's memory]
+    #[arg(long, value_name = "SIZE", value_parser = parse_loaded_code)]
+    max_loaded_code: Option<u64>,
     /// Price list (TOML) for usage and spending caps [default: built-in prices,
     /// see the README]
     #[arg(long, env = "KILN_PRICES", value_name = "FILE")]
@@ -331,6 +337,16 @@ fn parse_max_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Loaded code: at least 1 MiB (the function a request needs is loaded
+/// whatever its size; the bound unloads the others).
+fn parse_loaded_code(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    if bytes < MIB {
+        return Err("must be at least 1MiB".into());
+    }
+    Ok(bytes)
+}
+
 /// Memory kept resident per slot: at most 1 GiB (0 hands everything back).
 fn parse_keep_resident(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text).map_err(|e| e.to_string())?;
@@ -393,6 +409,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.engine.keep_resident_bytes = usize::try_from(args.keep_resident)?;
     config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(args.max_memory);
     config.max_loaded_functions = args.max_loaded_functions;
+    if let Some(bytes) = args.max_loaded_code {
+        config.max_loaded_code_bytes = bytes;
+    }
     if let Some(path) = &args.prices {
         config.prices = kiln_server::read_price_list(path)?;
     }

@@ -514,6 +514,49 @@ fn loaded_functions_are_bounded_and_an_evicted_one_loads_again() {
 }
 
 #[test]
+fn loaded_code_is_bounded_in_bytes_and_a_function_bigger_than_the_bound_still_runs() {
+    let home = Home::new();
+    let server = home.start(&["--max-loaded-code", "1MiB"]);
+    let deploy = |name: &str, kib: usize| {
+        let text = format!("{name}\n");
+        let path = home.dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&path, printing_module_with_data(&text, kib * 1024)).expect("write");
+        server.ok(&["deploy", "--name", name, &path.display().to_string()]);
+    };
+    let loaded = || {
+        let text = metrics(&server, &home);
+        (
+            metric(&text, "kiln_loaded_functions"),
+            metric(&text, "kiln_loaded_code_bytes"),
+            metric(&text, "kiln_function_cache_evictions_total"),
+        )
+    };
+    deploy("first", 600);
+    let (functions, bytes, evictions) = loaded();
+    assert_eq!((functions, evictions), (1.0, 0.0));
+    assert!(
+        (600.0 * 1024.0..=1024.0 * 1024.0).contains(&bytes),
+        "{bytes}"
+    );
+    // Two would pass 1 MiB: the least recently used is unloaded.
+    deploy("second", 600);
+    let (functions, bytes, evictions) = loaded();
+    assert_eq!((functions, evictions), (1.0, 1.0), "{bytes}");
+    assert!(bytes <= 1024.0 * 1024.0, "{bytes}");
+    // The first loads again on its request, and pushes the second out.
+    let first = post(&server.function_url("default", "first"), "");
+    assert_eq!((first.status, first.body.as_str()), (200, "first\n"));
+    assert_eq!(loaded().2, 2.0);
+    // One function over the bound on its own is loaded, alone, and runs.
+    deploy("big", 1500);
+    let (functions, bytes, evictions) = loaded();
+    assert_eq!((functions, evictions), (1.0, 3.0));
+    assert!(bytes >= 1500.0 * 1024.0, "{bytes}");
+    let big = post(&server.function_url("default", "big"), "");
+    assert_eq!((big.status, big.body.as_str()), (200, "big\n"));
+}
+
+#[test]
 fn out_of_range_server_limits_are_refused_before_starting() {
     let home = Home::new();
     for (flag, value, message) in [
@@ -525,6 +568,7 @@ fn out_of_range_server_limits_are_refused_before_starting() {
         ("--max-instances", "0", "0 is not in 1.."),
         ("--max-memory", "8GiB", "must be between 64KiB and 4GiB"),
         ("--keep-resident", "2GiB", "must be at most 1GiB"),
+        ("--max-loaded-code", "512KiB", "must be at least 1MiB"),
         ("--instance-wait", "soon", "invalid value 'soon'"),
         ("--compile-timeout", "2h", "must be between 100ms and 1h"),
         ("--header-timeout", "1ms", "must be between 100ms and 1h"),

@@ -328,11 +328,22 @@ pub(crate) fn metrics(server: &KilnServer, home: &Home) -> String {
 /// A WASI command that prints `text`, with `padding` (WAT functions) beside
 /// its code: padding makes compiling it take a while.
 pub(crate) fn printing_module(text: &str, padding: &str) -> Vec<u8> {
+    printing_module_in(text, padding, 1)
+}
+
+/// [`printing_module`] with `bytes` of initialized data (not zeros) in its
+/// memory: an artifact that big at least.
+pub(crate) fn printing_module_with_data(text: &str, bytes: usize) -> Vec<u8> {
+    let data = format!(r#"(data (i32.const 65536) "{}")"#, "kiln".repeat(bytes / 4));
+    printing_module_in(text, &data, 2 + bytes / 65536)
+}
+
+fn printing_module_in(text: &str, padding: &str, pages: usize) -> Vec<u8> {
     let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
     wat::parse_str(format!(
         r#"(module
           (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
+          (memory (export "memory") {pages})
           (data (i32.const 16) "{data}")
           {padding}
           (func (export "_start")

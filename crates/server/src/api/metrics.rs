@@ -78,7 +78,7 @@ pub(crate) fn render(state: &AppState) -> String {
     let functions = state.functions.stats();
     let counters = &state.counters;
     let shares = state.runtime.cpu_shares();
-    let scalars: [(&str, &str, &str, f64); 17] = [
+    let scalars: [(&str, &str, &str, f64); 18] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -120,6 +120,12 @@ pub(crate) fn render(state: &AppState) -> String {
             "gauge",
             "Functions loaded in memory (artifact mapped, pre-linked).",
             state.functions.loaded() as f64,
+        ),
+        (
+            "kiln_loaded_code_bytes",
+            "gauge",
+            "Bytes of artifacts the loaded functions keep mapped (at most --max-loaded-code).",
+            state.functions.loaded_bytes() as f64,
         ),
         (
             "kiln_function_cache_hits_total",
