@@ -1,5 +1,5 @@
-//! The wasmtime engine Kiln runs every function on, and the epoch ticker that
-//! enforces wall-clock limits.
+//! The wasmtime engine Kiln runs every function on (its ticker, which
+//! enforces wall-clock limits, is `ticker.rs`).
 //!
 //! One engine per process: pooling instance allocator (instances, memories, tables
 //! and fiber stacks are pre-reserved slots, so instantiation is a few µs), copy-on-write
@@ -7,9 +7,7 @@
 //! interruption (compiled code checks a counter at loop heads and calls, which a guest
 //! cannot skip).
 
-use crate::cpu_share::CpuShares;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures,
@@ -172,39 +170,3 @@ pub(crate) const KEPT_OFF: &[(WasmFeatures, &str)] = &[
     (WasmFeatures::CUSTOM_PAGE_SIZES, "custom page sizes"),
     (WasmFeatures::WIDE_ARITHMETIC, "wide arithmetic"),
 ];
-
-/// Advances the engine's epoch every tick, and balances the tenants' shares of
-/// CPU, until dropped. The thread holds the engine alive; dropping the ticker
-/// stops it within one tick.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    pub(crate) fn start(
-        engines: Vec<Engine>,
-        tick: Duration,
-        shares: Arc<CpuShares>,
-    ) -> std::io::Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name("kiln-epoch".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    for engine in &engines {
-                        engine.increment_epoch();
-                    }
-                    shares.balance();
-                }
-            })?;
-        Ok(EpochTicker { stop })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}

@@ -30,6 +30,9 @@ pub(crate) struct Host<W> {
     pub(crate) kv_ops: crate::kv::KvOps,
     /// The tenant's share of CPU, charged and checked at epoch ticks.
     pub(crate) share: Option<crate::cpu_share::CpuShare>,
+    /// Counted among the live guests while the store lives: the epoch ticker
+    /// runs (and interrupts this guest on time) meanwhile.
+    pub(crate) _live: crate::ticker::LiveGuest,
 }
 
 /// A core module's host state: WASI preview 1.

@@ -244,6 +244,8 @@ pub(crate) struct Invoker {
     pub(crate) epoch_tick: Duration,
     /// Where outbound requests may connect.
     pub(crate) egress: Arc<crate::egress::EgressPolicy>,
+    /// Keeps the epoch ticker running while a store lives.
+    pub(crate) awake: Arc<crate::ticker::Awake>,
 }
 
 /// An instance slot, held until the store using it is dropped.
@@ -285,6 +287,7 @@ impl Invoker {
             kv_core: Default::default(),
             kv_ops: Default::default(),
             share,
+            _live: self.awake.guest(),
         };
         let mut store = Store::new(engine, host);
         store.limiter(|host| &mut host.limiter);

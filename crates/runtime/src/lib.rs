@@ -58,6 +58,7 @@ mod output;
 mod runtime;
 mod snapshot;
 mod streaming;
+mod ticker;
 mod tier;
 mod validate;
 

@@ -5,7 +5,7 @@ use crate::artifact::ArtifactCache;
 use crate::background::{BackgroundPool, CompilePriority};
 use crate::compile_cache::DiskCacheStore;
 use crate::cpu_share::{CpuShare, CpuShares};
-use crate::engine::{EngineConfig, EpochTicker, build_engine};
+use crate::engine::{EngineConfig, build_engine};
 use crate::errors::{LoadError, RuntimeError};
 use crate::files::{ScratchConfig, ScratchRoot};
 use crate::function::{CoreHost, Function, Host};
@@ -14,6 +14,7 @@ use crate::invoke::{Invocation, InvokeError, Invoker, Request};
 use crate::limiter::GuestLimiter;
 use crate::snapshot::{InstrumentedCache, Snapshot, SnapshotError, SnapshotHost, SnapshotInit};
 use crate::streaming::{BoxError, StreamRequest, Streamed};
+use crate::ticker::{Awake, EpochTicker};
 use crate::tier::Compiler;
 use crate::validate::{self, ModuleInfo, ProvidedImports, ValidationError};
 use kiln_api::Digest;
@@ -147,8 +148,14 @@ impl Runtime {
             .chain(&baseline)
             .map(|compiler| compiler.engine.clone())
             .collect();
-        let ticker = EpochTicker::start(engines, config.engine.epoch_tick, shares.clone())
-            .map_err(RuntimeError::Ticker)?;
+        let awake = Arc::new(Awake::default());
+        let ticker = EpochTicker::start(
+            engines,
+            config.engine.epoch_tick,
+            shares.clone(),
+            awake.clone(),
+        )
+        .map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
             invoker: Invoker {
                 engine: engine.clone(),
@@ -161,6 +168,7 @@ impl Runtime {
                 scratch: std::sync::Arc::new(scratch),
                 epoch_tick: config.engine.epoch_tick,
                 egress: std::sync::Arc::new(config.egress.clone()),
+                awake,
             },
             optimized,
             baseline,
@@ -576,6 +584,8 @@ fn provided_imports(engine: &wasmtime::Engine, linker: &Linker<CoreHost>) -> Pro
         kv_core: Default::default(),
         kv_ops: Default::default(),
         share: None,
+        // No guest runs in this store: counted on an account no ticker reads.
+        _live: Arc::new(Awake::default()).guest(),
     };
     let mut store = Store::new(engine, host);
     linker

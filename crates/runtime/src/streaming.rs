@@ -543,6 +543,7 @@ impl Invoker {
             scratch: self.scratch.clone(),
             epoch_tick: self.epoch_tick,
             egress: self.egress.clone(),
+            awake: self.awake.clone(),
         }
     }
 }
