@@ -50,8 +50,8 @@ fn local_cpu_us(input: &str) -> u64 {
     micros as u64
 }
 
-/// CPU time (µs) used so far by each thread of process `pid`, by thread id, from
-/// the scheduler's nanosecond accounting.
+/// CPU time (µs) used so far by each thread of process `pid`, by thread id
+/// and name, from the scheduler's nanosecond accounting.
 fn thread_cpu_us(pid: i32) -> std::collections::HashMap<String, u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("server threads");
     tasks
@@ -59,26 +59,42 @@ fn thread_cpu_us(pid: i32) -> std::collections::HashMap<String, u64> {
             let task = task.ok()?;
             let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
             let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             Some((
-                task.file_name().to_string_lossy().into_owned(),
+                format!("{} {}", task.file_name().to_string_lossy(), name.trim()),
                 nanos / 1000,
             ))
         })
         .collect()
 }
 
-/// Sends `body` to `url` and returns the answer with the CPU time (µs) the
-/// server process spent meanwhile. A thread that exits during the call drops out
-/// of the sum rather than skewing it.
-fn cpu_of_call(server: &KilnServer, url: &str, body: &str) -> (Answer, u64) {
+/// The CPU time (µs) a server spent during one call, and on which threads.
+struct CallCpu {
+    total: u64,
+    /// Threads that spent any, by id and name: said when an assertion fails.
+    threads: Vec<(String, u64)>,
+}
+
+/// Sends `body` to `url` and returns the answer with the CPU time the server
+/// process spent meanwhile. A thread that exits during the call drops out of
+/// the sum rather than skewing it.
+fn cpu_of_call(server: &KilnServer, url: &str, body: &str) -> (Answer, CallCpu) {
     let before = thread_cpu_us(server.pid());
     let answer = post(url, body);
     let after = thread_cpu_us(server.pid());
-    let spent = after
+    let mut threads: Vec<(String, u64)> = after
         .iter()
-        .map(|(thread, now)| now - before.get(thread).copied().unwrap_or(0))
-        .sum();
-    (answer, spent)
+        .map(|(thread, now)| {
+            (
+                thread.clone(),
+                now - before.get(thread).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, spent)| *spent > 0)
+        .collect();
+    threads.sort();
+    let total = threads.iter().map(|(_, spent)| spent).sum();
+    (answer, CallCpu { total, threads })
 }
 
 fn receipt(answer: &Answer, header: &str) -> u64 {
@@ -109,12 +125,13 @@ fn metering_is_accurate_for_cpu_sleep_and_memory() {
     // logging), measured with a call that does no guest work, right before.
     let mut burn_cpus = Vec::new();
     for _ in 0..3 {
-        let (nothing, fixed) = cpu_of_call(&server, &burn_url, "0");
+        let (nothing, fixed_call) = cpu_of_call(&server, &burn_url, "0");
         assert_eq!(nothing.status, 200, "{}", nothing.body);
         burn_cpus.push(receipt(&nothing, "kiln-cpu-us"));
-        let (burn, spent) = cpu_of_call(&server, &burn_url, &rounds);
+        let (burn, call) = cpu_of_call(&server, &burn_url, &rounds);
         assert_eq!(burn.status, 200, "{}", burn.body);
         let cpu = receipt(&burn, "kiln-cpu-us");
+        let (spent, fixed) = (call.total, fixed_call.total);
         let guest = spent.saturating_sub(fixed);
         assert!(
             (50_000..=200_000).contains(&guest),
@@ -123,7 +140,10 @@ fn metering_is_accurate_for_cpu_sleep_and_memory() {
         assert!(
             cpu <= spent && cpu >= guest * 9 / 10,
             "a guest that burned {guest} µs of CPU (the server spent {spent} µs, \
-             {fixed} µs of it on any request) was metered at {cpu} µs"
+             {fixed} µs of it on any request) was metered at {cpu} µs; \
+             by thread, the call: {:?}; a call doing nothing: {:?}",
+            call.threads,
+            fixed_call.threads
         );
         assert!(receipt(&burn, "kiln-wall-us") >= cpu);
         burn_cpus.push(cpu);
