@@ -9,7 +9,8 @@
 //! Steps 3–4 run once per digest however many requests find it missing
 //! (single-flight, per instance), and every compile (a deploy's, a start-up's, a
 //! request's) waits for one of the same compiler slots and obeys the same time
-//! limit ([`Functions::compile`]).
+//! limit ([`Functions::compile`]); a background one only waits for its slot
+//! within it, then runs to its end.
 //!
 //! **Tiers.** A module of at least `--baseline-above` bytes is first compiled
 //! with Winch (baseline code, in seconds), served at once, and compiled with
@@ -490,7 +491,8 @@ impl Functions {
     }
 
     /// Validates and compiles at `priority`, waiting for a compiler slot first
-    /// (the wait counts against the limit); then shares a new artifact.
+    /// (the wait counts against the limit; a background compile, once it has
+    /// its slot, runs to its end whatever it takes); then shares a new artifact.
     async fn compile(
         &self,
         digest: Digest,
@@ -517,9 +519,18 @@ impl Functions {
                 runtime.compile_file(source.path(), digest, tier, priority, &abandoned)
             }
         });
-        let Ok(joined) = tokio::time::timeout_at(deadline, job).await else {
-            abandoned.store(true, Ordering::Release);
-            return Err(FunctionError::TooSlow(limit));
+        let joined = match priority {
+            CompilePriority::Waited => match tokio::time::timeout_at(deadline, job).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    abandoned.store(true, Ordering::Release);
+                    return Err(FunctionError::TooSlow(limit));
+                }
+            },
+            // Nobody waits for it, and a compile cannot be stopped: the limit
+            // would only throw away a result that is on its way (at the lowest
+            // priority, a busy machine makes it slow, not wrong).
+            CompilePriority::Background => job.await,
         };
         let compiled = joined??;
         if let Some(took) = compiled.compile_time {
@@ -566,6 +577,14 @@ mod tests {
 
     /// A runtime, a blob store holding one module with no artifact, and its digest.
     async fn setup(dir: &std::path::Path) -> (Arc<Runtime>, Arc<dyn BlobStore>, Digest) {
+        setup_with(dir, r#"(module (func (export "_start")))"#).await
+    }
+
+    /// [`setup`] with the module written in `wat`.
+    async fn setup_with(
+        dir: &std::path::Path,
+        wat: &str,
+    ) -> (Arc<Runtime>, Arc<dyn BlobStore>, Digest) {
         let runtime = Arc::new(
             Runtime::new(RuntimeConfig {
                 engine: EngineConfig {
@@ -578,7 +597,7 @@ mod tests {
         );
         let blobs: Arc<dyn BlobStore> =
             Arc::new(LocalBlobs::open(dir.join("modules")).expect("blobs"));
-        let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).expect("wat");
+        let wasm = wat::parse_str(wat).expect("wat");
         let mut staged = blobs.stage().await.expect("stage");
         staged.write(&wasm).await.expect("write");
         let digest = staged.finish().await.expect("finish");
@@ -656,6 +675,48 @@ mod tests {
         let stats = free.stats();
         assert_eq!(stats.compiles.load(Ordering::Relaxed), 1);
         assert_eq!(stats.hits.load(Ordering::Relaxed), 1);
+        assert!(runtime.has_artifact(&digest));
+    }
+
+    #[tokio::test]
+    async fn a_background_compile_runs_past_the_compile_limit_a_waited_one_stops_at() {
+        // Thousands of functions with loops: far more than the 200 ms limit to compile.
+        let body = "(func (param i32) (result i32) (local i32) \
+            (loop (local.set 1 (i32.add (local.get 1) (i32.mul (local.get 0) (i32.const 3)))) \
+            (br_if 0 (i32.lt_u (local.get 1) (i32.const 1000)))) (local.get 1))";
+        let wat = format!(
+            r#"(module {} (func (export "_start")))"#,
+            body.repeat(20_000)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (runtime, blobs, digest) = setup_with(dir.path(), &wat).await;
+        let functions = functions(&runtime, &blobs, 2);
+        let source = || async {
+            let blob = blobs.local(BlobKind::Module, &digest).await.expect("blob");
+            Arc::new(Source::Blob(Box::new(blob)))
+        };
+        let waited = functions
+            .compile(
+                digest,
+                source().await,
+                Tier::Optimized,
+                CompilePriority::Waited,
+            )
+            .await
+            .expect_err("past the limit");
+        assert!(matches!(waited, FunctionError::TooSlow(_)), "{waited:?}");
+        assert!(!runtime.has_artifact(&digest), "its result is thrown away");
+
+        let background = functions
+            .compile(
+                digest,
+                source().await,
+                Tier::Optimized,
+                CompilePriority::Background,
+            )
+            .await
+            .expect("compiled in the background, however long it took");
+        assert_eq!(background.function.tier(), Tier::Optimized);
         assert!(runtime.has_artifact(&digest));
     }
 }
