@@ -112,7 +112,7 @@ pub(crate) fn render(state: &AppState) -> String {
         (
             "kiln_cpu_share_capacity_cores",
             "gauge",
-            "Cores the tenants' shares divide now: this process's CPU time plus the machine's idle time, at most --cpu-cores.",
+            "Cores the tenants' shares divide: this process's CPU time plus the machine's idle time, at most --cpu-cores (sampled while guests run).",
             shares.capacity(),
         ),
         (
