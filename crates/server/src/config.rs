@@ -38,7 +38,7 @@ pub struct ServerConfig {
     pub max_loaded_functions: NonZeroUsize,
     /// Bytes of artifacts the loaded functions may keep mapped (private copies
     /// the kernel cannot drop); the least recently used is evicted past them
-    /// too (default [`default_max_loaded_code`]: a quarter of the machine's memory).
+    /// too (default: a quarter of the machine's memory, at least 256 MiB).
     pub max_loaded_code_bytes: u64,
     /// What metered units cost (default [`PriceList::default`]).
     pub prices: PriceList,
@@ -214,7 +214,7 @@ pub struct InitialCredentials {
 /// The default of [`ServerConfig::max_loaded_code_bytes`]: a quarter of the
 /// machine's memory (`MemTotal` of `/proc/meminfo`), else 4 GiB where that
 /// cannot be read; at least 256 MiB.
-pub fn default_max_loaded_code() -> u64 {
+fn default_max_loaded_code() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|meminfo| mem_total(&meminfo));

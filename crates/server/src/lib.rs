@@ -59,7 +59,6 @@ mod tls;
 
 pub use config::{
     BundleLimits, ConsoleConfig, InitialCredentials, S3Config, ServerConfig, TlsFiles,
-    default_max_loaded_code,
 };
 pub use listen::ConnectionLimits;
 pub use pricing::read_price_list;

@@ -4,9 +4,20 @@
 
 use crate::{guests, runtime, wasm};
 use kiln_api::Digest;
-use kiln_runtime::{CompilePriority, Limits, LoadError, Outcome, Request, Tier};
+use kiln_runtime::{CompilePriority, Compiled, Limits, LoadError, Outcome, Request, Runtime, Tier};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+/// Compiles `bytes` with `tier`'s compiler at `priority`, never abandoned.
+fn compile(
+    runtime: &Runtime,
+    bytes: &[u8],
+    tier: Tier,
+    priority: CompilePriority,
+) -> Result<Compiled, LoadError> {
+    let never = AtomicBool::new(false);
+    runtime.compile_tier(Digest::of(bytes), bytes, tier, priority, &never)
+}
 
 fn echo(stdin: &str, limits: Limits) -> Request {
     Request {
@@ -22,16 +33,7 @@ async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
     let rt = runtime();
     let bytes = wasm(guests::ECHO);
     let digest = Digest::of(&bytes);
-    let never = AtomicBool::new(false);
-    let baseline = rt
-        .runtime
-        .compile_tier(
-            digest,
-            &bytes,
-            Tier::Baseline,
-            CompilePriority::Waited,
-            &never,
-        )
+    let baseline = compile(&rt.runtime, &bytes, Tier::Baseline, CompilePriority::Waited)
         .expect("Winch compiles a plain module");
     assert_eq!(baseline.function.tier(), Tier::Baseline);
     assert_eq!(rt.runtime.best_tier(&digest), Some(Tier::Baseline));
@@ -50,16 +52,13 @@ async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
     );
 
     // As the server makes it: in the background, while baseline code serves.
-    let optimized = rt
-        .runtime
-        .compile_tier(
-            digest,
-            &bytes,
-            Tier::Optimized,
-            CompilePriority::Background,
-            &never,
-        )
-        .expect("Cranelift compiles it");
+    let optimized = compile(
+        &rt.runtime,
+        &bytes,
+        Tier::Optimized,
+        CompilePriority::Background,
+    )
+    .expect("Cranelift compiles it");
     assert_eq!(optimized.function.tier(), Tier::Optimized);
     let loaded = rt.runtime.load(&digest).expect("load");
     assert_eq!(loaded.tier(), Tier::Optimized, "the best tier is loaded");
@@ -85,17 +84,8 @@ async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
 async fn baseline_code_stops_at_the_wall_time_limit() {
     let rt = runtime();
     let bytes = wasm(guests::LOOP);
-    let never = AtomicBool::new(false);
-    let compiled = rt
-        .runtime
-        .compile_tier(
-            Digest::of(&bytes),
-            &bytes,
-            Tier::Baseline,
-            CompilePriority::Waited,
-            &never,
-        )
-        .expect("compile");
+    let compiled =
+        compile(&rt.runtime, &bytes, Tier::Baseline, CompilePriority::Waited).expect("compile");
     let limit = Duration::from_millis(100);
     let limits = Limits {
         wall_time: limit,
@@ -121,28 +111,16 @@ fn a_module_winch_cannot_compile_fails_its_baseline_tier_only() {
     (block $caught (try_table (catch_all $caught) (throw $oops)))))"#,
     );
     let digest = Digest::of(&bytes);
-    let never = AtomicBool::new(false);
-    let refused = rt
-        .runtime
-        .compile_tier(
-            digest,
-            &bytes,
-            Tier::Baseline,
-            CompilePriority::Waited,
-            &never,
-        )
+    let refused = compile(&rt.runtime, &bytes, Tier::Baseline, CompilePriority::Waited)
         .expect_err("Winch refuses exceptions");
     assert!(matches!(refused, LoadError::Compile(_)), "{refused:?}");
     assert_eq!(rt.runtime.best_tier(&digest), None, "nothing was written");
-    let compiled = rt
-        .runtime
-        .compile_tier(
-            digest,
-            &bytes,
-            Tier::Optimized,
-            CompilePriority::Waited,
-            &never,
-        )
-        .expect("Cranelift compiles it");
+    let compiled = compile(
+        &rt.runtime,
+        &bytes,
+        Tier::Optimized,
+        CompilePriority::Waited,
+    )
+    .expect("Cranelift compiles it");
     assert_eq!(compiled.function.tier(), Tier::Optimized);
 }
