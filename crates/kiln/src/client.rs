@@ -123,11 +123,13 @@ impl Client {
         &self,
         path: &str,
         body: impl std::io::Read + 'static,
+        len: u64,
     ) -> anyhow::Result<T> {
         let req = self.authorized(
             self.agent
                 .post(format!("{}{path}", self.url))
-                .header("Content-Type", "application/wasm"),
+                .header("Content-Type", "application/wasm")
+                .header("Content-Length", len.to_string()),
         );
         json(self.check(req.send(ureq::SendBody::from_owned_reader(body)))?)
     }

@@ -59,7 +59,8 @@ impl RuntimeConfig {
     }
 }
 
-/// A binary that passed validation and has a compiled artifact on disk.
+/// A binary that passed validation and was compiled: its artifact is in the
+/// cache, its file written or being written behind.
 #[derive(Debug, Clone)]
 pub struct Compiled {
     /// The module's sha256.
@@ -256,9 +257,14 @@ impl Runtime {
     /// Checks that `wasm` is a function Kiln can run, without compiling it.
     pub fn validate(&self, wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
         validate::validate(&self.optimized.engine, wasm, |module, name| {
-            self.provided
-                .contains(&(module.to_owned(), name.to_owned()))
+            self.provides(module, name)
         })
+    }
+
+    /// Whether the host defines the import `module`::`name`.
+    fn provides(&self, module: &str, name: &str) -> bool {
+        self.provided
+            .contains(&(module.to_owned(), name.to_owned()))
     }
 
     /// Validates and compiles `wasm` into the artifact cache, unless its artifact is
@@ -312,7 +318,9 @@ impl Runtime {
         abandoned: &AtomicBool,
     ) -> Result<Compiled, LoadError> {
         let compiler = self.compiler(tier)?;
-        let info = self.validate(wasm)?;
+        // The compile validates the code (in parallel); a full validation of
+        // its own first would pass over every function body twice.
+        let info = validate::inspect(wasm, |module, name| self.provides(module, name))?;
         let artifact = compiler.artifacts.path(&digest);
         if compiler.artifacts.contains(&digest)
             && let Ok(function) = compiler.load(&digest)
@@ -331,6 +339,10 @@ impl Runtime {
             .background
             .run(priority, || compiler.precompile(wasm, info.kind))
             .map_err(|e| {
+                // Refused as `validate` would have refused it, if it would.
+                if let Err(invalid) = self.validate(wasm) {
+                    return invalid.into();
+                }
                 match validate::proposals_off(wasm) {
                     // A component's code is validated as it compiles.
                     Some(proposals) => ValidationError::ProposalOff(proposals).into(),
@@ -341,25 +353,30 @@ impl Runtime {
         if abandoned.load(Ordering::Acquire) {
             return Err(LoadError::Abandoned);
         }
-        let artifact = compiler
-            .artifacts
-            .write(&digest, &bytes)
-            .map_err(|source| LoadError::WriteArtifact {
-                path: artifact,
-                source,
-            })?;
+        // Loaded from memory at once; the file is written behind.
+        let kind = wasmtime::Engine::detect_precompiled(&bytes);
+        let write_failed = |source: std::io::Error| LoadError::WriteArtifact {
+            path: artifact.clone(),
+            source,
+        };
+        let sealed = ArtifactCache::seal(&bytes).map_err(write_failed)?;
         drop(bytes);
         // Load and link now, so that a module too large for an instance slot, or
         // whose imports have the wrong types, is refused at deploy time rather than
         // on its first request. Code just compiled by this engine that it cannot
-        // load is such a module, not a damaged file.
-        let function = compiler.load(&digest).map_err(|e| {
-            let _ = compiler.artifacts.remove(&digest);
-            match e {
-                LoadError::BadArtifact { cause, .. } => LoadError::Unfit(cause),
-                other => other,
-            }
+        // load is such a module, not a damaged artifact.
+        let loaded = sealed
+            .try_clone()
+            .map_err(write_failed)
+            .and_then(|copy| compiler.load_sealed(&digest, kind, copy));
+        let function = loaded.map_err(|e| match e {
+            LoadError::BadArtifact { cause, .. } => LoadError::Unfit(cause),
+            other => other,
         })?;
+        compiler
+            .artifacts
+            .write_behind(&digest, &sealed)
+            .map_err(write_failed)?;
         Ok(Compiled {
             digest,
             info,
@@ -439,7 +456,7 @@ impl Runtime {
             .compiler(tier)
             .map_err(std::io::Error::other)?
             .artifacts;
-        let bytes = std::fs::read(artifacts.path(digest))?;
+        let bytes = artifacts.read(digest)?;
         Ok((artifacts.key(digest), bytes))
     }
 
@@ -468,12 +485,21 @@ impl Runtime {
     }
 
     /// The size in bytes of the artifact [`Runtime::load`] would read for
-    /// `digest` (its best tier), if this node's cache holds one.
+    /// `digest` (its best tier), if this node's cache holds its file (not
+    /// while it is written behind: this never waits).
     pub fn artifact_len(&self, digest: &Digest) -> Option<u64> {
         let compiler = self.compiler(self.best_tier(digest)?).ok()?;
-        std::fs::metadata(compiler.artifacts.path(digest))
-            .ok()
-            .map(|meta| meta.len())
+        compiler.artifacts.file_len(digest)
+    }
+
+    /// Waits until every artifact compiled here is written to the cache (a
+    /// compile loads its code at once and writes its file behind): what a
+    /// server shutting down does last.
+    pub fn flush_artifacts(&self) {
+        self.optimized.artifacts.flush();
+        if let Some(baseline) = &self.baseline {
+            baseline.artifacts.flush();
+        }
     }
 
     /// Deletes this node's artifacts of `digest`, of every tier.

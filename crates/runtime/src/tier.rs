@@ -10,6 +10,7 @@ use crate::errors::{LoadError, RuntimeError};
 use crate::function::{ComponentHost, CoreHost, Entry, Function};
 use crate::validate::{ModuleKind, ValidationError};
 use kiln_api::{Digest, Tier};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use wasmtime::component::Component;
@@ -82,6 +83,7 @@ impl Compiler {
 
     /// Loads this tier's artifact of `digest` (see [`crate::Runtime::load`]).
     pub(crate) fn load(&self, digest: &Digest) -> Result<Function, LoadError> {
+        self.artifacts.settle(digest);
         let path = self.artifacts.path(digest);
         if !path.is_file() {
             return Err(LoadError::NotCompiled(*digest));
@@ -91,16 +93,6 @@ impl Compiler {
             message: format!("{e:#}"),
             cause: e.root_cause().to_string(),
         };
-        // Both deserializations below rely on this: the artifact cache only holds files
-        // written whole (atomic rename) by `Runtime::compile_tier` through
-        // `precompile_module`/`precompile_component`, or by
-        // `Runtime::import_artifact` with the output of that same function on
-        // another Kiln node (its `# Trust` section: the shared bucket is writable
-        // by Kiln nodes only), under a directory keyed by this engine's
-        // compatibility hash; wasmtime checks the header, the kind and the version
-        // again before using it. What is mapped is a sealed private copy
-        // ([`ArtifactCache::sealed_copy`]), never the file: nothing done to the
-        // file later changes or truncates the code in use.
         let unreadable = |e: std::io::Error| LoadError::BadArtifact {
             path: path.clone(),
             message: format!("cannot read it: {e}"),
@@ -108,6 +100,40 @@ impl Compiler {
         };
         let kind = wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)?;
         let copy = self.artifacts.sealed_copy(digest).map_err(unreadable)?;
+        self.load_sealed(digest, kind, copy)
+    }
+
+    /// Loads `copy`, a sealed in-memory artifact of `digest` of `kind`: a
+    /// [`ArtifactCache::sealed_copy`] of its file, or the output of a compile
+    /// ([`ArtifactCache::seal`]).
+    pub(crate) fn load_sealed(
+        &self,
+        digest: &Digest,
+        kind: Option<Precompiled>,
+        copy: File,
+    ) -> Result<Function, LoadError> {
+        // Both deserializations below rely on this: `copy` holds the output of
+        // this engine's `precompile_module`/`precompile_component`, either just
+        // returned by `Runtime::compile_tier` in this process, or a file of the
+        // artifact cache, which only holds files written whole (atomic rename)
+        // by `Runtime::compile_tier` or by `Runtime::import_artifact` with the
+        // output of that same function on another Kiln node (its `# Trust`
+        // section: the shared bucket is writable by Kiln nodes only), under a
+        // directory keyed by this engine's compatibility hash; wasmtime checks
+        // the header, the kind and the version again before using it. What is
+        // mapped is sealed and private, never the file: nothing done to the file
+        // later changes or truncates the code in use.
+        let path = self.artifacts.path(digest);
+        let bad = |e: wasmtime::Error| LoadError::BadArtifact {
+            path: path.clone(),
+            message: format!("{e:#}"),
+            cause: e.root_cause().to_string(),
+        };
+        let unreadable = |e: std::io::Error| LoadError::BadArtifact {
+            path: path.clone(),
+            message: format!("cannot read it: {e}"),
+            cause: e.to_string(),
+        };
         match kind {
             Some(Precompiled::Component) => {
                 // wasmtime 48 takes a component's file by path only: the copy's

@@ -150,18 +150,35 @@ pub(crate) fn validate(
     wasm: &[u8],
     provided: impl Fn(&str, &str) -> bool,
 ) -> Result<ModuleInfo, ValidationError> {
-    let size = wasm.len() as u64;
-    if check_header(wasm)? == Layer::Component {
-        return validate_component(wasm);
-    }
-    if let Err(e) = wasmtime::Module::validate(engine, wasm) {
-        return Err(match classify_parse_error(size, &e) {
+    if check_header(wasm)? == Layer::Core
+        && let Err(e) = wasmtime::Module::validate(engine, wasm)
+    {
+        return Err(match classify_parse_error(wasm.len() as u64, &e) {
             ValidationError::Invalid(cause) => proposals_off(wasm)
                 .map(ValidationError::ProposalOff)
                 .unwrap_or(ValidationError::Invalid(cause)),
             other => other,
         });
     }
+    inspect(wasm, provided)
+}
+
+/// [`validate`] but for the engine's validation of the code: what Kiln needs
+/// of a binary (its kind, its imports, a memory for WASI), read in one parse
+/// with no function body looked at. A compile validates the code itself, in
+/// parallel, so the deploy path calls this and [`validate`] only when the
+/// compile fails, to say why in the same words.
+pub(crate) fn inspect(
+    wasm: &[u8],
+    provided: impl Fn(&str, &str) -> bool,
+) -> Result<ModuleInfo, ValidationError> {
+    let size = wasm.len() as u64;
+    if check_header(wasm)? == Layer::Component {
+        return validate_component(wasm);
+    }
+    let malformed = |e: wasmparser::BinaryReaderError| {
+        classify_parse_error(size, &wasmtime::Error::msg(e.to_string()))
+    };
 
     let mut imports = Vec::new();
     let mut unknown = Vec::new();
@@ -171,11 +188,11 @@ pub(crate) fn validate(
     let mut imported_memory = false;
     let mut shared_memory = false;
     for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+        let payload = payload.map_err(malformed)?;
         match payload {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    let import = import.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    let import = import.map_err(malformed)?;
                     let name = format!("{}::{}", import.module, import.name);
                     if let TypeRef::Memory(memory) = import.ty {
                         imported_memory = true;
@@ -189,13 +206,13 @@ pub(crate) fn validate(
             }
             Payload::MemorySection(reader) => {
                 for memory in reader {
-                    let memory = memory.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    let memory = memory.map_err(malformed)?;
                     shared_memory |= memory.shared;
                 }
             }
             Payload::ExportSection(reader) => {
                 for export in reader {
-                    let export = export.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    let export = export.map_err(malformed)?;
                     match (export.name, export.kind) {
                         ("_start", ExternalKind::Func) => has_start = true,
                         ("_initialize", ExternalKind::Func) => has_initialize = true,

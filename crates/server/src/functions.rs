@@ -548,6 +548,9 @@ impl Functions {
     /// Offers this node's artifact of `digest` to the others. A failure costs the
     /// others a compilation, nothing else: it is logged, not returned.
     async fn share(&self, digest: Digest, tier: Tier) {
+        if !self.blobs.shares_artifacts() {
+            return;
+        }
         let runtime = self.runtime.clone();
         let exported =
             tokio::task::spawn_blocking(move || runtime.export_artifact(&digest, tier)).await;

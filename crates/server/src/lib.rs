@@ -428,6 +428,7 @@ impl Server {
             })
         });
         let settling = state.settling.clone();
+        let runtime = state.runtime.clone();
         let counters = state.counters.clone();
         let metrics = state.metrics.clone();
         let reporting = state.clone();
@@ -492,6 +493,15 @@ impl Server {
             .is_err()
         {
             tracing::warn!("gave up waiting for the log writer");
+        }
+        // A compile loads its code at once and writes its artifact behind:
+        // what is being written is finished, or the next start compiles it again.
+        let flushing = tokio::task::spawn_blocking(move || runtime.flush_artifacts());
+        if tokio::time::timeout(Duration::from_secs(30), flushing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gave up waiting for compiled artifacts to be written");
         }
         Ok(())
     }

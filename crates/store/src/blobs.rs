@@ -130,6 +130,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Deletes a blob (only the collector does, holding the blob's lock:
     /// `MetadataStore::collect_blob`); one already gone is not an error.
     async fn delete(&self, blob: BlobRef) -> StoreResult<()>;
+    /// Whether this store shares compiled artifacts between nodes: a store of
+    /// one node does not, and a node then has nothing to read, hash or record
+    /// after a compile.
+    fn shares_artifacts(&self) -> bool {
+        false
+    }
     /// Every artifact shared with the other nodes (none for a store of one
     /// node).
     async fn shared_artifacts(&self) -> StoreResult<Vec<SharedArtifact>> {

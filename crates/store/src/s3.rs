@@ -244,6 +244,10 @@ impl BlobStore for S3Blobs {
         }
     }
 
+    fn shares_artifacts(&self) -> bool {
+        true
+    }
+
     async fn share_artifact(&self, key: &str, artifact: Vec<u8>) -> StoreResult<()> {
         let path = ObjectPath::from(format!("artifacts/{key}"));
         self.store

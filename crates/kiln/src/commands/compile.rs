@@ -25,6 +25,8 @@ pub(crate) fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let compiled = runtime
         .compile(&wasm)
         .map_err(|e| anyhow::Error::new(e).context(name.to_string()))?;
+    // The artifact's file is written behind the compile: on disk before exit.
+    runtime.flush_artifacts();
     let size = ByteCount(compiled.info.size);
     match compiled.compile_time {
         Some(time) => println!(

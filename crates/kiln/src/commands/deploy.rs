@@ -169,7 +169,7 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .is_terminal()
         .then(|| Progress::start(sent, size, "compiling"));
     let deployed: anyhow::Result<Deployed> =
-        client.post_reader(&format!("/v1/functions/{name}/versions{query}"), body);
+        client.post_reader(&format!("/v1/functions/{name}/versions{query}"), body, size);
     if let Some(progress) = progress {
         progress.stop();
     }

@@ -81,6 +81,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let invocation = tokio.block_on(runtime.invoke(&function, request))?;
+    // A module compiled now has its artifact written behind: kept for the
+    // next run before this one exits.
+    runtime.flush_artifacts();
 
     // Pass the guest's output through before saying anything of our own.
     std::io::stdout().write_all(&invocation.stdout)?;

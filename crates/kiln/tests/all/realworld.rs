@@ -308,6 +308,76 @@ fn yosys_synthesizes_with_its_bundled_libraries_and_scratch_files() {
     });
 }
 
+/// FNV-1a, 32 bits, computed here: what clang must fold the C below into.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(2_166_136_261u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(16_777_619)
+    })
+}
+
+#[test]
+#[ignore = "real-program lane: scripts/test --realworld"]
+fn clang_compiles_c_with_the_headers_shipped_beside_it() {
+    let home = Home::new();
+    // Room for a debug build's compile (see yosys below), not the limit.
+    let server = home.start(&["--compile-timeout", "5m"]);
+    // Clang 22 and LLD as one multicall binary (argv[0] picks the tool: the
+    // function is named `clang`), 72 MiB with no WebAssembly exceptions: the
+    // baseline compiler takes it, so it is served at once.
+    let clang = program("clang/package/gen/llvm.core.wasm");
+    assert!(std::fs::metadata(&clang).expect("clang").len() >= 60 << 20);
+    // Its headers and WASI sysroot, where its driver looks: /usr.
+    let sysroot = format!("{}:/usr", programs().join("clang/resources").display());
+    let mut args = vec!["--name", "clang", "--dir", &sysroot];
+    args.extend(["--memory", "1GiB", "--timeout", "60s"]);
+    for arg in [
+        "--target=wasm32-wasip1",
+        "-O2",
+        "-S",
+        "-o",
+        "-",
+        "-x",
+        "c",
+        "-",
+    ] {
+        args.extend(["--arg", arg]);
+    }
+    args.push(&clang);
+    let said = deploy(&server, &args);
+    assert!(said.contains("deployed clang v1"), "{said}");
+    assert!(said.contains("serving baseline code"), "{said}");
+
+    let source = "#include <stdint.h>\n\
+                  #include <stdio.h>\n\
+                  static uint32_t fnv1a(const char *s) {\n\
+                  \tuint32_t h = 2166136261u;\n\
+                  \twhile (*s) { h ^= (uint8_t)*s++; h *= 16777619u; }\n\
+                  \treturn h;\n\
+                  }\n\
+                  int main(void) { printf(\"%u\\n\", fnv1a(\"kiln\")); return 0; }\n";
+    let url = server.function_url("default", "clang");
+    let answer = post(&url, source);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The loop folded at -O2 into the constant (a signed immediate), stored
+    // for printf, declared by the mounted stdio.h.
+    let folded = fnv1a(b"kiln").cast_signed();
+    assert!(
+        answer.body.contains(&format!("i32.const\t{folded}\n")),
+        "no fnv1a(\"kiln\") = {folded} in {}",
+        answer.body
+    );
+    assert!(answer.body.contains("call\tprintf"), "{}", answer.body);
+
+    // A header that is nowhere: clang's own diagnostic, in the function's log.
+    let missing = post(&url, "#include <kiln/nowhere.h>\nint x;\n");
+    assert_eq!(missing.status, 502, "{}", missing.body);
+    eventually("clang's diagnostic in its logs", || {
+        let logs = server.ok(&["logs", "clang"]);
+        logs.contains("'kiln/nowhere.h' file not found")
+            .then_some(())
+    });
+}
+
 #[test]
 #[ignore = "real-program lane: scripts/test --realworld"]
 fn a_library_build_of_an_interpreter_is_refused_in_a_few_words() {
