@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Entries buffered between the invoke path and the writer, by default.
@@ -42,6 +42,8 @@ type Dropped = Arc<Mutex<HashMap<i64, (u32, u64)>>>;
 #[derive(Clone)]
 pub(crate) struct LogSink {
     tx: mpsc::Sender<Message>,
+    /// Wakes a writer gathering a batch: a flush waits in the queue.
+    flush_wanted: Arc<Notify>,
     dropped: Arc<AtomicU64>,
     unreported: Dropped,
 }
@@ -56,9 +58,16 @@ impl LogSink {
     ) -> (LogSink, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let unreported = Dropped::default();
-        let writer = tokio::spawn(write(store, rx, unreported.clone()));
+        let flush_wanted = Arc::new(Notify::new());
+        let writer = tokio::spawn(write(
+            store,
+            rx,
+            unreported.clone(),
+            flush_wanted.clone(),
+        ));
         let sink = LogSink {
             tx,
+            flush_wanted,
             dropped: Arc::default(),
             unreported,
         };
@@ -101,6 +110,7 @@ impl LogSink {
         let (done, written) = oneshot::channel();
         let flushed = async {
             if self.tx.send(Message::Flush(done)).await.is_ok() {
+                self.flush_wanted.notify_one();
                 let _ = written.await;
             }
         };
@@ -111,10 +121,15 @@ impl LogSink {
 }
 
 /// The writer task: batches entries, writes them with the dropped counts.
+///
+/// The first entry of a batch wakes it; then it sleeps until the batch's
+/// deadline (or a flush) and takes what queued meanwhile, instead of being
+/// woken by every entry: a wake-up per request would cost the request path.
 async fn write(
     store: Arc<dyn MetadataStore>,
     mut rx: mpsc::Receiver<Message>,
     unreported: Dropped,
+    flush_wanted: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut waiting = Vec::new();
@@ -131,10 +146,18 @@ async fn write(
             if batch.len() >= BATCH || !waiting.is_empty() {
                 break;
             }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = flush_wanted.notified() => {}
+            }
             let room = BATCH - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut messages, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            while messages.len() < room
+                && let Ok(message) = rx.try_recv()
+            {
+                messages.push(message);
             }
         }
         batch.extend(dropped_entries(&unreported));
