@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand};
 use commands::*;
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc's malloc: the request path and the compilers
+/// allocate and free small objects at a high rate, from many threads.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Kiln runs WASI WebAssembly binaries as functions: the request body is stdin,
 /// stdout is the response.
 #[derive(Parser)]
