@@ -368,12 +368,16 @@ pub(crate) fn default_data_dir() -> PathBuf {
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     // rustls warns about what a client sends (an IP address as SNI, ...):
     // once per handshake, a line any client could flood the log with. Its
-    // errors only, unless KILN_LOG names it.
-    let directives = std::env::var("KILN_LOG").unwrap_or_else(|_| "info".into());
-    let directives = match directives.contains("rustls") {
-        true => directives,
-        false => format!("{directives},rustls=error"),
-    };
+    // errors only, unless KILN_LOG names it. wasmtime-wasi opens an info-level
+    // span for every WASI call a guest makes (`#[instrument]`), which would
+    // cost every request a span per call for nothing Kiln prints: its
+    // warnings only, unless KILN_LOG names it.
+    let mut directives = std::env::var("KILN_LOG").unwrap_or_else(|_| "info".into());
+    for (target, level) in [("rustls", "error"), ("wasmtime_wasi", "warn")] {
+        if !directives.contains(target) {
+            directives = format!("{directives},{target}={level}");
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
         .with_writer(std::io::stderr)
