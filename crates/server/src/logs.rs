@@ -59,12 +59,7 @@ impl LogSink {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let unreported = Dropped::default();
         let flush_wanted = Arc::new(Notify::new());
-        let writer = tokio::spawn(write(
-            store,
-            rx,
-            unreported.clone(),
-            flush_wanted.clone(),
-        ));
+        let writer = tokio::spawn(write(store, rx, unreported.clone(), flush_wanted.clone()));
         let sink = LogSink {
             tx,
             flush_wanted,
