@@ -88,16 +88,8 @@ impl Compiler {
         if !path.is_file() {
             return Err(LoadError::NotCompiled(*digest));
         }
-        let bad = |e: wasmtime::Error| LoadError::BadArtifact {
-            path: path.clone(),
-            message: format!("{e:#}"),
-            cause: e.root_cause().to_string(),
-        };
-        let unreadable = |e: std::io::Error| LoadError::BadArtifact {
-            path: path.clone(),
-            message: format!("cannot read it: {e}"),
-            cause: e.to_string(),
-        };
+        let bad = |e| bad_artifact(&path, e);
+        let unreadable = |e| unreadable_artifact(&path, e);
         let kind = wasmtime::Engine::detect_precompiled_file(&path).map_err(bad)?;
         let copy = self.artifacts.sealed_copy(digest).map_err(unreadable)?;
         self.load_sealed(digest, kind, copy)
@@ -124,16 +116,8 @@ impl Compiler {
         // mapped is sealed and private, never the file: nothing done to the file
         // later changes or truncates the code in use.
         let path = self.artifacts.path(digest);
-        let bad = |e: wasmtime::Error| LoadError::BadArtifact {
-            path: path.clone(),
-            message: format!("{e:#}"),
-            cause: e.root_cause().to_string(),
-        };
-        let unreadable = |e: std::io::Error| LoadError::BadArtifact {
-            path: path.clone(),
-            message: format!("cannot read it: {e}"),
-            cause: e.to_string(),
-        };
+        let bad = |e| bad_artifact(&path, e);
+        let unreadable = |e| unreadable_artifact(&path, e);
         match kind {
             Some(Precompiled::Component) => {
                 // wasmtime 48 takes a component's file by path only: the copy's
@@ -204,5 +188,23 @@ impl Compiler {
             ))
         })?;
         Ok(Function::new(digest, self.tier, Entry::Command(command)))
+    }
+}
+
+/// An artifact at `path` that wasmtime refused.
+fn bad_artifact(path: &Path, e: wasmtime::Error) -> LoadError {
+    LoadError::BadArtifact {
+        path: path.to_owned(),
+        message: format!("{e:#}"),
+        cause: e.root_cause().to_string(),
+    }
+}
+
+/// An artifact at `path` that could not be read.
+fn unreadable_artifact(path: &Path, e: std::io::Error) -> LoadError {
+    LoadError::BadArtifact {
+        path: path.to_owned(),
+        message: format!("cannot read it: {e}"),
+        cause: e.to_string(),
     }
 }
