@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// A directory of compiled artifacts for one engine configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +36,26 @@ pub struct ArtifactCache {
 struct WritesBehind {
     pending: Mutex<HashSet<Digest>>,
     finished: Condvar,
+}
+
+impl WritesBehind {
+    fn pending(&self) -> MutexGuard<'_, HashSet<Digest>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits while `still` holds of the pending set.
+    fn wait_while(&self, still: impl FnMut(&mut HashSet<Digest>) -> bool) {
+        drop(
+            self.finished
+                .wait_while(self.pending(), still)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+
+    fn finished(&self, digest: &Digest) {
+        self.pending().remove(digest);
+        self.finished.notify_all();
+    }
 }
 
 impl ArtifactCache {
@@ -78,43 +98,17 @@ impl ArtifactCache {
     }
 
     fn is_behind(&self, digest: &Digest) -> bool {
-        self.behind
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(digest)
+        self.behind.pending().contains(digest)
     }
 
     /// Waits until the artifact of `digest` is not being written behind.
     pub(crate) fn settle(&self, digest: &Digest) {
-        let mut pending = self
-            .behind
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while pending.contains(digest) {
-            pending = self
-                .behind
-                .finished
-                .wait(pending)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.behind.wait_while(|pending| pending.contains(digest));
     }
 
     /// Waits until every artifact written behind is on disk (or failed).
     pub fn flush(&self) {
-        let mut pending = self
-            .behind
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while !pending.is_empty() {
-            pending = self
-                .behind
-                .finished
-                .wait(pending)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.behind.wait_while(|pending| !pending.is_empty());
     }
 
     /// The artifact of `digest` as bytes (to share it with other nodes).
@@ -159,42 +153,25 @@ impl ArtifactCache {
     /// the module is compiled again when next needed.
     pub(crate) fn write_behind(&self, digest: &Digest, sealed: &File) -> io::Result<()> {
         let source = sealed.try_clone()?;
-        self.behind
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(*digest);
+        self.behind.pending().insert(*digest);
         let cache = self.clone();
         let digest = *digest;
-        let write = move || {
-            if let Err(error) = cache.write_with(&digest, |file| send_all(&source, file)) {
-                tracing::warn!(%digest, %error, "cannot write a compiled artifact");
-            }
-            cache
-                .behind
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&digest);
-            cache.behind.finished.notify_all();
-        };
-        // The job is shared with the thread, so that it still runs here if no
-        // thread can be started.
-        let job = Arc::new(Mutex::new(Some(write)));
-        let take =
-            |job: &Mutex<Option<_>>| job.lock().unwrap_or_else(PoisonError::into_inner).take();
         let spawned = std::thread::Builder::new()
             .name("kiln-artifact-write".into())
-            .spawn({
-                let job = job.clone();
-                move || take(&job).map_or((), |write| write())
-            });
-        if spawned.is_err()
-            && let Some(write) = take(&job)
-        {
-            write();
+            .spawn(move || cache.finish_behind(digest, &source));
+        if spawned.is_err() {
+            // No thread to spare: written now.
+            self.finish_behind(digest, sealed);
         }
         Ok(())
+    }
+
+    /// The write of [`ArtifactCache::write_behind`], then its end signalled.
+    fn finish_behind(&self, digest: Digest, source: &File) {
+        if let Err(error) = self.write_with(&digest, |file| send_all(source, file)) {
+            tracing::warn!(%digest, %error, "cannot write a compiled artifact");
+        }
+        self.behind.finished(&digest);
     }
 
     /// Writes the artifact of `digest` atomically and durably, returning its path.
