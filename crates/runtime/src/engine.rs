@@ -141,7 +141,14 @@ pub(crate) fn build_engine(
         .parallel_compilation(true);
     match tier {
         crate::Tier::Baseline => {
-            wasm.strategy(wasmtime::Strategy::Winch);
+            // Winch compiles the functions; Cranelift still compiles one
+            // entry trampoline per function the host or a table may call
+            // (tens of thousands in a large C++ program). Those are a few
+            // moves each: optimizing them, or allocating their registers
+            // the careful way, is compile time the baseline is there to save.
+            wasm.strategy(wasmtime::Strategy::Winch)
+                .cranelift_opt_level(wasmtime::OptLevel::None)
+                .cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
         }
         crate::Tier::Optimized => {
             if let Some(cache) = compile_cache {
