@@ -515,13 +515,19 @@ impl MetadataStore for SqliteStore {
         self.with(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             {
+                // A plain single-row insert per entry (no statement journal,
+                // unlike an `INSERT … SELECT`). Entries of a function deleted
+                // while they were queued are skipped: whether a function
+                // still exists is looked up once per batch, not per entry.
                 let mut insert = tx
                     .prepare_cached(
                         "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr,
                            cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout)
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-                         WHERE EXISTS (SELECT 1 FROM functions WHERE id = ?1)",
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     )
+                    .map_err(internal)?;
+                let mut exists = tx
+                    .prepare_cached("SELECT 1 FROM functions WHERE id = ?1")
                     .map_err(internal)?;
                 let mut prune = tx
                     .prepare_cached(
@@ -530,8 +536,19 @@ impl MetadataStore for SqliteStore {
                            ORDER BY id DESC LIMIT 1 OFFSET ?2)",
                     )
                     .map_err(internal)?;
-                let mut touched = std::collections::BTreeSet::new();
+                let mut touched = std::collections::BTreeMap::new();
                 for e in &entries {
+                    let live = match touched.get(&e.function_id) {
+                        Some(live) => *live,
+                        None => {
+                            let live = exists.exists(params![e.function_id]).map_err(internal)?;
+                            touched.insert(e.function_id, live);
+                            live
+                        }
+                    };
+                    if !live {
+                        continue;
+                    }
                     insert
                         .execute(params![
                             e.function_id,
@@ -549,9 +566,8 @@ impl MetadataStore for SqliteStore {
                             e.stdout
                         ])
                         .map_err(internal)?;
-                    touched.insert(e.function_id);
                 }
-                for id in touched {
+                for (id, _) in touched.into_iter().filter(|(_, live)| *live) {
                     prune.execute(params![id, LOGS_KEPT]).map_err(internal)?;
                 }
             }

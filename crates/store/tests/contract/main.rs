@@ -87,6 +87,7 @@ contract!(
     versions_deploy_roll_back_and_delete,
     a_tenant_sees_only_its_functions,
     logs_are_kept_newest_last_and_pruned,
+    a_batch_keeps_its_entries_and_skips_those_of_a_deleted_function,
     data_survives_reopening,
     usage_adds_up_per_tenant_function_and_hour_and_survives_reopening,
     quotas_are_stored_per_tenant,
@@ -280,6 +281,48 @@ async fn logs_are_kept_newest_last_and_pruned(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(after, vec![last_two[1].clone()]);
+}
+
+async fn a_batch_keeps_its_entries_and_skips_those_of_a_deleted_function(backend: Backend) {
+    let store = backend.open().await;
+    let a = store.create_tenant("a").await.unwrap();
+    store.deploy(a.id, "kept", version(b"k")).await.unwrap();
+    store.deploy(a.id, "gone", version(b"g")).await.unwrap();
+    let kept = store
+        .resolve("a", "kept")
+        .await
+        .unwrap()
+        .unwrap()
+        .function_id;
+    let gone = store
+        .resolve("a", "gone")
+        .await
+        .unwrap()
+        .unwrap()
+        .function_id;
+    assert!(store.delete_function(a.id, "gone").await.unwrap());
+    let entry = |function_id: i64, i: u32| NewLogEntry {
+        function_id,
+        version: 1,
+        at: i64::from(i),
+        outcome: "success".into(),
+        status: 200,
+        stderr: format!("line {i}"),
+        ..Default::default()
+    };
+    // The deleted function's entries come first, between and last.
+    let batch = vec![
+        entry(gone, 0),
+        entry(kept, 1),
+        entry(gone, 2),
+        entry(kept, 3),
+        entry(gone, 4),
+    ];
+    store.append_logs(batch).await.unwrap();
+    let logs = store.logs(a.id, "kept", None, 10).await.unwrap().unwrap();
+    let lines: Vec<&str> = logs.iter().map(|e| e.stderr.as_str()).collect();
+    assert_eq!(lines, ["line 1", "line 3"]);
+    assert!(store.logs(a.id, "gone", None, 10).await.unwrap().is_none());
 }
 
 async fn data_survives_reopening(backend: Backend) {
