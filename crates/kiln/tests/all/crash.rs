@@ -289,8 +289,15 @@ fn an_artifact_cut_short_or_damaged_on_disk_neither_crashes_the_server_nor_stops
     server.ok(&["deploy", "--name", "f", &guest("hello")]);
     let url = server.function_url("default", "f");
     assert_eq!(post(&url, "a").body, "Hello, a!\n");
-    let artifacts = files_under(&home.data().join("artifacts"));
-    assert!(!artifacts.is_empty(), "no artifact on disk");
+    // The artifact's file is written behind the deploy's answer: wait for it.
+    let artifacts = eventually("the artifact on disk", || {
+        let files = files_under(&home.data().join("artifacts"));
+        let written = !files.is_empty()
+            && files
+                .iter()
+                .all(|f| f.extension().is_none_or(|e| e != "tmp"));
+        written.then_some(files)
+    });
     // Cut to nothing while the function is loaded: a mapped file would fault
     // (SIGBUS) on the next touch of its code.
     for artifact in &artifacts {

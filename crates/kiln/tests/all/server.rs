@@ -372,17 +372,24 @@ fn sigterm_drains_requests_in_flight_and_a_restart_serves_without_recompiling() 
     server.ok(&["deploy", &guest("slow")]);
     let admin = home.admin_token();
     let artifacts = home.data().join("artifacts");
-    let before: Vec<_> = std::fs::read_dir(&artifacts)
-        .unwrap()
-        .flat_map(|d| files_in(&d.unwrap().path()))
-        .map(|p| {
-            (
-                p.clone(),
-                std::fs::metadata(&p).unwrap().modified().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(before.len(), 2);
+    // A deploy answers before its artifact's file is written (behind it, on
+    // its own thread): wait for both files.
+    let before: Vec<_> = eventually("both artifacts written", || {
+        let files: Vec<_> = std::fs::read_dir(&artifacts)
+            .ok()?
+            .flat_map(|d| files_in(&d.unwrap().path()))
+            .filter(|p| p.extension().is_none_or(|e| e != "tmp"))
+            .collect();
+        (files.len() == 2).then_some(files)
+    })
+    .into_iter()
+    .map(|p| {
+        (
+            p.clone(),
+            std::fs::metadata(&p).unwrap().modified().unwrap(),
+        )
+    })
+    .collect();
 
     let streams: Vec<_> = (0..4)
         .map(|_| send_raw(&server.url, "/fn/default/slow", "1500"))
