@@ -274,6 +274,10 @@ pub struct NodeStatus {
     pub artifact_downloads: u64,
     /// Functions loaded in memory now.
     pub loaded_functions: usize,
+    /// Functions loaded before the last restart that this node has still to
+    /// load again, in the background (0 once done).
+    #[serde(default)]
+    pub rewarm_pending: usize,
     /// Function cache hits since start.
     pub function_cache_hits: u64,
     /// Function cache misses since start.

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Artifacts up to this size are loaded on the requesting thread: copying one
 /// (in the kernel), mapping and linking it takes about as long as a round trip
@@ -134,6 +134,8 @@ pub(crate) struct Functions {
     compile_slots: Arc<Semaphore>,
     /// Digests whose optimized code is being made in the background.
     optimizing: Mutex<HashSet<Digest>>,
+    /// Notified when a function is put in `cache`.
+    loaded_changed: Notify,
     limits: FunctionLimits,
     stats: FunctionStats,
 }
@@ -168,6 +170,7 @@ impl Functions {
             cache: Mutex::new(Loaded::new(limits.loaded, limits.loaded_bytes)),
             fetching: Mutex::default(),
             optimizing: Mutex::default(),
+            loaded_changed: Notify::new(),
             compile_slots: Arc::new(Semaphore::new(limits.compile_slots)),
             limits,
             stats: FunctionStats::default(),
@@ -182,6 +185,14 @@ impl Functions {
             return Ok(hit.clone());
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        // One load (or fetch, or compile) of a digest at a time: the requests
+        // that find it missing at once, and a restart's rewarm, wait for the
+        // one under way instead of each making their own.
+        let flight = self.flight(digest);
+        let _flight = flight.lock().await;
+        if let Some(loaded) = lock(&self.cache).get(&digest) {
+            return Ok(loaded.clone());
+        }
         let loaded = self.load_or_make(digest).await;
         // Baseline code loaded (its optimizing failed earlier, or was cut
         // short by a stop): optimized now.
@@ -194,28 +205,47 @@ impl Functions {
     }
 
     /// Loads `digest`'s function from this node's artifact, else makes one
-    /// there ([`Functions::ensure_local`]) first.
+    /// there ([`Functions::ensure_local`]) first. The caller holds the
+    /// digest's flight lock.
     async fn load_or_make(self: &Arc<Self>, digest: Digest) -> Result<Function, FunctionError> {
         match self.load(digest).await {
-            Err(FunctionError::Load(LoadError::NotCompiled(_) | LoadError::BadArtifact { .. })) => {
-                let flight = self.flight(digest);
-                let _fetching = flight.lock().await;
-                // Another request may have made it while this one waited.
-                match self.load(digest).await {
-                    Err(FunctionError::Load(LoadError::NotCompiled(_))) => {}
-                    Err(FunctionError::Load(LoadError::BadArtifact { path, message, .. })) => {
-                        // Damaged on disk (truncated, rewritten, another
-                        // engine's): made again, as if it had never been.
-                        tracing::warn!(%digest, path = %path.display(), %message, "discarding an artifact that does not load");
-                        self.discard_artifact(digest).await;
-                    }
-                    loaded => return loaded,
-                }
-                self.ensure_local(digest).await?;
-                self.load(digest).await
+            Err(FunctionError::Load(LoadError::NotCompiled(_))) => {}
+            Err(FunctionError::Load(LoadError::BadArtifact { path, message, .. })) => {
+                // Damaged on disk (truncated, rewritten, another engine's):
+                // made again, as if it had never been.
+                tracing::warn!(%digest, path = %path.display(), %message, "discarding an artifact that does not load");
+                self.discard_artifact(digest).await;
             }
-            other => other,
+            loaded => return loaded,
         }
+        self.ensure_local(digest).await?;
+        self.load(digest).await
+    }
+
+    /// Loads `digest`'s function if it is not loaded and this node has an
+    /// artifact of it (a restart's rewarm, `rewarm.rs`): nothing is fetched
+    /// or compiled for it. Whether it loaded it.
+    pub(crate) async fn warm(&self, digest: Digest) -> Result<bool, FunctionError> {
+        if self.runtime.best_tier(&digest).is_none() {
+            return Ok(false);
+        }
+        let flight = self.flight(digest);
+        let _flight = flight.lock().await;
+        if lock(&self.cache).contains(&digest) {
+            return Ok(false);
+        }
+        self.load(digest).await?;
+        Ok(true)
+    }
+
+    /// The digests of the loaded functions, the most recently used first.
+    pub(crate) fn loaded_digests(&self) -> Vec<Digest> {
+        lock(&self.cache).digests()
+    }
+
+    /// Notified whenever a function is loaded (`rewarm.rs` writes the set down).
+    pub(crate) fn loaded_changed(&self) -> &Notify {
+        &self.loaded_changed
     }
 
     /// Deletes this node's artifact of `digest` (one that does not load).
@@ -432,6 +462,7 @@ impl Functions {
     /// that its first request does not load anything).
     pub(crate) fn insert(&self, function: Function) {
         let pushed_out = lock(&self.cache).put(function);
+        self.loaded_changed.notify_one();
         // What was pushed out is dropped here, outside the lock (unmapping is a
         // system call).
         self.count_evictions(&pushed_out);

@@ -48,6 +48,7 @@ mod pricing;
 mod quota;
 mod recovery;
 mod renewal;
+mod rewarm;
 mod scheduler;
 mod secrets;
 mod signups;
@@ -110,6 +111,10 @@ pub struct Server {
     /// Plain HTTP that redirects to HTTPS.
     redirect_listener: Option<TcpListener>,
     url: String,
+    /// Where the loaded functions are written down, and what it said at
+    /// start (`rewarm.rs`).
+    loaded_file: std::path::PathBuf,
+    rewarm: Vec<kiln_api::Digest>,
 }
 
 impl Server {
@@ -308,6 +313,7 @@ impl Server {
             .await
             .context("cannot load the custom domains")?;
         let changes = state.store.watch().await?;
+        let loaded_file = data.join(rewarm::FILE);
         let server = Server {
             listener,
             metrics_listener,
@@ -321,6 +327,8 @@ impl Server {
             tls,
             redirect_listener,
             url,
+            rewarm: rewarm::read(&loaded_file, config.max_loaded_functions.get()),
+            loaded_file,
         };
         Ok((server, initial))
     }
@@ -362,6 +370,8 @@ impl Server {
             cluster_quotas,
             tls,
             redirect_listener,
+            loaded_file,
+            rewarm,
             ..
         } = self;
         let https_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
@@ -389,6 +399,16 @@ impl Server {
             started_at,
         ));
         let scheduler = tokio::spawn(scheduler::run(state.clone(), node.clone()));
+        let functions = state.functions.clone();
+        let rewarming = tokio::spawn(rewarm::rewarm(
+            functions.clone(),
+            rewarm,
+            state.counters.clone(),
+        ));
+        let recorder = tokio::spawn(rewarm::keep_recording(
+            functions.clone(),
+            loaded_file.clone(),
+        ));
         let quota_sync = cluster_quotas.then(|| tokio::spawn(sync_quotas(state.clone())));
         // The metrics address gets the same client limits as the main one, and
         // counters of its own (its scrapers are not clients of functions).
@@ -455,6 +475,8 @@ impl Server {
         }
         // No new scheduled run; those running are tracked by `settling`.
         scheduler.abort();
+        rewarming.abort();
+        recorder.abort();
         reporter.abort();
         nodes::report(&reporting, &node, started_at, true).await;
         // The state holds a log sink: the log writer below ends once every
@@ -494,6 +516,8 @@ impl Server {
         {
             tracing::warn!("gave up waiting for the log writer");
         }
+        // What is loaded now is loaded again by the next start.
+        rewarm::record(&functions, &loaded_file).await;
         // A compile loads its code at once and writes its artifact behind:
         // what is being written is finished, or the next start compiles it again.
         let flushing = tokio::task::spawn_blocking(move || runtime.flush_artifacts());

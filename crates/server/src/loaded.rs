@@ -50,6 +50,11 @@ impl Loaded {
         self.lru.contains(digest)
     }
 
+    /// The digests of the loaded functions, the most recently used first.
+    pub(crate) fn digests(&self) -> Vec<Digest> {
+        self.lru.iter().map(|(digest, _)| *digest).collect()
+    }
+
     /// Functions loaded.
     pub(crate) fn len(&self) -> usize {
         self.lru.len()

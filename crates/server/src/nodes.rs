@@ -24,6 +24,7 @@ pub(crate) fn status(state: &AppState) -> NodeStatus {
         compiles: cache.compiles.load(Ordering::Relaxed),
         artifact_downloads: cache.downloads.load(Ordering::Relaxed),
         loaded_functions: state.functions.loaded(),
+        rewarm_pending: counters.rewarm_pending.load(Ordering::Relaxed),
         function_cache_hits: cache.hits.load(Ordering::Relaxed),
         function_cache_misses: cache.misses.load(Ordering::Relaxed),
         function_cache_evictions: cache.evictions.load(Ordering::Relaxed),

@@ -21,7 +21,7 @@ use kiln_runtime::{
 use kiln_store::{BlobStore, Deployment, MetadataStore, StoreResult};
 use lru::LruCache;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ pub(crate) struct Counters {
     pub in_flight: AtomicU64,
     /// Client connections open now.
     pub connections: AtomicU64,
+    /// Functions a restart has still to load again (`rewarm.rs`).
+    pub rewarm_pending: AtomicUsize,
 }
 
 /// The server's state, one per process, shared by every handler.

@@ -74,7 +74,15 @@ pub(super) fn after_restart(
             &wasm,
         )?;
     }
-    kiln.restart()?;
+    // Cold means not loaded: without the list of what was loaded, the
+    // restarted node loads nothing until asked (a node loads that list again
+    // in the background after a restart, `rewarm.rs`).
+    kiln.stop()?;
+    let loaded_list = kiln.data_dir().join("loaded-functions");
+    if loaded_list.exists() {
+        std::fs::remove_file(&loaded_list)?;
+    }
+    kiln.start_again()?;
     let mut first = Vec::with_capacity(functions);
     for n in 0..functions {
         let path = format!("/fn/default/restart-{n}");

@@ -521,6 +521,46 @@ fn loaded_functions_are_bounded_and_an_evicted_one_loads_again() {
 }
 
 #[test]
+fn a_restart_even_after_kill_9_loads_again_in_the_background_what_was_loaded() {
+    let home = Home::new();
+    let flags = ["--max-loaded-functions", "1"];
+    let server = home.start(&flags);
+    let admin = home.admin_token();
+    server.ok(&["deploy", &guest("hello")]);
+    server.ok(&["deploy", &guest("exit3")]);
+    // One function fits: hello's request pushes out exit3, which its deploy loaded.
+    let hello = server.function_url("default", "hello");
+    assert_eq!(post(&hello, "a").body, "Hello, a!\n");
+    let hello_digest = kiln_api::Digest::of(&std::fs::read(guest("hello")).expect("guest"));
+    let written = home.data().join("loaded-functions");
+    eventually("the loaded set written down", || {
+        let text = std::fs::read_to_string(&written).ok()?;
+        (text == format!("{hello_digest}\n")).then_some(())
+    });
+    server.kill();
+
+    let server = home.start(&flags);
+    let rewarmed = eventually("hello loaded again, with no request", || {
+        let now = status(&server.url, &admin);
+        (now["rewarm_pending"] == 0 && now["loaded_functions"] == 1).then_some(now)
+    });
+    assert_eq!(rewarmed["function_cache_misses"], 0);
+    assert_eq!(rewarmed["compiles"], 0, "a rewarm only loads");
+    let hello = server.function_url("default", "hello");
+    assert_eq!(post(&hello, "b").body, "Hello, b!\n");
+    let after = status(&server.url, &admin);
+    assert_eq!(
+        after["function_cache_hits"], 1,
+        "its first request found it loaded"
+    );
+    assert_eq!(after["function_cache_misses"], 0);
+    // The one not loaded before the restart was not loaded again.
+    let exit3 = post(&server.function_url("default", "exit3"), "");
+    assert_eq!(exit3.status, 502);
+    assert_eq!(status(&server.url, &admin)["function_cache_misses"], 1);
+}
+
+#[test]
 fn loaded_code_is_bounded_in_bytes_and_a_function_bigger_than_the_bound_still_runs() {
     let home = Home::new();
     let server = home.start(&["--max-loaded-code", "1MiB"]);

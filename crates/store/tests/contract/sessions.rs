@@ -58,6 +58,7 @@ pub(crate) async fn nodes_report_under_their_names_and_silent_ones_are_forgotten
         compiles: 3,
         artifact_downloads: 0,
         loaded_functions: 4,
+        rewarm_pending: 0,
         function_cache_hits: 5,
         function_cache_misses: 6,
         function_cache_evictions: 0,

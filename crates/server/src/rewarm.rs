@@ -1,0 +1,115 @@
+//! A restarted node comes back warm. The functions it has loaded are written
+//! down in the data directory (within [`RECORD_AFTER`] of a load, so a kill -9
+//! loses at most that, and at shutdown); after a restart a background task
+//! loads them again, one at a time, the least recently used first so that the
+//! cache ends in the order it had. A function loaded so is found loaded by its
+//! first request: for a big one (a Python snapshot's ~36 MiB artifact) that is
+//! the copy of its artifact taken off that request.
+//!
+//! Nothing is compiled or fetched for it: a digest without an artifact on this
+//! node is skipped, and the cache's bounds (`--max-loaded-functions`,
+//! `--max-loaded-code`) hold as for any load. The file is a hint in Kiln's own
+//! directory: a line that is not a digest is ignored, and the list is read no
+//! further than the cache could hold.
+
+use crate::functions::Functions;
+use crate::state::Counters;
+use kiln_api::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The file, in the data directory.
+pub(crate) const FILE: &str = "loaded-functions";
+
+/// How long after a load the set is written: a burst of loads is one write.
+const RECORD_AFTER: Duration = Duration::from_secs(1);
+
+/// Writes the loaded set down whenever it changes, until aborted.
+pub(crate) async fn keep_recording(functions: Arc<Functions>, path: PathBuf) {
+    loop {
+        functions.loaded_changed().notified().await;
+        tokio::time::sleep(RECORD_AFTER).await;
+        record(&functions, &path).await;
+    }
+}
+
+/// Writes the loaded set down now (at shutdown).
+pub(crate) async fn record(functions: &Functions, path: &Path) {
+    let text: String = functions
+        .loaded_digests()
+        .iter()
+        .map(|digest| format!("{digest}\n"))
+        .collect();
+    let path = path.to_owned();
+    let written = tokio::task::spawn_blocking(move || write_whole(&path, text.as_bytes())).await;
+    if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
+        tracing::warn!(error = %e, "cannot write down the loaded functions");
+    }
+}
+
+/// Replaces the file whole (a reader never sees half of it).
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
+}
+
+/// The digests written down, the most recently used first: at most `max`,
+/// lines that are not a digest skipped; none if there is no file.
+pub(crate) fn read(path: &Path, max: usize) -> Vec<Digest> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .take(max)
+        .collect()
+}
+
+/// Loads `digests` (most recently used first) again, the least recently used
+/// first; [`Counters::rewarm_pending`] counts down to zero as it goes
+/// (`GET /v1/status`).
+pub(crate) async fn rewarm(
+    functions: Arc<Functions>,
+    digests: Vec<Digest>,
+    counters: Arc<Counters>,
+) {
+    let pending = &counters.rewarm_pending;
+    pending.store(digests.len(), Ordering::Relaxed);
+    let mut loaded = 0;
+    for digest in digests.into_iter().rev() {
+        match functions.warm(digest).await {
+            Ok(true) => loaded += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "cannot load a function again after the restart")
+            }
+        }
+        pending.fetch_sub(1, Ordering::Relaxed);
+    }
+    if loaded > 0 {
+        tracing::info!(
+            loaded,
+            "loaded again the functions loaded before the restart"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_reads_back_in_order_skipping_what_is_not_a_digest_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        assert!(read(&path, 10).is_empty(), "no file: nothing to load");
+        let [a, b, c] = [b"a", b"b", b"c"].map(|bytes| Digest::of(bytes));
+        write_whole(&path, format!("{a}\nnot a digest\n\n{b}\n{c}\n").as_bytes()).unwrap();
+        assert_eq!(read(&path, 10), [a, b, c]);
+        assert_eq!(read(&path, 2), [a, b]);
+        assert!(!path.with_extension("partial").exists());
+    }
+}
