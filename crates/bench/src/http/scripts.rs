@@ -112,19 +112,7 @@ pub(super) fn run(
     }
 
     kiln.restart()?;
-    for (name, language) in [("py", "Python"), ("js", "JavaScript")] {
-        let first = expect(
-            kiln.addr,
-            &format!("/fn/default/{name}"),
-            b"world",
-            b"Hello, world!\n",
-        )?;
-        report.add(
-            format!("{language} hello (runtime Kiln provides)"),
-            "first request after a restart",
-            latency(first),
-        );
-    }
+    first_requests(kiln, "first request after a restart", report)?;
     // Again, the request sent once the node has loaded again what it had
     // loaded before the restart (in the background, `rewarm.rs`).
     kiln.restart()?;
@@ -140,23 +128,11 @@ pub(super) fn run(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let rewarmed_in = restarted.elapsed();
-    for (name, language) in [("py", "Python"), ("js", "JavaScript")] {
-        let first = expect(
-            kiln.addr,
-            &format!("/fn/default/{name}"),
-            b"world",
-            b"Hello, world!\n",
-        )?;
-        report.add(
-            format!("{language} hello (runtime Kiln provides)"),
-            format!(
-                "first request after a restart, once reloaded ({} after serving)",
-                latency(rewarmed_in)
-            ),
-            latency(first),
-        );
-    }
+    let figure = format!(
+        "first request after a restart, once reloaded ({} after serving)",
+        latency(restarted.elapsed())
+    );
+    first_requests(kiln, &figure, report)?;
 
     // Peer: the same Python as a user-supplied CPython module, booting per request.
     let scenario = "Python hello, user-supplied CPython 3.12 module (peer)";
@@ -298,6 +274,24 @@ fn cli_deploy(kiln: &Kiln, binary: &Path, args: &[&str]) -> anyhow::Result<serde
         );
     }
     Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// The first request of each hello, reported as `figure`.
+fn first_requests(kiln: &Kiln, figure: &str, report: &mut Report) -> anyhow::Result<()> {
+    for (name, language) in [("py", "Python"), ("js", "JavaScript")] {
+        let first = expect(
+            kiln.addr,
+            &format!("/fn/default/{name}"),
+            b"world",
+            b"Hello, world!\n",
+        )?;
+        report.add(
+            format!("{language} hello (runtime Kiln provides)"),
+            figure,
+            latency(first),
+        );
+    }
+    Ok(())
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
