@@ -604,13 +604,13 @@ impl Functions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kiln_runtime::{EngineConfig, RuntimeConfig};
     use kiln_store::LocalBlobs;
 
     /// A runtime, a blob store holding one module with no artifact, and its digest.
-    async fn setup(dir: &std::path::Path) -> (Arc<Runtime>, Arc<dyn BlobStore>, Digest) {
+    pub(crate) async fn setup(dir: &std::path::Path) -> (Arc<Runtime>, Arc<dyn BlobStore>, Digest) {
         setup_with(dir, r#"(module (func (export "_start")))"#).await
     }
 
@@ -642,7 +642,7 @@ mod tests {
         (runtime, blobs, digest)
     }
 
-    fn functions(
+    pub(crate) fn functions(
         runtime: &Arc<Runtime>,
         blobs: &Arc<dyn BlobStore>,
         slots: usize,

@@ -405,8 +405,10 @@ impl Server {
             rewarm,
             state.counters.clone(),
         ));
+        let rewarm_counters = state.counters.clone();
         let recorder = tokio::spawn(rewarm::keep_recording(
             functions.clone(),
+            rewarm_counters.clone(),
             loaded_file.clone(),
         ));
         let quota_sync = cluster_quotas.then(|| tokio::spawn(sync_quotas(state.clone())));
@@ -517,7 +519,7 @@ impl Server {
             tracing::warn!("gave up waiting for the log writer");
         }
         // What is loaded now is loaded again by the next start.
-        rewarm::record(&functions, &loaded_file).await;
+        rewarm::record(&functions, &rewarm_counters, &loaded_file).await;
         // A compile loads its code at once and writes its artifact behind:
         // what is being written is finished, or the next start compiles it again.
         let flushing = tokio::task::spawn_blocking(move || runtime.flush_artifacts());

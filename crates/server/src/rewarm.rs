@@ -27,16 +27,25 @@ pub(crate) const FILE: &str = "loaded-functions";
 const RECORD_AFTER: Duration = Duration::from_secs(1);
 
 /// Writes the loaded set down whenever it changes, until aborted.
-pub(crate) async fn keep_recording(functions: Arc<Functions>, path: PathBuf) {
+pub(crate) async fn keep_recording(
+    functions: Arc<Functions>,
+    counters: Arc<Counters>,
+    path: PathBuf,
+) {
     loop {
         functions.loaded_changed().notified().await;
         tokio::time::sleep(RECORD_AFTER).await;
-        record(&functions, &path).await;
+        record(&functions, &counters, &path).await;
     }
 }
 
-/// Writes the loaded set down now (at shutdown).
-pub(crate) async fn record(functions: &Functions, path: &Path) {
+/// Writes the loaded set down now (also at shutdown). Not while a rewarm is
+/// under way: the list it reads from stays whole until every function on it
+/// is loaded again, so a node restarted again meanwhile loses none of them.
+pub(crate) async fn record(functions: &Functions, counters: &Counters, path: &Path) {
+    if counters.rewarm_pending.load(Ordering::Relaxed) > 0 {
+        return;
+    }
     let text: String = functions
         .loaded_digests()
         .iter()
@@ -111,5 +120,28 @@ mod tests {
         assert_eq!(read(&path, 10), [a, b, c]);
         assert_eq!(read(&path, 2), [a, b]);
         assert!(!path.with_extension("partial").exists());
+    }
+
+    #[tokio::test]
+    async fn the_list_stays_whole_while_a_rewarm_is_under_way_and_only_artifacts_here_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, blobs, digest) = crate::functions::tests::setup(dir.path()).await;
+        let functions = crate::functions::tests::functions(&runtime, &blobs, 1);
+        // No artifact here yet: a rewarm does not compile it.
+        assert!(!functions.warm(digest).await.unwrap());
+        assert!(functions.loaded_digests().is_empty());
+        functions.get(digest).await.unwrap();
+        assert_eq!(functions.loaded_digests(), [digest]);
+
+        let path = dir.path().join(FILE);
+        let counters = Counters::default();
+        let before = format!("{}\n", Digest::of(b"still to load"));
+        write_whole(&path, before.as_bytes()).unwrap();
+        counters.rewarm_pending.store(1, Ordering::Relaxed);
+        record(&functions, &counters, &path).await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+        counters.rewarm_pending.store(0, Ordering::Relaxed);
+        record(&functions, &counters, &path).await;
+        assert_eq!(read(&path, 10), [digest]);
     }
 }
