@@ -964,14 +964,21 @@ impl MetadataStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
+            // Ids in the batch's order (newest last): the semi-join may
+            // reorder rows, so they are sorted back by their position.
             "INSERT INTO logs (function_id, version, at, outcome, status, wall_us, stderr,
                cpu_us, instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout)
-             SELECT e.* FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
+             SELECT e.function_id, e.version, e.at, e.outcome, e.status, e.wall_us,
+                    e.stderr, e.cpu_us, e.instantiation_us, e.peak_memory_bytes,
+                    e.bytes_in, e.bytes_out, e.stdout
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
                $5::BIGINT[], $6::BIGINT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[],
                $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[])
+               WITH ORDINALITY
                AS e(function_id, version, at, outcome, status, wall_us, stderr, cpu_us,
-                    instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout)
-             WHERE EXISTS (SELECT 1 FROM functions f WHERE f.id = e.function_id)",
+                    instantiation_us, peak_memory_bytes, bytes_in, bytes_out, stdout, n)
+             WHERE EXISTS (SELECT 1 FROM functions f WHERE f.id = e.function_id)
+             ORDER BY e.n",
             &[
                 &function_ids,
                 &versions,
