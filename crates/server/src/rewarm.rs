@@ -78,15 +78,23 @@ pub(crate) fn read(path: &Path, max: usize) -> Vec<Digest> {
 }
 
 /// Loads `digests` (most recently used first) again, the least recently used
-/// first; [`Counters::rewarm_pending`] counts down to zero as it goes
-/// (`GET /v1/status`).
-pub(crate) async fn rewarm(
+/// first. [`Counters::rewarm_pending`] is set when this is called (before the
+/// task runs: nothing records the loaded set meanwhile) and counts down to
+/// zero as it goes (`GET /v1/status`).
+pub(crate) fn rewarm(
     functions: Arc<Functions>,
     digests: Vec<Digest>,
     counters: Arc<Counters>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
+    counters
+        .rewarm_pending
+        .store(digests.len(), Ordering::Relaxed);
+    reload(functions, digests, counters)
+}
+
+/// The task of [`rewarm`].
+async fn reload(functions: Arc<Functions>, digests: Vec<Digest>, counters: Arc<Counters>) {
     let pending = &counters.rewarm_pending;
-    pending.store(digests.len(), Ordering::Relaxed);
     let mut loaded = 0;
     for digest in digests.into_iter().rev() {
         match functions.warm(digest).await {
