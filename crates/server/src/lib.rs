@@ -400,12 +400,12 @@ impl Server {
         ));
         let scheduler = tokio::spawn(scheduler::run(state.clone(), node.clone()));
         let functions = state.functions.clone();
+        let rewarm_counters = state.counters.clone();
         let rewarming = tokio::spawn(rewarm::rewarm(
             functions.clone(),
             rewarm,
-            state.counters.clone(),
+            rewarm_counters.clone(),
         ));
-        let rewarm_counters = state.counters.clone();
         let recorder = tokio::spawn(rewarm::keep_recording(
             functions.clone(),
             rewarm_counters.clone(),

@@ -65,12 +65,7 @@ pub(super) fn run(
                 cli_deploy(kiln, binary, &["--name", name, &path.display().to_string()])?;
             let elapsed = begin.elapsed();
             size = deployed["size"].as_u64().unwrap_or_default();
-            let first = expect(
-                kiln.addr,
-                &format!("/fn/default/{name}"),
-                b"world",
-                b"Hello, world!\n",
-            )?;
+            let first = hello_request(kiln, name)?;
             eprintln!("{language}: deploy {round} in {elapsed:?}, first request {first:?}");
             // A snapshot of 4 MiB or more is served on baseline code while its
             // optimized code compiles in the background: waited for, so that
@@ -276,15 +271,20 @@ fn cli_deploy(kiln: &Kiln, binary: &Path, args: &[&str]) -> anyhow::Result<serde
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+/// One request to the hello deployed as `name`, checked: its latency.
+fn hello_request(kiln: &Kiln, name: &str) -> anyhow::Result<Duration> {
+    expect(
+        kiln.addr,
+        &format!("/fn/default/{name}"),
+        b"world",
+        b"Hello, world!\n",
+    )
+}
+
 /// The first request of each hello, reported as `figure`.
 fn first_requests(kiln: &Kiln, figure: &str, report: &mut Report) -> anyhow::Result<()> {
     for (name, language) in [("py", "Python"), ("js", "JavaScript")] {
-        let first = expect(
-            kiln.addr,
-            &format!("/fn/default/{name}"),
-            b"world",
-            b"Hello, world!\n",
-        )?;
+        let first = hello_request(kiln, name)?;
         report.add(
             format!("{language} hello (runtime Kiln provides)"),
             figure,
