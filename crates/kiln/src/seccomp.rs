@@ -137,6 +137,10 @@ fn allowed_calls() -> Vec<i64> {
         libc::SYS_symlinkat,
         libc::SYS_fchmod,
         libc::SYS_fchmodat,
+        // Writable copies are watched for changes (runtime's `copies.rs`).
+        libc::SYS_inotify_init1,
+        libc::SYS_inotify_add_watch,
+        libc::SYS_inotify_rm_watch,
         libc::SYS_fchown,
         libc::SYS_utimensat,
         libc::SYS_copy_file_range,

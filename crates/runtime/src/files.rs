@@ -12,10 +12,11 @@
 //! it writes in that time; the host disk is protected by a server-wide budget
 //! that every invocation reserves its bound from before it starts.
 
+use crate::copies::{Copies, Copy, remove_tree};
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -100,6 +101,9 @@ pub(crate) enum FilesError {
     Prepare(String),
 }
 
+/// Idle writable copies may hold this fraction of the scratch budget.
+const IDLE_COPIES_SHARE: u64 = 4;
+
 /// Invocation directories are reserved in units of this many bytes.
 const UNIT: u64 = 1 << 10;
 
@@ -116,6 +120,8 @@ pub(crate) struct ScratchRoot {
     config: ScratchConfig,
     budget: Arc<Semaphore>,
     next: AtomicU64,
+    /// Writable copies of mounted trees, reused while unchanged.
+    copies: Arc<Copies>,
 }
 
 impl ScratchRoot {
@@ -138,6 +144,7 @@ impl ScratchRoot {
         let units = (config.total_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64);
         Ok(ScratchRoot {
             budget: Arc::new(Semaphore::new(units as usize)),
+            copies: Arc::new(Copies::new(config.total_bytes / IDLE_COPIES_SHARE)),
             config,
             next: AtomicU64::new(0),
         })
@@ -168,9 +175,13 @@ impl ScratchRoot {
             FilesError::Prepare(format!("cannot open {}: {e}", path.display()))
         };
         for (i, mount) in files.mounts.iter().enumerate() {
-            let (host, perms) = match (&dir, mount.copy) {
-                (Some(dir), true) => (dir.copy_path(i), FsPerms::ReadWrite),
-                _ => (mount.host.clone(), FsPerms::ReadOnly),
+            let copy = dir
+                .as_ref()
+                .filter(|_| mount.copy)
+                .and_then(|d| d.copy_path(i));
+            let (host, perms) = match copy {
+                Some(copy) => (copy.to_owned(), FsPerms::ReadWrite),
+                None => (mount.host.clone(), FsPerms::ReadOnly),
             };
             wasi.preopened_dir(&host, &mount.guest, perms)
                 .map_err(|e| unavailable(&host, std::io::Error::other(e)))?;
@@ -181,6 +192,18 @@ impl ScratchRoot {
                 .map_err(|e| unavailable(&path, std::io::Error::other(e)))?;
         }
         Ok(dir)
+    }
+
+    /// A new directory name in the root (`<pid>-<n>`: removed at the next
+    /// start if this process is gone by then).
+    fn fresh_path(&self) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.config.dir.join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Writable copies made and reused so far.
+    pub(crate) fn copy_counts(&self) -> (u64, u64) {
+        self.copies.counts()
     }
 
     async fn invocation_dir(
@@ -204,63 +227,88 @@ impl ScratchRoot {
         } else {
             None
         };
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let path = self.config.dir.join(format!("{}-{n}", std::process::id()));
+        let path = self.fresh_path();
+        let prepare_failed =
+            |e| FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"));
+        // Two `mkdir`s and unchanged idle copies cost less than a trip to the
+        // blocking pool; only making a copy takes one.
+        std::fs::create_dir(&path).map_err(prepare_failed)?;
+        if files.scratch.is_some() {
+            std::fs::create_dir(path.join("scratch")).map_err(prepare_failed)?;
+        }
+        let mut copies = Vec::new();
+        let mut missing = Vec::new();
+        for (i, mount) in files.mounts.iter().enumerate().filter(|(_, m)| m.copy) {
+            match self.copies.take_idle(&mount.host) {
+                Some(copy) => copies.push((i, copy)),
+                None => missing.push((i, mount.host.clone(), self.fresh_path())),
+            }
+        }
+        let has_copies = !copies.is_empty() || !missing.is_empty();
+        if !missing.is_empty() {
+            let pool = self.copies.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                let mut made = Vec::new();
+                for (i, source, fresh) in missing {
+                    match pool.make(&source, fresh) {
+                        Ok(copy) => made.push((i, copy)),
+                        Err(e) => {
+                            pool.delete(made.into_iter().map(|(_, copy)| copy).collect());
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(made)
+            })
+            .await
+            .map_err(|e| FilesError::Prepare(e.to_string()))
+            .and_then(|made| made.map_err(prepare_failed));
+            match made {
+                Ok(made) => copies.extend(made),
+                Err(e) => {
+                    // What was taken goes back unused; the directory goes.
+                    let unused = copies
+                        .into_iter()
+                        .filter_map(|(_, copy)| self.copies.give_back(copy, true));
+                    self.copies.delete(unused.collect());
+                    let _ = remove_tree(&path);
+                    return Err(e);
+                }
+            }
+        }
         let dir = InvocationDir {
             path,
             limits,
             ticks: AtomicU32::new(0),
             skip: AtomicU32::new(0),
+            copies,
+            pool: self.copies.clone(),
+            reusable: AtomicBool::new(false),
             _permit: permit,
         };
-        let copies: Vec<(usize, PathBuf)> = files
-            .mounts
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.copy)
-            .map(|(i, m)| (i, m.host.clone()))
-            .collect();
-        let root = dir.path.clone();
-        let scratch = files.scratch.is_some();
-        let make = move || -> std::io::Result<()> {
-            std::fs::create_dir(&root)?;
-            if scratch {
-                std::fs::create_dir(root.join("scratch"))?;
-            }
-            for (i, host) in copies {
-                copy_tree(&host, &root.join(format!("copy-{i}")))?;
-            }
-            Ok(())
-        };
-        let prepare_failed =
-            |e| FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"));
-        if files.mounts.iter().any(|m| m.copy) {
-            // Copying a tree is real work: off the executor.
-            tokio::task::spawn_blocking(make)
-                .await
-                .map_err(|e| FilesError::Prepare(e.to_string()))?
-                .map_err(prepare_failed)?;
-            // The copies count against the bounds from the start.
-            if let Err(over) = dir.check() {
-                return Err(FilesError::Prepare(format!(
-                    "the function's writable copies alone are over its scratch limit: {over}"
-                )));
-            }
-        } else {
-            // Two `mkdir`s cost less than a trip to the blocking pool.
-            make().map_err(prepare_failed)?;
+        // The copies count against the bounds from the start.
+        if has_copies && let Err(over) = dir.check() {
+            return Err(FilesError::Prepare(format!(
+                "the function's writable copies alone are over its scratch limit: {over}"
+            )));
         }
         Ok(dir)
     }
 }
 
-/// One invocation's own directory: removed when the last reference goes.
+/// One invocation's own directory: removed when the last reference goes, its
+/// writable copies given back then.
 pub(crate) struct InvocationDir {
     path: PathBuf,
     limits: ScratchLimits,
     ticks: AtomicU32,
     /// Ticks still to skip before the next walk (set from the last walk's cost).
     skip: AtomicU32,
+    /// The writable copies, by mount index (outside `path`: they may outlive it).
+    copies: Vec<(usize, Copy)>,
+    pool: Arc<Copies>,
+    /// Set when the invocation ended in a way that lets its copies be reused.
+    reusable: AtomicBool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -287,13 +335,26 @@ impl InvocationDir {
         self.path.join("scratch")
     }
 
-    fn copy_path(&self, mount: usize) -> PathBuf {
-        self.path.join(format!("copy-{mount}"))
+    fn copy_path(&self, mount: usize) -> Option<&Path> {
+        self.copies
+            .iter()
+            .find_map(|(i, copy)| (*i == mount).then(|| copy.path()))
     }
 
-    /// Walks the directory: over a bound?
+    /// Lets the writable copies be reused by the next invocations if nothing
+    /// changed them: for a core module that ended by itself (`copies.rs`).
+    pub(crate) fn ended_cleanly(&self) {
+        self.reusable.store(true, Ordering::Relaxed);
+    }
+
+    /// Walks the directory and the copies: over a bound?
     pub(crate) fn check(&self) -> Result<(), ScratchLimitExceeded> {
-        let (bytes, entries) = usage(&self.path);
+        let (mut bytes, mut entries) = usage(&self.path);
+        for (_, copy) in &self.copies {
+            let (b, e) = usage(copy.path());
+            bytes = bytes.saturating_add(b);
+            entries = entries.saturating_add(e);
+        }
         if bytes > self.limits.bytes {
             return Err(ScratchLimitExceeded::Bytes {
                 limit: self.limits.bytes,
@@ -331,7 +392,16 @@ impl InvocationDir {
 impl Drop for InvocationDir {
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.path);
+        let reusable = self.reusable.load(Ordering::Relaxed);
+        // Given back here, before the invocation answers: the next one finds
+        // an unchanged copy. Only deleting waits for the blocking pool.
+        let pool = self.pool.clone();
+        let changed: Vec<Copy> = std::mem::take(&mut self.copies)
+            .into_iter()
+            .filter_map(|(_, copy)| pool.give_back(copy, reusable))
+            .collect();
         let remove = move || {
+            pool.delete(changed);
             if let Err(e) = remove_tree(&path) {
                 tracing::warn!(path = %path.display(), "cannot remove an invocation directory: {e}");
             }
@@ -349,15 +419,6 @@ fn invocation_dir_pid(name: &str) -> Option<u32> {
     let (pid, n) = name.split_once('-')?;
     n.parse::<u64>().ok()?;
     pid.parse().ok()
-}
-
-/// Removes a tree a guest may have left read-only (a copy it chmod-ed).
-fn remove_tree(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Bytes allocated on disk and entries under `dir` (not following links).
@@ -383,27 +444,6 @@ fn usage(dir: &Path) -> (u64, u64) {
         }
     }
     (bytes, entries)
-}
-
-/// Copies the tree at `from` (directories and regular files only, as bundles
-/// hold) to `to`, writable.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let target = to.join(entry.file_name());
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
-            let mut perms = std::fs::metadata(&target)?.permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perms.set_readonly(false);
-            std::fs::set_permissions(&target, perms)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -411,13 +411,23 @@ pub(crate) async fn run_command(
     } = reach;
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
+            let own_dir = dir.clone();
             let store = invoker.store(function.engine(), wasi.build_p1(), limits, dir, kv, cpu);
             // The entry future owns its (reference-counted) copies of what it runs.
             let (pre, start) = (pre.clone(), *start);
-            drive(store, limits, move |store, instantiation| {
+            let ran = drive(store, limits, move |store, instantiation| {
                 Box::pin(async move { run_core(&pre, &start, store, instantiation).await })
             })
-            .await
+            .await;
+            // WASI preview 1 finished every write before the guest went on:
+            // a guest that ended by itself left nothing under way in its
+            // writable copies, which may then be reused if unchanged.
+            if let Some(dir) = own_dir
+                && ran.ended_cleanly()
+            {
+                dir.ended_cleanly();
+            }
+            ran
         }
         Entry::Command(pre) => {
             let outbound = OutboundHooks::new(allowed_hosts, invoker.egress.clone());
@@ -450,6 +460,11 @@ pub(crate) struct Ended {
 }
 
 impl Ran {
+    /// Whether the guest ended by itself (returned or exited) within its limits.
+    fn ended_cleanly(&self) -> bool {
+        ended_by_itself(&self.result)
+    }
+
     pub(crate) fn end(self, max_instances: u32, limits: &Limits) -> Result<Ended, InvokeError> {
         let (outcome, detail) = match self.result {
             None => (
@@ -501,13 +516,9 @@ pub(crate) async fn drive<W: Send>(
             .ok()
     };
     // A guest that ended between two checks of its directory is checked once more.
-    let ended_cleanly = match &result {
-        Some(Ok(())) => true,
-        Some(Err(e)) => e.is::<I32Exit>(),
-        None => false,
-    };
+    let ended_cleanly = ended_by_itself(&result);
     // A walk of a scratch directory is a few `stat`s: done here, like the ones
-    // at epoch ticks.
+    // at epoch ticks. (Past a bound, the run no longer ended cleanly.)
     if ended_cleanly
         && let Some(dir) = &store.data().dir
         && let Err(exceeded) = dir.check()
@@ -531,6 +542,16 @@ pub(crate) async fn drive<W: Send>(
             bytes_in: 0,
             bytes_out: 0,
         },
+    }
+}
+
+/// Whether a run (`None`: stopped at its deadline) ended with the guest
+/// returning or exiting.
+fn ended_by_itself(result: &Option<wasmtime::Result<()>>) -> bool {
+    match result {
+        Some(Ok(())) => true,
+        Some(Err(e)) => e.is::<I32Exit>(),
+        None => false,
     }
 }
 

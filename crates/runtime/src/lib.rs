@@ -38,6 +38,7 @@
 mod artifact;
 mod background;
 mod compile_cache;
+mod copies;
 mod cpu_share;
 mod cpu_time;
 mod egress;

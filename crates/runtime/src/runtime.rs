@@ -569,6 +569,13 @@ impl Runtime {
         self.invoker.invoke(function, request).await
     }
 
+    /// Writable copies of mounted trees (`HostMount::copy`) made so far, and
+    /// how many times one was handed to an invocation again instead (it was
+    /// left unchanged by the last).
+    pub fn writable_copies(&self) -> (u64, u64) {
+        self.invoker.scratch.copy_counts()
+    }
+
     /// Starts a command whose stdin is `request.body`, read as it arrives, and
     /// whose stdout is the returned body, sent as it is written. Waits only for
     /// an instance slot; [`Streamed::finished`] resolves when the guest has ended

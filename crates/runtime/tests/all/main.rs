@@ -3,6 +3,7 @@
 
 mod cache;
 mod component;
+mod copies;
 mod cpu_share;
 mod guests;
 mod hostile;

@@ -78,7 +78,8 @@ pub(crate) fn render(state: &AppState) -> String {
     let functions = state.functions.stats();
     let counters = &state.counters;
     let shares = state.runtime.cpu_shares();
-    let scalars: [(&str, &str, &str, f64); 18] = [
+    let (copies_made, copies_reused) = state.runtime.writable_copies();
+    let scalars: [(&str, &str, &str, f64); 20] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -144,6 +145,18 @@ pub(crate) fn render(state: &AppState) -> String {
             "counter",
             "Functions unloaded to stay within --max-loaded-functions.",
             load(&functions.evictions) as f64,
+        ),
+        (
+            "kiln_writable_copies_made_total",
+            "counter",
+            "Private writable copies of shipped trees made for invocations (--dir ...:copy).",
+            copies_made as f64,
+        ),
+        (
+            "kiln_writable_copies_reused_total",
+            "counter",
+            "Times an invocation got a writable copy the one before it left unchanged, instead of a new one.",
+            copies_reused as f64,
         ),
         (
             "kiln_baseline_compiles_total",
