@@ -1,9 +1,12 @@
 //! `kiln-bench files`: what files cost an invocation. The hello guest, one
 //! invocation at a time through `Runtime::invoke`, with no files, with one
 //! read-only mount (a small tree of 20 files), with a scratch directory, and
-//! with a writable copy of the same tree; the four take turns in rounds so that
-//! the machine's drift falls on all of them alike. Reports each median and its
-//! difference to no files, per round and over all rounds.
+//! with a writable copy of the same tree (left unchanged, so reused); then the
+//! `fs` guest reading a file of the read-only mount, and appending to a file of
+//! its writable copy (a changed copy: a new one for every invocation). All take
+//! turns in rounds so that the machine's drift falls on them alike. Reports
+//! each median and its difference to its guest's first contender, per round
+//! and over all rounds.
 
 use crate::stats::{Summary, micros};
 use anyhow::Context;
@@ -25,11 +28,21 @@ pub(crate) struct FilesArgs {
     scratch_dir: Option<std::path::PathBuf>,
 }
 
-const INPUT: &[u8] = b"world";
+/// One way of running: a guest, its files, its input and what it must print.
+struct Contender {
+    name: &'static str,
+    function: usize,
+    files: Arc<Files>,
+    input: &'static [u8],
+    expected: &'static [u8],
+}
 
 pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
-    let path = kiln_guests::path("hello");
-    let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let read = |name: &str| -> anyhow::Result<Vec<u8>> {
+        let path = kiln_guests::path(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let wasm = [read("hello")?, read("fs")?];
     let dir = tempfile::tempdir()?;
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(tree.join("sub"))?;
@@ -44,8 +57,13 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
     };
     config.scratch.dir = scratch_root.path().to_owned();
     let runtime = Runtime::new(config)?;
-    let compiled = runtime.compile(&wasm)?;
-    let function = runtime.load(&compiled.digest)?;
+    let functions = wasm
+        .iter()
+        .map(|wasm| {
+            let compiled = runtime.compile(wasm)?;
+            Ok(runtime.load(&compiled.digest)?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mount = |copy| HostMount {
         host: tree.clone(),
         guest: "/assets".into(),
@@ -56,53 +74,79 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         entries: 1000,
         guest: "/tmp".into(),
     };
-    let contenders: Vec<(&str, Arc<Files>)> = vec![
-        ("no files", Arc::default()),
-        (
-            "one read-only mount",
-            Arc::new(Files {
-                mounts: vec![mount(false)],
-                scratch: None,
-            }),
-        ),
-        (
+    let read_only = Arc::new(Files {
+        mounts: vec![mount(false)],
+        scratch: None,
+    });
+    let copy = Arc::new(Files {
+        mounts: vec![mount(true)],
+        scratch: Some(scratch.clone()),
+    });
+    let hello = |name, files| Contender {
+        name,
+        function: 0,
+        files,
+        input: b"world",
+        expected: b"Hello, world!\n",
+    };
+    let contenders = [
+        hello("no files", Arc::default()),
+        hello("one read-only mount", read_only.clone()),
+        hello(
             "scratch directory (--tmp 1MiB)",
             Arc::new(Files {
                 mounts: vec![],
-                scratch: Some(scratch.clone()),
-            }),
-        ),
-        (
-            "writable copy of the mount (20 files, 80 KiB)",
-            Arc::new(Files {
-                mounts: vec![mount(true)],
                 scratch: Some(scratch),
             }),
         ),
+        hello(
+            "writable copy of the mount (20 files, 80 KiB), left unchanged",
+            copy.clone(),
+        ),
+        Contender {
+            name: "fs guest: reads a file of the read-only mount",
+            function: 1,
+            files: read_only,
+            input: b"stat /assets/file0.txt",
+            expected: b"stat /assets/file0.txt -> file 4096 bytes",
+        },
+        Contender {
+            name: "fs guest: appends to a file of its writable copy (changed: copied anew)",
+            function: 1,
+            files: copy,
+            input: b"append /assets/file0.txt z",
+            expected: b"append /assets/file0.txt z -> ok",
+        },
     ];
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let expected = b"Hello, world!\n";
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
     let mut round_medians: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
     tokio.block_on(async {
         for _ in 0..args.rounds {
-            for (i, (_, files)) in contenders.iter().enumerate() {
+            for (i, contender) in contenders.iter().enumerate() {
                 let mut round = Vec::with_capacity(args.per_round);
                 for n in 0..args.per_round + args.per_round / 10 {
                     let request = Request {
-                        stdin: INPUT.into(),
-                        args: ["hello".to_owned()].into(),
+                        stdin: contender.input.into(),
+                        args: ["guest".to_owned()].into(),
                         limits: Limits::default(),
-                        files: files.clone(),
+                        files: contender.files.clone(),
                         ..Default::default()
                     };
                     let start = Instant::now();
-                    let inv = runtime.invoke(&function, request).await?;
+                    let inv = runtime
+                        .invoke(&functions[contender.function], request)
+                        .await?;
                     let took = start.elapsed();
-                    anyhow::ensure!(&inv.stdout[..] == expected, "unexpected {:?}", inv.stdout);
+                    anyhow::ensure!(
+                        inv.stdout.starts_with(contender.expected),
+                        "{}: unexpected {:?}",
+                        contender.name,
+                        inv.stdout
+                    );
                     // The first tenth of each round warms up.
                     if n >= args.per_round / 10 {
                         round.push(took);
@@ -115,19 +159,24 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
 
+    let (made, reused) = runtime.writable_copies();
     println!(
-        "guest: {} ({} bytes), Runtime::invoke one at a time, {} rounds x {} per contender, \
-         scratch under {}\n",
-        path.display(),
-        wasm.len(),
+        "guests: hello and fs (examples/), Runtime::invoke one at a time, {} rounds x {} per \
+         contender, scratch under {}; writable copies made {made}, reused {reused}\n",
         args.rounds,
         args.per_round,
         scratch_root.path().display()
     );
-    println!("| files | median | p99 | over no files (median) | spread of round medians |");
+    println!(
+        "| files | median | p99 | over its guest's first row (median) | spread of round medians |"
+    );
     println!("|---|---:|---:|---:|---:|");
-    let base = Summary::of(samples[0].clone()).median;
-    for (i, (name, _)) in contenders.iter().enumerate() {
+    for (i, contender) in contenders.iter().enumerate() {
+        let first = contenders
+            .iter()
+            .position(|c| c.function == contender.function)
+            .unwrap_or(0);
+        let base = Summary::of(samples[first].clone()).median;
         let summary = Summary::of(samples[i].clone());
         let over = summary.median.as_secs_f64() - base.as_secs_f64();
         let rounds = &round_medians[i];
@@ -136,7 +185,8 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
             rounds.iter().max().copied().unwrap_or_default(),
         );
         println!(
-            "| {name} | {} | {} | {:+.1} µs | {} to {} |",
+            "| {} | {} | {} | {:+.1} µs | {} to {} |",
+            contender.name,
             micros(summary.median),
             micros(summary.p99),
             over * 1e6,

@@ -24,6 +24,7 @@
 //! names, so that a start after a crash removes them with the invocation
 //! directories.
 
+use crate::disk_usage::usage;
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -51,7 +52,8 @@ pub(crate) struct Copy {
     id: u64,
     path: PathBuf,
     source: PathBuf,
-    bytes: u64,
+    /// Bytes allocated and entries, as made ([`usage`]).
+    usage: (u64, u64),
     /// inotify's watches of its directories; empty when they could not all be
     /// set (such a copy is never reused).
     watches: Vec<i32>,
@@ -114,7 +116,7 @@ impl Copies {
         self.drain(&mut state);
         let mut found = None;
         while let Some(copy) = state.idle.get_mut(source).and_then(Vec::pop) {
-            state.idle_bytes -= copy.bytes;
+            state.idle_bytes -= copy.usage.0;
             if state.changed.contains(&copy.id) {
                 stale.push(copy);
             } else {
@@ -130,7 +132,8 @@ impl Copies {
 
     /// A new copy of `source` at `fresh`, watched (blocking).
     pub(crate) fn make(&self, source: &Path, fresh: PathBuf) -> std::io::Result<Copy> {
-        let bytes = copy_tree(source, &fresh)?;
+        copy_tree(source, &fresh)?;
+        let usage = usage(&fresh);
         let mut state = self.lock();
         state.made += 1;
         let id = state.made;
@@ -139,7 +142,7 @@ impl Copies {
             id,
             path: fresh,
             source: source.to_owned(),
-            bytes,
+            usage,
             watches,
         })
     }
@@ -158,9 +161,9 @@ impl Copies {
             && !copy.watches.is_empty()
             && !state.changed.contains(&copy.id)
             && count < MAX_IDLE_PER_TREE
-            && state.idle_bytes.saturating_add(copy.bytes) <= self.max_idle_bytes;
+            && state.idle_bytes.saturating_add(copy.usage.0) <= self.max_idle_bytes;
         if keep {
-            state.idle_bytes += copy.bytes;
+            state.idle_bytes += copy.usage.0;
             state
                 .idle
                 .entry(copy.source.clone())
@@ -169,6 +172,17 @@ impl Copies {
             return None;
         }
         Some(copy)
+    }
+
+    /// What `copy` takes on disk ([`usage`]) if inotify saw no change in it
+    /// (a lock and a non-blocking read: no walk).
+    pub(crate) fn unchanged_usage(&self, copy: &Copy) -> Option<(u64, u64)> {
+        if copy.watches.is_empty() {
+            return None;
+        }
+        let mut state = self.lock();
+        self.drain(&mut state);
+        (!state.changed.contains(&copy.id)).then_some(copy.usage)
     }
 
     /// Copies made and copies reused so far.
@@ -296,25 +310,24 @@ pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
 }
 
 /// Copies the tree at `from` (directories and regular files only, as bundles
-/// hold) to `to`, writable; the bytes of its files.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+/// hold) to `to`, writable.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir(to)?;
-    let mut bytes = 0u64;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
-            bytes = bytes.saturating_add(copy_tree(&entry.path(), &target)?);
+            copy_tree(&entry.path(), &target)?;
         } else if kind.is_file() {
-            bytes = bytes.saturating_add(std::fs::copy(entry.path(), &target)?);
+            std::fs::copy(entry.path(), &target)?;
             let mut perms = std::fs::metadata(&target)?.permissions();
             #[allow(clippy::permissions_set_readonly_false)]
             perms.set_readonly(false);
             std::fs::set_permissions(&target, perms)?;
         }
     }
-    Ok(bytes)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -457,8 +470,9 @@ mod tests {
         let copy = take(&copies, &source, fresh(1));
         give_back(&copies, copy, false);
         assert!(!fresh(1).exists());
-        // Idle copies past the byte bound (2 bytes each here) are deleted.
-        let copies = Copies::new(3);
+        // Idle copies past the byte bound (one and a half copies here) are deleted.
+        let one = usage(&source).0;
+        let copies = Copies::new(one + one / 2);
         let (a, b) = (
             take(&copies, &source, fresh(2)),
             take(&copies, &source, fresh(3)),

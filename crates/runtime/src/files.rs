@@ -13,6 +13,7 @@
 //! that every invocation reserves its bound from before it starts.
 
 use crate::copies::{Copies, Copy, remove_tree};
+use crate::disk_usage::usage;
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -351,7 +352,11 @@ impl InvocationDir {
     pub(crate) fn check(&self) -> Result<(), ScratchLimitExceeded> {
         let (mut bytes, mut entries) = usage(&self.path);
         for (_, copy) in &self.copies {
-            let (b, e) = usage(copy.path());
+            // A copy inotify saw no change in is as big as it was made.
+            let (b, e) = self
+                .pool
+                .unchanged_usage(copy)
+                .unwrap_or_else(|| usage(copy.path()));
             bytes = bytes.saturating_add(b);
             entries = entries.saturating_add(e);
         }
@@ -419,31 +424,6 @@ fn invocation_dir_pid(name: &str) -> Option<u32> {
     let (pid, n) = name.split_once('-')?;
     n.parse::<u64>().ok()?;
     pid.parse().ok()
-}
-
-/// Bytes allocated on disk and entries under `dir` (not following links).
-/// Entries that vanish while walked (the guest deleting them) are skipped.
-fn usage(dir: &Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let mut bytes = 0u64;
-    let mut entries = 0u64;
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let Ok(read) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in read.flatten() {
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            entries += 1;
-            bytes = bytes.saturating_add(meta.blocks().saturating_mul(512));
-            if meta.is_dir() {
-                pending.push(entry.path());
-            }
-        }
-    }
-    (bytes, entries)
 }
 
 #[cfg(test)]

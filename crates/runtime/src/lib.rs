@@ -41,6 +41,7 @@ mod compile_cache;
 mod copies;
 mod cpu_share;
 mod cpu_time;
+mod disk_usage;
 mod egress;
 mod engine;
 mod errors;
