@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Idle copies kept per tree, at most.
 pub(crate) const MAX_IDLE_PER_TREE: usize = 8;
@@ -108,9 +108,9 @@ impl Copies {
     }
 
     /// An unchanged idle copy of `source`, if there is one (a lock and a
-    /// non-blocking read; changed idle copies found on the way are deleted,
-    /// which blocks, but only then).
-    pub(crate) fn take_idle(&self, source: &Path) -> Option<Copy> {
+    /// non-blocking read; changed idle copies found on the way, which only a
+    /// lost event makes, are deleted on the blocking pool).
+    pub(crate) fn take_idle(self: &Arc<Self>, source: &Path) -> Option<Copy> {
         let mut stale = Vec::new();
         let mut state = self.lock();
         self.drain(&mut state);
@@ -126,7 +126,14 @@ impl Copies {
             }
         }
         drop(state);
-        self.delete(stale);
+        if !stale.is_empty() {
+            let copies = self.clone();
+            let delete = move || copies.delete(stale);
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(delete)),
+                Err(_) => delete(),
+            }
+        }
         found
     }
 
@@ -134,10 +141,17 @@ impl Copies {
     pub(crate) fn make(&self, source: &Path, fresh: PathBuf) -> std::io::Result<Copy> {
         copy_tree(source, &fresh)?;
         let usage = usage(&fresh);
+        // Watched before it is registered, outside the lock: walking a big
+        // tree must not hold up the invocations taking and giving back
+        // copies. Nothing else knows of this copy yet, so nothing changes it
+        // in between.
+        let watches = self.watch(&fresh);
         let mut state = self.lock();
         state.made += 1;
         let id = state.made;
-        let watches = self.watch(&fresh, id, &mut state);
+        for wd in &watches {
+            state.watched.insert(*wd, id);
+        }
         Ok(Copy {
             id,
             path: fresh,
@@ -193,28 +207,29 @@ impl Copies {
 
     /// Watches every directory of the copy at `root`; the watches, or none if
     /// one could not be set.
-    fn watch(&self, root: &Path, id: u64, state: &mut State) -> Vec<i32> {
+    fn watch(&self, root: &Path) -> Vec<i32> {
         let Some(inotify) = &self.inotify else {
             return Vec::new();
         };
         let mut watches = Vec::new();
         let mut pending = vec![root.to_owned()];
+        let give_up = |watches: &[i32]| {
+            for wd in watches {
+                let _ = inotify::remove_watch(inotify, *wd);
+            }
+            Vec::new()
+        };
         while let Some(dir) = pending.pop() {
             let flags = CHANGES | WatchFlags::DONT_FOLLOW | WatchFlags::ONLYDIR;
             match inotify::add_watch(inotify, &dir, flags) {
-                Ok(wd) => {
-                    watches.push(wd);
-                    state.watched.insert(wd, id);
-                }
+                Ok(wd) => watches.push(wd),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), "cannot watch a writable copy ({e}): it will not be reused");
-                    self.unwatch(&watches, state);
-                    return Vec::new();
+                    return give_up(&watches);
                 }
             }
             let Ok(entries) = std::fs::read_dir(&dir) else {
-                self.unwatch(&watches, state);
-                return Vec::new();
+                return give_up(&watches);
             };
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -343,7 +358,7 @@ mod tests {
     }
 
     /// What an invocation does: an unchanged idle copy, else a new one.
-    fn take(copies: &Copies, source: &Path, fresh: PathBuf) -> Copy {
+    fn take(copies: &Arc<Copies>, source: &Path, fresh: PathBuf) -> Copy {
         match copies.take_idle(source) {
             Some(copy) => copy,
             None => copies.make(source, fresh).expect("make"),
@@ -361,7 +376,7 @@ mod tests {
     fn reused_after(touch: impl FnOnce(&Path)) -> bool {
         let root = tempfile::tempdir().expect("tempdir");
         let source = tree(root.path());
-        let copies = Copies::new(1 << 20);
+        let copies = Arc::new(Copies::new(1 << 20));
         let copy = take(&copies, &source, root.path().join("c1"));
         let first = copy.path().to_owned();
         touch(&first);
@@ -466,13 +481,13 @@ mod tests {
         let source = tree(root.path());
         let fresh = |n: u32| root.path().join(format!("c{n}"));
         // Not reusable (a component's, or a guest stopped by a limit): deleted.
-        let copies = Copies::new(1 << 20);
+        let copies = Arc::new(Copies::new(1 << 20));
         let copy = take(&copies, &source, fresh(1));
         give_back(&copies, copy, false);
         assert!(!fresh(1).exists());
         // Idle copies past the byte bound (one and a half copies here) are deleted.
         let one = usage(&source).0;
-        let copies = Copies::new(one + one / 2);
+        let copies = Arc::new(Copies::new(one + one / 2));
         let (a, b) = (
             take(&copies, &source, fresh(2)),
             take(&copies, &source, fresh(3)),
@@ -481,7 +496,7 @@ mod tests {
         give_back(&copies, b, true);
         assert!(fresh(2).exists() && !fresh(3).exists());
         // At most MAX_IDLE_PER_TREE per tree.
-        let copies = Copies::new(1 << 20);
+        let copies = Arc::new(Copies::new(1 << 20));
         let taken: Vec<Copy> = (0..=MAX_IDLE_PER_TREE as u32)
             .map(|n| take(&copies, &source, fresh(10 + n)))
             .collect();
