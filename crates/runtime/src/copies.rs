@@ -18,9 +18,10 @@
 //! and a guest stopped by a limit may leave a write under way: their copies are
 //! deleted, as every changed copy is.
 //!
-//! Idle copies are bounded: [`MAX_IDLE_PER_TREE`] per tree, and all together at
-//! most the byte bound given at start (a quarter of the scratch budget); a copy
-//! past either is deleted. They live in the scratch root under `<pid>-<n>`
+//! Idle copies are bounded: [`MAX_IDLE_PER_TREE`] per tree (a copy given back
+//! past that is deleted), and all together at most the byte bound given at
+//! start (a quarter of the scratch budget; past it, the idle copies given back
+//! longest ago, of any tree, are deleted to make room). They live in the scratch root under `<pid>-<n>`
 //! names, so that a start after a crash removes them with the invocation
 //! directories.
 
@@ -57,6 +58,8 @@ pub(crate) struct Copy {
     /// inotify's watches of its directories; empty when they could not all be
     /// set (such a copy is never reused).
     watches: Vec<i32>,
+    /// When it was last given back and kept (a count of such times).
+    idled: u64,
 }
 
 impl Copy {
@@ -83,6 +86,8 @@ struct State {
     watched: HashMap<i32, u64>,
     /// Copies a change was reported for.
     changed: std::collections::HashSet<u64>,
+    /// Copies kept idle so far (orders them, oldest first).
+    given_back: u64,
     /// Counts copies made and copies reused (for tests and benchmarks).
     made: u64,
     reused: u64,
@@ -158,16 +163,18 @@ impl Copies {
             source: source.to_owned(),
             usage,
             watches,
+            idled: 0,
         })
     }
 
     /// Takes `copy` back from its invocation: kept for the next one if
     /// `reusable` (its invocation ended by itself, as a core module), nothing
-    /// changed it and the bounds allow (a lock and a non-blocking read: done
-    /// before the invocation answers, so that the next one finds it); else
-    /// handed back, to [`Copies::delete`].
-    #[must_use = "a copy not kept is to be deleted"]
-    pub(crate) fn give_back(&self, copy: Copy, reusable: bool) -> Option<Copy> {
+    /// changed it and it fits the bounds, the idle copies given back longest
+    /// ago (of any tree) making room for it (a lock and a non-blocking read:
+    /// done before the invocation answers, so that the next one finds it).
+    /// What is not kept is handed back, to [`Copies::delete`].
+    #[must_use = "copies not kept are to be deleted"]
+    pub(crate) fn give_back(&self, mut copy: Copy, reusable: bool) -> Vec<Copy> {
         let mut state = self.lock();
         self.drain(&mut state);
         let count = state.idle.get(&copy.source).map_or(0, Vec::len);
@@ -175,17 +182,38 @@ impl Copies {
             && !copy.watches.is_empty()
             && !state.changed.contains(&copy.id)
             && count < MAX_IDLE_PER_TREE
-            && state.idle_bytes.saturating_add(copy.usage.0) <= self.max_idle_bytes;
-        if keep {
-            state.idle_bytes += copy.usage.0;
-            state
-                .idle
-                .entry(copy.source.clone())
-                .or_default()
-                .push(copy);
-            return None;
+            && copy.usage.0 <= self.max_idle_bytes;
+        if !keep {
+            return vec![copy];
         }
-        Some(copy)
+        let mut evicted = Vec::new();
+        while state.idle_bytes.saturating_add(copy.usage.0) > self.max_idle_bytes {
+            // Each tree's list is in the order given back: its first is its oldest.
+            let oldest = state
+                .idle
+                .iter()
+                .filter_map(|(source, list)| Some((list.first()?.idled, source.clone())))
+                .min();
+            let Some((_, source)) = oldest else { break };
+            let Some(list) = state.idle.get_mut(&source) else {
+                break;
+            };
+            let old = list.remove(0);
+            if list.is_empty() {
+                state.idle.remove(&source);
+            }
+            state.idle_bytes -= old.usage.0;
+            evicted.push(old);
+        }
+        state.given_back += 1;
+        copy.idled = state.given_back;
+        state.idle_bytes += copy.usage.0;
+        state
+            .idle
+            .entry(copy.source.clone())
+            .or_default()
+            .push(copy);
+        evicted
     }
 
     /// What `copy` takes on disk ([`usage`]) if inotify saw no change in it
@@ -366,9 +394,8 @@ mod tests {
     }
 
     fn give_back(copies: &Copies, copy: Copy, reusable: bool) {
-        if let Some(copy) = copies.give_back(copy, reusable) {
-            copies.delete(vec![copy]);
-        }
+        let not_kept = copies.give_back(copy, reusable);
+        copies.delete(not_kept);
     }
 
     /// Takes a copy, lets `touch` do something to it, gives it back as a
@@ -485,16 +512,31 @@ mod tests {
         let copy = take(&copies, &source, fresh(1));
         give_back(&copies, copy, false);
         assert!(!fresh(1).exists());
-        // Idle copies past the byte bound (one and a half copies here) are deleted.
-        let one = usage(&source).0;
-        let copies = Arc::new(Copies::new(one + one / 2));
+        // Past the byte bound (a byte short of both copies here), the copy
+        // given back longest ago, of whichever tree, makes room.
+        let other = root.path().join("other");
+        std::fs::create_dir_all(&other).expect("mkdir");
+        std::fs::write(other.join("c.txt"), "c").expect("write");
+        let both = usage(&source).0 + usage(&other).0;
+        let copies = Arc::new(Copies::new(both - 1));
         let (a, b) = (
             take(&copies, &source, fresh(2)),
-            take(&copies, &source, fresh(3)),
+            take(&copies, &other, fresh(3)),
         );
         give_back(&copies, a, true);
+        assert!(fresh(2).exists());
         give_back(&copies, b, true);
-        assert!(fresh(2).exists() && !fresh(3).exists());
+        assert!(!fresh(2).exists() && fresh(3).exists());
+        assert!(copies.take_idle(&source).is_none());
+        let again = copies
+            .take_idle(&other)
+            .expect("the other tree's copy is idle");
+        assert_eq!(again.path(), fresh(3));
+        // A copy bigger than the whole bound is not kept.
+        let small = Arc::new(Copies::new(1));
+        let copy = take(&small, &source, fresh(4));
+        give_back(&small, copy, true);
+        assert!(!fresh(4).exists());
         // At most MAX_IDLE_PER_TREE per tree.
         let copies = Arc::new(Copies::new(1 << 20));
         let taken: Vec<Copy> = (0..=MAX_IDLE_PER_TREE as u32)

@@ -270,7 +270,7 @@ impl ScratchRoot {
                     // What was taken goes back unused; the directory goes.
                     let unused = copies
                         .into_iter()
-                        .filter_map(|(_, copy)| self.copies.give_back(copy, true));
+                        .flat_map(|(_, copy)| self.copies.give_back(copy, true));
                     self.copies.delete(unused.collect());
                     let _ = remove_tree(&path);
                     return Err(e);
@@ -401,12 +401,12 @@ impl Drop for InvocationDir {
         // Given back here, before the invocation answers: the next one finds
         // an unchanged copy. Only deleting waits for the blocking pool.
         let pool = self.pool.clone();
-        let changed: Vec<Copy> = std::mem::take(&mut self.copies)
+        let not_kept: Vec<Copy> = std::mem::take(&mut self.copies)
             .into_iter()
-            .filter_map(|(_, copy)| pool.give_back(copy, reusable))
+            .flat_map(|(_, copy)| pool.give_back(copy, reusable))
             .collect();
         let remove = move || {
-            pool.delete(changed);
+            pool.delete(not_kept);
             if let Err(e) = remove_tree(&path) {
                 tracing::warn!(path = %path.display(), "cannot remove an invocation directory: {e}");
             }
