@@ -1,11 +1,13 @@
 //! What an invocation sees of a filesystem: host directories mounted read-only
 //! (bundles unpacked on this node), private copies of them, and a scratch
-//! directory. Copies and scratch live in a directory made for the invocation
-//! under the runtime's scratch root, bounded in bytes and in entries, and
-//! removed when the invocation ends (and at start-up, after a crash).
+//! directory. The scratch lives in a directory made for the invocation under
+//! the runtime's scratch root, removed when the invocation ends (and at
+//! start-up, after a crash); the copies beside it, from `copies.rs`, which may
+//! hand an unchanged one to the next invocation. Both count against the
+//! invocation's bounds in bytes and in entries.
 //!
 //! wasmtime-wasi has no hook on writes, so the bounds are checked by walking
-//! the invocation's directory: at every few epoch ticks while the guest runs
+//! the invocation's directory and its changed copies: at every few epoch ticks while the guest runs
 //! (less often when the walk is expensive: it may take a twentieth of the
 //! guest's time at most), and once more when it ends. A guest past a bound is stopped with
 //! [`crate::Outcome::ScratchLimit`]. Between two checks it can overshoot by what
