@@ -5,7 +5,7 @@
 //! exactly as it found it is not deleted but kept for the next invocation of
 //! the same tree, so a mount that is only read is copied once, not per
 //! request. "Exactly as it found it" is what inotify reports on every directory
-//! of the copy: not one change of content or metadata (a write or truncation,
+//! and file of the copy: not one change of content or metadata (a write or truncation,
 //! a file closed after being opened for writing, an entry created, removed or
 //! renamed, times or links changed), and no event lost to a full queue. Reads
 //! report nothing, so reading costs nothing here.
@@ -240,6 +240,9 @@ impl Copies {
             return Vec::new();
         };
         let mut watches = Vec::new();
+        // Directories for their entries, and every file for itself: a file
+        // can also be reached by a path outside the copy (a hard link a guest
+        // made in its scratch directory), which no directory's watch sees.
         let mut pending = vec![root.to_owned()];
         let give_up = |watches: &[i32]| {
             for wd in watches {
@@ -262,6 +265,15 @@ impl Copies {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     pending.push(entry.path());
+                    continue;
+                }
+                let flags = CHANGES | WatchFlags::DONT_FOLLOW;
+                match inotify::add_watch(inotify, entry.path(), flags) {
+                    Ok(wd) => watches.push(wd),
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), "cannot watch a writable copy ({e}): it will not be reused");
+                        return give_up(&watches);
+                    }
                 }
             }
         }
@@ -479,6 +491,19 @@ mod tests {
             (
                 "hard link",
                 Box::new(|c| std::fs::hard_link(c.join("a.txt"), c.join("h")).expect("ln")),
+            ),
+            (
+                "written through a hard link outside the copy",
+                Box::new(|c| {
+                    let outside = c.with_extension("outside");
+                    std::fs::hard_link(c.join("sub/b.txt"), &outside).expect("ln");
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&outside)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, b"B"))
+                        .expect("write");
+                    std::fs::remove_file(&outside).expect("rm");
+                }),
             ),
             (
                 "times",
