@@ -159,7 +159,7 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
 
-    let (made, reused) = runtime.writable_copies();
+    let kiln_runtime::WritableCopies { made, reused, .. } = runtime.writable_copies();
     println!(
         "guests: hello and fs (examples/), Runtime::invoke one at a time, {} rounds x {} per \
          contender, scratch under {}; writable copies made {made}, reused {reused}\n",

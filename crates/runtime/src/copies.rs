@@ -10,13 +10,27 @@
 //! renamed, times or links changed), and no event lost to a full queue. Reads
 //! report nothing, so reading costs nothing here.
 //!
-//! Only an invocation that ended by itself (it returned or exited) of a core
-//! module gives its copy back for reuse: WASI preview 1 finishes every write
-//! before the guest goes on, so once such a guest has ended and its descriptors
-//! are closed, nothing can still change the copy. A component's filesystem
-//! streams write in the background and may finish after the guest has ended,
-//! and a guest stopped by a limit may leave a write under way: their copies are
-//! deleted, as every changed copy is.
+//! "Left" also means that nothing can still change it: inotify reports every
+//! open and close of the copy's files and directories, and a copy is kept only
+//! when each open has had its close. A descriptor still open when the
+//! invocation gives the copy back belongs to work under way (a component's file
+//! stream writes on the blocking pool and may finish after the guest has ended;
+//! a guest stopped by a limit may leave an operation running), and such a copy
+//! is deleted. Every write goes through a descriptor, and its change is
+//! reported before the descriptor's close, so a copy whose descriptors are all
+//! closed and that reported no change is as it was made. The count is exact:
+//! every object of a copy is watched both itself and from its parent
+//! directory (the copy's root sits in a directory of its own for that), so no
+//! two events in a row are ever identical, which is what inotify merges.
+//! Only invocations that ended by themselves (they returned or exited) give a
+//! copy back for reuse at all.
+//!
+//! A copy that is not kept because it changed is replaced on the blocking pool
+//! once its invocation has answered, when its tree has no idle copy left and
+//! no replacement under way: the next invocation of a function that writes to
+//! its copy finds a fresh one ready instead of waiting for it. Every copy so
+//! made serves one invocation (or stays idle within the bounds), so this moves
+//! work off the request path without adding to it.
 //!
 //! Idle copies are bounded: [`MAX_IDLE_PER_TREE`] per tree (a copy given back
 //! past that is deleted), and all together at most the byte bound given at
@@ -47,16 +61,32 @@ const CHANGES: WatchFlags = WatchFlags::MODIFY
     .union(WatchFlags::MOVED_FROM)
     .union(WatchFlags::MOVED_TO);
 
+/// What a watch asks for: changes, and opens and closes to count descriptors.
+const WATCHED: WatchFlags = CHANGES
+    .union(WatchFlags::OPEN)
+    .union(WatchFlags::CLOSE_NOWRITE)
+    .union(WatchFlags::DONT_FOLLOW);
+
+/// The events that are changes ([`CHANGES`]: inotify reads back the bits it
+/// was asked for), and a watch gone with its object.
+const CHANGED: ReadFlags = ReadFlags::from_bits_retain(CHANGES.bits()).union(ReadFlags::IGNORED);
+
+/// The name of a copy's root inside the directory of its own that holds it.
+const TREE: &str = "tree";
+
 /// One invocation's private copy of a tree.
 #[derive(Debug)]
 pub(crate) struct Copy {
     id: u64,
+    /// The directory holding the copy (its parent is watched through it).
+    home: PathBuf,
+    /// The copy's root, `home/tree`.
     path: PathBuf,
     source: PathBuf,
     /// Bytes allocated and entries, as made ([`usage`]).
     usage: (u64, u64),
-    /// inotify's watches of its directories; empty when they could not all be
-    /// set (such a copy is never reused).
+    /// inotify's watches of its home and of every directory and file of it;
+    /// empty when they could not all be set (such a copy is never reused).
     watches: Vec<i32>,
     /// When it was last given back and kept (a count of such times).
     idled: u64,
@@ -67,6 +97,29 @@ impl Copy {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// What [`Copies::give_back`] leaves to do, on the blocking pool.
+#[derive(Debug, Default)]
+#[must_use = "copies not kept are to be deleted"]
+pub(crate) struct Returned {
+    /// Copies to [`Copies::delete`]: the one given back if not kept, or idle
+    /// ones it displaced.
+    pub(crate) delete: Vec<Copy>,
+    /// A tree to [`Copies::replace`] a changed copy of.
+    pub(crate) replace: Option<PathBuf>,
+}
+
+/// Writable copies made, reused and idle, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WritableCopies {
+    /// Copies made so far (replacements included).
+    pub made: u64,
+    /// Times an invocation got a copy another had left unchanged, or a
+    /// replacement made ahead of it, instead of a new one.
+    pub reused: u64,
+    /// Copies ready for the next invocation now.
+    pub idle: u64,
 }
 
 /// The copies of every tree: idle ones by tree, and what inotify has said
@@ -82,10 +135,14 @@ pub(crate) struct Copies {
 struct State {
     idle: HashMap<PathBuf, Vec<Copy>>,
     idle_bytes: u64,
-    /// Watch descriptor → the copy whose directory it watches.
+    /// Watch descriptor → the copy whose directory or file it watches.
     watched: HashMap<i32, u64>,
     /// Copies a change was reported for.
     changed: std::collections::HashSet<u64>,
+    /// Per copy, opens reported less closes reported: descriptors open now.
+    open: HashMap<u64, i64>,
+    /// Trees a replacement copy is being made for.
+    replacing: std::collections::HashSet<PathBuf>,
     /// Copies kept idle so far (orders them, oldest first).
     given_back: u64,
     /// Counts copies made and copies reused (for tests and benchmarks).
@@ -142,15 +199,20 @@ impl Copies {
         found
     }
 
-    /// A new copy of `source` at `fresh`, watched (blocking).
-    pub(crate) fn make(&self, source: &Path, fresh: PathBuf) -> std::io::Result<Copy> {
-        copy_tree(source, &fresh)?;
+    /// A new copy of `source` in the new directory `home`, watched (blocking).
+    pub(crate) fn make(&self, source: &Path, home: PathBuf) -> std::io::Result<Copy> {
+        std::fs::create_dir(&home)?;
+        let fresh = home.join(TREE);
+        if let Err(e) = copy_tree(source, &fresh) {
+            let _ = remove_tree(&home);
+            return Err(e);
+        }
         let usage = usage(&fresh);
         // Watched before it is registered, outside the lock: walking a big
         // tree must not hold up the invocations taking and giving back
         // copies. Nothing else knows of this copy yet, so nothing changes it
         // in between.
-        let watches = self.watch(&fresh);
+        let watches = self.watch(&home);
         let mut state = self.lock();
         state.made += 1;
         let id = state.made;
@@ -159,6 +221,7 @@ impl Copies {
         }
         Ok(Copy {
             id,
+            home,
             path: fresh,
             source: source.to_owned(),
             usage,
@@ -168,23 +231,31 @@ impl Copies {
     }
 
     /// Takes `copy` back from its invocation: kept for the next one if
-    /// `reusable` (its invocation ended by itself, as a core module), nothing
-    /// changed it and it fits the bounds, the idle copies given back longest
-    /// ago (of any tree) making room for it (a lock and a non-blocking read:
-    /// done before the invocation answers, so that the next one finds it).
-    /// What is not kept is handed back, to [`Copies::delete`].
-    #[must_use = "copies not kept are to be deleted"]
-    pub(crate) fn give_back(&self, mut copy: Copy, reusable: bool) -> Vec<Copy> {
+    /// `reusable` (its invocation ended by itself), nothing changed it, none of
+    /// its descriptors is still open and it fits the bounds, the idle copies
+    /// given back longest ago (of any tree) making room for it (a lock and a
+    /// non-blocking read: done before the invocation answers, so that the next
+    /// one finds it). What is not kept is to be deleted, and a changed copy
+    /// replaced ([`Returned`]).
+    pub(crate) fn give_back(&self, mut copy: Copy, reusable: bool) -> Returned {
         let mut state = self.lock();
         self.drain(&mut state);
         let count = state.idle.get(&copy.source).map_or(0, Vec::len);
-        let keep = reusable
+        let fits = count < MAX_IDLE_PER_TREE && copy.usage.0 <= self.max_idle_bytes;
+        let as_made = reusable
             && !copy.watches.is_empty()
             && !state.changed.contains(&copy.id)
-            && count < MAX_IDLE_PER_TREE
-            && copy.usage.0 <= self.max_idle_bytes;
-        if !keep {
-            return vec![copy];
+            && state.open.get(&copy.id).copied().unwrap_or(0) == 0;
+        if !(as_made && fits) {
+            let replace = (fits
+                && count == 0
+                && self.inotify.is_some()
+                && state.replacing.insert(copy.source.clone()))
+            .then(|| copy.source.clone());
+            return Returned {
+                delete: vec![copy],
+                replace,
+            };
         }
         let mut evicted = Vec::new();
         while state.idle_bytes.saturating_add(copy.usage.0) > self.max_idle_bytes {
@@ -213,7 +284,30 @@ impl Copies {
             .entry(copy.source.clone())
             .or_default()
             .push(copy);
-        evicted
+        Returned {
+            delete: evicted,
+            replace: None,
+        }
+    }
+
+    /// Deletes and replaces what [`Copies::give_back`] returned (blocking):
+    /// a replacement is made in `home()` and kept idle.
+    pub(crate) fn settle(&self, returned: Returned, home: impl FnOnce() -> PathBuf) {
+        self.delete(returned.delete);
+        let Some(source) = returned.replace else {
+            return;
+        };
+        let made = self.make(&source, home());
+        self.lock().replacing.remove(&source);
+        match made {
+            Ok(copy) => {
+                let Returned { delete, .. } = self.give_back(copy, true);
+                self.delete(delete);
+            }
+            Err(e) => {
+                tracing::warn!(tree = %source.display(), "cannot make a writable copy ahead: {e}");
+            }
+        }
     }
 
     /// What `copy` takes on disk ([`usage`]) if inotify saw no change in it
@@ -227,15 +321,19 @@ impl Copies {
         (!state.changed.contains(&copy.id)).then_some(copy.usage)
     }
 
-    /// Copies made and copies reused so far.
-    pub(crate) fn counts(&self) -> (u64, u64) {
+    /// Copies made, reused and idle.
+    pub(crate) fn counts(&self) -> WritableCopies {
         let state = self.lock();
-        (state.made, state.reused)
+        WritableCopies {
+            made: state.made,
+            reused: state.reused,
+            idle: state.idle.values().map(|list| list.len() as u64).sum(),
+        }
     }
 
-    /// Watches every directory of the copy at `root`; the watches, or none if
-    /// one could not be set.
-    fn watch(&self, root: &Path) -> Vec<i32> {
+    /// Watches the copy's `home`, and every directory and file of the copy in
+    /// it; the watches, or none if one could not be set.
+    fn watch(&self, home: &Path) -> Vec<i32> {
         let Some(inotify) = &self.inotify else {
             return Vec::new();
         };
@@ -243,37 +341,33 @@ impl Copies {
         // Directories for their entries, and every file for itself: a file
         // can also be reached by a path outside the copy (a hard link a guest
         // made in its scratch directory), which no directory's watch sees.
-        let mut pending = vec![root.to_owned()];
-        let give_up = |watches: &[i32]| {
+        // Each object is so seen twice, which keeps inotify from merging two
+        // of its opens (or closes) in a row into one event.
+        let mut pending = vec![home.to_owned()];
+        let give_up = |watches: &[i32], path: &Path, e: &dyn std::fmt::Display| {
+            tracing::warn!(path = %path.display(), "cannot watch a writable copy ({e}): it will not be reused");
             for wd in watches {
                 let _ = inotify::remove_watch(inotify, *wd);
             }
             Vec::new()
         };
         while let Some(dir) = pending.pop() {
-            let flags = CHANGES | WatchFlags::DONT_FOLLOW | WatchFlags::ONLYDIR;
-            match inotify::add_watch(inotify, &dir, flags) {
+            match inotify::add_watch(inotify, &dir, WATCHED | WatchFlags::ONLYDIR) {
                 Ok(wd) => watches.push(wd),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), "cannot watch a writable copy ({e}): it will not be reused");
-                    return give_up(&watches);
-                }
+                Err(e) => return give_up(&watches, &dir, &e),
             }
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                return give_up(&watches);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => return give_up(&watches, &dir, &e),
             };
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     pending.push(entry.path());
                     continue;
                 }
-                let flags = CHANGES | WatchFlags::DONT_FOLLOW;
-                match inotify::add_watch(inotify, entry.path(), flags) {
+                match inotify::add_watch(inotify, entry.path(), WATCHED) {
                     Ok(wd) => watches.push(wd),
-                    Err(e) => {
-                        tracing::warn!(file = %entry.path().display(), "cannot watch a writable copy ({e}): it will not be reused");
-                        return give_up(&watches);
-                    }
+                    Err(e) => return give_up(&watches, &entry.path(), &e),
                 }
             }
         }
@@ -300,17 +394,19 @@ impl Copies {
             for copy in &copies {
                 self.unwatch(&copy.watches, &mut state);
                 state.changed.remove(&copy.id);
+                state.open.remove(&copy.id);
             }
         }
         for copy in copies {
-            if let Err(e) = remove_tree(&copy.path) {
-                tracing::warn!(path = %copy.path.display(), "cannot remove a writable copy: {e}");
+            if let Err(e) = remove_tree(&copy.home) {
+                tracing::warn!(path = %copy.home.display(), "cannot remove a writable copy: {e}");
             }
         }
     }
 
     /// Reads what inotify reported since the last time: every copy with a
-    /// change is marked; a lost event marks them all.
+    /// change is marked, its opens and closes counted; a lost event marks
+    /// them all.
     fn drain(&self, state: &mut State) {
         let Some(inotify) = &self.inotify else {
             return;
@@ -324,10 +420,20 @@ impl Copies {
                     if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                         let all: Vec<u64> = state.watched.values().copied().collect();
                         state.changed.extend(all);
-                    } else if let Some(id) = state.watched.get(&event.wd()) {
-                        // Every event asked for is a change; `IGNORED` (a
-                        // watch gone with its directory) is one too.
-                        state.changed.insert(*id);
+                    } else if let Some(&id) = state.watched.get(&event.wd()) {
+                        if flags.intersects(CHANGED) {
+                            state.changed.insert(id);
+                        }
+                        // Counted once per object: where its own watch
+                        // reports it (no name), not its parent's.
+                        if event.file_name().is_none_or(|name| name.is_empty()) {
+                            let step =
+                                i64::from(flags.contains(ReadFlags::OPEN))
+                                    - i64::from(flags.intersects(
+                                        ReadFlags::CLOSE_WRITE | ReadFlags::CLOSE_NOWRITE,
+                                    ));
+                            *state.open.entry(id).or_default() += step;
+                        }
                     }
                 }
                 Err(rustix::io::Errno::AGAIN) => return,
@@ -405,9 +511,21 @@ mod tests {
         }
     }
 
+    /// Gives `copy` back and does what is left to do, a replacement made
+    /// beside it.
     fn give_back(copies: &Copies, copy: Copy, reusable: bool) {
-        let not_kept = copies.give_back(copy, reusable);
-        copies.delete(not_kept);
+        static REPLACEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let parent = copy.home.parent().expect("a parent").to_owned();
+        let returned = copies.give_back(copy, reusable);
+        copies.settle(returned, || {
+            let n = REPLACEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            parent.join(format!("replacement-{n}"))
+        });
+    }
+
+    fn counts(copies: &Copies) -> (u64, u64, u64) {
+        let WritableCopies { made, reused, idle } = copies.counts();
+        (made, reused, idle)
     }
 
     /// Takes a copy, lets `touch` do something to it, gives it back as a
@@ -431,7 +549,8 @@ mod tests {
             b"b"
         );
         let reused = next.path() == first;
-        assert_eq!(copies.counts(), if reused { (1, 1) } else { (2, 0) });
+        // A changed copy was replaced ahead of the next take.
+        assert_eq!(counts(&copies), if reused { (1, 1, 0) } else { (2, 1, 0) });
         reused
     }
 
@@ -528,15 +647,60 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_with_a_descriptor_still_open_is_not_reused() {
+        // Each keeps descriptors of the copy open while it is given back (as
+        // work still under way would): opened twice with one closed, so that
+        // two opens in a row would be merged if inotify could merge them.
+        type Hold = Box<dyn Fn(&Path) -> Vec<std::fs::File>>;
+        let twice_one_closed = |path: PathBuf| -> Hold {
+            Box::new(move |c| {
+                let open = || std::fs::File::open(c.join(&path)).expect("open");
+                let (kept, closed) = (open(), open());
+                drop(closed);
+                vec![kept]
+            })
+        };
+        let holds: Vec<(&str, Hold)> = vec![
+            ("a file", twice_one_closed("a.txt".into())),
+            (
+                "a file in a subdirectory",
+                twice_one_closed("sub/b.txt".into()),
+            ),
+            ("a subdirectory", twice_one_closed("sub".into())),
+            ("the root", twice_one_closed(".".into())),
+        ];
+        for (what, hold) in holds {
+            let root = tempfile::tempdir().expect("tempdir");
+            let source = tree(root.path());
+            let copies = Arc::new(Copies::new(1 << 20));
+            let copy = take(&copies, &source, root.path().join("c1"));
+            let first = copy.path().to_owned();
+            let held = hold(&first);
+            give_back(&copies, copy, true);
+            let next = take(&copies, &source, root.path().join("c2"));
+            assert_ne!(next.path(), first, "reused with {what} still open");
+            drop(held);
+            // Once closed, a copy only read is reused again.
+            give_back(&copies, next, true);
+            assert!(
+                copies.take_idle(&source).is_some(),
+                "not reused after {what} was closed"
+            );
+        }
+    }
+
+    #[test]
     fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
         let root = tempfile::tempdir().expect("tempdir");
         let source = tree(root.path());
         let fresh = |n: u32| root.path().join(format!("c{n}"));
-        // Not reusable (a component's, or a guest stopped by a limit): deleted.
+        // Not reusable (a guest stopped by a limit): deleted, and a new
+        // copy made ahead for the next invocation.
         let copies = Arc::new(Copies::new(1 << 20));
         let copy = take(&copies, &source, fresh(1));
         give_back(&copies, copy, false);
         assert!(!fresh(1).exists());
+        assert_eq!(counts(&copies), (2, 0, 1));
         // Past the byte bound (a byte short of both copies here), the copy
         // given back longest ago, of whichever tree, makes room.
         let other = root.path().join("other");
@@ -556,12 +720,13 @@ mod tests {
         let again = copies
             .take_idle(&other)
             .expect("the other tree's copy is idle");
-        assert_eq!(again.path(), fresh(3));
+        assert_eq!(again.path(), fresh(3).join(TREE));
         // A copy bigger than the whole bound is not kept.
         let small = Arc::new(Copies::new(1));
         let copy = take(&small, &source, fresh(4));
         give_back(&small, copy, true);
         assert!(!fresh(4).exists());
+        assert_eq!(counts(&small), (1, 0, 0), "nothing made ahead");
         // At most MAX_IDLE_PER_TREE per tree.
         let copies = Arc::new(Copies::new(1 << 20));
         let taken: Vec<Copy> = (0..=MAX_IDLE_PER_TREE as u32)
@@ -574,8 +739,36 @@ mod tests {
             .filter(|n| fresh(10 + n).exists())
             .count();
         assert_eq!(left, MAX_IDLE_PER_TREE);
+        assert_eq!(
+            counts(&copies).0,
+            MAX_IDLE_PER_TREE as u64 + 1,
+            "nothing made ahead"
+        );
         // Idle copies go with their owner.
         drop(copies);
         assert!((0..=MAX_IDLE_PER_TREE as u32).all(|n| !fresh(10 + n).exists()));
+    }
+
+    #[test]
+    fn a_changed_copy_is_replaced_ahead_once_per_tree() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let source = tree(root.path());
+        let copies = Arc::new(Copies::new(1 << 20));
+        let (a, b) = (
+            take(&copies, &source, root.path().join("a")),
+            take(&copies, &source, root.path().join("b")),
+        );
+        for copy in [a, b] {
+            std::fs::write(copy.path().join("a.txt"), "changed").expect("write");
+            give_back(&copies, copy, true);
+        }
+        // One replacement: the second found it idle already.
+        assert_eq!(counts(&copies), (3, 0, 1));
+        let next = copies.take_idle(&source).expect("made ahead");
+        assert_eq!(
+            std::fs::read(next.path().join("a.txt")).expect("read"),
+            b"a"
+        );
+        assert_eq!(counts(&copies), (3, 1, 0));
     }
 }

@@ -14,7 +14,7 @@
 //! it writes in that time; the host disk is protected by a server-wide budget
 //! that every invocation reserves its bound from before it starts.
 
-use crate::copies::{Copies, Copy, remove_tree};
+use crate::copies::{Copies, Copy, Returned, WritableCopies, remove_tree};
 use crate::disk_usage::usage;
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
@@ -122,7 +122,7 @@ const WALK_SHARE: u32 = 20;
 pub(crate) struct ScratchRoot {
     config: ScratchConfig,
     budget: Arc<Semaphore>,
-    next: AtomicU64,
+    names: Arc<Names>,
     /// Writable copies of mounted trees, reused while unchanged.
     copies: Arc<Copies>,
 }
@@ -148,8 +148,11 @@ impl ScratchRoot {
         Ok(ScratchRoot {
             budget: Arc::new(Semaphore::new(units as usize)),
             copies: Arc::new(Copies::new(config.total_bytes / IDLE_COPIES_SHARE)),
+            names: Arc::new(Names {
+                dir: config.dir.clone(),
+                next: AtomicU64::new(0),
+            }),
             config,
-            next: AtomicU64::new(0),
         })
     }
 
@@ -197,15 +200,8 @@ impl ScratchRoot {
         Ok(dir)
     }
 
-    /// A new directory name in the root (`<pid>-<n>`: removed at the next
-    /// start if this process is gone by then).
-    fn fresh_path(&self) -> PathBuf {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.config.dir.join(format!("{}-{n}", std::process::id()))
-    }
-
-    /// Writable copies made and reused so far.
-    pub(crate) fn copy_counts(&self) -> (u64, u64) {
+    /// Writable copies made, reused and idle.
+    pub(crate) fn copy_counts(&self) -> WritableCopies {
         self.copies.counts()
     }
 
@@ -230,7 +226,7 @@ impl ScratchRoot {
         } else {
             None
         };
-        let path = self.fresh_path();
+        let path = self.names.fresh();
         let prepare_failed =
             |e| FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"));
         // Two `mkdir`s and unchanged idle copies cost less than a trip to the
@@ -244,7 +240,7 @@ impl ScratchRoot {
         for (i, mount) in files.mounts.iter().enumerate().filter(|(_, m)| m.copy) {
             match self.copies.take_idle(&mount.host) {
                 Some(copy) => copies.push((i, copy)),
-                None => missing.push((i, mount.host.clone(), self.fresh_path())),
+                None => missing.push((i, mount.host.clone(), self.names.fresh())),
             }
         }
         let has_copies = !copies.is_empty() || !missing.is_empty();
@@ -270,10 +266,10 @@ impl ScratchRoot {
                 Ok(made) => copies.extend(made),
                 Err(e) => {
                     // What was taken goes back unused; the directory goes.
-                    let unused = copies
-                        .into_iter()
-                        .flat_map(|(_, copy)| self.copies.give_back(copy, true));
-                    self.copies.delete(unused.collect());
+                    for (_, copy) in copies {
+                        let returned = self.copies.give_back(copy, true);
+                        self.copies.settle(returned, || self.names.fresh());
+                    }
                     let _ = remove_tree(&path);
                     return Err(e);
                 }
@@ -286,6 +282,7 @@ impl ScratchRoot {
             skip: AtomicU32::new(0),
             copies,
             pool: self.copies.clone(),
+            names: self.names.clone(),
             reusable: AtomicBool::new(false),
             _permit: permit,
         };
@@ -310,6 +307,7 @@ pub(crate) struct InvocationDir {
     /// The writable copies, by mount index (outside `path`: they may outlive it).
     copies: Vec<(usize, Copy)>,
     pool: Arc<Copies>,
+    names: Arc<Names>,
     /// Set when the invocation ended in a way that lets its copies be reused.
     reusable: AtomicBool,
     _permit: Option<OwnedSemaphorePermit>,
@@ -345,7 +343,8 @@ impl InvocationDir {
     }
 
     /// Lets the writable copies be reused by the next invocations if nothing
-    /// changed them: for a core module that ended by itself (`copies.rs`).
+    /// changed them and nothing can still change them (`copies.rs`): for an
+    /// invocation that ended by itself within its limits.
     pub(crate) fn ended_cleanly(&self) {
         self.reusable.store(true, Ordering::Relaxed);
     }
@@ -401,22 +400,41 @@ impl Drop for InvocationDir {
         let path = std::mem::take(&mut self.path);
         let reusable = self.reusable.load(Ordering::Relaxed);
         // Given back here, before the invocation answers: the next one finds
-        // an unchanged copy. Only deleting waits for the blocking pool.
+        // an unchanged copy. Deleting, and replacing a changed copy, wait for
+        // the blocking pool.
         let pool = self.pool.clone();
-        let not_kept: Vec<Copy> = std::mem::take(&mut self.copies)
+        let names = self.names.clone();
+        let returned: Vec<Returned> = std::mem::take(&mut self.copies)
             .into_iter()
-            .flat_map(|(_, copy)| pool.give_back(copy, reusable))
+            .map(|(_, copy)| pool.give_back(copy, reusable))
             .collect();
         let remove = move || {
-            pool.delete(not_kept);
             if let Err(e) = remove_tree(&path) {
                 tracing::warn!(path = %path.display(), "cannot remove an invocation directory: {e}");
+            }
+            for returned in returned {
+                pool.settle(returned, || names.fresh());
             }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => drop(handle.spawn_blocking(remove)),
             Err(_) => remove(),
         }
+    }
+}
+
+/// Names for new directories in the scratch root.
+struct Names {
+    dir: PathBuf,
+    next: AtomicU64,
+}
+
+impl Names {
+    /// A new directory name in the root (`<pid>-<n>`: removed at the next
+    /// start if this process is gone by then).
+    fn fresh(&self) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{}-{n}", std::process::id()))
     }
 }
 

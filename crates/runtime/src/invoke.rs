@@ -411,23 +411,13 @@ pub(crate) async fn run_command(
     } = reach;
     Ok(match &function.entry {
         Entry::Core { pre, start } => {
-            let own_dir = dir.clone();
             let store = invoker.store(function.engine(), wasi.build_p1(), limits, dir, kv, cpu);
             // The entry future owns its (reference-counted) copies of what it runs.
             let (pre, start) = (pre.clone(), *start);
-            let ran = drive(store, limits, move |store, instantiation| {
+            drive(store, limits, move |store, instantiation| {
                 Box::pin(async move { run_core(&pre, &start, store, instantiation).await })
             })
-            .await;
-            // WASI preview 1 finished every write before the guest went on:
-            // a guest that ended by itself left nothing under way in its
-            // writable copies, which may then be reused if unchanged.
-            if let Some(dir) = own_dir
-                && ran.ended_cleanly()
-            {
-                dir.ended_cleanly();
-            }
-            ran
+            .await
         }
         Entry::Command(pre) => {
             let outbound = OutboundHooks::new(allowed_hosts, invoker.egress.clone());
@@ -460,11 +450,6 @@ pub(crate) struct Ended {
 }
 
 impl Ran {
-    /// Whether the guest ended by itself (returned or exited) within its limits.
-    fn ended_cleanly(&self) -> bool {
-        ended_by_itself(&self.result)
-    }
-
     pub(crate) fn end(self, max_instances: u32, limits: &Limits) -> Result<Ended, InvokeError> {
         let (outcome, detail) = match self.result {
             None => (
@@ -519,11 +504,13 @@ pub(crate) async fn drive<W: Send>(
     let ended_cleanly = ended_by_itself(&result);
     // A walk of a scratch directory is a few `stat`s: done here, like the ones
     // at epoch ticks. (Past a bound, the run no longer ended cleanly.)
-    if ended_cleanly
-        && let Some(dir) = &store.data().dir
-        && let Err(exceeded) = dir.check()
-    {
-        result = Some(Err(wasmtime::Error::new(exceeded)));
+    if ended_cleanly && let Some(dir) = &store.data().dir {
+        match dir.check() {
+            // Its writable copies may serve again if nothing changed them
+            // (`copies.rs` checks when they are given back).
+            Ok(()) => dir.ended_cleanly(),
+            Err(exceeded) => result = Some(Err(wasmtime::Error::new(exceeded))),
+        }
     }
     drop(call);
     let wall = started.elapsed();

@@ -66,6 +66,7 @@ mod validate;
 
 pub use artifact::ArtifactCache;
 pub use background::{BACKGROUND_NICE, CompilePriority};
+pub use copies::WritableCopies;
 pub use cpu_share::{CpuShare, CpuShares, TenantCpu};
 pub use egress::{EgressPolicy, is_public};
 pub use engine::{EngineConfig, SlotLimits};

@@ -569,10 +569,10 @@ impl Runtime {
         self.invoker.invoke(function, request).await
     }
 
-    /// Writable copies of mounted trees (`HostMount::copy`) made so far, and
-    /// how many times one was handed to an invocation again instead (it was
-    /// left unchanged by the last).
-    pub fn writable_copies(&self) -> (u64, u64) {
+    /// Writable copies of mounted trees (`HostMount::copy`): made so far, how
+    /// many times one was handed to an invocation ready-made instead (left
+    /// unchanged by the last, or made ahead), and how many are ready now.
+    pub fn writable_copies(&self) -> crate::WritableCopies {
         self.invoker.scratch.copy_counts()
     }
 

@@ -1,10 +1,10 @@
 //! Writable copies of a mounted tree, through `Runtime::invoke` and the `fs`
-//! example guest: a copy left unchanged by a core module is handed to the next
-//! invocation, a changed one (or a component's) is not, and no invocation sees
+//! example guest, as a core module and as a component: a copy left unchanged is
+//! handed to the next invocation, a changed one is not, and no invocation sees
 //! what another wrote.
 
 use crate::runtime;
-use kiln_runtime::{Files, HostMount, Limits, Outcome, Request, ScratchLimits};
+use kiln_runtime::{Files, HostMount, Limits, Outcome, Request, ScratchLimits, WritableCopies};
 use std::sync::Arc;
 
 fn files(tree: &std::path::Path) -> Arc<Files> {
@@ -22,28 +22,53 @@ fn files(tree: &std::path::Path) -> Arc<Files> {
     })
 }
 
-/// What the `fs` guest printed for `commands` (one per line).
+/// The `fs` guest's invocation for `commands` (one per line).
+async fn run(
+    rt: &kiln_runtime::Runtime,
+    function: &kiln_runtime::Function,
+    files: &Arc<Files>,
+    commands: &str,
+) -> kiln_runtime::Invocation {
+    rt.invoke(
+        function,
+        Request {
+            stdin: commands.as_bytes().to_vec().into(),
+            args: ["fs".to_owned()].into(),
+            limits: Limits::default(),
+            files: files.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("invoke")
+}
+
+/// What the `fs` guest printed for `commands`, having succeeded.
 async fn probe(
     rt: &kiln_runtime::Runtime,
     function: &kiln_runtime::Function,
     files: &Arc<Files>,
     commands: &str,
 ) -> String {
-    let invocation = rt
-        .invoke(
-            function,
-            Request {
-                stdin: commands.as_bytes().to_vec().into(),
-                args: ["fs".to_owned()].into(),
-                limits: Limits::default(),
-                files: files.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("invoke");
+    let invocation = run(rt, function, files, commands).await;
     assert_eq!(invocation.outcome, Outcome::Success);
     String::from_utf8(invocation.stdout.to_vec()).expect("utf-8")
+}
+
+/// Copies made, reused, idle.
+fn counts(rt: &kiln_runtime::Runtime) -> (u64, u64, u64) {
+    let WritableCopies { made, reused, idle } = rt.writable_copies();
+    (made, reused, idle)
+}
+
+/// Waits (on the blocking pool's work, with a deadline) until a copy is idle:
+/// the one made ahead to replace a copy not kept.
+async fn made_ahead(rt: &kiln_runtime::Runtime) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.writable_copies().idle == 0 {
+        assert!(std::time::Instant::now() < deadline, "no copy made ahead");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 fn tree(dir: &std::path::Path) -> std::path::PathBuf {
@@ -54,38 +79,57 @@ fn tree(dir: &std::path::Path) -> std::path::PathBuf {
     tree
 }
 
-#[tokio::test]
-async fn a_core_modules_unchanged_copy_is_reused_and_a_changed_one_is_not() {
+/// Three reads, an append, two reads: the first copy serves the three reads
+/// and the append; the append's is deleted, a new one is made ahead of the
+/// next invocation and serves the last two.
+async fn an_unchanged_copy_is_reused_and_a_changed_one_is_not(wasm: &[u8]) {
     let rt = runtime();
-    let wasm = std::fs::read(kiln_guests::path("fs")).expect("fs guest");
-    let (function, _) = rt.runtime.load_wasm(&wasm).expect("load");
+    let (function, _) = rt.runtime.load_wasm(wasm).expect("load");
     let files = files(&tree(rt.dir.path()));
     let read = "cat data/a.txt\nls data\ncat data/sub/b.txt\nls data/sub";
     for _ in 0..3 {
         let out = probe(&rt.runtime, &function, &files, read).await;
         assert!(out.contains("cat data/a.txt -> original"), "{out}");
     }
-    assert_eq!(rt.runtime.writable_copies(), (1, 2));
+    assert_eq!(counts(&rt.runtime), (1, 2, 1));
     let out = probe(&rt.runtime, &function, &files, "append data/a.txt +").await;
     assert!(out.contains("-> ok"), "{out}");
+    made_ahead(&rt.runtime).await;
     for _ in 0..2 {
         let out = probe(&rt.runtime, &function, &files, "cat data/a.txt").await;
         assert!(out.contains("cat data/a.txt -> original\n"), "{out}");
     }
-    // The append's copy (the one reused last) was deleted; a new one was made
-    // and then reused.
-    assert_eq!(rt.runtime.writable_copies(), (2, 4));
+    assert_eq!(counts(&rt.runtime), (2, 5, 1));
 }
 
 #[tokio::test]
-async fn a_components_copy_is_never_reused() {
-    let rt = runtime();
+async fn a_core_modules_unchanged_copy_is_reused_and_a_changed_one_is_not() {
+    let wasm = std::fs::read(kiln_guests::path("fs")).expect("fs guest");
+    an_unchanged_copy_is_reused_and_a_changed_one_is_not(&wasm).await;
+}
+
+#[tokio::test]
+async fn a_components_unchanged_copy_is_reused_and_a_changed_one_is_not() {
     let wasm = std::fs::read(kiln_guests::component("fs")).expect("fs component");
+    an_unchanged_copy_is_reused_and_a_changed_one_is_not(&wasm).await;
+}
+
+#[tokio::test]
+async fn a_copy_is_not_reused_after_a_guest_stopped_by_a_limit() {
+    let rt = runtime();
+    let wasm = std::fs::read(kiln_guests::path("fs")).expect("fs guest");
     let (function, _) = rt.runtime.load_wasm(&wasm).expect("load");
     let files = files(&tree(rt.dir.path()));
-    for _ in 0..3 {
-        let out = probe(&rt.runtime, &function, &files, "cat data/a.txt").await;
-        assert!(out.contains("cat data/a.txt -> original"), "{out}");
-    }
-    assert_eq!(rt.runtime.writable_copies(), (3, 0));
+    probe(&rt.runtime, &function, &files, "cat data/a.txt").await;
+    // Over its scratch bound: stopped, though it changed nothing in the copy.
+    let commands = "cat data/a.txt\nfill /tmp/big 2000000";
+    let invocation = run(&rt.runtime, &function, &files, commands).await;
+    assert!(
+        matches!(invocation.outcome, Outcome::ScratchLimit(_)),
+        "{:?}",
+        invocation.outcome
+    );
+    made_ahead(&rt.runtime).await;
+    probe(&rt.runtime, &function, &files, "cat data/a.txt").await;
+    assert_eq!(counts(&rt.runtime), (2, 2, 1));
 }

@@ -78,8 +78,8 @@ pub(crate) fn render(state: &AppState) -> String {
     let functions = state.functions.stats();
     let counters = &state.counters;
     let shares = state.runtime.cpu_shares();
-    let (copies_made, copies_reused) = state.runtime.writable_copies();
-    let scalars: [(&str, &str, &str, f64); 20] = [
+    let copies = state.runtime.writable_copies();
+    let scalars: [(&str, &str, &str, f64); 21] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -150,13 +150,19 @@ pub(crate) fn render(state: &AppState) -> String {
             "kiln_writable_copies_made_total",
             "counter",
             "Private writable copies of shipped trees made for invocations (--dir ...:copy).",
-            copies_made as f64,
+            copies.made as f64,
         ),
         (
             "kiln_writable_copies_reused_total",
             "counter",
-            "Times an invocation got a writable copy the one before it left unchanged, instead of a new one.",
-            copies_reused as f64,
+            "Times an invocation got a writable copy ready-made (left unchanged by the one before, or made ahead), instead of a new one.",
+            copies.reused as f64,
+        ),
+        (
+            "kiln_writable_copies_idle",
+            "gauge",
+            "Writable copies ready for the next invocation.",
+            copies.idle as f64,
         ),
         (
             "kiln_baseline_compiles_total",
