@@ -3,10 +3,13 @@
 //! read-only mount (a small tree of 20 files), with a scratch directory, and
 //! with a writable copy of the same tree (left unchanged, so reused); then the
 //! `fs` guest reading a file of the read-only mount, and appending to a file of
-//! its writable copy (a changed copy: a new one for every invocation). All take
-//! turns in rounds so that the machine's drift falls on them alike. Reports
-//! each median and its difference to its guest's first contender, per round
-//! and over all rounds.
+//! its writable copy (a changed copy: a new one for every invocation), back to
+//! back and paced (each request waits until the copy made ahead of it is
+//! ready, as sparse traffic finds it); then the `fs` guest as a WASI 0.2
+//! component, reading from the read-only mount and from its writable copy. All
+//! take turns in rounds so that the machine's drift falls on them alike.
+//! Reports each median and its difference to its guest's first contender, per
+//! round and over all rounds.
 
 use crate::stats::{Summary, micros};
 use anyhow::Context;
@@ -35,6 +38,8 @@ struct Contender {
     files: Arc<Files>,
     input: &'static [u8],
     expected: &'static [u8],
+    /// Waits before each request until a writable copy is ready (idle).
+    paced: bool,
 }
 
 pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
@@ -42,7 +47,10 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         let path = kiln_guests::path(name);
         std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
     };
-    let wasm = [read("hello")?, read("fs")?];
+    let component = kiln_guests::component("fs");
+    let component = std::fs::read(&component)
+        .with_context(|| format!("reading {}", component.display()))?;
+    let wasm = [read("hello")?, read("fs")?, component];
     let dir = tempfile::tempdir()?;
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(tree.join("sub"))?;
@@ -88,6 +96,15 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         files,
         input: b"world",
         expected: b"Hello, world!\n",
+        paced: false,
+    };
+    let fs = |name, function, files: &Arc<Files>, input, expected, paced| Contender {
+        name,
+        function,
+        files: files.clone(),
+        input,
+        expected,
+        paced,
     };
     let contenders = [
         hello("no files", Arc::default()),
@@ -103,20 +120,46 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
             "writable copy of the mount (20 files, 80 KiB), left unchanged",
             copy.clone(),
         ),
-        Contender {
-            name: "fs guest: reads a file of the read-only mount",
-            function: 1,
-            files: read_only,
-            input: b"stat /assets/file0.txt",
-            expected: b"stat /assets/file0.txt -> file 4096 bytes",
-        },
-        Contender {
-            name: "fs guest: appends to a file of its writable copy (changed: copied anew)",
-            function: 1,
-            files: copy,
-            input: b"append /assets/file0.txt z",
-            expected: b"append /assets/file0.txt z -> ok",
-        },
+        fs(
+            "fs guest: reads a file of the read-only mount",
+            1,
+            &read_only,
+            b"stat /assets/file0.txt",
+            b"stat /assets/file0.txt -> file 4096 bytes",
+            false,
+        ),
+        fs(
+            "fs guest: appends to a file of its writable copy (changed: copied anew), back to back",
+            1,
+            &copy,
+            b"append /assets/file0.txt z",
+            b"append /assets/file0.txt z -> ok",
+            false,
+        ),
+        fs(
+            "fs guest: the same, paced (the copy made ahead is ready)",
+            1,
+            &copy,
+            b"append /assets/file0.txt z",
+            b"append /assets/file0.txt z -> ok",
+            true,
+        ),
+        fs(
+            "fs component: reads a file of the read-only mount",
+            2,
+            &read_only,
+            b"stat /assets/file0.txt",
+            b"stat /assets/file0.txt -> file 4096 bytes",
+            false,
+        ),
+        fs(
+            "fs component: reads a file of its writable copy (unchanged: reused)",
+            2,
+            &copy,
+            b"stat /assets/file0.txt",
+            b"stat /assets/file0.txt -> file 4096 bytes",
+            false,
+        ),
     ];
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -136,6 +179,13 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
                         files: contender.files.clone(),
                         ..Default::default()
                     };
+                    if contender.paced {
+                        let deadline = Instant::now() + Duration::from_secs(5);
+                        while runtime.writable_copies().idle == 0 {
+                            anyhow::ensure!(Instant::now() < deadline, "no copy made ahead");
+                            tokio::time::sleep(Duration::from_micros(100)).await;
+                        }
+                    }
                     let start = Instant::now();
                     let inv = runtime
                         .invoke(&functions[contender.function], request)

@@ -333,17 +333,15 @@ impl Copies {
 
     /// Watches the copy's `home`, and every directory and file of the copy in
     /// it; the watches, or none if one could not be set.
+    ///
+    /// Everything is listed first and watched after: setting a watch opens
+    /// nothing, so no event comes of it. (Reading a directory already watched
+    /// would report an open and a close, which a drain racing with this one,
+    /// before the watches are registered, would see only in part.)
     fn watch(&self, home: &Path) -> Vec<i32> {
         let Some(inotify) = &self.inotify else {
             return Vec::new();
         };
-        let mut watches = Vec::new();
-        // Directories for their entries, and every file for itself: a file
-        // can also be reached by a path outside the copy (a hard link a guest
-        // made in its scratch directory), which no directory's watch sees.
-        // Each object is so seen twice, which keeps inotify from merging two
-        // of its opens (or closes) in a row into one event.
-        let mut pending = vec![home.to_owned()];
         let give_up = |watches: &[i32], path: &Path, e: &dyn std::fmt::Display| {
             tracing::warn!(path = %path.display(), "cannot watch a writable copy ({e}): it will not be reused");
             for wd in watches {
@@ -351,24 +349,36 @@ impl Copies {
             }
             Vec::new()
         };
-        while let Some(dir) = pending.pop() {
-            match inotify::add_watch(inotify, &dir, WATCHED | WatchFlags::ONLYDIR) {
-                Ok(wd) => watches.push(wd),
-                Err(e) => return give_up(&watches, &dir, &e),
+        // Directories for their entries, and every file for itself: a file
+        // can also be reached by a path outside the copy (a hard link a guest
+        // made in its scratch directory), which no directory's watch sees.
+        // Each object is so seen twice, which keeps inotify from merging two
+        // of its opens (or closes) in a row into one event.
+        let mut objects = vec![(home.to_owned(), true)];
+        let mut next = 0;
+        while let Some((dir, is_dir)) = objects.get(next).cloned() {
+            next += 1;
+            if !is_dir {
+                continue;
             }
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
-                Err(e) => return give_up(&watches, &dir, &e),
+                Err(e) => return give_up(&[], &dir, &e),
             };
             for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    pending.push(entry.path());
-                    continue;
-                }
-                match inotify::add_watch(inotify, entry.path(), WATCHED) {
-                    Ok(wd) => watches.push(wd),
-                    Err(e) => return give_up(&watches, &entry.path(), &e),
-                }
+                objects.push((entry.path(), entry.file_type().is_ok_and(|t| t.is_dir())));
+            }
+        }
+        let mut watches = Vec::with_capacity(objects.len());
+        for (path, is_dir) in objects {
+            let flags = if is_dir {
+                WATCHED | WatchFlags::ONLYDIR
+            } else {
+                WATCHED
+            };
+            match inotify::add_watch(inotify, &path, flags) {
+                Ok(wd) => watches.push(wd),
+                Err(e) => return give_up(&watches, &path, &e),
             }
         }
         watches
@@ -770,5 +780,23 @@ mod tests {
             b"a"
         );
         assert_eq!(counts(&copies), (3, 1, 0));
+    }
+
+    #[test]
+    fn making_a_copy_reports_no_event() {
+        // Else a drain racing with `make` could count a close without its
+        // open (the watch not registered yet) and never reuse the copy.
+        let root = tempfile::tempdir().expect("tempdir");
+        let source = tree(root.path());
+        let copies = Copies::new(1 << 20);
+        let copy = copies.make(&source, root.path().join("c")).expect("make");
+        assert!(!copy.watches.is_empty());
+        let inotify = copies.inotify.as_ref().expect("inotify");
+        let mut buffer = [MaybeUninit::<u8>::uninit(); 256];
+        let mut reader = inotify::Reader::new(inotify, &mut buffer);
+        match reader.next() {
+            Err(rustix::io::Errno::AGAIN) => {}
+            other => panic!("an event: {:?}", other.map(|e| e.events())),
+        }
     }
 }
