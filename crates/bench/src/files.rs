@@ -48,8 +48,8 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
     };
     let component = kiln_guests::component("fs");
-    let component = std::fs::read(&component)
-        .with_context(|| format!("reading {}", component.display()))?;
+    let component =
+        std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
     let wasm = [read("hello")?, read("fs")?, component];
     let dir = tempfile::tempdir()?;
     let tree = dir.path().join("tree");

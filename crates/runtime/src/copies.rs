@@ -32,6 +32,9 @@
 //! made serves one invocation (or stays idle within the bounds), so this moves
 //! work off the request path without adding to it.
 //!
+//! A deploy has a copy of its tree made ahead the same way, so that the first
+//! invocation finds one too.
+//!
 //! Idle copies are bounded: [`MAX_IDLE_PER_TREE`] per tree (a copy given back
 //! past that is deleted), and all together at most the byte bound given at
 //! start (a quarter of the scratch budget; past it, the idle copies given back
@@ -288,6 +291,20 @@ impl Copies {
             delete: evicted,
             replace: None,
         }
+    }
+
+    /// A copy of `source` to make ahead of its first invocation (at deploy),
+    /// unless one is idle or being made: for [`Copies::settle`].
+    pub(crate) fn ahead(&self, source: &Path) -> Option<Returned> {
+        let mut state = self.lock();
+        self.drain(&mut state);
+        let wanted = self.inotify.is_some()
+            && !state.idle.get(source).is_some_and(|list| !list.is_empty())
+            && state.replacing.insert(source.to_owned());
+        wanted.then(|| Returned {
+            delete: Vec::new(),
+            replace: Some(source.to_owned()),
+        })
     }
 
     /// Deletes and replaces what [`Copies::give_back`] returned (blocking):

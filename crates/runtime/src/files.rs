@@ -200,6 +200,20 @@ impl ScratchRoot {
         Ok(dir)
     }
 
+    /// Makes a writable copy of `tree` on the blocking pool, ahead of the
+    /// invocation that will need it, unless one is idle or being made.
+    pub(crate) fn make_copy_ahead(&self, tree: &Path) {
+        let Some(ahead) = self.copies.ahead(tree) else {
+            return;
+        };
+        let (copies, names) = (self.copies.clone(), self.names.clone());
+        let make = move || copies.settle(ahead, || names.fresh());
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(make)),
+            Err(_) => make(),
+        }
+    }
+
     /// Writable copies made, reused and idle.
     pub(crate) fn copy_counts(&self) -> WritableCopies {
         self.copies.counts()

@@ -569,6 +569,14 @@ impl Runtime {
         self.invoker.invoke(function, request).await
     }
 
+    /// Has a writable copy of `tree` (a `HostMount::host` mounted with `copy`)
+    /// made in the background, for the next invocation that mounts it: at
+    /// deploy, so that the first request finds one ready. Nothing is made if
+    /// a copy of it is ready or being made.
+    pub fn make_copy_ahead(&self, tree: &std::path::Path) {
+        self.invoker.scratch.make_copy_ahead(tree);
+    }
+
     /// Writable copies of mounted trees (`HostMount::copy`): made so far, how
     /// many times one was handed to an invocation ready-made instead (left
     /// unchanged by the last, or made ahead), and how many are ready now.

@@ -205,21 +205,11 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
             "{said}"
         );
     }
-    server.ok(&["deploy", "--dir", &dir, "--tmp", "1MiB", &fs]);
-    let url = server.function_url("default", "fs");
-    let out = probe(
-        &url,
-        "write data/hello.txt changed\ncat data/hello.txt\nwrite data/new.txt n\nls data",
-    );
-    assert_eq!(result_of(&out, "cat data/hello.txt"), "changed");
-    assert_eq!(
-        result_of(&out, "ls data"),
-        "alias.txt,fonts,hello.txt,new.txt"
-    );
-    // The copy the write changed was deleted and a new one made ahead of the
-    // next invocation; one only read is handed to the next invocation, and
-    // the next, as it is: copied once, not per request. A change deletes it
-    // again, and another is made ahead.
+    // A copy is made ahead at deploy, for the first request; the copy the
+    // write changed is deleted and a new one made ahead of the next
+    // request; one only read is handed to the next invocation, and the next,
+    // as it is: copied once, not per request. A change deletes it again, and
+    // another is made ahead.
     let copies = |server: &KilnServer| {
         let text = metrics(server, &home);
         (
@@ -233,6 +223,19 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
             (copies(server).2 == 1.0).then_some(())
         })
     };
+    server.ok(&["deploy", "--dir", &dir, "--tmp", "1MiB", &fs]);
+    made_ahead(&server);
+    assert_eq!(copies(&server), (1.0, 0.0, 1.0));
+    let url = server.function_url("default", "fs");
+    let out = probe(
+        &url,
+        "write data/hello.txt changed\ncat data/hello.txt\nwrite data/new.txt n\nls data",
+    );
+    assert_eq!(result_of(&out, "cat data/hello.txt"), "changed");
+    assert_eq!(
+        result_of(&out, "ls data"),
+        "alias.txt,fonts,hello.txt,new.txt"
+    );
     made_ahead(&server);
     let next = probe(&url, "cat data/hello.txt\nls data");
     assert_eq!(
@@ -240,13 +243,13 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
         "hello from a bundle"
     );
     assert_eq!(result_of(&next, "ls data"), "alias.txt,fonts,hello.txt");
-    assert_eq!(copies(&server), (2.0, 1.0, 1.0));
+    assert_eq!(copies(&server), (2.0, 2.0, 1.0));
     for _ in 0..2 {
         let read = probe(&url, "cat data/fonts/sans.txt\nls data");
         assert_eq!(result_of(&read, "cat data/fonts/sans.txt"), "glyphs");
         assert_eq!(result_of(&read, "ls data"), "alias.txt,fonts,hello.txt");
     }
-    assert_eq!(copies(&server), (2.0, 3.0, 1.0));
+    assert_eq!(copies(&server), (2.0, 4.0, 1.0));
     let mkdir = probe(&url, "mkdir data/made\nls data");
     assert_eq!(
         result_of(&mkdir, "ls data"),
@@ -255,7 +258,7 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
     made_ahead(&server);
     let after = probe(&url, "ls data");
     assert_eq!(result_of(&after, "ls data"), "alias.txt,fonts,hello.txt");
-    assert_eq!(copies(&server), (3.0, 5.0, 1.0));
+    assert_eq!(copies(&server), (3.0, 6.0, 1.0));
     let info = server.ok(&["info", "fs"]);
     assert!(info.contains("data  <- bundle sha256:"), "{info}");
     assert!(info.contains("(writable copy)"), "{info}");

@@ -127,7 +127,8 @@ fn not_ready(error: EnsureError) -> ApiError {
 /// A deploy's mounts: each a bundle this tenant uploaded, unpacked on this
 /// node before the deploy answers (so that its first request finds it).
 /// Writable copies are made in the invocation's scratch directory, so they
-/// need one (`tmp`) that holds them all.
+/// need one (`tmp`) that holds them all; one of each is made ahead, in the
+/// background, for the first request.
 pub(crate) async fn mounts_ready(
     state: &AppState,
     tenant: TenantId,
@@ -163,6 +164,11 @@ pub(crate) async fn mounts_ready(
             .ensure(mount.bundle, None)
             .await
             .map_err(not_ready)?;
+        if mount.mode == MountMode::Copy {
+            state
+                .runtime
+                .make_copy_ahead(&state.bundles.path(&mount.bundle));
+        }
     }
     Ok(())
 }
