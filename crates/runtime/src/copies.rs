@@ -299,7 +299,7 @@ impl Copies {
         let mut state = self.lock();
         self.drain(&mut state);
         let wanted = self.inotify.is_some()
-            && !state.idle.get(source).is_some_and(|list| !list.is_empty())
+            && state.idle.get(source).is_none_or(Vec::is_empty)
             && state.replacing.insert(source.to_owned());
         wanted.then(|| Returned {
             delete: Vec::new(),
