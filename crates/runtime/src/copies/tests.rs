@@ -1,0 +1,299 @@
+//! The writable copies' own tests: what counts as a change, that a descriptor
+//! still open keeps a copy from reuse, the bounds, and copies made ahead.
+
+use super::*;
+
+fn tree(root: &Path) -> PathBuf {
+    let source = root.join("source");
+    std::fs::create_dir_all(source.join("sub")).expect("mkdir");
+    std::fs::write(source.join("a.txt"), "a").expect("write");
+    std::fs::write(source.join("sub/b.txt"), "b").expect("write");
+    source
+}
+
+/// What an invocation does: an unchanged idle copy, else a new one.
+fn take(copies: &Arc<Copies>, source: &Path, fresh: PathBuf) -> Copy {
+    match copies.take_idle(source) {
+        Some(copy) => copy,
+        None => copies.make(source, fresh).expect("make"),
+    }
+}
+
+/// Gives `copy` back and does what is left to do, a replacement made
+/// beside it.
+fn give_back(copies: &Copies, copy: Copy, reusable: bool) {
+    static REPLACEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let parent = copy.home.parent().expect("a parent").to_owned();
+    let returned = copies.give_back(copy, reusable);
+    copies.settle(returned, || {
+        let n = REPLACEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        parent.join(format!("replacement-{n}"))
+    });
+}
+
+fn counts(copies: &Copies) -> (u64, u64, u64) {
+    let WritableCopies { made, reused, idle } = copies.counts();
+    (made, reused, idle)
+}
+
+/// Takes a copy, lets `touch` do something to it, gives it back as a
+/// cleanly ended core module's, and says whether the next take reused it.
+fn reused_after(touch: impl FnOnce(&Path)) -> bool {
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let copies = Arc::new(Copies::new(1 << 20));
+    let copy = take(&copies, &source, root.path().join("c1"));
+    let first = copy.path().to_owned();
+    touch(&first);
+    give_back(&copies, copy, true);
+    let next = take(&copies, &source, root.path().join("c2"));
+    // Whatever was reused is as the source is.
+    assert_eq!(
+        std::fs::read(next.path().join("a.txt")).expect("read"),
+        b"a"
+    );
+    assert_eq!(
+        std::fs::read(next.path().join("sub/b.txt")).expect("read"),
+        b"b"
+    );
+    let reused = next.path() == first;
+    // A changed copy was replaced ahead of the next take.
+    assert_eq!(counts(&copies), if reused { (1, 1, 0) } else { (2, 1, 0) });
+    reused
+}
+
+#[test]
+fn a_copy_only_read_is_reused() {
+    assert!(reused_after(|copy| {
+        std::fs::read(copy.join("sub/b.txt")).expect("read");
+        std::fs::read_dir(copy.join("sub"))
+            .expect("read_dir")
+            .count();
+        std::fs::metadata(copy.join("a.txt")).expect("stat");
+    }));
+}
+
+#[test]
+fn a_copy_changed_in_any_way_is_not_reused() {
+    use std::os::unix::fs::symlink;
+    type Change = Box<dyn FnOnce(&Path)>;
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "write",
+            Box::new(|c| std::fs::write(c.join("sub/b.txt"), "B").expect("w")),
+        ),
+        (
+            "same bytes",
+            Box::new(|c| std::fs::write(c.join("a.txt"), "a").expect("w")),
+        ),
+        (
+            "opened for writing, nothing written",
+            Box::new(|c| {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(c.join("a.txt"))
+                    .expect("open");
+            }),
+        ),
+        (
+            "new file",
+            Box::new(|c| std::fs::write(c.join("sub/new"), "").expect("w")),
+        ),
+        (
+            "new directory",
+            Box::new(|c| std::fs::create_dir(c.join("d")).expect("mkdir")),
+        ),
+        (
+            "removed",
+            Box::new(|c| std::fs::remove_file(c.join("sub/b.txt")).expect("rm")),
+        ),
+        (
+            "renamed",
+            Box::new(|c| std::fs::rename(c.join("a.txt"), c.join("z")).expect("mv")),
+        ),
+        (
+            "link",
+            Box::new(|c| symlink("a.txt", c.join("l")).expect("ln")),
+        ),
+        (
+            "hard link",
+            Box::new(|c| std::fs::hard_link(c.join("a.txt"), c.join("h")).expect("ln")),
+        ),
+        (
+            "written through a hard link outside the copy",
+            Box::new(|c| {
+                let outside = c.with_extension("outside");
+                std::fs::hard_link(c.join("sub/b.txt"), &outside).expect("ln");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&outside)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, b"B"))
+                    .expect("write");
+                std::fs::remove_file(&outside).expect("rm");
+            }),
+        ),
+        (
+            "times",
+            Box::new(|c| {
+                let file = std::fs::File::open(c.join("sub/b.txt")).expect("open");
+                file.set_modified(std::time::UNIX_EPOCH)
+                    .expect("set_modified");
+            }),
+        ),
+        (
+            "permissions",
+            Box::new(|c| {
+                use std::os::unix::fs::PermissionsExt;
+                let perms = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(c.join("a.txt"), perms).expect("chmod");
+            }),
+        ),
+    ];
+    for (what, change) in changes {
+        assert!(!reused_after(change), "reused after: {what}");
+    }
+}
+
+#[test]
+fn a_copy_with_a_descriptor_still_open_is_not_reused() {
+    // Each keeps descriptors of the copy open while it is given back (as
+    // work still under way would): opened twice with one closed, so that
+    // two opens in a row would be merged if inotify could merge them.
+    type Hold = Box<dyn Fn(&Path) -> Vec<std::fs::File>>;
+    let twice_one_closed = |path: PathBuf| -> Hold {
+        Box::new(move |c| {
+            let open = || std::fs::File::open(c.join(&path)).expect("open");
+            let (kept, closed) = (open(), open());
+            drop(closed);
+            vec![kept]
+        })
+    };
+    let holds: Vec<(&str, Hold)> = vec![
+        ("a file", twice_one_closed("a.txt".into())),
+        (
+            "a file in a subdirectory",
+            twice_one_closed("sub/b.txt".into()),
+        ),
+        ("a subdirectory", twice_one_closed("sub".into())),
+        ("the root", twice_one_closed(".".into())),
+    ];
+    for (what, hold) in holds {
+        let root = tempfile::tempdir().expect("tempdir");
+        let source = tree(root.path());
+        let copies = Arc::new(Copies::new(1 << 20));
+        let copy = take(&copies, &source, root.path().join("c1"));
+        let first = copy.path().to_owned();
+        let held = hold(&first);
+        give_back(&copies, copy, true);
+        let next = take(&copies, &source, root.path().join("c2"));
+        assert_ne!(next.path(), first, "reused with {what} still open");
+        drop(held);
+        // Once closed, a copy only read is reused again.
+        give_back(&copies, next, true);
+        assert!(
+            copies.take_idle(&source).is_some(),
+            "not reused after {what} was closed"
+        );
+    }
+}
+
+#[test]
+fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let fresh = |n: u32| root.path().join(format!("c{n}"));
+    // Not reusable (a guest stopped by a limit): deleted, and a new
+    // copy made ahead for the next invocation.
+    let copies = Arc::new(Copies::new(1 << 20));
+    let copy = take(&copies, &source, fresh(1));
+    give_back(&copies, copy, false);
+    assert!(!fresh(1).exists());
+    assert_eq!(counts(&copies), (2, 0, 1));
+    // Past the byte bound (a byte short of both copies here), the copy
+    // given back longest ago, of whichever tree, makes room.
+    let other = root.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("c.txt"), "c").expect("write");
+    let both = usage(&source).0 + usage(&other).0;
+    let copies = Arc::new(Copies::new(both - 1));
+    let (a, b) = (
+        take(&copies, &source, fresh(2)),
+        take(&copies, &other, fresh(3)),
+    );
+    give_back(&copies, a, true);
+    assert!(fresh(2).exists());
+    give_back(&copies, b, true);
+    assert!(!fresh(2).exists() && fresh(3).exists());
+    assert!(copies.take_idle(&source).is_none());
+    let again = copies
+        .take_idle(&other)
+        .expect("the other tree's copy is idle");
+    assert_eq!(again.path(), fresh(3).join(TREE));
+    // A copy bigger than the whole bound is not kept.
+    let small = Arc::new(Copies::new(1));
+    let copy = take(&small, &source, fresh(4));
+    give_back(&small, copy, true);
+    assert!(!fresh(4).exists());
+    assert_eq!(counts(&small), (1, 0, 0), "nothing made ahead");
+    // At most MAX_IDLE_PER_TREE per tree.
+    let copies = Arc::new(Copies::new(1 << 20));
+    let taken: Vec<Copy> = (0..=MAX_IDLE_PER_TREE as u32)
+        .map(|n| take(&copies, &source, fresh(10 + n)))
+        .collect();
+    for copy in taken {
+        give_back(&copies, copy, true);
+    }
+    let left = (0..=MAX_IDLE_PER_TREE as u32)
+        .filter(|n| fresh(10 + n).exists())
+        .count();
+    assert_eq!(left, MAX_IDLE_PER_TREE);
+    assert_eq!(
+        counts(&copies).0,
+        MAX_IDLE_PER_TREE as u64 + 1,
+        "nothing made ahead"
+    );
+    // Idle copies go with their owner.
+    drop(copies);
+    assert!((0..=MAX_IDLE_PER_TREE as u32).all(|n| !fresh(10 + n).exists()));
+}
+
+#[test]
+fn a_changed_copy_is_replaced_ahead_once_per_tree() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let copies = Arc::new(Copies::new(1 << 20));
+    let (a, b) = (
+        take(&copies, &source, root.path().join("a")),
+        take(&copies, &source, root.path().join("b")),
+    );
+    for copy in [a, b] {
+        std::fs::write(copy.path().join("a.txt"), "changed").expect("write");
+        give_back(&copies, copy, true);
+    }
+    // One replacement: the second found it idle already.
+    assert_eq!(counts(&copies), (3, 0, 1));
+    let next = copies.take_idle(&source).expect("made ahead");
+    assert_eq!(
+        std::fs::read(next.path().join("a.txt")).expect("read"),
+        b"a"
+    );
+    assert_eq!(counts(&copies), (3, 1, 0));
+}
+
+#[test]
+fn making_a_copy_reports_no_event() {
+    // Else a drain racing with `make` could count a close without its
+    // open (the watch not registered yet) and never reuse the copy.
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let copies = Copies::new(1 << 20);
+    let copy = copies.make(&source, root.path().join("c")).expect("make");
+    assert!(!copy.watches.is_empty());
+    let inotify = copies.inotify.as_ref().expect("inotify");
+    let mut buffer = [MaybeUninit::<u8>::uninit(); 256];
+    let mut reader = inotify::Reader::new(inotify, &mut buffer);
+    match reader.next() {
+        Err(rustix::io::Errno::AGAIN) => {}
+        other => panic!("an event: {:?}", other.map(|e| e.events())),
+    }
+}
