@@ -109,7 +109,8 @@ pub(crate) struct Returned {
     /// Copies to [`Copies::delete`]: the one given back if not kept, or idle
     /// ones it displaced.
     pub(crate) delete: Vec<Copy>,
-    /// A tree to [`Copies::replace`] a changed copy of.
+    /// A tree to make a new copy of, in [`Copies::settle`] (its copy was
+    /// not kept).
     pub(crate) replace: Option<PathBuf>,
 }
 

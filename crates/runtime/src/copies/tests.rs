@@ -297,3 +297,34 @@ fn making_a_copy_reports_no_event() {
         other => panic!("an event: {:?}", other.map(|e| e.events())),
     }
 }
+
+#[test]
+fn a_full_queue_counts_as_a_change_for_every_copy() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let copies = Arc::new(Copies::new(1 << 20));
+    let (a, b) = (
+        take(&copies, &source, root.path().join("a")),
+        take(&copies, &source, root.path().join("b")),
+    );
+    // Reads of `a` fill the queue to the brim (an open and a close, each
+    // reported by the file's watch and its directory's: four events), so
+    // that the write to `b` after them is lost: only the overflow says so.
+    let limit: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(16_384);
+    for _ in 0..limit / 4 {
+        std::fs::File::open(a.path().join("a.txt")).expect("open");
+    }
+    std::fs::write(b.path().join("a.txt"), "changed").expect("write");
+    let (first_a, first_b) = (a.path().to_owned(), b.path().to_owned());
+    give_back(&copies, b, true);
+    give_back(&copies, a, true);
+    let next = copies.take_idle(&source).expect("a copy made ahead");
+    assert!(
+        next.path() != first_a && next.path() != first_b,
+        "a copy was kept after a lost event"
+    );
+    assert_eq!(counts(&copies), (3, 1, 0));
+}
