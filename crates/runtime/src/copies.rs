@@ -114,6 +114,13 @@ pub(crate) struct Returned {
     pub(crate) replace: Option<PathBuf>,
 }
 
+impl Returned {
+    /// Nothing to delete or make.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.replace.is_none()
+    }
+}
+
 /// Writable copies made, reused and idle, for metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WritableCopies {

@@ -1,13 +1,14 @@
 //! What an invocation sees of a filesystem: host directories mounted read-only
 //! (bundles unpacked on this node), private copies of them, and a scratch
-//! directory. The scratch lives in a directory made for the invocation under
-//! the runtime's scratch root, removed when the invocation ends (and at
-//! start-up, after a crash); the copies beside it, from `copies.rs`, which may
-//! hand an unchanged one to the next invocation. Both count against the
+//! directory. Copies and scratch directories both come from `copies.rs`, under
+//! the runtime's scratch root: a scratch directory is a copy of an empty tree.
+//! One left as it was made (a copy only read, a scratch directory not written
+//! to) is handed to the next invocation; any other is removed when the
+//! invocation ends (and at start-up, after a crash). Both count against the
 //! invocation's bounds in bytes and in entries.
 //!
 //! wasmtime-wasi has no hook on writes, so the bounds are checked by walking
-//! the invocation's directory and its changed copies: at every few epoch ticks while the guest runs
+//! the invocation's changed directories: at every few epoch ticks while the guest runs
 //! (less often when the walk is expensive: it may take a twentieth of the
 //! guest's time at most), and once more when it ends. A guest past a bound is stopped with
 //! [`crate::Outcome::ScratchLimit`]. Between two checks it can overshoot by what
@@ -107,6 +108,10 @@ pub(crate) enum FilesError {
 /// Idle writable copies may hold this fraction of the scratch budget.
 const IDLE_COPIES_SHARE: u64 = 4;
 
+/// Idle scratch directories (empty) may hold this many bytes: what their
+/// directories take on a disk that allocates blocks to them.
+const IDLE_SCRATCH_BYTES: u64 = 1 << 20;
+
 /// Invocation directories are reserved in units of this many bytes.
 const UNIT: u64 = 1 << 10;
 
@@ -125,6 +130,10 @@ pub(crate) struct ScratchRoot {
     names: Arc<Names>,
     /// Writable copies of mounted trees, reused while unchanged.
     copies: Arc<Copies>,
+    /// Scratch directories: copies of `empty`, reused while untouched.
+    scratches: Arc<Copies>,
+    /// An empty directory, the tree scratch directories are copies of.
+    empty: PathBuf,
 }
 
 impl ScratchRoot {
@@ -145,13 +154,19 @@ impl ScratchRoot {
             }
         }
         let units = (config.total_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64);
+        let names = Arc::new(Names {
+            dir: config.dir.clone(),
+            next: AtomicU64::new(0),
+        });
+        // Named like an invocation's directory: removed with them after a crash.
+        let empty = names.fresh();
+        std::fs::create_dir(&empty)?;
         Ok(ScratchRoot {
             budget: Arc::new(Semaphore::new(units as usize)),
             copies: Arc::new(Copies::new(config.total_bytes / IDLE_COPIES_SHARE)),
-            names: Arc::new(Names {
-                dir: config.dir.clone(),
-                next: AtomicU64::new(0),
-            }),
+            scratches: Arc::new(Copies::new(IDLE_SCRATCH_BYTES)),
+            empty,
+            names,
             config,
         })
     }
@@ -192,10 +207,11 @@ impl ScratchRoot {
             wasi.preopened_dir(&host, &mount.guest, perms)
                 .map_err(|e| unavailable(&host, std::io::Error::other(e)))?;
         }
-        if let (Some(dir), Some(scratch)) = (&dir, &files.scratch) {
-            let path = dir.scratch_path();
-            wasi.preopened_dir(&path, &scratch.guest, FsPerms::ReadWrite)
-                .map_err(|e| unavailable(&path, std::io::Error::other(e)))?;
+        if let (Some(path), Some(scratch)) =
+            (dir.as_ref().and_then(|d| d.scratch_path()), &files.scratch)
+        {
+            wasi.preopened_dir(path, &scratch.guest, FsPerms::ReadWrite)
+                .map_err(|e| unavailable(path, std::io::Error::other(e)))?;
         }
         Ok(dir)
     }
@@ -219,6 +235,11 @@ impl ScratchRoot {
         self.copies.counts()
     }
 
+    /// Scratch directories made, reused and idle.
+    pub(crate) fn scratch_counts(&self) -> WritableCopies {
+        self.scratches.counts()
+    }
+
     async fn invocation_dir(
         &self,
         limits: ScratchLimits,
@@ -240,15 +261,20 @@ impl ScratchRoot {
         } else {
             None
         };
-        let path = self.names.fresh();
         let prepare_failed =
             |e| FilesError::Prepare(format!("cannot prepare the invocation's files: {e}"));
-        // Two `mkdir`s and unchanged idle copies cost less than a trip to the
-        // blocking pool; only making a copy takes one.
-        std::fs::create_dir(&path).map_err(prepare_failed)?;
-        if files.scratch.is_some() {
-            std::fs::create_dir(path.join("scratch")).map_err(prepare_failed)?;
-        }
+        // An untouched idle scratch directory, else a new one: two `mkdir`s
+        // and two watches cost less than a trip to the blocking pool.
+        let scratch = match files.scratch {
+            Some(_) => Some(match self.scratches.take_idle(&self.empty) {
+                Some(scratch) => scratch,
+                None => self
+                    .scratches
+                    .make(&self.empty, self.names.fresh())
+                    .map_err(prepare_failed)?,
+            }),
+            None => None,
+        };
         let mut copies = Vec::new();
         let mut missing = Vec::new();
         for (i, mount) in files.mounts.iter().enumerate().filter(|(_, m)| m.copy) {
@@ -279,23 +305,27 @@ impl ScratchRoot {
             match made {
                 Ok(made) => copies.extend(made),
                 Err(e) => {
-                    // What was taken goes back unused; the directory goes.
+                    // What was taken goes back unused.
                     for (_, copy) in copies {
                         let returned = self.copies.give_back(copy, true);
                         self.copies.settle(returned, || self.names.fresh());
                     }
-                    let _ = remove_tree(&path);
+                    if let Some(scratch) = scratch {
+                        let returned = self.scratches.give_back(scratch, true);
+                        self.scratches.settle(returned, || self.names.fresh());
+                    }
                     return Err(e);
                 }
             }
         }
         let dir = InvocationDir {
-            path,
             limits,
             ticks: AtomicU32::new(0),
             skip: AtomicU32::new(0),
+            scratch,
             copies,
             pool: self.copies.clone(),
+            scratches: self.scratches.clone(),
             names: self.names.clone(),
             reusable: AtomicBool::new(false),
             _permit: permit,
@@ -310,17 +340,19 @@ impl ScratchRoot {
     }
 }
 
-/// One invocation's own directory: removed when the last reference goes, its
-/// writable copies given back then.
+/// One invocation's own directories, its scratch and its writable copies:
+/// given back when the last reference goes.
 pub(crate) struct InvocationDir {
-    path: PathBuf,
     limits: ScratchLimits,
     ticks: AtomicU32,
     /// Ticks still to skip before the next walk (set from the last walk's cost).
     skip: AtomicU32,
-    /// The writable copies, by mount index (outside `path`: they may outlive it).
+    /// The scratch directory, if the function has one.
+    scratch: Option<Copy>,
+    /// The writable copies, by mount index.
     copies: Vec<(usize, Copy)>,
     pool: Arc<Copies>,
+    scratches: Arc<Copies>,
     names: Arc<Names>,
     /// Set when the invocation ended in a way that lets its copies be reused.
     reusable: AtomicBool,
@@ -346,8 +378,8 @@ pub enum ScratchLimitExceeded {
 }
 
 impl InvocationDir {
-    fn scratch_path(&self) -> PathBuf {
-        self.path.join("scratch")
+    fn scratch_path(&self) -> Option<&Path> {
+        self.scratch.as_ref().map(Copy::path)
     }
 
     fn copy_path(&self, mount: usize) -> Option<&Path> {
@@ -363,13 +395,14 @@ impl InvocationDir {
         self.reusable.store(true, Ordering::Relaxed);
     }
 
-    /// Walks the directory and the copies: over a bound?
+    /// Walks the scratch directory and the copies that changed: over a bound?
     pub(crate) fn check(&self) -> Result<(), ScratchLimitExceeded> {
-        let (mut bytes, mut entries) = usage(&self.path);
-        for (_, copy) in &self.copies {
-            // A copy inotify saw no change in is as big as it was made.
-            let (b, e) = self
-                .pool
+        let (mut bytes, mut entries) = (0u64, 0u64);
+        let scratch = self.scratch.iter().map(|copy| (&self.scratches, copy));
+        let copies = self.copies.iter().map(|(_, copy)| (&self.pool, copy));
+        for (pool, copy) in scratch.chain(copies) {
+            // One inotify saw no change in is as big as it was made.
+            let (b, e) = pool
                 .unchanged_usage(copy)
                 .unwrap_or_else(|| usage(copy.path()));
             bytes = bytes.saturating_add(b);
@@ -411,28 +444,32 @@ impl InvocationDir {
 
 impl Drop for InvocationDir {
     fn drop(&mut self) {
-        let path = std::mem::take(&mut self.path);
         let reusable = self.reusable.load(Ordering::Relaxed);
         // Given back here, before the invocation answers: the next one finds
-        // an unchanged copy. Deleting, and replacing a changed copy, wait for
-        // the blocking pool.
-        let pool = self.pool.clone();
+        // an untouched scratch directory or copy. Deleting, and replacing a
+        // changed one, wait for the blocking pool (not taken when there is
+        // nothing to do).
+        let mut returned: Vec<(Arc<Copies>, Returned)> = Vec::new();
+        if let Some(scratch) = self.scratch.take() {
+            let back = self.scratches.give_back(scratch, reusable);
+            returned.push((self.scratches.clone(), back));
+        }
+        for (_, copy) in std::mem::take(&mut self.copies) {
+            returned.push((self.pool.clone(), self.pool.give_back(copy, reusable)));
+        }
+        returned.retain(|(_, back)| !back.is_empty());
+        if returned.is_empty() {
+            return;
+        }
         let names = self.names.clone();
-        let returned: Vec<Returned> = std::mem::take(&mut self.copies)
-            .into_iter()
-            .map(|(_, copy)| pool.give_back(copy, reusable))
-            .collect();
-        let remove = move || {
-            if let Err(e) = remove_tree(&path) {
-                tracing::warn!(path = %path.display(), "cannot remove an invocation directory: {e}");
-            }
-            for returned in returned {
-                pool.settle(returned, || names.fresh());
+        let settle = move || {
+            for (pool, back) in returned {
+                pool.settle(back, || names.fresh());
             }
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(remove)),
-            Err(_) => remove(),
+            Ok(handle) => drop(handle.spawn_blocking(settle)),
+            Err(_) => settle(),
         }
     }
 }
@@ -481,7 +518,11 @@ mod tests {
             .collect();
         left.sort();
         // pid 1 is alive; this process's own leftovers and a dead pid's go;
-        // names that are not invocation directories stay.
-        assert_eq!(left, ["1-0", "42", "notes.txt-x", "someone-else"]);
+        // names that are not invocation directories stay. The new root's
+        // empty tree (for scratch directories) is the first of its names.
+        let template = format!("{own}-0");
+        let mut expected = vec!["1-0", "42", "notes.txt-x", "someone-else", &template];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 }

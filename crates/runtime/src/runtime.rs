@@ -584,6 +584,14 @@ impl Runtime {
         self.invoker.scratch.copy_counts()
     }
 
+    /// Scratch directories (`Files::scratch`): made so far, how many times
+    /// one was handed to an invocation ready-made instead (left untouched by
+    /// the last, or made ahead), and how many are ready now (same counts as
+    /// [`Runtime::writable_copies`]).
+    pub fn scratch_directories(&self) -> crate::WritableCopies {
+        self.invoker.scratch.scratch_counts()
+    }
+
     /// Starts a command whose stdin is `request.body`, read as it arrives, and
     /// whose stdout is the returned body, sent as it is written. Waits only for
     /// an instance slot; [`Streamed::finished`] resolves when the guest has ended

@@ -175,12 +175,31 @@ fn scratch_is_private_bounded_and_gone_after_each_invocation() {
         "function stopped: scratch limit of 20 files exceeded\n"
     );
 
-    // Every invocation's directory is gone once it has answered.
+    // Nothing an invocation wrote is left once it has answered: what stays
+    // in the scratch root are empty directories, ready for the next ones.
     let scratch = home.data().join("scratch");
-    eventually("scratch directories removed", || {
-        let left = std::fs::read_dir(&scratch).map_or(0, |d| d.count());
-        (left == 0).then_some(())
+    eventually("what invocations wrote removed", || {
+        written_in(&scratch).is_empty().then_some(())
     });
+}
+
+/// Whatever is in the scratch root `root` besides the empty trees the server
+/// keeps ready there (an empty directory, or one holding only an empty `tree`).
+fn written_in(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let empty =
+        |dir: &std::path::Path| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    std::fs::read_dir(root)
+        .expect("scratch root")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let names: Vec<_> = std::fs::read_dir(path)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            let kept = names.is_empty() || (names == ["tree"] && empty(&path.join("tree")));
+            !kept
+        })
+        .collect()
 }
 
 #[test]
@@ -277,20 +296,29 @@ fn scratch_left_by_a_killed_server_is_removed_at_start() {
             .send("write /tmp/left-behind x\nsleep 30000");
     });
     let scratch = home.data().join("scratch");
+    let names = || -> Vec<std::ffi::OsString> {
+        let dirs = std::fs::read_dir(&scratch).expect("scratch");
+        dirs.flatten().map(|d| d.file_name()).collect()
+    };
     eventually("an invocation's scratch file", || {
         let dirs = std::fs::read_dir(&scratch).ok()?;
         dirs.flatten()
-            .any(|d| d.path().join("scratch/left-behind").exists())
+            .any(|d| d.path().join("tree/left-behind").exists())
             .then_some(())
     });
     server.kill();
     let _ = slow.join();
-    assert_eq!(std::fs::read_dir(&scratch).expect("scratch").count(), 1);
+    let killed = names();
+    assert_eq!(written_in(&scratch).len(), 1, "{killed:?}");
     let _restarted = home.start(&[]);
-    assert_eq!(
-        std::fs::read_dir(&scratch).expect("scratch").count(),
-        0,
+    assert!(
+        written_in(&scratch).is_empty(),
         "the killed server's scratch is gone"
+    );
+    assert!(
+        names().iter().all(|name| !killed.contains(name)),
+        "nothing of the killed server is left: {:?}",
+        names()
     );
 }
 

@@ -1,7 +1,8 @@
 //! Writable copies of a mounted tree, through `Runtime::invoke` and the `fs`
 //! example guest, as a core module and as a component: a copy left unchanged is
 //! handed to the next invocation, a changed one is not, and no invocation sees
-//! what another wrote.
+//! what another wrote; the same for scratch directories, which are copies of
+//! an empty tree.
 
 use crate::runtime;
 use kiln_runtime::{Files, HostMount, Limits, Outcome, Request, ScratchLimits, WritableCopies};
@@ -132,4 +133,41 @@ async fn a_copy_is_not_reused_after_a_guest_stopped_by_a_limit() {
     made_ahead(&rt.runtime).await;
     probe(&rt.runtime, &function, &files, "cat data/a.txt").await;
     assert_eq!(counts(&rt.runtime), (2, 2, 1));
+}
+
+#[tokio::test]
+async fn an_untouched_scratch_directory_is_reused_and_a_written_one_is_not() {
+    let rt = runtime();
+    let wasm = std::fs::read(kiln_guests::path("fs")).expect("fs guest");
+    let (function, _) = rt.runtime.load_wasm(&wasm).expect("load");
+    let files = Arc::new(Files {
+        mounts: vec![],
+        scratch: Some(ScratchLimits {
+            bytes: 1 << 20,
+            entries: 100,
+            guest: "/tmp".into(),
+        }),
+    });
+    let scratch = |rt: &kiln_runtime::Runtime| {
+        let WritableCopies { made, reused, idle } = rt.scratch_directories();
+        (made, reused, idle)
+    };
+    for _ in 0..3 {
+        let out = probe(&rt.runtime, &function, &files, "ls /tmp").await;
+        assert_eq!(out, "ls /tmp -> \n");
+    }
+    assert_eq!(scratch(&rt.runtime), (1, 2, 1));
+    let out = probe(&rt.runtime, &function, &files, "write /tmp/x hi\nls /tmp").await;
+    assert!(out.contains("ls /tmp -> x\n"), "{out}");
+    // Written: deleted, and an empty one made ahead of the next invocation.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.runtime.scratch_directories().idle == 0 {
+        assert!(std::time::Instant::now() < deadline, "none made ahead");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let out = probe(&rt.runtime, &function, &files, "ls /tmp").await;
+    assert_eq!(out, "ls /tmp -> \n");
+    assert_eq!(scratch(&rt.runtime), (2, 4, 1));
+    // Writable copies are counted apart.
+    assert_eq!(counts(&rt.runtime), (0, 0, 0));
 }

@@ -79,7 +79,8 @@ pub(crate) fn render(state: &AppState) -> String {
     let counters = &state.counters;
     let shares = state.runtime.cpu_shares();
     let copies = state.runtime.writable_copies();
-    let scalars: [(&str, &str, &str, f64); 21] = [
+    let scratches = state.runtime.scratch_directories();
+    let scalars: [(&str, &str, &str, f64); 23] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -163,6 +164,18 @@ pub(crate) fn render(state: &AppState) -> String {
             "gauge",
             "Writable copies ready for the next invocation.",
             copies.idle as f64,
+        ),
+        (
+            "kiln_scratch_directories_made_total",
+            "counter",
+            "Scratch directories made for invocations (--tmp).",
+            scratches.made as f64,
+        ),
+        (
+            "kiln_scratch_directories_reused_total",
+            "counter",
+            "Times an invocation got a scratch directory ready-made (left untouched by the one before, or made ahead), instead of a new one.",
+            scratches.reused as f64,
         ),
         (
             "kiln_baseline_compiles_total",
