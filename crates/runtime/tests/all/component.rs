@@ -51,6 +51,9 @@ async fn a_command_component_gets_stdin_args_and_env_and_is_measured() {
 async fn a_restarted_runtime_loads_a_component_without_compiling() {
     let rt = runtime();
     let digest = rt.runtime.compile(&component("hello")).unwrap().digest;
+    // What a runtime does before it goes (`kiln up` at shutdown): a compile
+    // writes its artifact behind, which another runtime would not wait for.
+    rt.runtime.flush_artifacts();
     let again = kiln_runtime::Runtime::new(kiln_runtime::RuntimeConfig::new(rt.dir.path()))
         .expect("runtime");
     let function = again.load(&digest).expect("load from the artifact");
