@@ -340,6 +340,15 @@ impl ScratchRoot {
     }
 }
 
+impl Drop for ScratchRoot {
+    fn drop(&mut self) {
+        // Its idle scratch directories and copies go with their `Copies`.
+        if let Err(e) = remove_tree(&self.empty) {
+            tracing::warn!(path = %self.empty.display(), "cannot remove the empty tree: {e}");
+        }
+    }
+}
+
 /// One invocation's own directories, its scratch and its writable copies:
 /// given back when the last reference goes.
 pub(crate) struct InvocationDir {
@@ -510,7 +519,7 @@ mod tests {
             std::fs::create_dir(root.path().join(name)).expect("mkdir");
         }
         std::fs::create_dir(root.path().join(format!("{own}-3"))).expect("mkdir");
-        ScratchRoot::open(ScratchConfig::new(root.path())).expect("open");
+        let _open = ScratchRoot::open(ScratchConfig::new(root.path())).expect("open");
         let mut left: Vec<String> = std::fs::read_dir(root.path())
             .expect("read_dir")
             .flatten()
