@@ -33,11 +33,12 @@
 //! work off the request path without adding to it.
 //!
 //! A deploy has a copy of its tree made ahead the same way, so that the first
-//! invocation finds one too.
+//! invocation finds one too. Scratch directories are copies of an empty tree,
+//! from a `Copies` of their own (`files.rs`): one not written to serves again.
 //!
 //! Idle copies are bounded: [`MAX_IDLE_PER_TREE`] per tree (a copy given back
 //! past that is deleted), and all together at most the byte bound given at
-//! start (a quarter of the scratch budget; past it, the idle copies given back
+//! start (for writable copies a quarter of the scratch budget; past it, the idle copies given back
 //! longest ago, of any tree, are deleted to make room). They live in the scratch root under `<pid>-<n>`
 //! names, so that a start after a crash removes them with the invocation
 //! directories.
