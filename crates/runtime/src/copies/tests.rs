@@ -257,15 +257,21 @@ fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
     assert!((0..=MAX_IDLE_PER_TREE as u32).all(|n| !fresh(10 + n).exists()));
 }
 
+/// Copies of a tree made in `root`, and two copies taken of it.
+fn two_copies(root: &Path) -> (Arc<Copies>, PathBuf, Copy, Copy) {
+    let source = tree(root);
+    let copies = Arc::new(Copies::new(1 << 20));
+    let (a, b) = (
+        take(&copies, &source, root.join("a")),
+        take(&copies, &source, root.join("b")),
+    );
+    (copies, source, a, b)
+}
+
 #[test]
 fn a_changed_copy_is_replaced_ahead_once_per_tree() {
     let root = tempfile::tempdir().expect("tempdir");
-    let source = tree(root.path());
-    let copies = Arc::new(Copies::new(1 << 20));
-    let (a, b) = (
-        take(&copies, &source, root.path().join("a")),
-        take(&copies, &source, root.path().join("b")),
-    );
+    let (copies, source, a, b) = two_copies(root.path());
     for copy in [a, b] {
         std::fs::write(copy.path().join("a.txt"), "changed").expect("write");
         give_back(&copies, copy, true);
@@ -301,12 +307,7 @@ fn making_a_copy_reports_no_event() {
 #[test]
 fn a_full_queue_counts_as_a_change_for_every_copy() {
     let root = tempfile::tempdir().expect("tempdir");
-    let source = tree(root.path());
-    let copies = Arc::new(Copies::new(1 << 20));
-    let (a, b) = (
-        take(&copies, &source, root.path().join("a")),
-        take(&copies, &source, root.path().join("b")),
-    );
+    let (copies, source, a, b) = two_copies(root.path());
     // Reads of `a` fill the queue to the brim (an open and a close, each
     // reported by the file's watch and its directory's: four events), so
     // that the write to `b` after them is lost: only the overflow says so.
