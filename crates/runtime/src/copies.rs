@@ -49,6 +49,7 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Idle copies kept per tree, at most.
@@ -139,6 +140,8 @@ pub struct WritableCopies {
 pub(crate) struct Copies {
     /// `None` where inotify is unavailable: then no copy is reused.
     inotify: Option<OwnedFd>,
+    /// Where replacements made ahead go.
+    names: Arc<Names>,
     max_idle_bytes: u64,
     state: Mutex<State>,
 }
@@ -163,8 +166,9 @@ struct State {
 }
 
 impl Copies {
-    /// Copies whose idle ones hold at most `max_idle_bytes` together.
-    pub(crate) fn new(max_idle_bytes: u64) -> Copies {
+    /// Copies whose idle ones hold at most `max_idle_bytes` together, those
+    /// made ahead named by `names`.
+    pub(crate) fn new(max_idle_bytes: u64, names: Arc<Names>) -> Copies {
         let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .map_err(|e| {
                 tracing::warn!("no inotify ({e}): writable copies are made for every invocation")
@@ -172,6 +176,7 @@ impl Copies {
             .ok();
         Copies {
             inotify,
+            names,
             max_idle_bytes,
             state: Mutex::default(),
         }
@@ -200,14 +205,10 @@ impl Copies {
             }
         }
         drop(state);
-        if !stale.is_empty() {
-            let copies = self.clone();
-            let delete = move || copies.delete(stale);
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => drop(handle.spawn_blocking(delete)),
-                Err(_) => delete(),
-            }
-        }
+        self.settle_in_background(Returned {
+            delete: stale,
+            replace: None,
+        });
         found
     }
 
@@ -316,14 +317,28 @@ impl Copies {
         })
     }
 
+    /// [`Copies::settle`] on the blocking pool (here, outside a Tokio
+    /// runtime); nothing at all when there is nothing to do.
+    pub(crate) fn settle_in_background(self: &Arc<Self>, returned: Returned) {
+        if returned.is_empty() {
+            return;
+        }
+        let copies = self.clone();
+        let settle = move || copies.settle(returned);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(settle)),
+            Err(_) => settle(),
+        }
+    }
+
     /// Deletes and replaces what [`Copies::give_back`] returned (blocking):
-    /// a replacement is made in `home()` and kept idle.
-    pub(crate) fn settle(&self, returned: Returned, home: impl FnOnce() -> PathBuf) {
+    /// a replacement is made under a fresh name and kept idle.
+    pub(crate) fn settle(&self, returned: Returned) {
         self.delete(returned.delete);
         let Some(source) = returned.replace else {
             return;
         };
-        let made = self.make(&source, home());
+        let made = self.make(&source, self.names.fresh());
         self.lock().replacing.remove(&source);
         match made {
             Ok(copy) => {
@@ -494,6 +509,29 @@ impl Drop for Copies {
             .flat_map(|(_, copies)| copies)
             .collect();
         self.delete(idle);
+    }
+}
+
+/// Names for new directories in a scratch root, `<pid>-<n>`: removed at the
+/// next start if this process is gone by then.
+pub(crate) struct Names {
+    dir: PathBuf,
+    next: AtomicU64,
+}
+
+impl Names {
+    /// Names in `dir`.
+    pub(crate) fn new(dir: PathBuf) -> Names {
+        Names {
+            dir,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A name not given before.
+    pub(crate) fn fresh(&self) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{}-{n}", std::process::id()))
     }
 }
 

@@ -15,12 +15,12 @@
 //! it writes in that time; the host disk is protected by a server-wide budget
 //! that every invocation reserves its bound from before it starts.
 
-use crate::copies::{Copies, Copy, Returned, WritableCopies, remove_tree};
+use crate::copies::{Copies, Copy, Names, WritableCopies, remove_tree};
 use crate::disk_usage::usage;
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -154,17 +154,17 @@ impl ScratchRoot {
             }
         }
         let units = (config.total_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64);
-        let names = Arc::new(Names {
-            dir: config.dir.clone(),
-            next: AtomicU64::new(0),
-        });
+        let names = Arc::new(Names::new(config.dir.clone()));
         // Named like an invocation's directory: removed with them after a crash.
         let empty = names.fresh();
         std::fs::create_dir(&empty)?;
         Ok(ScratchRoot {
             budget: Arc::new(Semaphore::new(units as usize)),
-            copies: Arc::new(Copies::new(config.total_bytes / IDLE_COPIES_SHARE)),
-            scratches: Arc::new(Copies::new(IDLE_SCRATCH_BYTES)),
+            copies: Arc::new(Copies::new(
+                config.total_bytes / IDLE_COPIES_SHARE,
+                names.clone(),
+            )),
+            scratches: Arc::new(Copies::new(IDLE_SCRATCH_BYTES, names.clone())),
             empty,
             names,
             config,
@@ -219,14 +219,8 @@ impl ScratchRoot {
     /// Makes a writable copy of `tree` on the blocking pool, ahead of the
     /// invocation that will need it, unless one is idle or being made.
     pub(crate) fn make_copy_ahead(&self, tree: &Path) {
-        let Some(ahead) = self.copies.ahead(tree) else {
-            return;
-        };
-        let (copies, names) = (self.copies.clone(), self.names.clone());
-        let make = move || copies.settle(ahead, || names.fresh());
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(make)),
-            Err(_) => make(),
+        if let Some(ahead) = self.copies.ahead(tree) {
+            self.copies.settle_in_background(ahead);
         }
     }
 
@@ -275,15 +269,25 @@ impl ScratchRoot {
             }),
             None => None,
         };
-        let mut copies = Vec::new();
+        let mut dir = InvocationDir {
+            limits,
+            ticks: AtomicU32::new(0),
+            skip: AtomicU32::new(0),
+            scratch,
+            copies: Vec::new(),
+            pool: self.copies.clone(),
+            scratches: self.scratches.clone(),
+            reusable: AtomicBool::new(false),
+            _permit: permit,
+        };
         let mut missing = Vec::new();
         for (i, mount) in files.mounts.iter().enumerate().filter(|(_, m)| m.copy) {
             match self.copies.take_idle(&mount.host) {
-                Some(copy) => copies.push((i, copy)),
+                Some(copy) => dir.copies.push((i, copy)),
                 None => missing.push((i, mount.host.clone(), self.names.fresh())),
             }
         }
-        let has_copies = !copies.is_empty() || !missing.is_empty();
+        let has_copies = !dir.copies.is_empty() || !missing.is_empty();
         if !missing.is_empty() {
             let pool = self.copies.clone();
             let made = tokio::task::spawn_blocking(move || {
@@ -303,33 +307,14 @@ impl ScratchRoot {
             .map_err(|e| FilesError::Prepare(e.to_string()))
             .and_then(|made| made.map_err(prepare_failed));
             match made {
-                Ok(made) => copies.extend(made),
+                Ok(made) => dir.copies.extend(made),
                 Err(e) => {
-                    // What was taken goes back unused.
-                    for (_, copy) in copies {
-                        let returned = self.copies.give_back(copy, true);
-                        self.copies.settle(returned, || self.names.fresh());
-                    }
-                    if let Some(scratch) = scratch {
-                        let returned = self.scratches.give_back(scratch, true);
-                        self.scratches.settle(returned, || self.names.fresh());
-                    }
+                    // What was taken goes back unused (by `dir`'s drop).
+                    dir.ended_cleanly();
                     return Err(e);
                 }
             }
         }
-        let dir = InvocationDir {
-            limits,
-            ticks: AtomicU32::new(0),
-            skip: AtomicU32::new(0),
-            scratch,
-            copies,
-            pool: self.copies.clone(),
-            scratches: self.scratches.clone(),
-            names: self.names.clone(),
-            reusable: AtomicBool::new(false),
-            _permit: permit,
-        };
         // The copies count against the bounds from the start.
         if has_copies && let Err(over) = dir.check() {
             return Err(FilesError::Prepare(format!(
@@ -362,7 +347,6 @@ pub(crate) struct InvocationDir {
     copies: Vec<(usize, Copy)>,
     pool: Arc<Copies>,
     scratches: Arc<Copies>,
-    names: Arc<Names>,
     /// Set when the invocation ended in a way that lets its copies be reused.
     reusable: AtomicBool,
     _permit: Option<OwnedSemaphorePermit>,
@@ -458,43 +442,14 @@ impl Drop for InvocationDir {
         // an untouched scratch directory or copy. Deleting, and replacing a
         // changed one, wait for the blocking pool (not taken when there is
         // nothing to do).
-        let mut returned: Vec<(Arc<Copies>, Returned)> = Vec::new();
         if let Some(scratch) = self.scratch.take() {
             let back = self.scratches.give_back(scratch, reusable);
-            returned.push((self.scratches.clone(), back));
+            self.scratches.settle_in_background(back);
         }
         for (_, copy) in std::mem::take(&mut self.copies) {
-            returned.push((self.pool.clone(), self.pool.give_back(copy, reusable)));
+            let back = self.pool.give_back(copy, reusable);
+            self.pool.settle_in_background(back);
         }
-        returned.retain(|(_, back)| !back.is_empty());
-        if returned.is_empty() {
-            return;
-        }
-        let names = self.names.clone();
-        let settle = move || {
-            for (pool, back) in returned {
-                pool.settle(back, || names.fresh());
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(settle)),
-            Err(_) => settle(),
-        }
-    }
-}
-
-/// Names for new directories in the scratch root.
-struct Names {
-    dir: PathBuf,
-    next: AtomicU64,
-}
-
-impl Names {
-    /// A new directory name in the root (`<pid>-<n>`: removed at the next
-    /// start if this process is gone by then).
-    fn fresh(&self) -> PathBuf {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.dir.join(format!("{}-{n}", std::process::id()))
     }
 }
 

@@ -22,13 +22,13 @@ fn take(copies: &Arc<Copies>, source: &Path, fresh: PathBuf) -> Copy {
 /// Gives `copy` back and does what is left to do, a replacement made
 /// beside it.
 fn give_back(copies: &Copies, copy: Copy, reusable: bool) {
-    static REPLACEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let parent = copy.home.parent().expect("a parent").to_owned();
     let returned = copies.give_back(copy, reusable);
-    copies.settle(returned, || {
-        let n = REPLACEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        parent.join(format!("replacement-{n}"))
-    });
+    copies.settle(returned);
+}
+
+/// Names for replacements, in `dir`.
+fn names_in(dir: &Path) -> Arc<Names> {
+    Arc::new(Names::new(dir.to_owned()))
 }
 
 fn counts(copies: &Copies) -> (u64, u64, u64) {
@@ -41,7 +41,7 @@ fn counts(copies: &Copies) -> (u64, u64, u64) {
 fn reused_after(touch: impl FnOnce(&Path)) -> bool {
     let root = tempfile::tempdir().expect("tempdir");
     let source = tree(root.path());
-    let copies = Arc::new(Copies::new(1 << 20));
+    let copies = Arc::new(Copies::new(1 << 20, names_in(root.path())));
     let copy = take(&copies, &source, root.path().join("c1"));
     let first = copy.path().to_owned();
     touch(&first);
@@ -180,7 +180,7 @@ fn a_copy_with_a_descriptor_still_open_is_not_reused() {
     for (what, hold) in holds {
         let root = tempfile::tempdir().expect("tempdir");
         let source = tree(root.path());
-        let copies = Arc::new(Copies::new(1 << 20));
+        let copies = Arc::new(Copies::new(1 << 20, names_in(root.path())));
         let copy = take(&copies, &source, root.path().join("c1"));
         let first = copy.path().to_owned();
         let held = hold(&first);
@@ -204,7 +204,7 @@ fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
     let fresh = |n: u32| root.path().join(format!("c{n}"));
     // Not reusable (a guest stopped by a limit): deleted, and a new
     // copy made ahead for the next invocation.
-    let copies = Arc::new(Copies::new(1 << 20));
+    let copies = Arc::new(Copies::new(1 << 20, names_in(root.path())));
     let copy = take(&copies, &source, fresh(1));
     give_back(&copies, copy, false);
     assert!(!fresh(1).exists());
@@ -215,7 +215,7 @@ fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
     std::fs::create_dir_all(&other).expect("mkdir");
     std::fs::write(other.join("c.txt"), "c").expect("write");
     let both = usage(&source).0 + usage(&other).0;
-    let copies = Arc::new(Copies::new(both - 1));
+    let copies = Arc::new(Copies::new(both - 1, names_in(root.path())));
     let (a, b) = (
         take(&copies, &source, fresh(2)),
         take(&copies, &other, fresh(3)),
@@ -230,13 +230,13 @@ fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
         .expect("the other tree's copy is idle");
     assert_eq!(again.path(), fresh(3).join(TREE));
     // A copy bigger than the whole bound is not kept.
-    let small = Arc::new(Copies::new(1));
+    let small = Arc::new(Copies::new(1, names_in(root.path())));
     let copy = take(&small, &source, fresh(4));
     give_back(&small, copy, true);
     assert!(!fresh(4).exists());
     assert_eq!(counts(&small), (1, 0, 0), "nothing made ahead");
     // At most MAX_IDLE_PER_TREE per tree.
-    let copies = Arc::new(Copies::new(1 << 20));
+    let copies = Arc::new(Copies::new(1 << 20, names_in(root.path())));
     let taken: Vec<Copy> = (0..=MAX_IDLE_PER_TREE as u32)
         .map(|n| take(&copies, &source, fresh(10 + n)))
         .collect();
@@ -260,7 +260,7 @@ fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
 /// Copies of a tree made in `root`, and two copies taken of it.
 fn two_copies(root: &Path) -> (Arc<Copies>, PathBuf, Copy, Copy) {
     let source = tree(root);
-    let copies = Arc::new(Copies::new(1 << 20));
+    let copies = Arc::new(Copies::new(1 << 20, names_in(root)));
     let (a, b) = (
         take(&copies, &source, root.join("a")),
         take(&copies, &source, root.join("b")),
@@ -292,7 +292,7 @@ fn making_a_copy_reports_no_event() {
     // open (the watch not registered yet) and never reuse the copy.
     let root = tempfile::tempdir().expect("tempdir");
     let source = tree(root.path());
-    let copies = Copies::new(1 << 20);
+    let copies = Copies::new(1 << 20, names_in(root.path()));
     let copy = copies.make(&source, root.path().join("c")).expect("make");
     assert!(!copy.watches.is_empty());
     let inotify = copies.inotify.as_ref().expect("inotify");
