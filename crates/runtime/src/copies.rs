@@ -44,6 +44,7 @@
 //! directories.
 
 use crate::disk_usage::usage;
+use crate::overlay::Overlays;
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -90,6 +91,11 @@ pub(crate) struct Copy {
     source: PathBuf,
     /// Bytes allocated and entries, as made ([`usage`]).
     usage: (u64, u64),
+    /// Bytes it takes on disk while idle: its usage for a whole copy, its
+    /// directories for an overlay.
+    disk: u64,
+    /// Where an overlay copy is mounted, in the helper's namespace.
+    mounted: Option<PathBuf>,
     /// inotify's watches of its home and of every directory and file of it;
     /// empty when they could not all be set (such a copy is never reused).
     watches: Vec<i32>,
@@ -128,6 +134,9 @@ impl Returned {
 pub struct WritableCopies {
     /// Copies made so far (replacements included).
     pub made: u64,
+    /// Of those, the copies made as copy-on-write overlays (the rest were
+    /// copied whole).
+    pub overlaid: u64,
     /// Times an invocation got a copy another had left unchanged, or a
     /// replacement made ahead of it, instead of a new one.
     pub reused: u64,
@@ -140,6 +149,8 @@ pub struct WritableCopies {
 pub(crate) struct Copies {
     /// `None` where inotify is unavailable: then no copy is reused.
     inotify: Option<OwnedFd>,
+    /// Copies are overlays when there is a helper to mount them, else whole.
+    overlays: Option<Arc<Overlays>>,
     /// Where replacements made ahead go.
     names: Arc<Names>,
     max_idle_bytes: u64,
@@ -158,10 +169,15 @@ struct State {
     open: HashMap<u64, i64>,
     /// Trees a replacement copy is being made for.
     replacing: std::collections::HashSet<PathBuf>,
+    /// Per tree, the directory holding its whole copy (as `TREE`) that its
+    /// overlays have as their lower layer.
+    bases: HashMap<PathBuf, PathBuf>,
     /// Copies kept idle so far (orders them, oldest first).
     given_back: u64,
-    /// Counts copies made and copies reused (for tests and benchmarks).
+    /// Counts copies made (as overlays) and copies reused (for tests and
+    /// benchmarks).
     made: u64,
+    overlaid: u64,
     reused: u64,
 }
 
@@ -176,10 +192,18 @@ impl Copies {
             .ok();
         Copies {
             inotify,
+            overlays: None,
             names,
             max_idle_bytes,
             state: Mutex::default(),
         }
+    }
+
+    /// The same, its copies overlays mounted by `overlays` (each falls back
+    /// to a whole copy where mounting fails).
+    pub(crate) fn overlaid(mut self, overlays: Arc<Overlays>) -> Copies {
+        self.overlays = Some(overlays);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -195,7 +219,7 @@ impl Copies {
         self.drain(&mut state);
         let mut found = None;
         while let Some(copy) = state.idle.get_mut(source).and_then(Vec::pop) {
-            state.idle_bytes -= copy.usage.0;
+            state.idle_bytes -= copy.disk;
             if state.changed.contains(&copy.id) {
                 stale.push(copy);
             } else {
@@ -212,22 +236,42 @@ impl Copies {
         found
     }
 
-    /// A new copy of `source` in the new directory `home`, watched (blocking).
+    /// A new copy of `source` in the new directory `home`, watched
+    /// (blocking): an overlay where it can be mounted, else a whole copy.
     pub(crate) fn make(&self, source: &Path, home: PathBuf) -> std::io::Result<Copy> {
         std::fs::create_dir(&home)?;
-        let fresh = home.join(TREE);
-        if let Err(e) = copy_tree(source, &fresh) {
-            let _ = remove_tree(&home);
-            return Err(e);
+        let mut made = Err(std::io::ErrorKind::Unsupported.into());
+        if let Some(overlays) = &self.overlays {
+            made = self.mount(overlays, source, &home);
+            if let Err(e) = &made {
+                tracing::warn!(tree = %source.display(), "cannot mount a copy-on-write copy, copying it whole: {e}");
+                let _ = remove_tree(&home).and_then(|()| std::fs::create_dir(&home));
+            }
         }
+        let (parent, mounted) = match made {
+            Ok(mounted) => mounted,
+            Err(_) => match copy_tree(source, &home.join(TREE)) {
+                Ok(()) => (home.clone(), None),
+                Err(e) => {
+                    let _ = remove_tree(&home);
+                    return Err(e);
+                }
+            },
+        };
+        let fresh = parent.join(TREE);
         let usage = usage(&fresh);
+        let disk = match mounted {
+            Some(_) => crate::disk_usage::usage(&home).0,
+            None => usage.0,
+        };
         // Watched before it is registered, outside the lock: walking a big
         // tree must not hold up the invocations taking and giving back
         // copies. Nothing else knows of this copy yet, so nothing changes it
         // in between.
-        let watches = self.watch(&home);
+        let watches = self.watch(&parent);
         let mut state = self.lock();
         state.made += 1;
+        state.overlaid += u64::from(mounted.is_some());
         let id = state.made;
         for wd in &watches {
             state.watched.insert(*wd, id);
@@ -238,6 +282,8 @@ impl Copies {
             path: fresh,
             source: source.to_owned(),
             usage,
+            disk,
+            mounted,
             watches,
             idled: 0,
         })
@@ -254,7 +300,7 @@ impl Copies {
         let mut state = self.lock();
         self.drain(&mut state);
         let count = state.idle.get(&copy.source).map_or(0, Vec::len);
-        let fits = count < MAX_IDLE_PER_TREE && copy.usage.0 <= self.max_idle_bytes;
+        let fits = count < MAX_IDLE_PER_TREE && copy.disk <= self.max_idle_bytes;
         let as_made = reusable
             && !copy.watches.is_empty()
             && !state.changed.contains(&copy.id)
@@ -271,7 +317,7 @@ impl Copies {
             };
         }
         let mut evicted = Vec::new();
-        while state.idle_bytes.saturating_add(copy.usage.0) > self.max_idle_bytes {
+        while state.idle_bytes.saturating_add(copy.disk) > self.max_idle_bytes {
             // Each tree's list is in the order given back: its first is its oldest.
             let oldest = state
                 .idle
@@ -286,12 +332,12 @@ impl Copies {
             if list.is_empty() {
                 state.idle.remove(&source);
             }
-            state.idle_bytes -= old.usage.0;
+            state.idle_bytes -= old.disk;
             evicted.push(old);
         }
         state.given_back += 1;
         copy.idled = state.given_back;
-        state.idle_bytes += copy.usage.0;
+        state.idle_bytes += copy.disk;
         state
             .idle
             .entry(copy.source.clone())
@@ -367,9 +413,60 @@ impl Copies {
         let state = self.lock();
         WritableCopies {
             made: state.made,
+            overlaid: state.overlaid,
             reused: state.reused,
             idle: state.idle.values().map(|list| list.len() as u64).sum(),
         }
+    }
+
+    /// Mounts an overlay copy of `source` in `home`: `upper` and `work`
+    /// beside `view`, where the overlay is mounted; the copy's root is
+    /// `view/tree` (so that it has a parent to watch it from, as a whole
+    /// copy's has). The copy's parent as this process reaches it, and the
+    /// mount's target in the helper's namespace.
+    ///
+    /// The lower layer is not the tree itself but the tree's base: a whole
+    /// copy of it, made once per tree (in a directory holding it as `tree`),
+    /// writable by this process (an overlay shows its lower layer's modes,
+    /// a tree is unpacked read-only, and `kiln up` has no
+    /// `CAP_DAC_OVERRIDE`) and changed by nothing.
+    fn mount(
+        &self,
+        overlays: &Overlays,
+        source: &Path,
+        home: &Path,
+    ) -> std::io::Result<(PathBuf, Option<PathBuf>)> {
+        let base = self.base(source)?;
+        let home = std::path::absolute(home)?;
+        let (upper, work, view) = (home.join("upper"), home.join("work"), home.join("view"));
+        for dir in [&upper, &work, &view] {
+            std::fs::create_dir(dir)?;
+        }
+        let parent = overlays.mount(&base, &upper, &work, &view)?;
+        Ok((parent, Some(view)))
+    }
+
+    /// The base of `source`'s overlays, made on first use (blocking).
+    fn base(&self, source: &Path) -> std::io::Result<PathBuf> {
+        if let Some(base) = self.lock().bases.get(source) {
+            return Ok(base.clone());
+        }
+        let base = std::path::absolute(self.names.fresh())?;
+        std::fs::create_dir(&base)?;
+        if let Err(e) = copy_tree(source, &base.join(TREE)) {
+            let _ = remove_tree(&base);
+            return Err(e);
+        }
+        let mut state = self.lock();
+        if let Some(made) = state.bases.get(source) {
+            // Made meanwhile by another copy of the same tree.
+            let made = made.clone();
+            drop(state);
+            let _ = remove_tree(&base);
+            return Ok(made);
+        }
+        state.bases.insert(source.to_owned(), base.clone());
+        Ok(base)
     }
 
     /// Watches the copy's `home`, and every directory and file of the copy in
@@ -449,6 +546,11 @@ impl Copies {
             }
         }
         for copy in copies {
+            if let (Some(target), Some(overlays)) = (&copy.mounted, &self.overlays)
+                && let Err(e) = overlays.unmount(target)
+            {
+                tracing::warn!(path = %target.display(), "cannot detach a copy-on-write copy: {e}");
+            }
             if let Err(e) = remove_tree(&copy.home) {
                 tracing::warn!(path = %copy.home.display(), "cannot remove a writable copy: {e}");
             }
@@ -509,6 +611,13 @@ impl Drop for Copies {
             .flat_map(|(_, copies)| copies)
             .collect();
         self.delete(idle);
+        // Their overlays detached, the bases can go.
+        let bases: Vec<PathBuf> = self.lock().bases.drain().map(|(_, base)| base).collect();
+        for base in bases {
+            if let Err(e) = remove_tree(&base) {
+                tracing::warn!(path = %base.display(), "cannot remove a copy's base: {e}");
+            }
+        }
     }
 }
 
@@ -535,12 +644,38 @@ impl Names {
     }
 }
 
-/// Removes a tree a guest may have left read-only (a copy it chmod-ed).
+/// Removes a tree, one with directories its owner cannot read or write
+/// included (an overlay's work directory holds one): without
+/// `CAP_DAC_OVERRIDE`, those are opened up first.
 pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
+    let removed = match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        removed => removed,
+    };
+    match removed {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        removed => removed,
+    }
+}
+
+/// Gives the owner every permission on every directory of the tree at `dir`
+/// (not following links); what cannot be changed is left to fail the removal.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(entry.path());
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 use crate::copies::{Copies, Copy, Names, WritableCopies, remove_tree};
 use crate::disk_usage::usage;
+use crate::overlay::Overlays;
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +77,10 @@ pub struct ScratchConfig {
     /// How long an invocation waits for its bytes when others hold the budget,
     /// before it is refused (default 5 s).
     pub wait: Duration,
+    /// The helper that mounts writable copies as copy-on-write overlays,
+    /// started before the process dropped its capabilities ([`Overlays`]);
+    /// `None`: the runtime starts one, and if it cannot, copies are whole.
+    pub overlays: Option<Arc<Overlays>>,
 }
 
 impl ScratchConfig {
@@ -85,6 +90,7 @@ impl ScratchConfig {
             dir: dir.into(),
             total_bytes: 4 << 30,
             wait: Duration::from_secs(5),
+            overlays: None,
         }
     }
 }
@@ -160,9 +166,10 @@ impl ScratchRoot {
         std::fs::create_dir(&empty)?;
         Ok(ScratchRoot {
             budget: Arc::new(Semaphore::new(units as usize)),
-            copies: Arc::new(Copies::new(
+            copies: Arc::new(writable_copies(
                 config.total_bytes / IDLE_COPIES_SHARE,
-                names.clone(),
+                &names,
+                config.overlays.clone(),
             )),
             scratches: Arc::new(Copies::new(IDLE_SCRATCH_BYTES, names.clone())),
             empty,
@@ -449,6 +456,33 @@ impl Drop for InvocationDir {
         for (_, copy) in std::mem::take(&mut self.copies) {
             let back = self.pool.give_back(copy, reusable);
             self.pool.settle_in_background(back);
+        }
+    }
+}
+
+/// The `Copies` of writable mounts: overlays where the helper given (or one
+/// started here) proves it can mount one in a directory of the root, else
+/// whole copies.
+fn writable_copies(
+    max_idle_bytes: u64,
+    names: &Arc<Names>,
+    given: Option<Arc<Overlays>>,
+) -> Copies {
+    let copies = Copies::new(max_idle_bytes, names.clone());
+    let probe = names.fresh();
+    let started = given
+        .map_or_else(|| Overlays::start().map(Arc::new), Ok)
+        .and_then(|overlays| {
+            std::path::absolute(&probe)
+                .and_then(|probe| overlays.probe(&probe))
+                .map(|()| overlays)
+        });
+    let _ = remove_tree(&probe);
+    match started {
+        Ok(overlays) => copies.overlaid(overlays),
+        Err(e) => {
+            tracing::info!("writable copies are made whole (no copy-on-write overlays: {e})");
+            copies
         }
     }
 }

@@ -57,6 +57,7 @@ mod limits;
 mod loader;
 mod outbound;
 mod output;
+mod overlay;
 mod runtime;
 mod snapshot;
 mod streaming;
@@ -82,6 +83,7 @@ pub use limiter::MemoryLimitExceeded;
 pub use limits::Limits;
 pub use outbound::{AllowedHosts, HostPattern, ParseHostError};
 pub use output::OutputLimitExceeded;
+pub use overlay::Overlays;
 pub use runtime::{Compiled, LoadSource, Runtime, RuntimeConfig, default_artifact_dir};
 pub use snapshot::{
     Snapshot, SnapshotError, SnapshotInit, WIZER_INITIALIZE, file_has_initializer, has_initializer,

@@ -103,6 +103,10 @@ pub struct ServerConfig {
     /// (default: `scratch` in the data directory). A tmpfs makes them cheaper:
     /// creating and removing a directory is a metadata write on a disk.
     pub scratch_dir: Option<PathBuf>,
+    /// The helper that mounts writable copies copy-on-write, started before
+    /// the process dropped its capabilities (`kiln_runtime::Overlays`);
+    /// `None`: the runtime starts one if it can.
+    pub overlays: Option<std::sync::Arc<kiln_runtime::Overlays>>,
     /// Where the language runtimes are (`python.wasm`, `js.wasm`, built by
     /// `scripts/runtimes`); `None`: script functions cannot be deployed.
     pub runtimes: Option<PathBuf>,
@@ -188,6 +192,7 @@ impl ServerConfig {
             scratch_total_bytes: 4 << 30,
             scratch_files: 10_000,
             scratch_dir: None,
+            overlays: None,
             runtimes: None,
             egress: Default::default(),
             compile_cache: None,

@@ -156,6 +156,7 @@ impl Server {
             engine: config.engine.clone(),
             scratch: ScratchConfig {
                 total_bytes: config.scratch_total_bytes,
+                overlays: config.overlays.clone(),
                 ..ScratchConfig::new(
                     config
                         .scratch_dir

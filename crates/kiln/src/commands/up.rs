@@ -389,6 +389,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .chain(args.metrics_listen)
         .chain(args.http_redirect)
         .any(|addr| (1..1024).contains(&addr.port()));
+    // Before the capabilities go: the helper maps this user into its own
+    // namespaces, which for root needs them (`kiln_runtime::Overlays`).
+    let overlays = kiln_runtime::Overlays::start()
+        .map_err(|e| tracing::info!("no copy-on-write overlays: {e}"))
+        .ok()
+        .map(std::sync::Arc::new);
     if let Err(e) = crate::privileges::drop_privileges(low_port) {
         tracing::warn!("cannot drop privileges: {e}");
     }
@@ -462,6 +468,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         bytes: args.kv_bytes,
     };
     config.scratch_dir = args.scratch_dir;
+    config.overlays = overlays;
     config.runtimes = args.runtimes;
     config.compile_cache = args.compile_cache;
     config.engine.slot = kiln_runtime::SlotLimits {

@@ -245,6 +245,15 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
     server.ok(&["deploy", "--dir", &dir, "--tmp", "1MiB", &fs]);
     made_ahead(&server);
     assert_eq!(copies(&server), (1.0, 0.0, 1.0));
+    // Copy-on-write: the server (without capabilities) has its helper mount
+    // every copy as an overlay of the tree, none copied whole.
+    let overlaid = |server: &KilnServer| {
+        metric(
+            &metrics(server, &home),
+            "kiln_writable_copies_overlaid_total",
+        )
+    };
+    assert_eq!(overlaid(&server), 1.0);
     let url = server.function_url("default", "fs");
     let out = probe(
         &url,
@@ -269,6 +278,7 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
         assert_eq!(result_of(&read, "ls data"), "alias.txt,fonts,hello.txt");
     }
     assert_eq!(copies(&server), (2.0, 4.0, 1.0));
+    assert_eq!(overlaid(&server), 2.0);
     let mkdir = probe(&url, "mkdir data/made\nls data");
     assert_eq!(
         result_of(&mkdir, "ls data"),
@@ -287,13 +297,16 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
 fn scratch_left_by_a_killed_server_is_removed_at_start() {
     let home = Home::new();
     let server = home.start(&[]);
-    server.ok(&["deploy", "--tmp", "1MiB", &guest("fs")]);
+    // A writable copy too: an overlay, with a work directory the kernel made
+    // with no permissions, and the tree's base.
+    let dir = format!("{}:data:copy", assets(&home).display());
+    server.ok(&["deploy", "--dir", &dir, "--tmp", "1MiB", &guest("fs")]);
     let url = server.function_url("default", "fs");
     let slow = std::thread::spawn(move || {
         // Cut off by the kill: its answer does not matter.
         let _ = http()
             .post(&url)
-            .send("write /tmp/left-behind x\nsleep 30000");
+            .send("write data/hello.txt x\nwrite /tmp/left-behind x\nsleep 30000");
     });
     let scratch = home.data().join("scratch");
     let names = || -> Vec<std::ffi::OsString> {
@@ -306,10 +319,21 @@ fn scratch_left_by_a_killed_server_is_removed_at_start() {
             .any(|d| d.path().join("tree/left-behind").exists())
             .then_some(())
     });
+    // The overlay helper is the server's one child; it ends with it.
+    let helpers = children(server.pid());
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
     server.kill();
     let _ = slow.join();
+    eventually("the overlay helper gone with its server", || {
+        helpers.iter().all(|&pid| !running(pid)).then_some(())
+    });
     let killed = names();
-    assert_eq!(written_in(&scratch).len(), 1, "{killed:?}");
+    let left = written_in(&scratch);
+    assert!(
+        left.iter().any(|d| d.join("tree/left-behind").exists())
+            && left.iter().any(|d| d.join("upper/tree/hello.txt").exists()),
+        "{left:?}"
+    );
     let _restarted = home.start(&[]);
     assert!(
         written_in(&scratch).is_empty(),
@@ -320,6 +344,29 @@ fn scratch_left_by_a_killed_server_is_removed_at_start() {
         "nothing of the killed server is left: {:?}",
         names()
     );
+}
+
+/// The children of process `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(") ")
+            .next()
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    })
 }
 
 /// A tar archive of `entries`, written raw: whatever a hostile client sends.

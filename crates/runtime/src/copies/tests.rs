@@ -26,22 +26,49 @@ fn give_back(copies: &Copies, copy: Copy, reusable: bool) {
     copies.settle(returned);
 }
 
+/// How copies are made: whole, or as overlays mounted by a helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Whole,
+    Overlay,
+}
+
+const KINDS: [Kind; 2] = [Kind::Whole, Kind::Overlay];
+
+/// Copies of `kind` (an overlay helper must start: this machine can mount).
+fn copies_of(kind: Kind, max_idle_bytes: u64, root: &Path) -> Copies {
+    let copies = Copies::new(max_idle_bytes, names_in(root));
+    match kind {
+        Kind::Whole => copies,
+        Kind::Overlay => {
+            let overlays = Overlays::start().expect("the overlay helper starts");
+            let probe = std::path::absolute(root.join("probe")).expect("absolute");
+            overlays
+                .probe(&probe)
+                .expect("the helper mounts an overlay");
+            copies.overlaid(Arc::new(overlays))
+        }
+    }
+}
+
 /// Names for replacements, in `dir`.
 fn names_in(dir: &Path) -> Arc<Names> {
     Arc::new(Names::new(dir.to_owned()))
 }
 
 fn counts(copies: &Copies) -> (u64, u64, u64) {
-    let WritableCopies { made, reused, idle } = copies.counts();
+    let WritableCopies {
+        made, reused, idle, ..
+    } = copies.counts();
     (made, reused, idle)
 }
 
 /// Takes a copy, lets `touch` do something to it, gives it back as a
 /// cleanly ended core module's, and says whether the next take reused it.
-fn reused_after(touch: impl FnOnce(&Path)) -> bool {
+fn reused_after(kind: Kind, touch: impl FnOnce(&Path)) -> bool {
     let root = tempfile::tempdir().expect("tempdir");
     let source = tree(root.path());
-    let copies = Arc::new(Copies::new(1 << 20, names_in(root.path())));
+    let copies = Arc::new(copies_of(kind, 1 << 20, root.path()));
     let copy = take(&copies, &source, root.path().join("c1"));
     let first = copy.path().to_owned();
     touch(&first);
@@ -64,20 +91,37 @@ fn reused_after(touch: impl FnOnce(&Path)) -> bool {
 
 #[test]
 fn a_copy_only_read_is_reused() {
-    assert!(reused_after(|copy| {
-        std::fs::read(copy.join("sub/b.txt")).expect("read");
-        std::fs::read_dir(copy.join("sub"))
-            .expect("read_dir")
-            .count();
-        std::fs::metadata(copy.join("a.txt")).expect("stat");
-    }));
+    for kind in KINDS {
+        let reused = reused_after(kind, |copy| {
+            std::fs::read(copy.join("sub/b.txt")).expect("read");
+            std::fs::read_dir(copy.join("sub"))
+                .expect("read_dir")
+                .count();
+            std::fs::metadata(copy.join("a.txt")).expect("stat");
+        });
+        assert!(reused, "{kind:?}");
+    }
 }
 
 #[test]
 fn a_copy_changed_in_any_way_is_not_reused() {
+    for kind in KINDS {
+        for (what, change) in changes() {
+            // An overlay is a mount of its own: no hard link leaves it.
+            if kind == Kind::Overlay && what.contains("outside") {
+                continue;
+            }
+            assert!(!reused_after(kind, change), "{kind:?} reused after: {what}");
+        }
+    }
+}
+
+type Change = Box<dyn FnOnce(&Path)>;
+
+/// Every kind of change a guest can make to a copy.
+fn changes() -> Vec<(&'static str, Change)> {
     use std::os::unix::fs::symlink;
-    type Change = Box<dyn FnOnce(&Path)>;
-    let changes: Vec<(&str, Change)> = vec![
+    vec![
         (
             "write",
             Box::new(|c| std::fs::write(c.join("sub/b.txt"), "B").expect("w")),
@@ -148,10 +192,7 @@ fn a_copy_changed_in_any_way_is_not_reused() {
                 std::fs::set_permissions(c.join("a.txt"), perms).expect("chmod");
             }),
         ),
-    ];
-    for (what, change) in changes {
-        assert!(!reused_after(change), "reused after: {what}");
-    }
+    ]
 }
 
 #[test]
@@ -177,22 +218,25 @@ fn a_copy_with_a_descriptor_still_open_is_not_reused() {
         ("a subdirectory", twice_one_closed("sub".into())),
         ("the root", twice_one_closed(".".into())),
     ];
-    for (what, hold) in holds {
+    for (kind, (what, hold)) in KINDS
+        .into_iter()
+        .flat_map(|kind| holds.iter().map(move |hold| (kind, hold)))
+    {
         let root = tempfile::tempdir().expect("tempdir");
         let source = tree(root.path());
-        let copies = Arc::new(Copies::new(1 << 20, names_in(root.path())));
+        let copies = Arc::new(copies_of(kind, 1 << 20, root.path()));
         let copy = take(&copies, &source, root.path().join("c1"));
         let first = copy.path().to_owned();
         let held = hold(&first);
         give_back(&copies, copy, true);
         let next = take(&copies, &source, root.path().join("c2"));
-        assert_ne!(next.path(), first, "reused with {what} still open");
+        assert_ne!(next.path(), first, "{kind:?} reused with {what} still open");
         drop(held);
         // Once closed, a copy only read is reused again.
         give_back(&copies, next, true);
         assert!(
             copies.take_idle(&source).is_some(),
-            "not reused after {what} was closed"
+            "{kind:?} not reused after {what} was closed"
         );
     }
 }
@@ -258,9 +302,9 @@ fn a_copy_is_reused_only_after_a_clean_end_and_within_the_bounds() {
 }
 
 /// Copies of a tree made in `root`, and two copies taken of it.
-fn two_copies(root: &Path) -> (Arc<Copies>, PathBuf, Copy, Copy) {
+fn two_copies(kind: Kind, root: &Path) -> (Arc<Copies>, PathBuf, Copy, Copy) {
     let source = tree(root);
-    let copies = Arc::new(Copies::new(1 << 20, names_in(root)));
+    let copies = Arc::new(copies_of(kind, 1 << 20, root));
     let (a, b) = (
         take(&copies, &source, root.join("a")),
         take(&copies, &source, root.join("b")),
@@ -270,44 +314,49 @@ fn two_copies(root: &Path) -> (Arc<Copies>, PathBuf, Copy, Copy) {
 
 #[test]
 fn a_changed_copy_is_replaced_ahead_once_per_tree() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (copies, source, a, b) = two_copies(root.path());
-    for copy in [a, b] {
-        std::fs::write(copy.path().join("a.txt"), "changed").expect("write");
-        give_back(&copies, copy, true);
+    for kind in KINDS {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (copies, source, a, b) = two_copies(kind, root.path());
+        for copy in [a, b] {
+            std::fs::write(copy.path().join("a.txt"), "changed").expect("write");
+            give_back(&copies, copy, true);
+        }
+        // One replacement: the second found it idle already.
+        assert_eq!(counts(&copies), (3, 0, 1), "{kind:?}");
+        let next = copies.take_idle(&source).expect("made ahead");
+        assert_eq!(
+            std::fs::read(next.path().join("a.txt")).expect("read"),
+            b"a"
+        );
+        assert_eq!(counts(&copies), (3, 1, 0), "{kind:?}");
     }
-    // One replacement: the second found it idle already.
-    assert_eq!(counts(&copies), (3, 0, 1));
-    let next = copies.take_idle(&source).expect("made ahead");
-    assert_eq!(
-        std::fs::read(next.path().join("a.txt")).expect("read"),
-        b"a"
-    );
-    assert_eq!(counts(&copies), (3, 1, 0));
 }
 
 #[test]
 fn making_a_copy_reports_no_event() {
     // Else a drain racing with `make` could count a close without its
     // open (the watch not registered yet) and never reuse the copy.
-    let root = tempfile::tempdir().expect("tempdir");
-    let source = tree(root.path());
-    let copies = Copies::new(1 << 20, names_in(root.path()));
-    let copy = copies.make(&source, root.path().join("c")).expect("make");
-    assert!(!copy.watches.is_empty());
-    let inotify = copies.inotify.as_ref().expect("inotify");
-    let mut buffer = [MaybeUninit::<u8>::uninit(); 256];
-    let mut reader = inotify::Reader::new(inotify, &mut buffer);
-    match reader.next() {
-        Err(rustix::io::Errno::AGAIN) => {}
-        other => panic!("an event: {:?}", other.map(|e| e.events())),
+    for kind in KINDS {
+        let root = tempfile::tempdir().expect("tempdir");
+        let source = tree(root.path());
+        let copies = copies_of(kind, 1 << 20, root.path());
+        let copy = copies.make(&source, root.path().join("c")).expect("make");
+        assert!(!copy.watches.is_empty());
+        assert_eq!(copy.mounted.is_some(), kind == Kind::Overlay);
+        let inotify = copies.inotify.as_ref().expect("inotify");
+        let mut buffer = [MaybeUninit::<u8>::uninit(); 256];
+        let mut reader = inotify::Reader::new(inotify, &mut buffer);
+        match reader.next() {
+            Err(rustix::io::Errno::AGAIN) => {}
+            other => panic!("{kind:?}: an event: {:?}", other.map(|e| e.events())),
+        }
     }
 }
 
 #[test]
 fn a_full_queue_counts_as_a_change_for_every_copy() {
     let root = tempfile::tempdir().expect("tempdir");
-    let (copies, source, a, b) = two_copies(root.path());
+    let (copies, source, a, b) = two_copies(Kind::Whole, root.path());
     // Reads of `a` fill the queue to the brim (an open and a close, each
     // reported by the file's watch and its directory's: four events), so
     // that the write to `b` after them is lost: only the overflow says so.
@@ -328,4 +377,88 @@ fn a_full_queue_counts_as_a_change_for_every_copy() {
         "a copy was kept after a lost event"
     );
     assert_eq!(counts(&copies), (3, 1, 0));
+}
+
+/// The helper's mounts (its `mountinfo`), by target.
+fn helper_mounts(copies: &Copies) -> String {
+    let overlays = copies.overlays.as_ref().expect("overlays");
+    let info = overlays.seen(Path::new("/")).with_file_name("mountinfo");
+    std::fs::read_to_string(info).expect("mountinfo")
+}
+
+#[test]
+fn an_overlay_copy_copies_a_file_when_it_is_first_written_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let big = vec![7u8; 4 << 20];
+    std::fs::write(source.join("big.bin"), &big).expect("write");
+    // Unpacked bundles are read-only (`0444`, `0555`).
+    for (path, mode) in [
+        ("a.txt", 0o444),
+        ("big.bin", 0o444),
+        ("sub/b.txt", 0o444),
+        ("sub", 0o555),
+    ] {
+        std::fs::set_permissions(source.join(path), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    }
+    let copies = Arc::new(copies_of(Kind::Overlay, 1 << 30, root.path()));
+    let home = std::path::absolute(root.path().join("c")).expect("absolute");
+    let copy = copies.make(&source, home.clone()).expect("make");
+    let target = copy.mounted.clone().expect("an overlay");
+    assert!(helper_mounts(&copies).contains(&target.display().to_string()));
+    // Made without copying: what it takes on disk is its directories'.
+    assert!(copy.disk < 64 << 10, "{} bytes on disk", copy.disk);
+    assert_eq!(
+        std::fs::read(copy.path().join("big.bin")).expect("read"),
+        big
+    );
+    let upper = home.join("upper");
+    assert_eq!(std::fs::read_dir(&upper).expect("upper").count(), 0);
+    // A second copy is made the same way, of the same base (the tree's one
+    // whole copy on this node).
+    let other = copies.make(&source, root.path().join("d")).expect("make");
+    assert!(other.disk < 64 << 10, "{} bytes on disk", other.disk);
+    assert_eq!(copies.lock().bases.len(), 1);
+    // The first write copies that file, and only it; the tree is as it was.
+    std::fs::write(copy.path().join("sub/b.txt"), "B").expect("write");
+    std::fs::write(copy.path().join("sub/new"), "n").expect("write");
+    let upper = upper.join(TREE);
+    assert_eq!(std::fs::read(upper.join("sub/b.txt")).expect("upper"), b"B");
+    assert!(!upper.join("big.bin").exists() && !upper.join("a.txt").exists());
+    assert_eq!(
+        std::fs::read(other.path().join("sub/b.txt")).expect("read"),
+        b"b"
+    );
+    assert!(!other.path().join("sub/new").exists());
+    give_back(&copies, other, true);
+    assert_eq!(std::fs::read(source.join("sub/b.txt")).expect("read"), b"b");
+    assert!(!source.join("sub/new").exists());
+    // Given back changed: detached and removed, directories the kernel made
+    // without permissions included; a replacement made ahead.
+    give_back(&copies, copy, true);
+    assert!(!home.exists(), "left: {}", home.display());
+    assert!(!helper_mounts(&copies).contains(&target.display().to_string()));
+    let next = copies.take_idle(&source).expect("made ahead");
+    assert_eq!(
+        std::fs::read(next.path().join("sub/b.txt")).expect("read"),
+        b"b"
+    );
+    assert!(next.mounted.is_some());
+    // The helper ends with its owner, its mounts with it.
+    let helper = copies
+        .overlays
+        .as_ref()
+        .expect("overlays")
+        .seen(Path::new("/"));
+    give_back(&copies, next, true);
+    drop(Arc::into_inner(copies).expect("the last reference"));
+    assert!(!helper.exists(), "the helper is still there");
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["source"], "copies, bases or probes left");
 }

@@ -58,7 +58,9 @@ async fn probe(
 
 /// Copies made, reused, idle.
 fn counts(rt: &kiln_runtime::Runtime) -> (u64, u64, u64) {
-    let WritableCopies { made, reused, idle } = rt.writable_copies();
+    let WritableCopies {
+        made, reused, idle, ..
+    } = rt.writable_copies();
     (made, reused, idle)
 }
 
@@ -149,7 +151,9 @@ async fn an_untouched_scratch_directory_is_reused_and_a_written_one_is_not() {
         }),
     });
     let scratch = |rt: &kiln_runtime::Runtime| {
-        let WritableCopies { made, reused, idle } = rt.scratch_directories();
+        let WritableCopies {
+            made, reused, idle, ..
+        } = rt.scratch_directories();
         (made, reused, idle)
     };
     for _ in 0..3 {

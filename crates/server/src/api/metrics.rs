@@ -80,7 +80,7 @@ pub(crate) fn render(state: &AppState) -> String {
     let shares = state.runtime.cpu_shares();
     let copies = state.runtime.writable_copies();
     let scratches = state.runtime.scratch_directories();
-    let scalars: [(&str, &str, &str, f64); 23] = [
+    let scalars: [(&str, &str, &str, f64); 24] = [
         (
             "kiln_open_connections",
             "gauge",
@@ -152,6 +152,12 @@ pub(crate) fn render(state: &AppState) -> String {
             "counter",
             "Private writable copies of shipped trees made for invocations (--dir ...:copy).",
             copies.made as f64,
+        ),
+        (
+            "kiln_writable_copies_overlaid_total",
+            "counter",
+            "Of the writable copies made, those made as copy-on-write overlays (a file is copied when first written); the others were copied whole.",
+            copies.overlaid as f64,
         ),
         (
             "kiln_writable_copies_reused_total",
