@@ -1,7 +1,13 @@
 //! Writable copies of a shipped directory (`--dir HOST:GUEST:copy`), made once
 //! and handed from one invocation to the next for as long as none changes them.
 //!
-//! Making a copy costs as much as the tree is big. A copy an invocation left
+//! Where there are [`Overlays`], a copy is copy-on-write: an overlay whose
+//! lower layer is the tree's base (one whole copy of the tree, made at its
+//! first copy and kept while the `Copies` lives) and whose upper directory is
+//! the copy's own, so a file is copied when it is first written and making a
+//! copy costs a mount. Elsewhere, a copy is a whole copy of the tree.
+//!
+//! Making a copy still costs something. A copy an invocation left
 //! exactly as it found it is not deleted but kept for the next invocation of
 //! the same tree, so a mount that is only read is copied once, not per
 //! request. "Exactly as it found it" is what inotify reports on every directory

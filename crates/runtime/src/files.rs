@@ -81,6 +81,9 @@ pub struct ScratchConfig {
     /// started before the process dropped its capabilities ([`Overlays`]);
     /// `None`: the runtime starts one, and if it cannot, copies are whole.
     pub overlays: Option<Arc<Overlays>>,
+    /// Writable copies are copy-on-write overlays where the kernel allows
+    /// (default); `false`: whole copies, and no helper.
+    pub copy_on_write: bool,
 }
 
 impl ScratchConfig {
@@ -91,6 +94,7 @@ impl ScratchConfig {
             total_bytes: 4 << 30,
             wait: Duration::from_secs(5),
             overlays: None,
+            copy_on_write: true,
         }
     }
 }
@@ -169,7 +173,7 @@ impl ScratchRoot {
             copies: Arc::new(writable_copies(
                 config.total_bytes / IDLE_COPIES_SHARE,
                 &names,
-                config.overlays.clone(),
+                config.copy_on_write.then(|| config.overlays.clone()),
             )),
             scratches: Arc::new(Copies::new(IDLE_SCRATCH_BYTES, names.clone())),
             empty,
@@ -462,13 +466,16 @@ impl Drop for InvocationDir {
 
 /// The `Copies` of writable mounts: overlays where the helper given (or one
 /// started here) proves it can mount one in a directory of the root, else
-/// whole copies.
+/// whole copies; whole copies only when `copy_on_write` is `None` (off).
 fn writable_copies(
     max_idle_bytes: u64,
     names: &Arc<Names>,
-    given: Option<Arc<Overlays>>,
+    copy_on_write: Option<Option<Arc<Overlays>>>,
 ) -> Copies {
     let copies = Copies::new(max_idle_bytes, names.clone());
+    let Some(given) = copy_on_write else {
+        return copies;
+    };
     let probe = names.fresh();
     let started = given
         .map_or_else(|| Overlays::start().map(Arc::new), Ok)

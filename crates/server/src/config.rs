@@ -107,6 +107,9 @@ pub struct ServerConfig {
     /// the process dropped its capabilities (`kiln_runtime::Overlays`);
     /// `None`: the runtime starts one if it can.
     pub overlays: Option<std::sync::Arc<kiln_runtime::Overlays>>,
+    /// Writable copies as copy-on-write overlays where the kernel allows
+    /// (default); `false`: whole copies.
+    pub copy_on_write: bool,
     /// Where the language runtimes are (`python.wasm`, `js.wasm`, built by
     /// `scripts/runtimes`); `None`: script functions cannot be deployed.
     pub runtimes: Option<PathBuf>,
@@ -193,6 +196,7 @@ impl ServerConfig {
             scratch_files: 10_000,
             scratch_dir: None,
             overlays: None,
+            copy_on_write: true,
             runtimes: None,
             egress: Default::default(),
             compile_cache: None,

@@ -157,6 +157,7 @@ impl Server {
             scratch: ScratchConfig {
                 total_bytes: config.scratch_total_bytes,
                 overlays: config.overlays.clone(),
+                copy_on_write: config.copy_on_write,
                 ..ScratchConfig::new(
                     config
                         .scratch_dir

@@ -180,6 +180,11 @@ pub(crate) struct UpArgs {
     /// makes them much cheaper than a disk
     #[arg(long, value_name = "DIR")]
     scratch_dir: Option<PathBuf>,
+    /// Writable copies (--dir ...:copy) as copy-on-write overlays, mounted by
+    /// a helper process in a user namespace of its own; off: every copy is a
+    /// whole copy of its tree
+    #[arg(long, value_enum, default_value = "on")]
+    copy_on_write: Switch,
     /// Where the language runtimes are (python.wasm, js.wasm and python/, built by
     /// scripts/runtimes into target/runtimes): `kiln deploy app.py` and `app.js`
     /// need them
@@ -391,9 +396,14 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .any(|addr| (1..1024).contains(&addr.port()));
     // Before the capabilities go: the helper maps this user into its own
     // namespaces, which for root needs them (`kiln_runtime::Overlays`).
-    let overlays = kiln_runtime::Overlays::start()
-        .map_err(|e| tracing::info!("no copy-on-write overlays: {e}"))
-        .ok()
+    let copy_on_write = args.copy_on_write == Switch::On;
+    let overlays = copy_on_write
+        .then(|| {
+            kiln_runtime::Overlays::start()
+                .map_err(|e| tracing::info!("no copy-on-write overlays: {e}"))
+                .ok()
+        })
+        .flatten()
         .map(std::sync::Arc::new);
     if let Err(e) = crate::privileges::drop_privileges(low_port) {
         tracing::warn!("cannot drop privileges: {e}");
@@ -469,6 +479,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     config.scratch_dir = args.scratch_dir;
     config.overlays = overlays;
+    config.copy_on_write = copy_on_write;
     config.runtimes = args.runtimes;
     config.compile_cache = args.compile_cache;
     config.engine.slot = kiln_runtime::SlotLimits {

@@ -294,6 +294,29 @@ fn a_copy_mount_is_writable_per_invocation_and_the_original_stays() {
 }
 
 #[test]
+fn copies_are_whole_with_copy_on_write_off() {
+    let home = Home::new();
+    let server = home.start(&["--copy-on-write", "off"]);
+    assert!(
+        children(server.pid()).is_empty(),
+        "a helper without overlays"
+    );
+    let dir = format!("{}:data:copy", assets(&home).display());
+    server.ok(&["deploy", "--dir", &dir, "--tmp", "1MiB", &guest("fs")]);
+    let url = server.function_url("default", "fs");
+    let out = probe(&url, "write data/hello.txt changed\ncat data/hello.txt");
+    assert_eq!(result_of(&out, "cat data/hello.txt"), "changed");
+    let next = probe(&url, "cat data/hello.txt");
+    assert_eq!(
+        result_of(&next, "cat data/hello.txt"),
+        "hello from a bundle"
+    );
+    let text = metrics(&server, &home);
+    assert!(metric(&text, "kiln_writable_copies_made_total") >= 2.0);
+    assert_eq!(metric(&text, "kiln_writable_copies_overlaid_total"), 0.0);
+}
+
+#[test]
 fn scratch_left_by_a_killed_server_is_removed_at_start() {
     let home = Home::new();
     let server = home.start(&[]);
