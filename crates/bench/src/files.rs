@@ -6,8 +6,12 @@
 //! its writable copy (a changed copy: a new one for every invocation), back to
 //! back and paced (each request waits until the copy made ahead of it is
 //! ready, as sparse traffic finds it); then the `fs` guest as a WASI 0.2
-//! component, reading from the read-only mount and from its writable copy. All
-//! take turns in rounds so that the machine's drift falls on them alike.
+//! component, reading from the read-only mount and from its writable copy.
+//! Writable copies are copy-on-write overlays where this machine can mount
+//! them; the appending rows run again on a second runtime whose copies are
+//! whole (`copy_on_write: false`), and both kinds append to a copy of a big
+//! tree too (128 files, 8 MiB). All take turns in rounds so that the
+//! machine's drift falls on them alike.
 //! Reports each median and its difference to its guest's first contender, per
 //! round and over all rounds.
 
@@ -40,6 +44,8 @@ struct Contender {
     expected: &'static [u8],
     /// Waits before each request until a writable copy is ready (idle).
     paced: bool,
+    /// Runs on the runtime with whole copies, not overlays.
+    whole: bool,
 }
 
 pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
@@ -58,18 +64,38 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         std::fs::write(tree.join(format!("file{i}.txt")), vec![b'x'; 4096])?;
         std::fs::write(tree.join(format!("sub/file{i}.txt")), vec![b'y'; 4096])?;
     }
-    let mut config = RuntimeConfig::new(dir.path().join("kiln").join("artifacts"));
-    let scratch_root = match &args.scratch_dir {
-        Some(base) => tempfile::tempdir_in(base)?,
-        None => tempfile::tempdir()?,
+    let big = dir.path().join("big");
+    std::fs::create_dir_all(&big)?;
+    for i in 0..128 {
+        std::fs::write(big.join(format!("file{i}.bin")), vec![b'z'; 64 << 10])?;
+    }
+    // Two runtimes, of one artifact directory but each with its own scratch
+    // root (two runtimes must not share one): copy-on-write, and whole copies.
+    let scratch_base = || match &args.scratch_dir {
+        Some(base) => tempfile::tempdir_in(base),
+        None => tempfile::tempdir(),
     };
-    config.scratch.dir = scratch_root.path().to_owned();
-    let runtime = Runtime::new(config)?;
-    let functions = wasm
+    let (scratch_root, whole_root) = (scratch_base()?, scratch_base()?);
+    let runtime_with = |root: &tempfile::TempDir, copy_on_write| {
+        let mut config = RuntimeConfig::new(dir.path().join("kiln").join("artifacts"));
+        config.scratch.dir = root.path().to_owned();
+        config.scratch.copy_on_write = copy_on_write;
+        Runtime::new(config)
+    };
+    let runtimes = [
+        runtime_with(&scratch_root, true)?,
+        runtime_with(&whole_root, false)?,
+    ];
+    let runtime = &runtimes[0];
+    let functions = runtimes
         .iter()
-        .map(|wasm| {
-            let compiled = runtime.compile(wasm)?;
-            Ok(runtime.load(&compiled.digest)?)
+        .map(|runtime| {
+            wasm.iter()
+                .map(|wasm| {
+                    let compiled = runtime.compile(wasm)?;
+                    Ok(runtime.load(&compiled.digest)?)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mount = |copy| HostMount {
@@ -77,6 +103,18 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         guest: "/assets".into(),
         copy,
     };
+    let big_copy = Arc::new(Files {
+        mounts: vec![HostMount {
+            host: big.clone(),
+            guest: "/assets".into(),
+            copy: true,
+        }],
+        scratch: Some(ScratchLimits {
+            bytes: 64 << 20,
+            entries: 1000,
+            guest: "/tmp".into(),
+        }),
+    });
     let scratch = ScratchLimits {
         bytes: 1 << 20,
         entries: 1000,
@@ -97,6 +135,7 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         input: b"world",
         expected: b"Hello, world!\n",
         paced: false,
+        whole: false,
     };
     let fs = |name, function, files: &Arc<Files>, input, expected, paced| Contender {
         name,
@@ -105,6 +144,11 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         input,
         expected,
         paced,
+        whole: false,
+    };
+    let whole = |contender: Contender| Contender {
+        whole: true,
+        ..contender
     };
     let contenders = [
         hello("no files", Arc::default()),
@@ -144,6 +188,38 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
             b"append /assets/file0.txt z -> ok",
             true,
         ),
+        whole(fs(
+            "fs guest: appends, back to back, whole copies",
+            1,
+            &copy,
+            b"append /assets/file0.txt z",
+            b"append /assets/file0.txt z -> ok",
+            false,
+        )),
+        whole(fs(
+            "fs guest: appends, paced, whole copies",
+            1,
+            &copy,
+            b"append /assets/file0.txt z",
+            b"append /assets/file0.txt z -> ok",
+            true,
+        )),
+        fs(
+            "fs guest: appends to a copy of a big tree (128 files, 8 MiB), back to back",
+            1,
+            &big_copy,
+            b"append /assets/file0.bin z",
+            b"append /assets/file0.bin z -> ok",
+            false,
+        ),
+        whole(fs(
+            "fs guest: the same, whole copies",
+            1,
+            &big_copy,
+            b"append /assets/file0.bin z",
+            b"append /assets/file0.bin z -> ok",
+            false,
+        )),
         fs(
             "fs component: reads a file of the read-only mount",
             2,
@@ -179,6 +255,7 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
                         files: contender.files.clone(),
                         ..Default::default()
                     };
+                    let runtime = &runtimes[usize::from(contender.whole)];
                     if contender.paced {
                         let deadline = Instant::now() + Duration::from_secs(5);
                         while runtime.writable_copies().idle == 0 {
@@ -188,7 +265,10 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
                     }
                     let start = Instant::now();
                     let inv = runtime
-                        .invoke(&functions[contender.function], request)
+                        .invoke(
+                            &functions[usize::from(contender.whole)][contender.function],
+                            request,
+                        )
                         .await?;
                     let took = start.elapsed();
                     anyhow::ensure!(
@@ -209,10 +289,17 @@ pub(crate) fn run(args: FilesArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
 
-    let kiln_runtime::WritableCopies { made, reused, .. } = runtime.writable_copies();
+    let kiln_runtime::WritableCopies {
+        made,
+        overlaid,
+        reused,
+        ..
+    } = runtime.writable_copies();
+    let whole_made = runtimes[1].writable_copies().made;
     println!(
         "guests: hello and fs (examples/), Runtime::invoke one at a time, {} rounds x {} per \
-         contender, scratch under {}; writable copies made {made}, reused {reused}\n",
+         contender, scratch under {}; writable copies made {made} ({overlaid} as overlays), \
+         reused {reused}; whole copies made on the second runtime {whole_made}\n",
         args.rounds,
         args.per_round,
         scratch_root.path().display()

@@ -86,6 +86,18 @@ const CHANGED: ReadFlags = ReadFlags::from_bits_retain(CHANGES.bits()).union(Rea
 /// The name of a copy's root inside the directory of its own that holds it.
 const TREE: &str = "tree";
 
+/// An overlay copy's upper directory (what was written to it), in its home.
+const UPPER: &str = "upper";
+
+/// The lower layer of a tree's overlays: a whole copy of it, made once.
+#[derive(Debug, Clone)]
+struct Base {
+    /// The directory holding the copy as [`TREE`].
+    dir: PathBuf,
+    /// The copy's [`usage`]: what each overlay of it counts as made.
+    usage: (u64, u64),
+}
+
 /// One invocation's private copy of a tree.
 #[derive(Debug)]
 pub(crate) struct Copy {
@@ -177,7 +189,7 @@ struct State {
     replacing: std::collections::HashSet<PathBuf>,
     /// Per tree, the directory holding its whole copy (as `TREE`) that its
     /// overlays have as their lower layer.
-    bases: HashMap<PathBuf, PathBuf>,
+    bases: HashMap<PathBuf, Base>,
     /// Copies kept idle so far (orders them, oldest first).
     given_back: u64,
     /// Counts copies made (as overlays) and copies reused (for tests and
@@ -254,10 +266,10 @@ impl Copies {
                 let _ = remove_tree(&home).and_then(|()| std::fs::create_dir(&home));
             }
         }
-        let (parent, mounted) = match made {
-            Ok(mounted) => mounted,
+        let (parent, mounted, usage) = match made {
+            Ok((parent, target, usage)) => (parent, Some(target), usage),
             Err(_) => match copy_tree(source, &home.join(TREE)) {
-                Ok(()) => (home.clone(), None),
+                Ok(()) => (home.clone(), None, usage(&home.join(TREE))),
                 Err(e) => {
                     let _ = remove_tree(&home);
                     return Err(e);
@@ -265,7 +277,6 @@ impl Copies {
             },
         };
         let fresh = parent.join(TREE);
-        let usage = usage(&fresh);
         let disk = match mounted {
             Some(_) => crate::disk_usage::usage(&home).0,
             None => usage.0,
@@ -403,15 +414,29 @@ impl Copies {
         }
     }
 
-    /// What `copy` takes on disk ([`usage`]) if inotify saw no change in it
-    /// (a lock and a non-blocking read: no walk).
-    pub(crate) fn unchanged_usage(&self, copy: &Copy) -> Option<(u64, u64)> {
-        if copy.watches.is_empty() {
-            return None;
+    /// What `copy` counts against its invocation's bounds ([`usage`]): as
+    /// made if inotify saw no change in it (a lock and a non-blocking read);
+    /// else an overlay counts its tree and what was written to it (a walk of
+    /// its upper directory only: a file it removed still counts), and a whole
+    /// copy what a walk finds.
+    pub(crate) fn usage(&self, copy: &Copy) -> (u64, u64) {
+        if !copy.watches.is_empty() {
+            let mut state = self.lock();
+            self.drain(&mut state);
+            if !state.changed.contains(&copy.id) {
+                return copy.usage;
+            }
         }
-        let mut state = self.lock();
-        self.drain(&mut state);
-        (!state.changed.contains(&copy.id)).then_some(copy.usage)
+        match copy.mounted {
+            Some(_) => {
+                let (bytes, entries) = usage(&copy.home.join(UPPER));
+                (
+                    copy.usage.0.saturating_add(bytes),
+                    copy.usage.1.saturating_add(entries),
+                )
+            }
+            None => usage(&copy.path),
+        }
     }
 
     /// Copies made, reused and idle.
@@ -429,7 +454,8 @@ impl Copies {
     /// beside `view`, where the overlay is mounted; the copy's root is
     /// `view/tree` (so that it has a parent to watch it from, as a whole
     /// copy's has). The copy's parent as this process reaches it, and the
-    /// mount's target in the helper's namespace.
+    /// mount's target in the helper's namespace, and the copy's usage as made
+    /// (its base's).
     ///
     /// The lower layer is not the tree itself but the tree's base: a whole
     /// copy of it, made once per tree (in a directory holding it as `tree`),
@@ -441,34 +467,38 @@ impl Copies {
         overlays: &Overlays,
         source: &Path,
         home: &Path,
-    ) -> std::io::Result<(PathBuf, Option<PathBuf>)> {
+    ) -> std::io::Result<(PathBuf, PathBuf, (u64, u64))> {
         let base = self.base(source)?;
         let home = std::path::absolute(home)?;
-        let (upper, work, view) = (home.join("upper"), home.join("work"), home.join("view"));
+        let (upper, work, view) = (home.join(UPPER), home.join("work"), home.join("view"));
         for dir in [&upper, &work, &view] {
             std::fs::create_dir(dir)?;
         }
-        let parent = overlays.mount(&base, &upper, &work, &view)?;
-        Ok((parent, Some(view)))
+        let parent = overlays.mount(&base.dir, &upper, &work, &view)?;
+        Ok((parent, view, base.usage))
     }
 
     /// The base of `source`'s overlays, made on first use (blocking).
-    fn base(&self, source: &Path) -> std::io::Result<PathBuf> {
+    fn base(&self, source: &Path) -> std::io::Result<Base> {
         if let Some(base) = self.lock().bases.get(source) {
             return Ok(base.clone());
         }
-        let base = std::path::absolute(self.names.fresh())?;
-        std::fs::create_dir(&base)?;
-        if let Err(e) = copy_tree(source, &base.join(TREE)) {
-            let _ = remove_tree(&base);
+        let dir = std::path::absolute(self.names.fresh())?;
+        std::fs::create_dir(&dir)?;
+        if let Err(e) = copy_tree(source, &dir.join(TREE)) {
+            let _ = remove_tree(&dir);
             return Err(e);
         }
+        let base = Base {
+            usage: usage(&dir.join(TREE)),
+            dir,
+        };
         let mut state = self.lock();
         if let Some(made) = state.bases.get(source) {
             // Made meanwhile by another copy of the same tree.
             let made = made.clone();
             drop(state);
-            let _ = remove_tree(&base);
+            let _ = remove_tree(&base.dir);
             return Ok(made);
         }
         state.bases.insert(source.to_owned(), base.clone());
@@ -552,10 +582,13 @@ impl Copies {
             }
         }
         for copy in copies {
-            if let (Some(target), Some(overlays)) = (&copy.mounted, &self.overlays)
-                && let Err(e) = overlays.unmount(target)
-            {
-                tracing::warn!(path = %target.display(), "cannot detach a copy-on-write copy: {e}");
+            if let (Some(target), Some(overlays)) = (&copy.mounted, &self.overlays) {
+                if let Err(e) = overlays.unmount(target) {
+                    tracing::warn!(path = %target.display(), "cannot detach a copy-on-write copy: {e}");
+                }
+                // The kernel made it with no permissions: opened up here, so
+                // that the removal needs no second walk.
+                crate::overlay::open_work_dir(&copy.home.join("work"));
             }
             if let Err(e) = remove_tree(&copy.home) {
                 tracing::warn!(path = %copy.home.display(), "cannot remove a writable copy: {e}");
@@ -618,7 +651,7 @@ impl Drop for Copies {
             .collect();
         self.delete(idle);
         // Their overlays detached, the bases can go.
-        let bases: Vec<PathBuf> = self.lock().bases.drain().map(|(_, base)| base).collect();
+        let bases: Vec<PathBuf> = self.lock().bases.drain().map(|(_, b)| b.dir).collect();
         for base in bases {
             if let Err(e) = remove_tree(&base) {
                 tracing::warn!(path = %base.display(), "cannot remove a copy's base: {e}");

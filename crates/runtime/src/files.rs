@@ -16,7 +16,6 @@
 //! that every invocation reserves its bound from before it starts.
 
 use crate::copies::{Copies, Copy, Names, WritableCopies, remove_tree};
-use crate::disk_usage::usage;
 use crate::overlay::Overlays;
 use kiln_api::ByteCount;
 use std::path::{Path, PathBuf};
@@ -405,10 +404,7 @@ impl InvocationDir {
         let scratch = self.scratch.iter().map(|copy| (&self.scratches, copy));
         let copies = self.copies.iter().map(|(_, copy)| (&self.pool, copy));
         for (pool, copy) in scratch.chain(copies) {
-            // One inotify saw no change in is as big as it was made.
-            let (b, e) = pool
-                .unchanged_usage(copy)
-                .unwrap_or_else(|| usage(copy.path()));
+            let (b, e) = pool.usage(copy);
             bytes = bytes.saturating_add(b);
             entries = entries.saturating_add(e);
         }

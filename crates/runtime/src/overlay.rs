@@ -246,15 +246,17 @@ fn absolute_c(path: &Path) -> io::Result<CString> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
-/// Removes an overlay's directories once it is detached: its work directory
-/// holds a directory the kernel made with no permissions at all, which a
-/// process without `CAP_DAC_OVERRIDE` must open up before it can empty it.
-pub(crate) fn remove_overlay_dirs(dir: &Path) -> io::Result<()> {
+/// Gives the owner the directory the kernel makes with no permissions at all
+/// in an overlay's `work` directory, which a process without
+/// `CAP_DAC_OVERRIDE` could not empty or remove otherwise (nothing if absent).
+pub(crate) fn open_work_dir(work: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let inner = dir.join("work").join("work");
-    if inner.exists() {
-        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700))?;
-    }
+    let _ = std::fs::set_permissions(work.join("work"), std::fs::Permissions::from_mode(0o700));
+}
+
+/// Removes an overlay's directories once it is detached.
+fn remove_overlay_dirs(dir: &Path) -> io::Result<()> {
+    open_work_dir(&dir.join("work"));
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         done => done,

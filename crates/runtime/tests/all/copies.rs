@@ -118,6 +118,32 @@ async fn a_components_unchanged_copy_is_reused_and_a_changed_one_is_not() {
 }
 
 #[tokio::test]
+async fn a_guest_filling_its_copy_on_write_copy_is_stopped_at_its_bound() {
+    let rt = runtime();
+    let wasm = std::fs::read(kiln_guests::path("fs")).expect("fs guest");
+    let (function, _) = rt.runtime.load_wasm(&wasm).expect("load");
+    let tree = tree(rt.dir.path());
+    let files = files(&tree);
+    // What is written to an overlay copy counts, with its tree, against the
+    // invocation's bound (1 MiB here).
+    let invocation = run(&rt.runtime, &function, &files, "fill data/big 2000000").await;
+    assert!(
+        matches!(invocation.outcome, Outcome::ScratchLimit(_)),
+        "{:?}",
+        invocation.outcome
+    );
+    assert!(!tree.join("big").exists());
+    let copies = rt.runtime.writable_copies();
+    assert_eq!(copies.overlaid, copies.made, "every copy an overlay here");
+    made_ahead(&rt.runtime).await;
+    let next = run(&rt.runtime, &function, &files, "ls data").await;
+    assert_eq!(
+        String::from_utf8_lossy(&next.stdout),
+        "ls data -> a.txt,sub\n"
+    );
+}
+
+#[tokio::test]
 async fn a_copy_is_not_reused_after_a_guest_stopped_by_a_limit() {
     let rt = runtime();
     let wasm = std::fs::read(kiln_guests::path("fs")).expect("fs guest");
