@@ -129,15 +129,14 @@ impl Overlays {
         work: &Path,
         target: &Path,
     ) -> io::Result<PathBuf> {
-        let mut options = b"lowerdir=".to_vec();
-        for (i, dir) in [lower, upper, work].into_iter().enumerate() {
-            let bytes = option_value(dir)?;
-            if i > 0 {
-                options.extend_from_slice([&b",upperdir="[..], b",workdir="][i - 1]);
-            }
-            options.extend_from_slice(bytes);
+        let mut options = Vec::new();
+        for (key, dir) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
+            options.extend_from_slice(key.as_bytes());
+            options.push(b'=');
+            options.extend_from_slice(option_value(dir)?);
+            options.push(b',');
         }
-        options.extend_from_slice(b",userxattr");
+        options.extend_from_slice(b"userxattr");
         self.request(MOUNT, target, &options)?;
         Ok(self.seen(target))
     }
@@ -145,6 +144,12 @@ impl Overlays {
     /// Detaches the mount at `target`.
     pub(crate) fn unmount(&self, target: &Path) -> io::Result<()> {
         self.request(UNMOUNT, target, b"")
+    }
+
+    /// The helper's process id.
+    #[cfg(test)]
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.helper
     }
 
     /// Where this process reaches the helper's `path`.
@@ -165,41 +170,66 @@ impl Overlays {
                 "overlay paths too long",
             ));
         }
-        let socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
-        let socket = socket.as_ref().ok_or_else(gone)?;
-        // SAFETY: sends `message`, which lives until the call returns.
-        let sent = unsafe {
-            libc::send(
-                socket.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        answer_on(socket)
+        self.exchange(Some(&message))
     }
 
     fn answer(&self) -> io::Result<()> {
-        let socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
-        answer_on(socket.as_ref().ok_or_else(gone)?)
+        self.exchange(None)
+    }
+
+    /// Sends `message` (if any) and reads the helper's answer: 0, or the
+    /// errno of what it was asked. When the exchange itself fails (the
+    /// helper gone, no answer within [`ANSWER_WAIT`]), the socket is closed:
+    /// a late answer would be read as the next request's, so the helper is let
+    /// go (it exits at end of file) and every later request fails.
+    fn exchange(&self, message: Option<&[u8]>) -> io::Result<()> {
+        let mut socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        let fd = socket.as_ref().ok_or_else(gone)?.as_raw_fd();
+        let mut answer = [0u8; 4];
+        let exchanged = message
+            .map_or(Ok(()), |message| {
+                // SAFETY: sends `message`, which lives until the call returns.
+                let sent = retry(|| unsafe {
+                    libc::send(
+                        fd,
+                        message.as_ptr().cast(),
+                        message.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                });
+                match sent {
+                    n if n == message.len() as isize => Ok(()),
+                    n if n < 0 => Err(io::Error::last_os_error()),
+                    _ => Err(io::Error::other("a request sent in part")),
+                }
+            })
+            .and_then(|()| {
+                // SAFETY: reads at most 4 bytes into `answer`.
+                match retry(|| unsafe { libc::recv(fd, answer.as_mut_ptr().cast(), 4, 0) }) {
+                    4 => Ok(()),
+                    0 => Err(gone()),
+                    n if n < 0 => Err(io::Error::last_os_error()),
+                    _ => Err(io::Error::other("a short answer")),
+                }
+            });
+        if let Err(e) = exchanged {
+            *socket = None;
+            return Err(e);
+        }
+        match i32::from_ne_bytes(answer) {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 }
 
-/// Reads the helper's answer: 0, or the errno of what it was asked.
-fn answer_on(socket: &OwnedFd) -> io::Result<()> {
-    let mut errno = [0u8; 4];
-    // SAFETY: reads at most 4 bytes into `errno`.
-    let got = unsafe { libc::recv(socket.as_raw_fd(), errno.as_mut_ptr().cast(), 4, 0) };
-    match got {
-        4 => match i32::from_ne_bytes(errno) {
-            0 => Ok(()),
-            e => Err(io::Error::from_raw_os_error(e)),
-        },
-        0 => Err(gone()),
-        _ => Err(io::Error::last_os_error()),
+/// `call` again for as long as a signal interrupts it.
+fn retry(mut call: impl FnMut() -> isize) -> isize {
+    loop {
+        let done = call();
+        if done >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return done;
+        }
     }
 }
 

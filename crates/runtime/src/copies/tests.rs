@@ -462,3 +462,27 @@ fn an_overlay_copy_copies_a_file_when_it_is_first_written_and_leaves_nothing() {
         .collect();
     assert_eq!(left, ["source"], "copies, bases or probes left");
 }
+
+#[test]
+fn copies_are_whole_once_the_helper_is_gone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let copies = Arc::new(copies_of(Kind::Overlay, 1 << 20, root.path()));
+    let overlaid = copies.make(&source, root.path().join("c1")).expect("make");
+    assert!(overlaid.mounted.is_some());
+    let pid = copies.overlays.as_ref().expect("overlays").pid();
+    // SAFETY: kill(2) on the helper this test's `Copies` forked.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    // The next copy cannot be mounted: it is made whole, and works.
+    let whole = copies.make(&source, root.path().join("c2")).expect("make");
+    assert!(whole.mounted.is_none());
+    std::fs::write(whole.path().join("a.txt"), "changed").expect("write");
+    assert_eq!(std::fs::read(source.join("a.txt")).expect("read"), b"a");
+    // The overlay went with the helper; its directories are still removed.
+    give_back(&copies, overlaid, false);
+    give_back(&copies, whole, false);
+    assert!(!root.path().join("c1").exists() && !root.path().join("c2").exists());
+    assert_eq!(counts(&copies), (3, 0, 1), "two made, one made ahead");
+    let ahead = copies.take_idle(&source).expect("made ahead");
+    assert!(ahead.mounted.is_none(), "made whole");
+}
