@@ -19,6 +19,10 @@
 //! ([`Overlays::start`]), and hands it to the runtime; a runtime given none
 //! starts one itself, which works where the process still has them.
 //!
+//! Once in its namespaces the helper installs a seccomp filter of its own (no
+//! new privileges; `recvfrom`, `sendto`, `mount`, `umount2` and the calls that
+//! end it, anything else kills it), before it says it is ready.
+//!
 //! The helper was forked from a process that may have had other threads, so it
 //! makes only async-signal-safe calls (system calls on memory prepared before
 //! the fork, no allocation, no lock). It closes every descriptor but its
@@ -63,10 +67,36 @@ impl std::fmt::Debug for Overlays {
     }
 }
 
-/// What the helper writes before it serves, prepared before the fork.
+/// What the helper writes before it serves, and the seccomp filter it then
+/// installs on itself, prepared before the fork.
 struct Setup {
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
+    filter: seccompiler::BpfProgram,
+}
+
+/// The only system calls the helper makes once it serves: its socket's, the
+/// two of its requests, and ending. Any other kills it.
+fn helper_filter() -> io::Result<seccompiler::BpfProgram> {
+    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(io::Error::other)?;
+    let calls = [
+        libc::SYS_recvfrom,
+        libc::SYS_sendto,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_exit_group,
+        libc::SYS_exit,
+        libc::SYS_rt_sigreturn,
+    ];
+    let filter = SeccompFilter::new(
+        calls.into_iter().map(|call| (call, Vec::new())).collect(),
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(io::Error::other)?;
+    filter.try_into().map_err(io::Error::other)
 }
 
 impl Overlays {
@@ -80,6 +110,7 @@ impl Overlays {
         let setup = Setup {
             uid_map: format!("{uid} {uid} 1").into_bytes(),
             gid_map: format!("{gid} {gid} 1").into_bytes(),
+            filter: helper_filter()?,
         };
         // SAFETY: the child runs `serve` only, which never returns and makes
         // only async-signal-safe calls on memory prepared above (see there).
@@ -365,6 +396,24 @@ unsafe fn serve(socket: RawFd, setup: &Setup) -> ! {
                 std::ptr::null(),
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
+            ) != 0
+        {
+            status = errno();
+        }
+        // From here on it makes only the calls of its filter.
+        if status == 0 && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            status = errno();
+        }
+        let program = libc::sock_fprog {
+            len: setup.filter.len() as libc::c_ushort,
+            filter: setup.filter.as_ptr().cast_mut().cast(),
+        };
+        if status == 0
+            && libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &raw const program,
             ) != 0
         {
             status = errno();

@@ -407,6 +407,11 @@ fn an_overlay_copy_copies_a_file_when_it_is_first_written_and_leaves_nothing() {
     let home = std::path::absolute(root.path().join("c")).expect("absolute");
     let copy = copies.make(&source, home.clone()).expect("make");
     let target = copy.mounted.clone().expect("an overlay");
+    // The helper runs under its own seccomp filter, unable to gain privileges.
+    let pid = copies.overlays.as_ref().expect("overlays").pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert!(status.contains("\nSeccomp:\t2\n"), "{status}");
+    assert!(status.contains("\nNoNewPrivs:\t1\n"), "{status}");
     assert!(helper_mounts(&copies).contains(&target.display().to_string()));
     // Made without copying: what it takes on disk is its directories'.
     assert!(copy.disk < 64 << 10, "{} bytes on disk", copy.disk);
