@@ -3,7 +3,8 @@
 //!
 //! Where there are [`Overlays`], a copy is copy-on-write: an overlay whose
 //! lower layer is the tree's base (one whole copy of the tree, made at its
-//! first copy and kept while the `Copies` lives) and whose upper directory is
+//! first copy; counted with the idle copies against their bound, and removed
+//! past it once no overlay uses it) and whose upper directory is
 //! the copy's own, so a file is copied when it is first written and making a
 //! copy costs a mount. Elsewhere, a copy is a whole copy of the tree.
 //!
@@ -89,13 +90,17 @@ const TREE: &str = "tree";
 /// An overlay copy's upper directory (what was written to it), in its home.
 const UPPER: &str = "upper";
 
-/// The lower layer of a tree's overlays: a whole copy of it, made once.
+/// The lower layer of a tree's overlays: a whole copy of it, made once and
+/// kept while an overlay of it is mounted (idle or in use), or while the idle
+/// bound has room for it.
 #[derive(Debug, Clone)]
 struct Base {
     /// The directory holding the copy as [`TREE`].
     dir: PathBuf,
     /// The copy's [`usage`]: what each overlay of it counts as made.
     usage: (u64, u64),
+    /// Overlays of it made and not yet deleted.
+    overlays: usize,
 }
 
 /// One invocation's private copy of a tree.
@@ -469,18 +474,58 @@ impl Copies {
         home: &Path,
     ) -> std::io::Result<(PathBuf, PathBuf, (u64, u64))> {
         let base = self.base(source)?;
-        let home = std::path::absolute(home)?;
-        let (upper, work, view) = (home.join(UPPER), home.join("work"), home.join("view"));
-        for dir in [&upper, &work, &view] {
-            std::fs::create_dir(dir)?;
+        let mounted = std::path::absolute(home).and_then(|home| {
+            let (upper, work, view) = (home.join(UPPER), home.join("work"), home.join("view"));
+            for dir in [&upper, &work, &view] {
+                std::fs::create_dir(dir)?;
+            }
+            let parent = overlays.mount(&base.dir, &upper, &work, &view)?;
+            Ok((parent, view, base.usage))
+        });
+        if mounted.is_err() {
+            self.release_base(source);
         }
-        let parent = overlays.mount(&base.dir, &upper, &work, &view)?;
-        Ok((parent, view, base.usage))
+        mounted
+    }
+
+    /// One overlay of `source`'s base fewer: a base left without any is
+    /// removed when the bases and idle copies are over the idle bound.
+    fn release_base(&self, source: &Path) {
+        let mut state = self.lock();
+        if let Some(base) = state.bases.get_mut(source) {
+            base.overlays = base.overlays.saturating_sub(1);
+        }
+        let unused = self.unused_bases(&mut state);
+        drop(state);
+        remove_bases(unused);
+    }
+
+    /// Takes out of `state`, while the bases and idle copies are over the
+    /// idle bound, bases that no overlay uses: for [`remove_bases`].
+    fn unused_bases(&self, state: &mut State) -> Vec<PathBuf> {
+        let mut unused = Vec::new();
+        while state.idle_bytes > self.max_idle_bytes {
+            let Some(source) = state
+                .bases
+                .iter()
+                .find_map(|(source, base)| (base.overlays == 0).then(|| source.clone()))
+            else {
+                break;
+            };
+            if let Some(base) = state.bases.remove(&source) {
+                state.idle_bytes -= base.usage.0;
+                unused.push(base.dir);
+            }
+        }
+        unused
     }
 
     /// The base of `source`'s overlays, made on first use (blocking).
+    /// Counts the overlay about to be made of it; [`Copies::release_base`]
+    /// when that overlay is deleted (or could not be made).
     fn base(&self, source: &Path) -> std::io::Result<Base> {
-        if let Some(base) = self.lock().bases.get(source) {
+        if let Some(base) = self.lock().bases.get_mut(source) {
+            base.overlays += 1;
             return Ok(base.clone());
         }
         let dir = std::path::absolute(self.names.fresh())?;
@@ -492,16 +537,24 @@ impl Copies {
         let base = Base {
             usage: usage(&dir.join(TREE)),
             dir,
+            overlays: 1,
         };
         let mut state = self.lock();
-        if let Some(made) = state.bases.get(source) {
+        if let Some(made) = state.bases.get_mut(source) {
             // Made meanwhile by another copy of the same tree.
+            made.overlays += 1;
             let made = made.clone();
             drop(state);
             let _ = remove_tree(&base.dir);
             return Ok(made);
         }
+        // Bases count against the idle bound: unused ones of other trees
+        // make room for this one.
+        state.idle_bytes += base.usage.0;
         state.bases.insert(source.to_owned(), base.clone());
+        let unused = self.unused_bases(&mut state);
+        drop(state);
+        remove_bases(unused);
         Ok(base)
     }
 
@@ -593,6 +646,9 @@ impl Copies {
             if let Err(e) = remove_tree(&copy.home) {
                 tracing::warn!(path = %copy.home.display(), "cannot remove a writable copy: {e}");
             }
+            if copy.mounted.is_some() {
+                self.release_base(&copy.source);
+            }
         }
     }
 
@@ -652,11 +708,7 @@ impl Drop for Copies {
         self.delete(idle);
         // Their overlays detached, the bases can go.
         let bases: Vec<PathBuf> = self.lock().bases.drain().map(|(_, b)| b.dir).collect();
-        for base in bases {
-            if let Err(e) = remove_tree(&base) {
-                tracing::warn!(path = %base.display(), "cannot remove a copy's base: {e}");
-            }
-        }
+        remove_bases(bases);
     }
 }
 
@@ -680,6 +732,15 @@ impl Names {
     pub(crate) fn fresh(&self) -> PathBuf {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.dir.join(format!("{}-{n}", std::process::id()))
+    }
+}
+
+/// Removes the bases in `dirs` (blocking).
+fn remove_bases(dirs: Vec<PathBuf>) {
+    for dir in dirs {
+        if let Err(e) = remove_tree(&dir) {
+            tracing::warn!(path = %dir.display(), "cannot remove a copy's base: {e}");
+        }
     }
 }
 

@@ -491,3 +491,51 @@ fn copies_are_whole_once_the_helper_is_gone() {
     let ahead = copies.take_idle(&source).expect("made ahead");
     assert!(ahead.mounted.is_none(), "made whole");
 }
+
+#[test]
+fn an_unused_base_is_removed_to_keep_within_the_idle_bound() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = tree(root.path());
+    let other = root.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("c.txt"), "c").expect("write");
+    // What a base and an overlay copy take here, measured on a first `Copies`.
+    let (base_bytes, copy_disk) = {
+        let copies = Arc::new(copies_of(Kind::Overlay, 1 << 30, root.path()));
+        let copy = copies.make(&source, root.path().join("m")).expect("make");
+        let base = copies.lock().bases[&source].usage.0;
+        let disk = copy.disk;
+        give_back(&copies, copy, true);
+        (base, disk)
+    };
+    let other_base = usage(&other).0;
+    // Room for both bases, or for one base and an idle copy of each tree,
+    // but a byte short of both bases and an idle copy.
+    let bound = base_bytes + other_base + copy_disk - 1;
+    let copies = Arc::new(copies_of(Kind::Overlay, bound, root.path()));
+    let a = take(&copies, &source, root.path().join("a"));
+    give_back(&copies, a, true);
+    // The other tree's base is made beside the first tree's, which its idle
+    // copy still uses: over the bound until that copy goes.
+    let b = take(&copies, &other, root.path().join("b"));
+    assert_eq!(copies.lock().bases.len(), 2);
+    let first_base = copies.lock().bases[&source].dir.clone();
+    // Giving back the other tree's copy makes room: the first tree's idle
+    // copy goes, and then its base, which nothing uses any more (the bases
+    // and the idle copy left fit).
+    give_back(&copies, b, true);
+    assert!(!root.path().join("a").exists());
+    assert!(!first_base.exists(), "the unused base is still there");
+    assert_eq!(
+        copies.lock().bases.keys().collect::<Vec<_>>(),
+        [&other],
+        "only the used base is left"
+    );
+    // The first tree is copied again from a new base.
+    let again = take(&copies, &source, root.path().join("c"));
+    assert_eq!(
+        std::fs::read(again.path().join("a.txt")).expect("read"),
+        b"a"
+    );
+    assert!(again.mounted.is_some());
+}
