@@ -374,9 +374,8 @@ unsafe fn serve(socket: RawFd, setup: &Setup) -> ! {
     // stack buffers, `setup`'s bytes (copied into this process by the fork)
     // and constant C strings; each buffer passed lives until its call returns.
     unsafe {
-        close_all_but(socket);
-        let mut status = 0;
-        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+        let mut status = close_all_but(socket);
+        if status == 0 && libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
             status = errno();
         }
         for (file, contents) in [
@@ -468,19 +467,24 @@ unsafe fn carry_out(request: &[u8]) -> i32 {
     if done == 0 { 0 } else { errno() }
 }
 
-/// Closes every descriptor but `keep` (the parent's, inherited by the fork).
+/// Closes every descriptor but `keep` (the parent's, inherited by the fork):
+/// 0, or an errno (`close_range` is Linux 5.9; a helper holding the server's
+/// listeners and files must not serve).
 ///
 /// # Safety
 /// Async-signal-safe; to be called in the helper only.
-unsafe fn close_all_but(keep: RawFd) {
+unsafe fn close_all_but(keep: RawFd) -> i32 {
     let keep = keep as libc::c_uint;
     // SAFETY: close_range takes integers only.
     unsafe {
-        if keep > 0 {
-            libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
+        if keep > 0 && libc::syscall(libc::SYS_close_range, 0, keep - 1, 0) != 0 {
+            return errno();
         }
-        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+        if libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) != 0 {
+            return errno();
+        }
     }
+    0
 }
 
 /// Writes `contents` to `file`: 0 or an errno.

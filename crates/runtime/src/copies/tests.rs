@@ -412,6 +412,14 @@ fn an_overlay_copy_copies_a_file_when_it_is_first_written_and_leaves_nothing() {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     assert!(status.contains("\nSeccomp:\t2\n"), "{status}");
     assert!(status.contains("\nNoNewPrivs:\t1\n"), "{status}");
+    // It holds no descriptor of this process but its end of the socket pair.
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+        .map(|fd| std::fs::read_link(fd.path()).unwrap_or_default())
+        .collect();
+    assert_eq!(fds.len(), 1, "{fds:?}");
+    assert!(fds[0].to_string_lossy().starts_with("socket:"), "{fds:?}");
     assert!(helper_mounts(&copies).contains(&target.display().to_string()));
     // Made without copying: what it takes on disk is its directories'.
     assert!(copy.disk < 64 << 10, "{} bytes on disk", copy.disk);
