@@ -79,19 +79,30 @@ pub fn state_example(name: &str) -> PathBuf {
 }
 
 /// Compiles `examples/c/<name>.c` with Debian's clang 14 and wasi-libc into
-/// `out_dir`, as the README says. Panics with clang's output if it fails.
+/// `out_dir`, as the README says; where clang 14 is missing, `scripts/runtimes`
+/// installs it first (as it does for `scripts/test`). Panics with clang's
+/// output if it fails.
 pub fn c_example(name: &str, out_dir: &Path) -> PathBuf {
     let out = out_dir.join(format!("{name}.wasm"));
     let source = repo_root()
         .join("examples")
         .join("c")
         .join(format!("{name}.c"));
-    let built = Command::new("clang-14")
-        .args(["--target=wasm32-wasi", "-O2", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run clang-14 (scripts/runtimes installs it): {e}"));
+    let compile = || {
+        Command::new("clang-14")
+            .args(["--target=wasm32-wasi", "-O2", "-o"])
+            .arg(&out)
+            .arg(&source)
+            .output()
+    };
+    let built = match compile() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            runtimes();
+            compile()
+        }
+        attempt => attempt,
+    }
+    .unwrap_or_else(|e| panic!("cannot run clang-14 (scripts/runtimes installs it): {e}"));
     assert!(
         built.status.success(),
         "clang-14 failed on {}:\n{}",
