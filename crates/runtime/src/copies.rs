@@ -6,7 +6,9 @@
 //! first copy; counted with the idle copies against their bound, and removed
 //! past it once no overlay uses it) and whose upper directory is
 //! the copy's own, so a file is copied when it is first written and making a
-//! copy costs a mount. Elsewhere, a copy is a whole copy of the tree.
+//! copy costs a mount and one inotify watch, of its upper directory, whatever
+//! the tree's size (`Copies::watch_upper` says why that one is enough).
+//! Elsewhere, a copy is a whole copy of the tree, watched as follows.
 //!
 //! Making a copy still costs something. A copy an invocation left
 //! exactly as it found it is not deleted but kept for the next invocation of
@@ -17,7 +19,7 @@
 //! renamed, times or links changed), and no event lost to a full queue. Reads
 //! report nothing, so reading costs nothing here.
 //!
-//! "Left" also means that nothing can still change it: inotify reports every
+//! "Left" also means that nothing can still change it. For a whole copy, inotify reports every
 //! open and close of the copy's files and directories, and a copy is kept only
 //! when each open has had its close. A descriptor still open when the
 //! invocation gives the copy back belongs to work under way (a component's file
@@ -122,8 +124,9 @@ pub(crate) struct Copy {
     disk: u64,
     /// Where an overlay copy is mounted, in the helper's namespace.
     mounted: Option<PathBuf>,
-    /// inotify's watches of its home and of every directory and file of it;
-    /// empty when they could not all be set (such a copy is never reused).
+    /// inotify's watches of its home and of every directory and file of it
+    /// (an overlay: of its upper directory); empty when they could not all
+    /// be set (such a copy is never reused).
     watches: Vec<i32>,
     /// When it was last given back and kept (a count of such times).
     idled: u64,
@@ -293,7 +296,10 @@ impl Copies {
         // tree must not hold up the invocations taking and giving back
         // copies. Nothing else knows of this copy yet, so nothing changes it
         // in between.
-        let watches = self.watch(&parent);
+        let watches = match mounted {
+            Some(_) => self.watch_upper(&home.join(UPPER)),
+            None => self.watch(&parent),
+        };
         let mut state = self.lock();
         state.made += 1;
         state.overlaid += u64::from(mounted.is_some());
@@ -612,6 +618,31 @@ impl Copies {
             }
         }
         watches
+    }
+
+    /// Watches an overlay copy's upper directory for changes: its one watch,
+    /// or none if it could not be set.
+    ///
+    /// The overlay changes nothing in its lower layer: before a file or
+    /// directory of the copy changes in any way (content, times, modes,
+    /// links, entries), and when a file is opened for writing, the kernel
+    /// copies it (and its directories) up into the upper directory, or puts a
+    /// whiteout there for an entry removed, and what it makes there first is
+    /// a new entry of the upper directory itself. So one watch sees every
+    /// first change, whatever the tree's size; and opens need no counting, as
+    /// a descriptor still open that has not reported a change was opened for
+    /// reading, and cannot change the copy.
+    fn watch_upper(&self, upper: &Path) -> Vec<i32> {
+        let Some(inotify) = &self.inotify else {
+            return Vec::new();
+        };
+        match inotify::add_watch(inotify, upper, CHANGES | WatchFlags::ONLYDIR) {
+            Ok(wd) => vec![wd],
+            Err(e) => {
+                tracing::warn!(path = %upper.display(), "cannot watch a copy-on-write copy ({e}): it will not be reused");
+                Vec::new()
+            }
+        }
     }
 
     fn unwatch(&self, watches: &[i32], state: &mut State) {
