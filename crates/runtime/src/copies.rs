@@ -19,9 +19,9 @@
 //! renamed, times or links changed), and no event lost to a full queue. Reads
 //! report nothing, so reading costs nothing here.
 //!
-//! "Left" also means that nothing can still change it. For a whole copy, inotify reports every
-//! open and close of the copy's files and directories, and a copy is kept only
-//! when each open has had its close. A descriptor still open when the
+//! "Left" also means that nothing can still change it. For a whole copy,
+//! inotify reports every open and close of its files and directories, and it
+//! is kept only when each open has had its close. A descriptor still open when the
 //! invocation gives the copy back belongs to work under way (a component's file
 //! stream writes on the blocking pool and may finish after the guest has ended;
 //! a guest stopped by a limit may leave an operation running), and such a copy
@@ -629,9 +629,10 @@ impl Copies {
     /// copies it (and its directories) up into the upper directory, or puts a
     /// whiteout there for an entry removed, and what it makes there first is
     /// a new entry of the upper directory itself. So one watch sees every
-    /// first change, whatever the tree's size; and opens need no counting, as
-    /// a descriptor still open that has not reported a change was opened for
-    /// reading, and cannot change the copy.
+    /// first change, whatever the tree's size. Opens need no counting: what
+    /// outlives a guest that ended by itself (the only one whose copy may be
+    /// kept) is its file streams' reads and writes, and a file written through
+    /// a stream was opened for writing, so copied up, before the guest ended.
     fn watch_upper(&self, upper: &Path) -> Vec<i32> {
         let Some(inotify) = &self.inotify else {
             return Vec::new();
