@@ -95,6 +95,9 @@ const TREE: &str = "tree";
 /// An overlay copy's upper directory (what was written to it), in its home.
 const UPPER: &str = "upper";
 
+/// An overlay copy's work directory (the kernel's), in its home.
+const WORK: &str = "work";
+
 /// The lower layer of a tree's overlays: a whole copy of it, made once and
 /// kept while an overlay of it is mounted (idle or in use), or while the idle
 /// bound has room for it.
@@ -484,7 +487,7 @@ impl Copies {
     ) -> std::io::Result<(PathBuf, PathBuf, (u64, u64))> {
         let base = self.base(source)?;
         let mounted = std::path::absolute(home).and_then(|home| {
-            let (upper, work, view) = (home.join(UPPER), home.join("work"), home.join("view"));
+            let (upper, work, view) = (home.join(UPPER), home.join(WORK), home.join("view"));
             for dir in [&upper, &work, &view] {
                 std::fs::create_dir(dir)?;
             }
@@ -676,7 +679,7 @@ impl Copies {
                 }
                 // The kernel made it with no permissions: opened up here, so
                 // that the removal needs no second walk.
-                crate::overlay::open_work_dir(&copy.home.join("work"));
+                crate::overlay::open_work_dir(&copy.home.join(WORK));
             }
             if let Err(e) = remove_tree(&copy.home) {
                 tracing::warn!(path = %copy.home.display(), "cannot remove a writable copy: {e}");

@@ -172,7 +172,8 @@ impl ScratchRoot {
             copies: Arc::new(writable_copies(
                 config.total_bytes / IDLE_COPIES_SHARE,
                 &names,
-                config.copy_on_write.then(|| config.overlays.clone()),
+                config.copy_on_write,
+                config.overlays.clone(),
             )),
             scratches: Arc::new(Copies::new(IDLE_SCRATCH_BYTES, names.clone())),
             empty,
@@ -460,18 +461,19 @@ impl Drop for InvocationDir {
     }
 }
 
-/// The `Copies` of writable mounts: overlays where the helper given (or one
+/// The `Copies` of writable mounts: overlays where the helper `given` (or one
 /// started here) proves it can mount one in a directory of the root, else
-/// whole copies; whole copies only when `copy_on_write` is `None` (off).
+/// whole copies; whole copies only when not `copy_on_write`.
 fn writable_copies(
     max_idle_bytes: u64,
     names: &Arc<Names>,
-    copy_on_write: Option<Option<Arc<Overlays>>>,
+    copy_on_write: bool,
+    given: Option<Arc<Overlays>>,
 ) -> Copies {
     let copies = Copies::new(max_idle_bytes, names.clone());
-    let Some(given) = copy_on_write else {
+    if !copy_on_write {
         return copies;
-    };
+    }
     let probe = names.fresh();
     let started = given
         .map_or_else(|| Overlays::start().map(Arc::new), Ok)

@@ -51,20 +51,13 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// The helper that mounts copy-on-write copies, and the socket to it. It ends
 /// when this is dropped (or this process ends).
+#[derive(Debug)]
 pub struct Overlays {
     helper: libc::pid_t,
     /// One request at a time.
     socket: Mutex<Option<OwnedFd>>,
     /// `/proc/<helper>/root`: where this process sees the helper's mounts.
     seen_from_here: PathBuf,
-}
-
-impl std::fmt::Debug for Overlays {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overlays")
-            .field("helper", &self.helper)
-            .finish()
-    }
 }
 
 /// What the helper writes before it serves, and the seccomp filter it then
