@@ -7,13 +7,16 @@
 //! optimized code is waited for, and sequential requests measure its
 //! throughput against the same module on a server with `--baseline-above off`
 //! (today's path: compiled optimized at deploy; the two in alternating rounds,
-//! compared by medians), whose upload-to-answer time is reported too.
+//! compared by medians), whose upload-to-answer time is reported too. Last,
+//! the two servers' optimized artifacts are compared byte for byte: the
+//! same code, so a ratio away from 1 is the machine's drift, not the code.
 
 use super::client::{self, post};
 use super::kiln::Kiln;
 use super::modules::{BIG_OUTPUT, big};
 use super::report::{Report, latency, median};
 use anyhow::{Context, bail};
+use kiln_api::Digest;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -201,8 +204,38 @@ pub(super) fn run(
             "0.95 – 1.05",
             (0.95..=1.05).contains(&ratio),
         );
+        let same = same_optimized_code(tiered, today, &program.wasm)?;
+        report.target(
+            &scenario,
+            "its optimized artifact against today's path's, byte for byte",
+            if same { "identical" } else { "different" },
+            "identical",
+            same,
+        );
     }
     Ok(())
+}
+
+/// Whether the two servers hold the same optimized artifact of `wasm`. Today's
+/// server compiles with Cranelift only, so the one artifact it has of `wasm`
+/// names the optimized engine's directory, which the tiered server shares.
+fn same_optimized_code(tiered: &Kiln, today: &Kiln, wasm: &[u8]) -> anyhow::Result<bool> {
+    let file = format!("{}.cwasm", Digest::of(wasm).to_hex());
+    let root = today.data_dir().join("artifacts");
+    let mut found = Vec::new();
+    for engine in std::fs::read_dir(&root).with_context(|| root.display().to_string())? {
+        let path = engine?.path().join(&file);
+        if path.exists() {
+            found.push(path);
+        }
+    }
+    let [artifact] = &found[..] else {
+        bail!("{} artifacts of {file} in {}", found.len(), root.display());
+    };
+    let relative = artifact.strip_prefix(&root)?;
+    let theirs = tiered.data_dir().join("artifacts").join(relative);
+    let read = |path: &Path| std::fs::read(path).with_context(|| path.display().to_string());
+    Ok(read(artifact)? == read(&theirs)?)
 }
 
 /// Whether `needle` occurs in `haystack`.

@@ -80,6 +80,60 @@ async fn baseline_code_runs_and_the_optimized_tier_is_preferred_once_there() {
     assert_eq!(rt.runtime.best_tier(&digest), None);
 }
 
+/// Why a function's throughput once its optimized code is in equals today's
+/// (issue 21): the optimized artifact made in the background after baseline
+/// code is, byte for byte, the one a direct compile makes on another node.
+#[test]
+fn optimized_code_made_after_baseline_code_is_the_code_of_a_direct_compile() {
+    let bytes = wasm(guests::ECHO);
+    let digest = Digest::of(&bytes);
+    let tiered = runtime();
+    compile(
+        &tiered.runtime,
+        &bytes,
+        Tier::Baseline,
+        CompilePriority::Waited,
+    )
+    .expect("baseline");
+    compile(
+        &tiered.runtime,
+        &bytes,
+        Tier::Optimized,
+        CompilePriority::Background,
+    )
+    .expect("optimized, in the background");
+    let direct = runtime();
+    compile(
+        &direct.runtime,
+        &bytes,
+        Tier::Optimized,
+        CompilePriority::Waited,
+    )
+    .expect("direct");
+    let artifact = |rt: &Runtime| {
+        rt.flush_artifacts();
+        rt.export_artifact(&digest, Tier::Optimized)
+            .expect("optimized artifact")
+    };
+    let (tiered_key, tiered_code) = artifact(&tiered.runtime);
+    let (direct_key, direct_code) = artifact(&direct.runtime);
+    assert_eq!(tiered_key, direct_key, "the same engine, the same name");
+    assert!(
+        tiered_code == direct_code,
+        "the optimized artifacts differ ({} and {} bytes)",
+        tiered_code.len(),
+        direct_code.len()
+    );
+    let (_, baseline_code) = tiered
+        .runtime
+        .export_artifact(&digest, Tier::Baseline)
+        .expect("baseline artifact");
+    assert!(
+        baseline_code != direct_code,
+        "Winch's code is not Cranelift's"
+    );
+}
+
 #[tokio::test]
 async fn baseline_code_stops_at_the_wall_time_limit() {
     let rt = runtime();
