@@ -238,6 +238,17 @@ impl Functions {
         Ok(true)
     }
 
+    /// The size of this node's artifact of `digest` (its best tier), if it
+    /// has one on disk.
+    pub(crate) fn artifact_len(&self, digest: &Digest) -> Option<u64> {
+        self.runtime.artifact_len(digest)
+    }
+
+    /// Makes `digest`'s function, if loaded, the most recently used.
+    pub(crate) fn touch(&self, digest: &Digest) {
+        lock(&self.cache).get(digest);
+    }
+
     /// The digests of the loaded functions, the most recently used first.
     pub(crate) fn loaded_digests(&self) -> Vec<Digest> {
         lock(&self.cache).digests()
@@ -631,6 +642,12 @@ pub(crate) mod tests {
         );
         let blobs: Arc<dyn BlobStore> =
             Arc::new(LocalBlobs::open(dir.join("modules")).expect("blobs"));
+        let digest = add_module(&blobs, wat).await;
+        (runtime, blobs, digest)
+    }
+
+    /// Stores the module written in `wat`; its digest.
+    pub(crate) async fn add_module(blobs: &Arc<dyn BlobStore>, wat: &str) -> Digest {
         let wasm = wat::parse_str(wat).expect("wat");
         let mut staged = blobs.stage().await.expect("stage");
         staged.write(&wasm).await.expect("write");
@@ -639,13 +656,23 @@ pub(crate) mod tests {
             .commit(BlobKind::Module, staged)
             .await
             .expect("commit");
-        (runtime, blobs, digest)
+        digest
     }
 
     pub(crate) fn functions(
         runtime: &Arc<Runtime>,
         blobs: &Arc<dyn BlobStore>,
         slots: usize,
+    ) -> Arc<Functions> {
+        functions_holding(runtime, blobs, slots, NonZeroUsize::MIN)
+    }
+
+    /// [`functions`] with room for `loaded` functions.
+    pub(crate) fn functions_holding(
+        runtime: &Arc<Runtime>,
+        blobs: &Arc<dyn BlobStore>,
+        slots: usize,
+        loaded: NonZeroUsize,
     ) -> Arc<Functions> {
         let dir = runtime.artifacts().dir().join("store");
         std::fs::create_dir_all(&dir).expect("store dir");
@@ -655,7 +682,7 @@ pub(crate) mod tests {
             blobs.clone(),
             Arc::new(store),
             FunctionLimits {
-                loaded: NonZeroUsize::MIN,
+                loaded,
                 loaded_bytes: u64::MAX,
                 compile_slots: slots,
                 compile_timeout: Duration::from_millis(200),

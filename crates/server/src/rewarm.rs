@@ -1,10 +1,11 @@
 //! A restarted node comes back warm. The functions it has loaded are written
 //! down in the data directory (within [`RECORD_AFTER`] of a load, so a kill -9
 //! loses at most that, and at shutdown); after a restart a background task
-//! loads them again, one at a time, the least recently used first so that the
-//! cache ends in the order it had. A function loaded so is found loaded by its
-//! first request: for a big one (a Python snapshot's ~36 MiB artifact) that is
-//! the copy of its artifact taken off that request.
+//! loads them again, one at a time, the smallest artifact first (one Python
+//! snapshot's ~36 MiB takes as long as dozens of small functions: the most
+//! functions are ready soonest), then puts them back in the order of use they
+//! had. A function loaded so is found loaded by its first request: for a big
+//! one that is the copy of its artifact taken off that request.
 //!
 //! Nothing is compiled or fetched for it: a digest without an artifact on this
 //! node is skipped, and the cache's bounds (`--max-loaded-functions`,
@@ -77,10 +78,10 @@ pub(crate) fn read(path: &Path, max: usize) -> Vec<Digest> {
         .collect()
 }
 
-/// Loads `digests` (most recently used first) again, the least recently used
-/// first. [`Counters::rewarm_pending`] is set when this is called (before the
-/// task runs: nothing records the loaded set meanwhile) and counts down to
-/// zero as it goes (`GET /v1/status`).
+/// Loads `digests` (most recently used first) again, the smallest artifact
+/// first, then restores their order of use. [`Counters::rewarm_pending`] is
+/// set when this is called (before the task runs: nothing records the loaded
+/// set meanwhile) and counts down to zero as it goes (`GET /v1/status`).
 pub(crate) fn rewarm(
     functions: Arc<Functions>,
     digests: Vec<Digest>,
@@ -96,7 +97,9 @@ pub(crate) fn rewarm(
 async fn reload(functions: Arc<Functions>, digests: Vec<Digest>, counters: Arc<Counters>) {
     let pending = &counters.rewarm_pending;
     let mut loaded = 0;
-    for digest in digests.into_iter().rev() {
+    let mut smallest_first = digests.clone();
+    smallest_first.sort_by_key(|digest| functions.artifact_len(digest).unwrap_or(u64::MAX));
+    for digest in smallest_first {
         match functions.warm(digest).await {
             Ok(true) => loaded += 1,
             Ok(false) => {}
@@ -105,6 +108,12 @@ async fn reload(functions: Arc<Functions>, digests: Vec<Digest>, counters: Arc<C
             }
         }
         pending.fetch_sub(1, Ordering::Relaxed);
+    }
+    // Then the order of use they had, the least recent touched first (one
+    // requested since the restart takes its place from before: the cache's
+    // order of eviction, off by a few seconds of use at most).
+    for digest in digests.iter().rev() {
+        functions.touch(digest);
     }
     if loaded > 0 {
         tracing::info!(
@@ -128,6 +137,41 @@ mod tests {
         assert_eq!(read(&path, 10), [a, b, c]);
         assert_eq!(read(&path, 2), [a, b]);
         assert!(!path.with_extension("partial").exists());
+    }
+
+    #[tokio::test]
+    async fn the_smallest_artifact_is_loaded_first_and_the_order_of_use_is_kept() {
+        use crate::functions::tests::{add_module, functions_holding, setup};
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, blobs, small) = setup(dir.path()).await;
+        // Over `LOAD_INLINE_MAX_BYTES`: its load leaves this thread (the test looks in between).
+        let data = "k".repeat(2 << 20);
+        let big = add_module(
+            &blobs,
+            &format!(
+                r#"(module (memory 33) (data (i32.const 0) "{data}") (func (export "_start")))"#
+            ),
+        )
+        .await;
+        let two = std::num::NonZeroUsize::new(2).unwrap();
+        let before = functions_holding(&runtime, &blobs, 1, two);
+        before.get(big).await.unwrap();
+        before.get(small).await.unwrap();
+        runtime.flush_artifacts();
+        let used = before.loaded_digests();
+        assert_eq!(used, [small, big], "the small one used last");
+        assert!(before.artifact_len(&big) > before.artifact_len(&small));
+
+        // A restart: an empty cache over the same artifacts. The small one is
+        // loaded while the big one is not yet, then both, in their order of use.
+        let after = functions_holding(&runtime, &blobs, 1, two);
+        let counters = Arc::new(Counters::default());
+        let loading = tokio::spawn(rewarm(after.clone(), used.clone(), counters.clone()));
+        after.loaded_changed().notified().await;
+        assert_eq!(after.loaded_digests(), [small], "the smallest first");
+        loading.await.unwrap();
+        assert_eq!(after.loaded_digests(), used, "the order of use kept");
+        assert_eq!(counters.rewarm_pending.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
