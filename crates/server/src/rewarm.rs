@@ -97,8 +97,9 @@ pub(crate) fn rewarm(
 async fn reload(functions: Arc<Functions>, digests: Vec<Digest>, counters: Arc<Counters>) {
     let pending = &counters.rewarm_pending;
     let mut loaded = 0;
+    // One look at each artifact's size (a file's metadata), not one per comparison.
     let mut smallest_first = digests.clone();
-    smallest_first.sort_by_key(|digest| functions.artifact_len(digest).unwrap_or(u64::MAX));
+    smallest_first.sort_by_cached_key(|digest| functions.artifact_len(digest).unwrap_or(u64::MAX));
     for digest in smallest_first {
         match functions.warm(digest).await {
             Ok(true) => loaded += 1,
@@ -144,16 +145,15 @@ mod tests {
         use crate::functions::tests::{add_module, functions_holding, setup};
         let dir = tempfile::tempdir().unwrap();
         let (runtime, blobs, small) = setup(dir.path()).await;
-        // Over `LOAD_INLINE_MAX_BYTES`: its load leaves this thread (the test looks in between).
-        let data = "k".repeat(2 << 20);
+        let data = "k".repeat(1 << 20);
         let big = add_module(
             &blobs,
             &format!(
-                r#"(module (memory 33) (data (i32.const 0) "{data}") (func (export "_start")))"#
+                r#"(module (memory 17) (data (i32.const 0) "{data}") (func (export "_start")))"#
             ),
         )
         .await;
-        let two = std::num::NonZeroUsize::new(2).unwrap();
+        let [one, two] = [1, 2].map(|n| std::num::NonZeroUsize::new(n).unwrap());
         let before = functions_holding(&runtime, &blobs, 1, two);
         before.get(big).await.unwrap();
         before.get(small).await.unwrap();
@@ -162,16 +162,19 @@ mod tests {
         assert_eq!(used, [small, big], "the small one used last");
         assert!(before.artifact_len(&big) > before.artifact_len(&small));
 
-        // A restart: an empty cache over the same artifacts. The small one is
-        // loaded while the big one is not yet, then both, in their order of use.
+        // A restart: an empty cache over the same artifacts. Both are loaded
+        // again, and end in the order of use they had.
         let after = functions_holding(&runtime, &blobs, 1, two);
         let counters = Arc::new(Counters::default());
-        let loading = tokio::spawn(rewarm(after.clone(), used.clone(), counters.clone()));
-        after.loaded_changed().notified().await;
-        assert_eq!(after.loaded_digests(), [small], "the smallest first");
-        loading.await.unwrap();
+        rewarm(after.clone(), used.clone(), counters.clone()).await;
         assert_eq!(after.loaded_digests(), used, "the order of use kept");
         assert_eq!(counters.rewarm_pending.load(Ordering::Relaxed), 0);
+
+        // Room for one: what is left is what was loaded last, the biggest
+        // (loading it pushed out the small one, loaded before it).
+        let room_for_one = functions_holding(&runtime, &blobs, 1, one);
+        rewarm(room_for_one.clone(), used, counters).await;
+        assert_eq!(room_for_one.loaded_digests(), [big], "the smallest first");
     }
 
     #[tokio::test]
